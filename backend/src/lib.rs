@@ -1,0 +1,1 @@
+//! irqstorm vhost-user back end (see docs/device-spec.md).
