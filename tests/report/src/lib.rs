@@ -1,0 +1,1 @@
+//! Scenarios, reports and gating for irqstorm runs.
