@@ -1,0 +1,316 @@
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+//! The vhost-user side: `VhostUserBackend` for one irqstorm device, and the
+//! state it shares with the generator thread and the control socket.
+
+use std::io::Result as IoResult;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use log::{debug, info, warn};
+use thiserror::Error as ThisError;
+use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
+use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
+use virtio_bindings::bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
+use virtio_queue::QueueT;
+use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
+use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::event::{
+    new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier,
+};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::device::{now_ns, Device, QueueOutcome};
+use crate::protocol::{ACKQ, CONFIG_SIZE, CONTROLQ, EVENTQ, NUM_QUEUES};
+use crate::schedule::Limits;
+
+/// Largest queue size accepted.
+pub const MAX_QUEUE_SIZE: usize = 1024;
+
+/// Errors of the vhost-user back end.
+#[derive(Debug, ThisError)]
+pub enum Error {
+    /// An event other than EPOLLIN arrived.
+    #[error("unexpected event set {0:?}")]
+    NotEpollIn(EventSet),
+    /// An event for an unknown queue / device event.
+    #[error("unknown device event {0}")]
+    UnknownEvent(u16),
+    /// Creating an eventfd failed.
+    #[error("eventfd: {0}")]
+    EventFd(std::io::Error),
+    /// Signalling the driver failed.
+    #[error("signal used queue: {0}")]
+    Signal(std::io::Error),
+}
+
+impl From<Error> for std::io::Error {
+    fn from(e: Error) -> Self {
+        std::io::Error::other(e)
+    }
+}
+
+/// Locks a mutex, recovering the data of a poisoned one (a panic elsewhere
+/// must not take the device down with it).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// State shared by the vhost-user handler, the generator and the control socket.
+pub struct Shared {
+    /// Device index (socket number).
+    pub index: usize,
+    /// The device model.
+    pub dev: Mutex<Device>,
+    /// The eventq vring, known after the first queue event of a connection.
+    pub eventq: Mutex<Option<VringRwLock>>,
+    /// Guest memory of the current connection.
+    pub mem: Mutex<Option<GuestMemoryAtomic<GuestMemoryMmap>>>,
+    /// Written to make the generator recompute its deadline.
+    pub wake: EventFd,
+    /// Whether a front end is connected.
+    pub connected: AtomicBool,
+    /// The virtio device id the back end is meant for.
+    pub virtio_id: u32,
+}
+
+impl Shared {
+    /// Shared state for a device.
+    pub fn new(
+        index: usize,
+        limits: Limits,
+        fault_injection: bool,
+        virtio_id: u32,
+    ) -> Result<Self, Error> {
+        Ok(Self {
+            index,
+            dev: Mutex::new(Device::new(limits, fault_injection)),
+            eventq: Mutex::new(None),
+            mem: Mutex::new(None),
+            wake: EventFd::new(EFD_NONBLOCK).map_err(Error::EventFd)?,
+            connected: AtomicBool::new(false),
+            virtio_id,
+        })
+    }
+
+    /// Wakes the generator.
+    pub fn wake_generator(&self) {
+        if let Err(e) = self.wake.write(1) {
+            warn!("device {}: waking the generator: {e}", self.index);
+        }
+    }
+
+    /// Runs `f` with the device and, if known, the eventq queue and memory,
+    /// then signals the driver if `f` asks for it.
+    pub fn with_eventq<R>(
+        &self,
+        f: impl FnOnce(
+            &mut Device,
+            Option<(&mut virtio_queue::Queue, &GuestMemoryMmap)>,
+        ) -> (R, QueueOutcome),
+    ) -> R {
+        let mut dev = lock(&self.dev);
+        let vring = lock(&self.eventq).clone();
+        let mem = lock(&self.mem).clone();
+        match (vring, mem) {
+            (Some(vring), Some(mem)) => {
+                let guard = mem.memory();
+                let mut st = vring.get_mut();
+                let (r, out) = f(&mut dev, Some((st.get_queue_mut(), &guard)));
+                if out.signal {
+                    if let Err(e) = st.signal_used_queue() {
+                        debug!("eventq signal: {e}");
+                    }
+                }
+                r
+            }
+            _ => f(&mut dev, None).0,
+        }
+    }
+
+    /// Generator step: raise what is due, write, notify; returns the next deadline.
+    pub fn service(&self, now: u64) -> Option<u64> {
+        self.with_eventq(|dev, q| {
+            let out = dev.service(now, q);
+            (dev.next_deadline(), out)
+        })
+    }
+
+    /// Device reset (front end gone or RESET_DEVICE).
+    pub fn reset(&self) {
+        let mut dev = lock(&self.dev);
+        dev.log_summary();
+        dev.reset();
+        *lock(&self.eventq) = None;
+        *lock(&self.mem) = None;
+        drop(dev);
+        self.wake_generator();
+    }
+}
+
+/// The `VhostUserBackend` of one device for one front-end connection.
+pub struct IrqBackend {
+    shared: Arc<Shared>,
+    exit_consumer: EventConsumer,
+    exit_notifier: EventNotifier,
+}
+
+impl IrqBackend {
+    /// A back end for a new connection.
+    pub fn new(shared: Arc<Shared>) -> Result<Self, Error> {
+        let (exit_consumer, exit_notifier) =
+            new_event_consumer_and_notifier(EventFlag::NONBLOCK).map_err(Error::EventFd)?;
+        Ok(Self {
+            shared,
+            exit_consumer,
+            exit_notifier,
+        })
+    }
+
+    /// Tells the worker thread to exit (after the connection ended).
+    pub fn exit(&self) {
+        if let Err(e) = self.exit_notifier.notify() {
+            warn!("exit notify: {e}");
+        }
+    }
+
+    fn memory(&self) -> Option<GuestMemoryAtomic<GuestMemoryMmap>> {
+        lock(&self.shared.mem).clone()
+    }
+
+    fn process_queue(&self, idx: u16, vring: &VringRwLock) -> IoResult<()> {
+        let Some(mem) = self.memory() else {
+            return Ok(());
+        };
+        let guard = mem.memory();
+        let mut dev = lock(&self.shared.dev);
+        let mut st = vring.get_mut();
+        let (out, wake) = match idx {
+            CONTROLQ | ACKQ => {
+                // Process until no buffer arrived while notifications were off
+                // (with EVENT_IDX this also moves avail_event forward).
+                let mut out = QueueOutcome::default();
+                let mut wake = false;
+                let q = st.get_queue_mut();
+                for _ in 0..MAX_QUEUE_SIZE {
+                    let _ = q.disable_notification(&*guard);
+                    let (o, w) = if idx == CONTROLQ {
+                        let o = dev.process_ctrlq(q, &guard);
+                        (o.q, o.wake_generator)
+                    } else {
+                        (dev.process_ackq(q, &guard), false)
+                    };
+                    out.used += o.used;
+                    out.signal |= o.signal;
+                    wake |= w;
+                    if !q.enable_notification(&*guard).unwrap_or(false) {
+                        break;
+                    }
+                }
+                (out, wake)
+            }
+            _ => (
+                dev.flush(now_ns(), Some((st.get_queue_mut(), &guard))),
+                true,
+            ),
+        };
+        drop(dev);
+        if out.signal {
+            st.signal_used_queue().map_err(Error::Signal)?;
+        }
+        drop(st);
+        if wake {
+            self.shared.wake_generator();
+        }
+        Ok(())
+    }
+}
+
+impl VhostUserBackend for IrqBackend {
+    type Bitmap = ();
+    type Vring = VringRwLock;
+
+    fn num_queues(&self) -> usize {
+        NUM_QUEUES
+    }
+
+    fn max_queue_size(&self) -> usize {
+        MAX_QUEUE_SIZE
+    }
+
+    fn features(&self) -> u64 {
+        (1 << VIRTIO_F_VERSION_1)
+            | (1 << VIRTIO_RING_F_EVENT_IDX)
+            | lock(&self.shared.dev).device_features()
+            | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits()
+    }
+
+    fn acked_features(&self, features: u64) {
+        debug!("device {}: acked features {features:#x}", self.shared.index);
+        lock(&self.shared.dev).set_negotiated(features);
+    }
+
+    fn protocol_features(&self) -> VhostUserProtocolFeatures {
+        VhostUserProtocolFeatures::MQ
+            | VhostUserProtocolFeatures::CONFIG
+            | VhostUserProtocolFeatures::RESET_DEVICE
+    }
+
+    fn reset_device(&self) {
+        info!("device {}: reset by the front end", self.shared.index);
+        let mut dev = lock(&self.shared.dev);
+        dev.reset();
+        drop(dev);
+        self.shared.wake_generator();
+    }
+
+    fn set_event_idx(&self, enabled: bool) {
+        debug!("device {}: event_idx {enabled}", self.shared.index);
+    }
+
+    fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
+        let cfg = lock(&self.shared.dev).config().encode();
+        let mut out = vec![0u8; (size as usize).min(CONFIG_SIZE)];
+        let start = (offset as usize).min(CONFIG_SIZE);
+        let end = start.saturating_add(out.len()).min(CONFIG_SIZE);
+        out[..end - start].copy_from_slice(&cfg[start..end]);
+        out
+    }
+
+    fn update_memory(&self, mem: GuestMemoryAtomic<GuestMemoryMmap>) -> IoResult<()> {
+        *lock(&self.shared.mem) = Some(mem);
+        Ok(())
+    }
+
+    fn handle_event(
+        &self,
+        device_event: u16,
+        evset: EventSet,
+        vrings: &[VringRwLock],
+        _thread_id: usize,
+    ) -> IoResult<()> {
+        if evset != EventSet::IN {
+            return Err(Error::NotEpollIn(evset).into());
+        }
+        let Some(vring) = vrings.get(usize::from(device_event)) else {
+            return Err(Error::UnknownEvent(device_event).into());
+        };
+        if let Some(ev) = vrings.get(usize::from(EVENTQ)) {
+            let mut slot = lock(&self.shared.eventq);
+            if slot.is_none() {
+                *slot = Some(ev.clone());
+            }
+        }
+        match device_event {
+            CONTROLQ | EVENTQ | ACKQ => self.process_queue(device_event, vring),
+            _ => Err(Error::UnknownEvent(device_event).into()),
+        }
+    }
+
+    fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
+        Some((
+            self.exit_consumer.try_clone().ok()?,
+            self.exit_notifier.try_clone().ok()?,
+        ))
+    }
+}

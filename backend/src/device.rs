@@ -1,0 +1,1315 @@
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+//! The irqstorm device model: sources, raising, latching, event writing,
+//! control requests, ack accounting and statistics (docs/device-spec.md §5-§7).
+//!
+//! Everything here works on a `virtio_queue::Queue` and a `GuestMemoryMmap`
+//! given by the caller, so the same code runs under the vhost-user daemon, the
+//! generator thread, and the unit tests (virtio-queue's `MockSplitQueue`).
+
+use std::collections::VecDeque;
+
+use hdrhistogram::Histogram;
+use log::{debug, warn};
+use serde_json::{json, Value};
+use thiserror::Error as ThisError;
+use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
+use vm_memory::{Bytes, GuestMemoryBackend, GuestMemoryMmap};
+
+use crate::protocol::{
+    AckRecord, CtrlReq, CtrlResp, DeviceConfig, EventRecord, Mode, Opcode, Status, ACK_SIZE,
+    CTRL_REQ_SIZE, CTRL_RESP_SIZE, EVENT_SIZE, EVT_F_FINAL, EVT_F_LATCHED, IRQSTORM_F_FAULT_INJECT,
+    IRQSTORM_F_MODERATION, MAX_ACKS_PER_BUFFER, MAX_ACK_CHAIN_DESCS, MAX_CHAIN_DESCS,
+    MECHANISM_NAMES, NUM_MECHANISMS, SOURCE_ALL, SPEC_VERSION, STATS_F_RESET,
+};
+use crate::schedule::{Limits, Program, Schedule, MAX_DELAY_NS};
+
+/// Histogram range: 1 ns .. 60 s, 3 significant digits.
+const HIST_MAX_NS: u64 = 60_000_000_000;
+/// Most raises taken in one `service` call (bounds the time the lock is held).
+pub const SERVICE_BUDGET: usize = 4096;
+
+/// Errors of the device model.
+#[derive(Debug, ThisError)]
+pub enum Error {
+    /// The queue could not be iterated (not ready or bad avail index).
+    #[error("queue error: {0}")]
+    Queue(#[from] virtio_queue::Error),
+}
+
+/// Reads `CLOCK_MONOTONIC` in ns.
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own; CLOCK_MONOTONIC
+    // is always available on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
+
+fn new_hist() -> Histogram<u64> {
+    // Bounds are constants that hdrhistogram accepts (low >= 1, high >= 2*low, sigfig <= 5).
+    Histogram::new_with_bounds(1, HIST_MAX_NS, 3).unwrap_or_else(|_| Histogram::new(3).unwrap())
+}
+
+fn record(h: &mut Option<Histogram<u64>>, v: u64) {
+    h.get_or_insert_with(new_hist).saturating_record(v.max(1));
+}
+
+/// Summary of a histogram as JSON (count, min, p50, p90, p99, p99.9, max, mean).
+pub fn hist_json(h: &Option<Histogram<u64>>, buckets: bool) -> Value {
+    match h {
+        None => json!({"count": 0}),
+        Some(h) if h.is_empty() => json!({"count": 0}),
+        Some(h) => {
+            let mut v = json!({
+                "count": h.len(),
+                "min": h.min(),
+                "p50": h.value_at_quantile(0.5),
+                "p90": h.value_at_quantile(0.9),
+                "p99": h.value_at_quantile(0.99),
+                "p999": h.value_at_quantile(0.999),
+                "max": h.max(),
+                "mean": h.mean(),
+            });
+            if buckets {
+                let b: Vec<Value> = h
+                    .iter_recorded()
+                    .map(|x| json!([x.value_iterated_to(), x.count_at_value()]))
+                    .collect();
+                v["buckets"] = Value::Array(b);
+            }
+            v
+        }
+    }
+}
+
+/// Per-source counters (§5.2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SourceCounters {
+    /// Raises.
+    pub raised: u64,
+    /// Records written.
+    pub records: u64,
+    /// Sum of `count - 1` over written records.
+    pub coalesced: u64,
+    /// Raises lost to a device reset while latched.
+    pub dropped_on_reset: u64,
+    /// Records acknowledged.
+    pub acked: u64,
+    /// Raises covered by acknowledged records.
+    pub acked_raises: u64,
+    /// Records written with the LATCHED flag.
+    pub latched_records: u64,
+}
+
+/// Kinds of injected faults (§7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// A valid record whose head id is put on the used ring twice.
+    DupUsedId,
+    /// A bogus record returned with used length 16.
+    ShortLen,
+    /// A bogus record returned with a used length 64 bytes beyond the buffer.
+    LongLen,
+    /// A bogus record with `source = num_sources`.
+    BadSource,
+    /// A bogus record with `count = 0`.
+    ZeroCount,
+    /// The next per-source number of the source with the next real record skips one.
+    SeqGap,
+}
+
+impl FaultKind {
+    /// Parses a host control API name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Some(match s {
+            "dup_used_id" => Self::DupUsedId,
+            "short_len" => Self::ShortLen,
+            "long_len" => Self::LongLen,
+            "bad_source" => Self::BadSource,
+            "zero_count" => Self::ZeroCount,
+            "seq_gap" => Self::SeqGap,
+            _ => return None,
+        })
+    }
+    /// Name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::DupUsedId => "dup_used_id",
+            Self::ShortLen => "short_len",
+            Self::LongLen => "long_len",
+            Self::BadSource => "bad_source",
+            Self::ZeroCount => "zero_count",
+            Self::SeqGap => "seq_gap",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Latched {
+    pending: u64,
+    first_due: u64,
+    first_raise: u64,
+    last_seq: u64,
+    final_: bool,
+    latched: bool,
+}
+
+#[derive(Debug)]
+struct Source {
+    program: Program,
+    sched: Option<Schedule>,
+    /// Last per-source number given out.
+    source_seq: u64,
+    latch: Latched,
+    c: SourceCounters,
+    unnotified: u32,
+    oldest_unnotified_ns: Option<u64>,
+    lat: Option<Histogram<u64>>,
+}
+
+impl Source {
+    fn new() -> Self {
+        Self {
+            program: Program::default(),
+            sched: None,
+            source_seq: 0,
+            latch: Latched::default(),
+            c: SourceCounters::default(),
+            unnotified: 0,
+            oldest_unnotified_ns: None,
+            lat: None,
+        }
+    }
+    fn running(&self) -> bool {
+        self.sched.as_ref().is_some_and(|s| s.next_due().is_some())
+    }
+}
+
+#[derive(Debug, Default)]
+struct Mechanism {
+    acked: u64,
+    acked_raises: u64,
+    /// Host raise -> host ack arrival.
+    lat: Option<Histogram<u64>>,
+    /// Guest hardirq -> bottom-half start.
+    bh_delay: Option<Histogram<u64>>,
+    /// Guest bottom-half start -> end.
+    bh_run: Option<Histogram<u64>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Outstanding {
+    seq: u64,
+    source: u16,
+    raise_ns: u64,
+    count: u32,
+    acked: bool,
+}
+
+/// Device-wide counters.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct DeviceCounters {
+    /// Malformed controlq chains / requests.
+    pub malformed_ctrl: u64,
+    /// Malformed eventq buffers.
+    pub malformed_event: u64,
+    /// Malformed ackq buffers.
+    pub malformed_ack: u64,
+    /// Control requests answered.
+    pub ctrl_requests: u64,
+    /// Acks that matched no outstanding record, or named an unknown mechanism.
+    pub bad_acks: u64,
+    /// Unacked records evicted from the outstanding table.
+    pub ack_evicted: u64,
+    /// Used-buffer notifications sent on eventq.
+    pub notifications: u64,
+    /// Notifications suppressed by the driver (EVENT_IDX / NO_INTERRUPT).
+    pub suppressed: u64,
+    /// Faults injected.
+    pub faults_injected: u64,
+    /// Queue access errors (not-ready queue, bad avail index, used ring write failure).
+    pub queue_errors: u64,
+    /// Device resets.
+    pub resets: u64,
+}
+
+impl DeviceCounters {
+    fn malformed(&self) -> u64 {
+        self.malformed_ctrl + self.malformed_event + self.malformed_ack
+    }
+}
+
+/// What a caller must do after a queue operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueOutcome {
+    /// Buffers put on the used ring.
+    pub used: usize,
+    /// Send a used-buffer notification now.
+    pub signal: bool,
+}
+
+/// Result of a control request, for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CtrlOutcome {
+    /// Queue outcome.
+    pub q: QueueOutcome,
+    /// Source programs changed: the generator must recompute its deadline.
+    pub wake_generator: bool,
+}
+
+/// The device state (one per vhost-user socket).
+#[derive(Debug)]
+pub struct Device {
+    limits: Limits,
+    fault_injection: bool,
+    negotiated: u64,
+    sources: Vec<Source>,
+    pending_order: VecDeque<u16>,
+    next_seq: u64,
+    outstanding: VecDeque<Outstanding>,
+    mechs: Vec<Mechanism>,
+    c: DeviceCounters,
+    fault: Option<(FaultKind, u32)>,
+    total_unnotified: u32,
+    /// Time the current stats epoch began.
+    stats_since_ns: u64,
+}
+
+/// Chain validation failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChainError {
+    TooLong,
+    Broken,
+    BadAddress,
+    Direction,
+    Length,
+}
+
+/// Collects the descriptors of a chain; detects over-long, broken and out-of-memory chains.
+fn collect_chain(
+    chain: DescriptorChain<&GuestMemoryMmap>,
+    mem: &GuestMemoryMmap,
+    max: usize,
+) -> Result<Vec<(u64, u32, bool)>, ChainError> {
+    let mut v = Vec::with_capacity(max);
+    let mut last_has_next = false;
+    for d in chain {
+        if v.len() == max {
+            return Err(ChainError::TooLong);
+        }
+        let len = d.len();
+        if !GuestMemoryBackend::check_range(mem, d.addr(), len as usize) && len > 0 {
+            return Err(ChainError::BadAddress);
+        }
+        last_has_next = d.has_next();
+        v.push((d.addr().0, len, d.is_write_only()));
+    }
+    // The iterator stops early (yielding nothing more) on an out-of-range next
+    // index, a loop (ttl exhausted) or a malformed indirect table: the last
+    // descriptor then still claims a successor.
+    if v.is_empty() || last_has_next {
+        return Err(ChainError::Broken);
+    }
+    Ok(v)
+}
+
+fn write_descs(mem: &GuestMemoryMmap, descs: &[(u64, u32, bool)], data: &[u8]) -> bool {
+    let mut off = 0usize;
+    for &(addr, len, _) in descs {
+        if off >= data.len() {
+            break;
+        }
+        let n = (len as usize).min(data.len() - off);
+        if mem
+            .write_slice(&data[off..off + n], vm_memory::GuestAddress(addr))
+            .is_err()
+        {
+            return false;
+        }
+        off += n;
+    }
+    off == data.len()
+}
+
+fn read_descs(mem: &GuestMemoryMmap, descs: &[(u64, u32, bool)], out: &mut [u8]) -> bool {
+    let mut off = 0usize;
+    for &(addr, len, _) in descs {
+        if off >= out.len() {
+            break;
+        }
+        let n = (len as usize).min(out.len() - off);
+        if mem
+            .read_slice(&mut out[off..off + n], vm_memory::GuestAddress(addr))
+            .is_err()
+        {
+            return false;
+        }
+        off += n;
+    }
+    off == out.len()
+}
+
+fn add_used(q: &mut Queue, mem: &GuestMemoryMmap, head: u16, len: u32, c: &mut DeviceCounters) {
+    if q.add_used(mem, head, len).is_err() {
+        c.queue_errors += 1;
+    }
+}
+
+impl Device {
+    /// A device with `limits`; `fault_injection` enables `IRQSTORM_F_FAULT_INJECT`.
+    pub fn new(limits: Limits, fault_injection: bool) -> Self {
+        Self {
+            limits,
+            fault_injection,
+            negotiated: 0,
+            sources: (0..limits.num_sources).map(|_| Source::new()).collect(),
+            pending_order: VecDeque::new(),
+            next_seq: 1,
+            outstanding: VecDeque::new(),
+            mechs: (0..NUM_MECHANISMS).map(|_| Mechanism::default()).collect(),
+            c: DeviceCounters::default(),
+            fault: None,
+            total_unnotified: 0,
+            stats_since_ns: now_ns(),
+        }
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Device feature bits offered (device-specific ones only).
+    pub fn device_features(&self) -> u64 {
+        let mut f = 1u64 << IRQSTORM_F_MODERATION;
+        if self.fault_injection {
+            f |= 1 << IRQSTORM_F_FAULT_INJECT;
+        }
+        f
+    }
+
+    /// Records the negotiated features.
+    pub fn set_negotiated(&mut self, f: u64) {
+        self.negotiated = f;
+    }
+
+    /// Negotiated features.
+    pub fn negotiated(&self) -> u64 {
+        self.negotiated
+    }
+
+    fn has(&self, bit: u32) -> bool {
+        self.negotiated & (1u64 << bit) != 0
+    }
+
+    /// The configuration space.
+    pub fn config(&self) -> DeviceConfig {
+        DeviceConfig {
+            num_sources: self.limits.num_sources,
+            max_rate_hz: self.limits.max_rate_hz,
+            max_outstanding: self.limits.max_outstanding,
+            min_period_ns: self.limits.min_period_ns,
+            max_burst: self.limits.max_burst,
+        }
+    }
+
+    /// Device-wide counters.
+    pub fn counters(&self) -> DeviceCounters {
+        self.c
+    }
+
+    /// Counters of one source.
+    pub fn source_counters(&self, s: u16) -> Option<SourceCounters> {
+        self.sources.get(usize::from(s)).map(|x| x.c)
+    }
+
+    /// Raises latched on a source now.
+    pub fn pending(&self, s: u16) -> u64 {
+        self.sources
+            .get(usize::from(s))
+            .map_or(0, |x| x.latch.pending)
+    }
+
+    /// Whether a source is running.
+    pub fn is_running(&self, s: u16) -> bool {
+        self.sources
+            .get(usize::from(s))
+            .is_some_and(Source::running)
+    }
+
+    /// Conservation check of §5.2 for every source.
+    pub fn conservation_holds(&self) -> bool {
+        self.sources.iter().all(|s| {
+            s.c.raised == s.c.records + s.c.coalesced + s.latch.pending + s.c.dropped_on_reset
+        })
+    }
+
+    /// Device reset (vhost-user reset or disconnect): stops every source,
+    /// counts latched raises in `dropped_on_reset`, forgets programs,
+    /// per-source numbers, the outstanding table and pending faults.
+    pub fn reset(&mut self) {
+        for s in &mut self.sources {
+            s.sched = None;
+            s.program = Program::default();
+            s.c.dropped_on_reset += s.latch.pending;
+            s.latch = Latched::default();
+            s.source_seq = 0;
+            s.unnotified = 0;
+            s.oldest_unnotified_ns = None;
+        }
+        self.pending_order.clear();
+        self.outstanding.clear();
+        self.next_seq = 1;
+        self.fault = None;
+        self.total_unnotified = 0;
+        self.negotiated = 0;
+        self.c.resets += 1;
+    }
+
+    /// Zeroes the counters and histograms. Raises still latched stay counted
+    /// as raised, so conservation keeps holding.
+    pub fn reset_stats(&mut self) {
+        for s in &mut self.sources {
+            s.c = SourceCounters {
+                raised: s.latch.pending,
+                ..SourceCounters::default()
+            };
+            s.lat = None;
+        }
+        for m in &mut self.mechs {
+            *m = Mechanism::default();
+        }
+        self.c = DeviceCounters::default();
+        self.stats_since_ns = now_ns();
+    }
+
+    // ---------------------------------------------------------------- sources
+
+    /// Validates and stores a program (CONFIGURE). `host` requests skip the
+    /// feature-negotiation check for moderation.
+    pub fn configure(
+        &mut self,
+        source: u16,
+        body: &crate::protocol::ConfigureBody,
+        host: bool,
+    ) -> Status {
+        let moderation_ok = host || self.has(IRQSTORM_F_MODERATION);
+        let Some(s) = self.sources.get(usize::from(source)) else {
+            return Status::OutOfRange;
+        };
+        if s.running() {
+            return Status::Busy;
+        }
+        match Program::validate(body, &self.limits, moderation_ok) {
+            Ok(p) => {
+                let s = &mut self.sources[usize::from(source)];
+                s.program = p;
+                s.sched = None;
+                Status::Ok
+            }
+            Err(st) => st,
+        }
+    }
+
+    fn running_rate(&self) -> u64 {
+        self.sources
+            .iter()
+            .filter(|s| s.running())
+            .map(|s| s.program.rate())
+            .sum()
+    }
+
+    /// Starts one source or all configured ones (START). Returns t0.
+    pub fn start(&mut self, source: u16, delay_ns: u64, now: u64) -> Result<u64, Status> {
+        if delay_ns > MAX_DELAY_NS {
+            return Err(Status::OutOfRange);
+        }
+        let idx: Vec<usize> = if source == SOURCE_ALL {
+            let v: Vec<usize> = (0..self.sources.len())
+                .filter(|&i| self.sources[i].program.mode != Mode::Off)
+                .collect();
+            if v.is_empty() {
+                return Err(Status::Invalid);
+            }
+            v
+        } else {
+            let i = usize::from(source);
+            let Some(s) = self.sources.get(i) else {
+                return Err(Status::OutOfRange);
+            };
+            if s.program.mode == Mode::Off {
+                return Err(Status::Invalid);
+            }
+            vec![i]
+        };
+        if idx.iter().any(|&i| self.sources[i].running()) {
+            return Err(Status::Busy);
+        }
+        let add: u64 = idx.iter().map(|&i| self.sources[i].program.rate()).sum();
+        if self.running_rate() + add > u64::from(self.limits.max_rate_hz) {
+            return Err(Status::OutOfRange);
+        }
+        let t0 = now.saturating_add(delay_ns);
+        for i in idx {
+            let s = &mut self.sources[i];
+            s.sched = Some(Schedule::new(s.program, t0));
+        }
+        Ok(t0)
+    }
+
+    /// Stops one source or all (STOP). Returns the raises so far of the sources named.
+    pub fn stop(&mut self, source: u16) -> Result<u64, Status> {
+        if source == SOURCE_ALL {
+            let mut n = 0;
+            for s in &mut self.sources {
+                s.sched = None;
+                n += s.c.raised;
+            }
+            Ok(n)
+        } else {
+            let s = self
+                .sources
+                .get_mut(usize::from(source))
+                .ok_or(Status::OutOfRange)?;
+            s.sched = None;
+            Ok(s.c.raised)
+        }
+    }
+
+    /// Arms a fault injection (host control API).
+    pub fn inject(&mut self, kind: FaultKind, count: u32) -> Result<(), &'static str> {
+        if !self.fault_injection {
+            return Err("fault injection is off (start the back end with --fault-injection)");
+        }
+        if !self.has(IRQSTORM_F_FAULT_INJECT) {
+            return Err("IRQSTORM_F_FAULT_INJECT was not negotiated by the driver");
+        }
+        if count == 0 || count > 1_000_000 {
+            return Err("count must be 1..=1000000");
+        }
+        self.fault = Some((kind, count));
+        Ok(())
+    }
+
+    fn raise(&mut self, src: u16, due: u64, now: u64, final_: bool) {
+        let s = &mut self.sources[usize::from(src)];
+        s.source_seq += 1;
+        s.c.raised += 1;
+        if s.latch.pending == 0 {
+            s.latch.first_due = due;
+            s.latch.first_raise = now;
+            s.latch.latched = false;
+            self.pending_order.push_back(src);
+        }
+        s.latch.pending += 1;
+        s.latch.last_seq = s.source_seq;
+        s.latch.final_ |= final_;
+    }
+
+    /// Earliest time the generator must act: a due event or a moderation deadline.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let mut t: Option<u64> = None;
+        for s in &self.sources {
+            let cand = s.sched.as_ref().and_then(Schedule::next_due);
+            let md = s
+                .oldest_unnotified_ns
+                .map(|o| o.saturating_add(s.program.moderation_delay_ns()));
+            for c in [cand, md].into_iter().flatten() {
+                t = Some(t.map_or(c, |x: u64| x.min(c)));
+            }
+        }
+        t
+    }
+
+    /// Raises every event due at `now` (at most `SERVICE_BUDGET`), writing
+    /// records into `q` when it has buffers, and decides about notification.
+    pub fn service(
+        &mut self,
+        now: u64,
+        mut q: Option<(&mut Queue, &GuestMemoryMmap)>,
+    ) -> QueueOutcome {
+        let mut out = QueueOutcome::default();
+        let mut notify = false;
+        for _ in 0..SERVICE_BUDGET {
+            // The source whose next event is due first.
+            let mut best: Option<(u64, u16)> = None;
+            for (i, s) in self.sources.iter().enumerate() {
+                if let Some(d) = s.sched.as_ref().and_then(Schedule::next_due) {
+                    if d <= now && best.is_none_or(|(bd, _)| d < bd) {
+                        best = Some((d, i as u16));
+                    }
+                }
+            }
+            let Some((_, src)) = best else { break };
+            let Some((due, fin)) = self.sources[usize::from(src)]
+                .sched
+                .as_mut()
+                .and_then(Schedule::take)
+            else {
+                break;
+            };
+            self.raise(src, due, now, fin);
+            let (n, nf) = self.flush_inner(&mut q, now);
+            out.used += n;
+            notify |= nf;
+        }
+        let (n, nf) = self.flush_inner(&mut q, now);
+        out.used += n;
+        notify |= nf;
+        out.signal = self.finish_notify(&mut q, notify, now);
+        out
+    }
+
+    /// Writes latched raises into newly available buffers (eventq kick).
+    pub fn flush(
+        &mut self,
+        now: u64,
+        mut q: Option<(&mut Queue, &GuestMemoryMmap)>,
+    ) -> QueueOutcome {
+        let (used, nf) = self.flush_inner(&mut q, now);
+        let signal = self.finish_notify(&mut q, nf, now);
+        QueueOutcome { used, signal }
+    }
+
+    /// Decides whether to notify: moderation first, then driver suppression.
+    fn finish_notify(
+        &mut self,
+        q: &mut Option<(&mut Queue, &GuestMemoryMmap)>,
+        mut notify: bool,
+        now: u64,
+    ) -> bool {
+        if !notify && self.total_unnotified > 0 {
+            notify = self.sources.iter().any(|s| {
+                s.oldest_unnotified_ns
+                    .is_some_and(|o| o.saturating_add(s.program.moderation_delay_ns()) <= now)
+            });
+        }
+        if !notify {
+            return false;
+        }
+        for s in &mut self.sources {
+            s.unnotified = 0;
+            s.oldest_unnotified_ns = None;
+        }
+        self.total_unnotified = 0;
+        let Some((q, mem)) = q else { return false };
+        match q.needs_notification(*mem) {
+            Ok(true) => {
+                self.c.notifications += 1;
+                true
+            }
+            Ok(false) => {
+                self.c.suppressed += 1;
+                false
+            }
+            Err(_) => {
+                self.c.queue_errors += 1;
+                false
+            }
+        }
+    }
+
+    /// Writes records for latched raises while buffers are available.
+    /// Returns (buffers used, notification wanted by moderation).
+    fn flush_inner(
+        &mut self,
+        q: &mut Option<(&mut Queue, &GuestMemoryMmap)>,
+        now: u64,
+    ) -> (usize, bool) {
+        let mut used = 0usize;
+        let mut notify = false;
+        let Some((q, mem)) = q else {
+            self.mark_latched();
+            return (0, false);
+        };
+        let mem: &GuestMemoryMmap = mem;
+        if !q.ready() {
+            self.mark_latched();
+            return (0, false);
+        }
+        let mut retried = false;
+        while !self.pending_order.is_empty() || (self.fault.is_some() && used == 0) {
+            let chain = match q.iter(mem) {
+                Ok(mut it) => it.next(),
+                Err(_) => {
+                    self.c.queue_errors += 1;
+                    None
+                }
+            };
+            let Some(chain) = chain else {
+                // No buffer: ask for a kick when one arrives; re-check once for a race.
+                if !retried && !self.pending_order.is_empty() {
+                    retried = true;
+                    if let Ok(true) = q.enable_notification(mem) {
+                        continue;
+                    }
+                }
+                self.mark_latched();
+                break;
+            };
+            let head = chain.head_index();
+            let descs = match collect_chain(chain, mem, MAX_CHAIN_DESCS).and_then(|d| {
+                if d.iter().any(|x| !x.2) {
+                    Err(ChainError::Direction)
+                } else if d.iter().map(|x| u64::from(x.1)).sum::<u64>() < EVENT_SIZE as u64 {
+                    Err(ChainError::Length)
+                } else {
+                    Ok(d)
+                }
+            }) {
+                Ok(d) => d,
+                Err(e) => {
+                    debug!("eventq: malformed buffer {head}: {e:?}");
+                    self.c.malformed_event += 1;
+                    add_used(q, mem, head, 0, &mut self.c);
+                    used += 1;
+                    continue;
+                }
+            };
+            if self.fault.is_some() && self.has(IRQSTORM_F_FAULT_INJECT) {
+                if let Some(n) = self.inject_one(q, mem, head, &descs, now) {
+                    used += n;
+                    notify = true;
+                    continue;
+                }
+            }
+            let Some(src) = self.pending_order.pop_front() else {
+                // Only reached for a fault that could not be injected: give the buffer back
+                // to the avail position it came from.
+                q.go_to_previous_position();
+                break;
+            };
+            if self.write_record(q, mem, head, &descs, src, now) {
+                notify |= self.note_written(src, now);
+            }
+            used += 1;
+        }
+        (used, notify)
+    }
+
+    fn mark_latched(&mut self) {
+        for &s in &self.pending_order {
+            self.sources[usize::from(s)].latch.latched = true;
+        }
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
+    }
+
+    fn write_record(
+        &mut self,
+        q: &mut Queue,
+        mem: &GuestMemoryMmap,
+        head: u16,
+        descs: &[(u64, u32, bool)],
+        src: u16,
+        now: u64,
+    ) -> bool {
+        let seq = self.take_seq();
+        let s = &mut self.sources[usize::from(src)];
+        let l = std::mem::take(&mut s.latch);
+        let count = u32::try_from(l.pending).unwrap_or(u32::MAX);
+        // A latched run longer than u32::MAX raises is split: the rest stays latched.
+        let rest = l.pending - u64::from(count);
+        let mut flags = 0u16;
+        if l.latched || count > 1 {
+            flags |= EVT_F_LATCHED;
+        }
+        if l.final_ && rest == 0 {
+            flags |= EVT_F_FINAL;
+        }
+        let source_seq = l.last_seq - rest;
+        let rec = EventRecord {
+            seq,
+            source_seq,
+            due_ns: l.first_due,
+            raise_ns: l.first_raise,
+            write_ns: now_ns().max(now),
+            count,
+            source: src,
+            flags,
+        };
+        if rest > 0 {
+            s.latch = Latched {
+                pending: rest,
+                last_seq: l.last_seq,
+                final_: l.final_,
+                latched: true,
+                ..l
+            };
+            self.pending_order.push_front(src);
+        }
+        let ok = write_descs(mem, descs, &rec.encode());
+        if !ok {
+            // Checked ranges cannot fail to write; if they do, count it and put the raises back.
+            self.c.queue_errors += 1;
+            let s = &mut self.sources[usize::from(src)];
+            s.latch.pending += u64::from(count);
+            add_used(q, mem, head, 0, &mut self.c);
+            return false;
+        }
+        s.c.records += 1;
+        s.c.coalesced += u64::from(count - 1);
+        if flags & EVT_F_LATCHED != 0 {
+            s.c.latched_records += 1;
+        }
+        add_used(q, mem, head, EVENT_SIZE as u32, &mut self.c);
+        if self.outstanding.len() >= self.limits.max_outstanding as usize {
+            if let Some(o) = self.outstanding.pop_front() {
+                if !o.acked {
+                    self.c.ack_evicted += 1;
+                }
+            }
+        }
+        if self.limits.max_outstanding > 0 {
+            self.outstanding.push_back(Outstanding {
+                seq,
+                source: src,
+                raise_ns: l.first_raise,
+                count,
+                acked: false,
+            });
+        }
+        flags & EVT_F_FINAL != 0
+    }
+
+    /// Moderation bookkeeping after a record of `src` was written; returns
+    /// whether a notification is due now.
+    fn note_written(&mut self, src: u16, now: u64) -> bool {
+        let s = &mut self.sources[usize::from(src)];
+        if !s.program.moderated() {
+            return true;
+        }
+        s.unnotified += 1;
+        self.total_unnotified += 1;
+        if s.oldest_unnotified_ns.is_none() {
+            s.oldest_unnotified_ns = Some(now);
+        }
+        s.unnotified >= s.program.moderation_events
+    }
+
+    fn inject_one(
+        &mut self,
+        q: &mut Queue,
+        mem: &GuestMemoryMmap,
+        head: u16,
+        descs: &[(u64, u32, bool)],
+        now: u64,
+    ) -> Option<usize> {
+        let (kind, left) = self.fault?;
+        let bogus = |source: u16, count: u32| EventRecord {
+            seq: 0,
+            source_seq: 0,
+            due_ns: now,
+            raise_ns: now,
+            write_ns: now,
+            count,
+            source,
+            flags: 0,
+        };
+        let buf_len: u32 = descs.iter().map(|d| d.1).fold(0u32, u32::saturating_add);
+        let used = match kind {
+            FaultKind::ShortLen => {
+                write_descs(mem, descs, &bogus(0, 1).encode());
+                add_used(q, mem, head, 16, &mut self.c);
+                1
+            }
+            FaultKind::LongLen => {
+                write_descs(mem, descs, &bogus(0, 1).encode());
+                add_used(q, mem, head, buf_len.saturating_add(64), &mut self.c);
+                1
+            }
+            FaultKind::BadSource => {
+                write_descs(mem, descs, &bogus(self.limits.num_sources, 1).encode());
+                add_used(q, mem, head, EVENT_SIZE as u32, &mut self.c);
+                1
+            }
+            FaultKind::ZeroCount => {
+                write_descs(mem, descs, &bogus(0, 0).encode());
+                add_used(q, mem, head, EVENT_SIZE as u32, &mut self.c);
+                1
+            }
+            FaultKind::DupUsedId => {
+                // Needs a real record to carry; wait for one.
+                let src = self.pending_order.pop_front()?;
+                if self.write_record(q, mem, head, descs, src, now) {
+                    self.note_written(src, now);
+                }
+                add_used(q, mem, head, EVENT_SIZE as u32, &mut self.c);
+                1
+            }
+            FaultKind::SeqGap => {
+                let src = *self.pending_order.front()?;
+                let s = &mut self.sources[usize::from(src)];
+                // Skip one number: the latched raises keep their count, their numbers move up.
+                s.source_seq += 1;
+                s.latch.last_seq += 1;
+                self.pending_order.pop_front();
+                if self.write_record(q, mem, head, descs, src, now) {
+                    self.note_written(src, now);
+                }
+                1
+            }
+        };
+        self.c.faults_injected += 1;
+        self.fault = if left > 1 {
+            Some((kind, left - 1))
+        } else {
+            None
+        };
+        Some(used)
+    }
+
+    // --------------------------------------------------------------- controlq
+
+    /// Answers one control request (§6.1).
+    pub fn handle_ctrl(&mut self, req: &CtrlReq, now: u64) -> CtrlResp {
+        self.c.ctrl_requests += 1;
+        let mut r = CtrlResp::new(Status::Ok, req, now);
+        let st = |r: &mut CtrlResp, s: Status| r.status = s as u16;
+        let Some(op) = Opcode::from_u16(req.opcode) else {
+            st(&mut r, Status::Invalid);
+            return r;
+        };
+        match op {
+            Opcode::GetInfo => {
+                if req.flags != 0 || !req.zero_from(8) {
+                    st(&mut r, Status::Invalid);
+                    return r;
+                }
+                r.put_u16(16, self.limits.num_sources);
+                r.put_u16(18, SPEC_VERSION);
+                r.put_u32(20, self.limits.max_rate_hz);
+                r.put_u32(24, self.limits.max_outstanding);
+                r.put_u32(28, self.limits.min_period_ns);
+                r.put_u32(32, self.limits.max_burst);
+                r.put_u32(36, self.negotiated as u32);
+            }
+            Opcode::Configure => {
+                if req.flags != 0 {
+                    st(&mut r, Status::Invalid);
+                    return r;
+                }
+                let s = self.configure(req.source, &req.configure_body(), false);
+                st(&mut r, s);
+            }
+            Opcode::Start => {
+                if req.flags != 0 || !req.zero_from(16) {
+                    st(&mut r, Status::Invalid);
+                    return r;
+                }
+                match self.start(req.source, req.arg_u64(), now) {
+                    Ok(t0) => r.put_u64(16, t0),
+                    Err(s) => st(&mut r, s),
+                }
+            }
+            Opcode::Stop => {
+                if req.flags != 0 || !req.zero_from(8) {
+                    st(&mut r, Status::Invalid);
+                    return r;
+                }
+                match self.stop(req.source) {
+                    Ok(n) => r.put_u64(16, n),
+                    Err(s) => st(&mut r, s),
+                }
+            }
+            Opcode::Stats => {
+                if req.flags & !STATS_F_RESET != 0 || !req.zero_from(8) {
+                    st(&mut r, Status::Invalid);
+                    return r;
+                }
+                let pick: Vec<&Source> = if req.source == SOURCE_ALL {
+                    self.sources.iter().collect()
+                } else if let Some(s) = self.sources.get(usize::from(req.source)) {
+                    vec![s]
+                } else {
+                    st(&mut r, Status::OutOfRange);
+                    return r;
+                };
+                let sum = |f: &dyn Fn(&Source) -> u64| pick.iter().map(|s| f(s)).sum::<u64>();
+                r.put_u64(16, sum(&|s| s.c.raised));
+                r.put_u64(24, sum(&|s| s.c.records));
+                r.put_u64(32, sum(&|s| s.c.coalesced));
+                r.put_u64(40, sum(&|s| s.latch.pending));
+                r.put_u64(48, sum(&|s| s.c.acked));
+                r.put_u64(56, self.c.malformed());
+                if req.flags & STATS_F_RESET != 0 {
+                    self.reset_stats();
+                }
+            }
+            Opcode::Ping => {
+                if req.flags != 0 || !req.zero_from(16) {
+                    st(&mut r, Status::Invalid);
+                    return r;
+                }
+                r.put_u64(16, req.arg_u64());
+                // host_send_ns is filled in just before the reply goes on the used ring.
+            }
+        }
+        r
+    }
+
+    /// Processes every available controlq buffer.
+    pub fn process_ctrlq(&mut self, q: &mut Queue, mem: &GuestMemoryMmap) -> CtrlOutcome {
+        let mut out = CtrlOutcome::default();
+        loop {
+            let chain = match q.iter(mem) {
+                Ok(mut it) => it.next(),
+                Err(_) => {
+                    self.c.queue_errors += 1;
+                    None
+                }
+            };
+            let Some(chain) = chain else { break };
+            let head = chain.head_index();
+            let now = now_ns();
+            out.q.used += 1;
+            let descs = match collect_chain(chain, mem, MAX_CHAIN_DESCS) {
+                Ok(d) => d,
+                Err(e) => {
+                    debug!("controlq: malformed chain {head}: {e:?}");
+                    self.c.malformed_ctrl += 1;
+                    add_used(q, mem, head, 0, &mut self.c);
+                    continue;
+                }
+            };
+            let nread = descs.iter().take_while(|d| !d.2).count();
+            let (rd, wr) = descs.split_at(nread);
+            let rlen: u64 = rd.iter().map(|d| u64::from(d.1)).sum();
+            let wlen: u64 = wr.iter().map(|d| u64::from(d.1)).sum();
+            if wr.iter().any(|d| !d.2) || wlen < CTRL_RESP_SIZE as u64 {
+                // Readable after writable, or no usable reply buffer.
+                self.c.malformed_ctrl += 1;
+                add_used(q, mem, head, 0, &mut self.c);
+                continue;
+            }
+            let mut raw = [0u8; CTRL_REQ_SIZE];
+            let resp = if rlen != CTRL_REQ_SIZE as u64 || !read_descs(mem, rd, &mut raw) {
+                self.c.malformed_ctrl += 1;
+                let mut r = CtrlResp::new(Status::Invalid, &CtrlReq::new(0, 0, 0), now);
+                r.opcode = 0;
+                r
+            } else {
+                match CtrlReq::decode(&raw) {
+                    Ok(req) => {
+                        let mut r = self.handle_ctrl(&req, now);
+                        if r.status == Status::Ok as u16 {
+                            match Opcode::from_u16(req.opcode) {
+                                Some(Opcode::Configure | Opcode::Start | Opcode::Stop) => {
+                                    out.wake_generator = true
+                                }
+                                Some(Opcode::Ping) => r.put_u64(24, now_ns()),
+                                _ => {}
+                            }
+                        }
+                        r
+                    }
+                    Err(_) => CtrlResp::new(Status::Invalid, &CtrlReq::new(0, 0, 0), now),
+                }
+            };
+            if write_descs(mem, wr, &resp.encode()) {
+                add_used(q, mem, head, CTRL_RESP_SIZE as u32, &mut self.c);
+            } else {
+                self.c.queue_errors += 1;
+                add_used(q, mem, head, 0, &mut self.c);
+            }
+        }
+        if out.q.used > 0 {
+            out.q.signal = q.needs_notification(mem).unwrap_or(true);
+        }
+        out
+    }
+
+    // ------------------------------------------------------------------- ackq
+
+    /// Applies one ack record arriving at `ack_ns`.
+    pub fn apply_ack(&mut self, a: &AckRecord, ack_ns: u64) -> bool {
+        if usize::from(a.mechanism) >= NUM_MECHANISMS {
+            self.c.bad_acks += 1;
+            return false;
+        }
+        let Some(front) = self.outstanding.front().map(|o| o.seq) else {
+            self.c.bad_acks += 1;
+            return false;
+        };
+        let Some(idx) = a
+            .seq
+            .checked_sub(front)
+            .and_then(|d| usize::try_from(d).ok())
+        else {
+            self.c.bad_acks += 1;
+            return false;
+        };
+        let Some(o) = self.outstanding.get_mut(idx) else {
+            self.c.bad_acks += 1;
+            return false;
+        };
+        if o.seq != a.seq || o.acked || o.source != a.source {
+            self.c.bad_acks += 1;
+            return false;
+        }
+        o.acked = true;
+        let o = *o;
+        while self.outstanding.front().is_some_and(|o| o.acked) {
+            self.outstanding.pop_front();
+        }
+        let lat = ack_ns.saturating_sub(o.raise_ns);
+        if let Some(s) = self.sources.get_mut(usize::from(o.source)) {
+            s.c.acked += 1;
+            s.c.acked_raises += u64::from(o.count);
+            record(&mut s.lat, lat);
+        }
+        let m = &mut self.mechs[usize::from(a.mechanism)];
+        m.acked += 1;
+        m.acked_raises += u64::from(o.count);
+        record(&mut m.lat, lat);
+        if a.bh_start_ns >= a.hardirq_ns && a.hardirq_ns != 0 {
+            record(&mut m.bh_delay, a.bh_start_ns - a.hardirq_ns);
+        }
+        if a.bh_end_ns >= a.bh_start_ns && a.bh_start_ns != 0 {
+            record(&mut m.bh_run, a.bh_end_ns - a.bh_start_ns);
+        }
+        true
+    }
+
+    /// Processes every available ackq buffer.
+    pub fn process_ackq(&mut self, q: &mut Queue, mem: &GuestMemoryMmap) -> QueueOutcome {
+        let mut out = QueueOutcome::default();
+        let mut buf = [0u8; ACK_SIZE * MAX_ACKS_PER_BUFFER];
+        loop {
+            let chain = match q.iter(mem) {
+                Ok(mut it) => it.next(),
+                Err(_) => {
+                    self.c.queue_errors += 1;
+                    None
+                }
+            };
+            let Some(chain) = chain else { break };
+            let ack_ns = now_ns();
+            let head = chain.head_index();
+            out.used += 1;
+            let descs = collect_chain(chain, mem, MAX_ACK_CHAIN_DESCS).and_then(|d| {
+                let len: u64 = d.iter().map(|x| u64::from(x.1)).sum();
+                if d.iter().any(|x| x.2) {
+                    Err(ChainError::Direction)
+                } else if len == 0
+                    || !len.is_multiple_of(ACK_SIZE as u64)
+                    || len > (ACK_SIZE * MAX_ACKS_PER_BUFFER) as u64
+                {
+                    Err(ChainError::Length)
+                } else {
+                    Ok((d, len as usize))
+                }
+            });
+            match descs {
+                Ok((d, len)) if read_descs(mem, &d, &mut buf[..len]) => {
+                    for rec in buf[..len].chunks_exact(ACK_SIZE) {
+                        if let Ok(a) = AckRecord::decode(rec) {
+                            self.apply_ack(&a, ack_ns);
+                        }
+                    }
+                }
+                other => {
+                    debug!("ackq: malformed buffer {head}: {:?}", other.err());
+                    self.c.malformed_ack += 1;
+                }
+            }
+            add_used(q, mem, head, 0, &mut self.c);
+        }
+        if out.used > 0 {
+            out.signal = q.needs_notification(mem).unwrap_or(true);
+        }
+        out
+    }
+
+    // ------------------------------------------------------------------ stats
+
+    /// Statistics as JSON (host control API `stats`).
+    pub fn stats_json(&self, buckets: bool) -> Value {
+        let sources: Vec<Value> = self
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                json!({
+                    "source": i,
+                    "mode": s.program.mode.name(),
+                    "running": s.running(),
+                    "raised": s.c.raised,
+                    "records": s.c.records,
+                    "delivered": s.c.records + s.c.coalesced,
+                    "coalesced": s.c.coalesced,
+                    "latched_records": s.c.latched_records,
+                    "pending": s.latch.pending,
+                    "dropped_on_reset": s.c.dropped_on_reset,
+                    "acked": s.c.acked,
+                    "acked_raises": s.c.acked_raises,
+                    "source_seq": s.source_seq,
+                    "conserved": s.c.raised == s.c.records + s.c.coalesced + s.latch.pending + s.c.dropped_on_reset,
+                    "latency_ns": hist_json(&s.lat, buckets),
+                })
+            })
+            .collect();
+        let mechs: Vec<Value> = self
+            .mechs
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.acked > 0)
+            .map(|(i, m)| {
+                json!({
+                    "id": i,
+                    "name": MECHANISM_NAMES[i],
+                    "acked": m.acked,
+                    "acked_raises": m.acked_raises,
+                    "latency_ns": hist_json(&m.lat, buckets),
+                    "guest_bh_delay_ns": hist_json(&m.bh_delay, buckets),
+                    "guest_bh_run_ns": hist_json(&m.bh_run, buckets),
+                })
+            })
+            .collect();
+        let tot = |f: &dyn Fn(&Source) -> u64| self.sources.iter().map(f).sum::<u64>();
+        let mut c = serde_json::to_value(self.c).unwrap_or(Value::Null);
+        c["malformed"] = json!(self.c.malformed());
+        json!({
+            "since_ns": self.stats_since_ns,
+            "now_ns": now_ns(),
+            "negotiated_features": self.negotiated,
+            "outstanding": self.outstanding.iter().filter(|o| !o.acked).count(),
+            "totals": {
+                "raised": tot(&|s| s.c.raised),
+                "records": tot(&|s| s.c.records),
+                "delivered": tot(&|s| s.c.records + s.c.coalesced),
+                "coalesced": tot(&|s| s.c.coalesced),
+                "pending": tot(&|s| s.latch.pending),
+                "dropped_on_reset": tot(&|s| s.c.dropped_on_reset),
+                "acked": tot(&|s| s.c.acked),
+                "conserved": self.conservation_holds(),
+            },
+            "device": c,
+            "sources": sources,
+            "mechanisms": mechs,
+        })
+    }
+
+    /// Logs a one-line summary (used on disconnect).
+    pub fn log_summary(&self) {
+        let raised: u64 = self.sources.iter().map(|s| s.c.raised).sum();
+        let records: u64 = self.sources.iter().map(|s| s.c.records).sum();
+        if !self.conservation_holds() {
+            warn!("conservation violated");
+        }
+        log::info!(
+            "raised {raised} records {records} malformed {} bad_acks {}",
+            self.c.malformed(),
+            self.c.bad_acks
+        );
+    }
+}
