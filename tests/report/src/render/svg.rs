@@ -19,7 +19,7 @@ const MB: f64 = 60.0;
 
 /// Series colours (colour-blind friendly first, then more).
 pub const PALETTE: [&str; 16] = [
-    "#0072b2", "#e69f00", "#009e73", "#d55e00", "#cc79a7", "#56b4e9", "#f0e442", "#000000",
+    "#0072b2", "#e69f00", "#009e73", "#cc79a7", "#d55e00", "#56b4e9", "#f0e442", "#000000",
     "#7f3c8d", "#11a579", "#3969ac", "#f2b701", "#e73f74", "#80ba5a", "#e68310", "#008695",
 ];
 
@@ -60,6 +60,20 @@ impl LogAxis {
 
 fn y_of(frac: f64) -> f64 {
     MT + (1.0 - frac.clamp(0.0, 1.0)) * (H - MT - MB)
+}
+
+/// Deepest percentile the CDF axis shows: 99.99 %.
+const TAIL_NINES: f64 = 4.0;
+
+/// Map a cumulative fraction to the CDF chart's height fraction on a
+/// "tail" scale: `log10(1 / (1 - F)) / 4`, so 90 %, 99 %, 99.9 % and
+/// 99.99 % are evenly spaced (fractions above 99.99 % sit at the top).
+pub fn tail_y(f: f64) -> f64 {
+    let f = f.clamp(0.0, 1.0);
+    if f >= 1.0 - 10f64.powf(-TAIL_NINES) {
+        return 1.0;
+    }
+    ((1.0 / (1.0 - f)).log10() / TAIL_NINES).clamp(0.0, 1.0)
 }
 
 fn header(o: &mut String, title: &str) {
@@ -134,7 +148,7 @@ fn linear_y_axis(o: &mut String, ticks: &[(f64, String)], label: &str, right: bo
         );
     }
     let (x, rot) = if right {
-        (W - MR + 60.0, 90.0)
+        (W - MR + 80.0, 90.0)
     } else {
         (20.0, -90.0)
     };
@@ -147,10 +161,26 @@ fn linear_y_axis(o: &mut String, ticks: &[(f64, String)], label: &str, right: bo
 }
 
 fn legend(o: &mut String, items: &[(String, &str, bool)]) {
-    // (label, colour, dashed)
-    let x = if items.is_empty() { 0.0 } else { W - MR + 20.0 };
+    legend_at(o, items, W - MR + 20.0, MT + 10.0, false);
+}
+
+/// Legend entries `(label, colour, dashed)` from `(x, y0)`, optionally on a
+/// white box (for legends inside the plot area).
+fn legend_at(o: &mut String, items: &[(String, &str, bool)], x: f64, y0: f64, boxed: bool) {
+    if boxed && !items.is_empty() {
+        let chars = items.iter().map(|i| i.0.chars().count()).max().unwrap_or(0);
+        let w = 40.0 + 7.0 * chars as f64;
+        let _ = writeln!(
+            o,
+            "<rect x=\"{}\" y=\"{}\" width=\"{w:.0}\" height=\"{}\" fill=\"#ffffff\" \
+             fill-opacity=\"0.9\" stroke=\"#cccccc\"/>",
+            x - 8.0,
+            y0 - 12.0,
+            items.len() as f64 * 18.0 + 8.0
+        );
+    }
     for (i, (label, c, dashed)) in items.iter().enumerate() {
-        let y = MT + 10.0 + i as f64 * 18.0;
+        let y = y0 + i as f64 * 18.0;
         let dash = if *dashed {
             " stroke-dasharray=\"5,3\""
         } else {
@@ -196,11 +226,23 @@ pub fn cdf_svg(title: &str, x_label: &str, series: &[(String, Vec<(u64, u64)>)])
         (a.min(v.max(1.0)), b.max(v))
     });
     let ax = LogAxis::new(if min.is_finite() { min } else { 1e3 }, max.max(1e4));
-    let ticks: Vec<(f64, String)> = [0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0]
-        .iter()
-        .map(|f| (*f, format!("{}", f)))
-        .collect();
-    linear_y_axis(&mut o, &ticks, "fraction of events <= x", false);
+    let ticks: Vec<(f64, String)> = [
+        (0.0, "0"),
+        (0.5, "50%"),
+        (0.9, "90%"),
+        (0.99, "99%"),
+        (0.999, "99.9%"),
+        (0.9999, "99.99%"),
+    ]
+    .iter()
+    .map(|(f, t)| (tail_y(*f), t.to_string()))
+    .collect();
+    linear_y_axis(
+        &mut o,
+        &ticks,
+        "percentile (events <= x), tail scale",
+        false,
+    );
     log_x_axis(&mut o, &ax, x_label);
     frame(&mut o);
     let mut items = Vec::new();
@@ -217,7 +259,7 @@ pub fn cdf_svg(title: &str, x_label: &str, series: &[(String, Vec<(u64, u64)>)])
         for (k, (v, c)) in pts.iter().enumerate() {
             cum += c;
             let x = ax.x(*v as f64);
-            let y = y_of(cum as f64 / total as f64);
+            let y = y_of(tail_y(cum as f64 / total as f64));
             if k == 0 {
                 let _ = write!(d, "M{x:.1},{prev_y:.1}");
             }
@@ -276,9 +318,9 @@ pub fn hist_svg(title: &str, series: &[(String, Vec<u64>)]) -> String {
     } else {
         1.0
     };
-    let ticks: Vec<(f64, String)> = (0..=4)
+    let ticks: Vec<(f64, String)> = (0..=5)
         .map(|k| {
-            let f = k as f64 / 4.0;
+            let f = k as f64 / 5.0;
             (f, format!("{:.0}%", f * top * 100.0))
         })
         .collect();
@@ -457,18 +499,8 @@ pub fn ramp_svg(title: &str, ramp: &RampResult) -> String {
             MT + 14.0
         );
     }
-    // the legend sits below the right axis labels when there are any
-    let mut lg = String::new();
-    legend(&mut lg, &items);
-    if p99max > 0 {
-        let _ = writeln!(
-            o,
-            "<g transform=\"translate(0,{})\">{lg}</g>",
-            H - MB - MT - 70.0
-        );
-    } else {
-        o.push_str(&lg);
-    }
+    // inside the plot, top left: the right margin holds the p99 axis
+    legend_at(&mut o, &items, ML + 18.0, MT + 20.0, true);
     footer(&mut o);
     o
 }
@@ -476,12 +508,9 @@ pub fn ramp_svg(title: &str, ramp: &RampResult) -> String {
 /// Latency metrics plotted as CDFs, with file stems and axis labels.
 const CDF_METRICS: [(&str, &str); 4] = [
     ("raise_to_ack", "host raise -> ack"),
-    ("hardirq_to_bh", "guest hardirq -> bottom-half start"),
-    ("bh_run", "bottom-half run time"),
-    (
-        "raise_to_hardirq",
-        "device raise -> guest hardirq (one-way estimate)",
-    ),
+    ("hardirq_to_bh", "guest hardirq -> bh start"),
+    ("bh_run", "guest bh run time"),
+    ("raise_to_hardirq", "raise -> hardirq (one-way est.)"),
 ];
 
 fn metric<'a>(r: &'a crate::model::MechanismResult, name: &str) -> Option<&'a Distribution> {
@@ -532,7 +561,7 @@ pub fn plots(result: &RunResult) -> Vec<(String, String)> {
             }
         }
         if let Some(d) = r.reference.as_ref().and_then(|x| x.hardirq_to_bh.as_ref()) {
-            series.push(("reference hrtimer: hardirq -> bh".into(), d.log2_counts()));
+            series.push(("ref hrtimer hardirq -> bh".into(), d.log2_counts()));
         }
         let title = format!("{} — {}", result.meta.scenario, r.mechanism);
         out.push((
