@@ -247,7 +247,8 @@ impl VhostUserBackend for IrqBackend {
 
     fn acked_features(&self, features: u64) {
         debug!("device {}: acked features {features:#x}", self.shared.index);
-        lock(&self.shared.dev).set_negotiated(features);
+        lock(&self.shared.dev)
+            .set_negotiated(features & !VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits());
     }
 
     fn protocol_features(&self) -> VhostUserProtocolFeatures {

@@ -749,7 +749,7 @@ impl Device {
             return (0, false);
         }
         let mut retried = false;
-        while !self.pending_order.is_empty() || (self.fault.is_some() && used == 0) {
+        while !self.pending_order.is_empty() || self.standalone_fault_armed() {
             let chain = match q.iter(mem) {
                 Ok(mut it) => it.next(),
                 Err(_) => {
@@ -806,6 +806,21 @@ impl Device {
             used += 1;
         }
         (used, notify)
+    }
+
+    /// A fault that needs no real record is armed (and may be injected).
+    fn standalone_fault_armed(&self) -> bool {
+        self.has(IRQSTORM_F_FAULT_INJECT)
+            && matches!(
+                self.fault,
+                Some((
+                    FaultKind::ShortLen
+                        | FaultKind::LongLen
+                        | FaultKind::BadSource
+                        | FaultKind::ZeroCount,
+                    _
+                ))
+            )
     }
 
     fn mark_latched(&mut self) {

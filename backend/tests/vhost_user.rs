@@ -1,0 +1,311 @@
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+//! End-to-end: the real back end binary over its Unix sockets, driven by a
+//! Rust vhost-user front end (vhost crate) with memfd guest memory and real
+//! kick/call eventfds. Waits are bounded by timeouts only; no timing
+//! thresholds are asserted.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{ack_for, wait_for, Front};
+use irqstorm_backend::control::request;
+use irqstorm_backend::protocol::{
+    ConfigureBody, CtrlReq, DeviceConfig, EventRecord, Mode, Opcode, Status, EVT_F_FINAL,
+    EVT_F_LATCHED, IRQSTORM_F_MODERATION, MAGIC, SOURCE_ALL, SPEC_VERSION,
+};
+use serde_json::{json, Value};
+use vhost::vhost_user::message::VhostUserConfigFlags;
+use vhost::vhost_user::VhostUserFrontend;
+
+struct Backend {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Backend {
+    fn spawn(tag: &str, extra: &[&str]) -> Self {
+        let dir = std::env::temp_dir().join(format!("irqstorm-it-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_irqstorm-backend"))
+            .arg("-s")
+            .arg(dir.join("vu.sock"))
+            .arg("--control-socket")
+            .arg(dir.join("ctl.sock"))
+            .args(["--sources", "4"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self { child, dir }
+    }
+    fn sock(&self) -> PathBuf {
+        self.dir.join("vu.sock")
+    }
+    fn ctl(&self, v: Value) -> Value {
+        let p = self.dir.join("ctl.sock");
+        wait_for("control socket", Duration::from_secs(20), || {
+            request(&p, &v).ok()
+        })
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn storm(rate: u32, burst: u16, count: u64) -> ConfigureBody {
+    ConfigureBody {
+        mode: Mode::Storm as u8,
+        rate_hz: rate,
+        burst,
+        count,
+        ..Default::default()
+    }
+}
+
+/// Checks per-source continuity; returns the raises covered.
+fn check_continuity(recs: &[EventRecord], last: &mut [u64]) -> u64 {
+    let mut n = 0;
+    for r in recs {
+        assert!(r.count >= 1);
+        let first = r.source_seq - u64::from(r.count) + 1;
+        assert_eq!(first, last[usize::from(r.source)] + 1, "continuity {r:?}");
+        last[usize::from(r.source)] = r.source_seq;
+        n += u64::from(r.count);
+    }
+    n
+}
+
+fn get_config(f: &mut Front) -> DeviceConfig {
+    let (_, buf) =
+        f.fe.get_config(0, 32, VhostUserConfigFlags::WRITABLE, &[0u8; 32])
+            .unwrap();
+    let (magic, ver, cfg) = DeviceConfig::decode(&buf).unwrap();
+    assert_eq!(magic, MAGIC);
+    assert_eq!(ver, SPEC_VERSION);
+    cfg
+}
+
+#[test]
+fn storm_acks_conservation_stats_reconnect() {
+    let be = Backend::spawn("main", &[]);
+    let mut f = Front::connect(&be.sock(), true, 1 << IRQSTORM_F_MODERATION);
+
+    // GET_CONFIG
+    let cfg = get_config(&mut f);
+    assert_eq!(cfg.num_sources, 4);
+
+    // Control requests.
+    let r = f.ctrl(&CtrlReq::new(Opcode::GetInfo as u16, 0, 0));
+    assert_eq!(r.status, Status::Ok as u16);
+    assert_eq!(r.u16_at(16), 4);
+    assert_ne!(r.u32_at(36) & (1 << IRQSTORM_F_MODERATION), 0);
+    let mut ping = CtrlReq::new(Opcode::Ping as u16, 0, 0);
+    ping.set_arg_u64(42);
+    let r = f.ctrl(&ping);
+    assert_eq!((r.status, r.u64_at(16)), (Status::Ok as u16, 42));
+    assert!(r.u64_at(24) >= r.host_ns);
+    let r = f.ctrl(&CtrlReq::new(77, 0, 0));
+    assert_eq!(r.status, Status::Invalid as u16);
+
+    // A storm of 3000 events in bursts of 3 on source 1.
+    const N: u64 = 3000;
+    let r = f.ctrl(&CtrlReq::configure(1, &storm(20_000, 3, N)));
+    assert_eq!(r.status, Status::Ok as u16);
+    f.post_events(128);
+    let r = f.ctrl(&CtrlReq::new(Opcode::Start as u16, 1, 0));
+    assert_eq!(r.status, Status::Ok as u16);
+
+    let mut last = vec![0u64; 4];
+    let mut covered = 0u64;
+    let mut records = 0u64;
+    let mut acked = 0u64;
+    // Phase 1: keep the ring stocked, ack everything, until a third arrived.
+    wait_for("first third of the storm", Duration::from_secs(30), || {
+        let ev = f.take_events();
+        let recs: Vec<EventRecord> = ev.iter().map(|e| e.2).collect();
+        assert!(ev.iter().all(|e| e.1 == 48));
+        covered += check_continuity(&recs, &mut last);
+        records += recs.len() as u64;
+        for chunk in recs.chunks(64) {
+            let acks: Vec<_> = chunk.iter().map(|r| ack_for(r, 4)).collect();
+            f.post_acks(&acks);
+            acked += acks.len() as u64;
+        }
+        let n = recs.len() as u16;
+        if n > 0 {
+            f.post_events(n);
+        }
+        (covered >= N / 3).then_some(())
+    });
+
+    // Phase 2: the "guest" stops posting buffers. Raises latch.
+    let stats = wait_for("latched raises", Duration::from_secs(30), || {
+        let ev = f.take_events();
+        let recs: Vec<EventRecord> = ev.iter().map(|e| e.2).collect();
+        covered += check_continuity(&recs, &mut last);
+        records += recs.len() as u64;
+        let s = be.ctl(json!({"cmd": "stats"}));
+        assert_eq!(s["ok"], true);
+        let src = &s["stats"]["sources"][1];
+        assert_eq!(src["conserved"], true, "{s}");
+        (src["pending"].as_u64().unwrap() > 0 && f.rings[1].in_flight() == 0).then_some(s)
+    });
+    let t = &stats["stats"]["totals"];
+    assert_eq!(
+        t["raised"].as_u64().unwrap(),
+        t["records"].as_u64().unwrap()
+            + t["coalesced"].as_u64().unwrap()
+            + t["pending"].as_u64().unwrap()
+    );
+
+    // Phase 3: resume; the latched raises arrive merged (count > 1, LATCHED).
+    let mut saw_latched = false;
+    let mut saw_final = false;
+    wait_for("rest of the storm", Duration::from_secs(60), || {
+        let inflight = f.rings[1].in_flight();
+        if inflight < 128 {
+            f.post_events(128 - inflight);
+        }
+        let ev = f.take_events();
+        let recs: Vec<EventRecord> = ev.iter().map(|e| e.2).collect();
+        for r in &recs {
+            if r.flags & EVT_F_LATCHED != 0 {
+                saw_latched |= r.count > 1;
+            }
+            saw_final |= r.flags & EVT_F_FINAL != 0;
+        }
+        covered += check_continuity(&recs, &mut last);
+        records += recs.len() as u64;
+        for chunk in recs.chunks(64) {
+            let acks: Vec<_> = chunk.iter().map(|r| ack_for(r, 1)).collect();
+            f.post_acks(&acks);
+            acked += acks.len() as u64;
+        }
+        (covered == N).then_some(())
+    });
+    assert!(saw_latched, "a merged LATCHED record after the pause");
+    assert!(saw_final, "the last record carries FINAL");
+    assert_eq!(last[1], N);
+    assert!(
+        f.calls(1) > 0,
+        "used-buffer notifications arrived on eventq"
+    );
+
+    // Control-socket stats: every raise accounted for, acks matched.
+    let s = wait_for("acks processed", Duration::from_secs(20), || {
+        let s = be.ctl(json!({"cmd": "stats", "buckets": true}));
+        (s["stats"]["totals"]["acked"].as_u64() == Some(acked)).then_some(s)
+    });
+    let st = &s["stats"];
+    let src = &st["sources"][1];
+    assert_eq!(src["raised"].as_u64(), Some(N));
+    assert_eq!(src["delivered"].as_u64(), Some(N));
+    assert_eq!(src["records"].as_u64(), Some(records));
+    assert_eq!(src["pending"].as_u64(), Some(0));
+    assert_eq!(src["conserved"], true);
+    assert_eq!(st["device"]["bad_acks"].as_u64(), Some(0));
+    assert_eq!(st["device"]["malformed"].as_u64(), Some(0));
+    let mechs = st["mechanisms"].as_array().unwrap();
+    let names: Vec<&str> = mechs.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["threaded", "bh_wq"]);
+    let lat_count: u64 = mechs
+        .iter()
+        .map(|m| m["latency_ns"]["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(lat_count, acked);
+    assert!(mechs[1]["latency_ns"]["buckets"].as_array().is_some());
+
+    // Host control: configure and start source 2 through the socket, then STOP all on controlq.
+    let r = be
+        .ctl(json!({"cmd": "configure", "source": 2, "mode": "periodic", "period_ns": 1_000_000}));
+    assert_eq!(r["ok"], true, "{r}");
+    let r = be.ctl(json!({"cmd": "start", "source": 2}));
+    assert_eq!(r["ok"], true, "{r}");
+    let r = be.ctl(json!({"cmd": "configure", "source": 2, "mode": "storm", "rate_hz": 10}));
+    assert_eq!(r["error"], "busy");
+    let r = f.ctrl(&CtrlReq::new(Opcode::Stop as u16, SOURCE_ALL, 0));
+    assert_eq!(r.status, Status::Ok as u16);
+    // Malformed control lines are answered, never fatal.
+    let r = be.ctl(json!({"cmd": "configure", "source": 2, "mode": "bogus"}));
+    assert_eq!(r["ok"], false);
+    let r = be.ctl(json!(["not", "an", "object"]));
+    assert_eq!(r["ok"], false);
+    let r = be.ctl(json!({"cmd": "fault", "kind": "short_len"}));
+    assert_eq!(r["ok"], false, "fault injection is off by default");
+
+    // Reconnect: the front end goes away, a new one connects and works.
+    drop(f);
+    let mut f2 = Front::connect(&be.sock(), false, 0);
+    assert_eq!(get_config(&mut f2).num_sources, 4);
+    let r = f2.ctrl(&CtrlReq::new(Opcode::GetInfo as u16, 0, 0));
+    assert_eq!(r.status, Status::Ok as u16);
+    assert_eq!(r.u32_at(36), 0, "no device features negotiated this time");
+    let r = f2.ctrl(&CtrlReq::configure(0, &storm(10_000, 1, 50)));
+    assert_eq!(r.status, Status::Ok as u16);
+    f2.post_events(64);
+    let r = f2.ctrl(&CtrlReq::new(Opcode::Start as u16, 0, 0));
+    assert_eq!(r.status, Status::Ok as u16);
+    let mut last = vec![0u64; 4];
+    let mut got = 0;
+    wait_for("events after reconnect", Duration::from_secs(30), || {
+        let recs: Vec<EventRecord> = f2.take_events().into_iter().map(|e| e.2).collect();
+        got += check_continuity(&recs, &mut last);
+        (got == 50).then_some(())
+    });
+    let s = be.ctl(json!({"cmd": "stats"}));
+    assert!(s["stats"]["device"]["resets"].as_u64().unwrap() >= 1);
+    assert_eq!(s["stats"]["totals"]["conserved"], true);
+    let info = be.ctl(json!({"cmd": "info"}));
+    assert_eq!(info["connected"], true);
+}
+
+#[test]
+fn fault_injection_over_the_socket() {
+    let be = Backend::spawn("fault", &["--fault-injection"]);
+    let mut f = Front::connect(&be.sock(), false, 1 << 1);
+    assert_ne!(f.features & (1 << 1), 0, "IRQSTORM_F_FAULT_INJECT offered");
+    f.post_events(8);
+    let r = be.ctl(json!({"cmd": "fault", "kind": "short_len", "count": 2}));
+    assert_eq!(r["ok"], true, "{r}");
+    let mut ev = Vec::new();
+    wait_for("injected records", Duration::from_secs(10), || {
+        ev.extend(f.take_events());
+        (ev.len() >= 2).then_some(())
+    });
+    assert_eq!(ev.len(), 2);
+    assert!(ev.iter().all(|e| e.1 == 16), "{ev:?}");
+    let s = be.ctl(json!({"cmd": "stats"}));
+    assert_eq!(s["stats"]["device"]["faults_injected"].as_u64(), Some(2));
+}
+
+#[test]
+fn control_socket_limits() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::fs::PermissionsExt;
+    let be = Backend::spawn("limits", &[]);
+    let p = be.dir.join("ctl.sock");
+    be.ctl(json!({"cmd": "info"}));
+    let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // An over-long line is refused and the connection closed; the server lives on.
+    let mut s = std::os::unix::net::UnixStream::connect(&p).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let long = vec![b'x'; 70 * 1024];
+    let _ = s.write_all(&long);
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).unwrap();
+    assert!(line.contains("line too long"), "{line}");
+    let r = be.ctl(json!({"cmd": "stats"}));
+    assert!(r["control"]["malformed"].as_u64().unwrap() >= 1);
+    assert_eq!(r["ok"], true);
+    assert!(Path::new(&p).exists());
+}
