@@ -1,1 +1,385 @@
-fn main() {}
+//! `cargo xtask`: set-up, build and boot the irqstorm guest lab.
+
+mod apt;
+mod guest;
+mod initramfs;
+mod kernel;
+mod qemu;
+mod setup;
+mod util;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use guest::{AccelOpt, Device, Guest};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+use util::step;
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "irqstorm lab: set-up, build, boot, test"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct Global {
+    /// QEMU binary (or launcher script) to use instead of the system's or the provisioned one.
+    #[arg(long, global = true, env = "IRQSTORM_QEMU", value_name = "PATH")]
+    qemu: Option<PathBuf>,
+    /// Use your own kernel tree: a configured+built tree (used as is) or a source tree (built into the cache).
+    #[arg(long, global = true, env = "IRQSTORM_KERNEL_TREE", value_name = "DIR")]
+    kernel_tree: Option<PathBuf>,
+    /// Accelerator: auto probes KVM (cached) and falls back to TCG.
+    #[arg(
+        long,
+        global = true,
+        env = "IRQSTORM_ACCEL",
+        value_enum,
+        default_value = "auto"
+    )]
+    accel: AccelOpt,
+    /// Guest boot timeout in seconds (QEMU is killed after it).
+    #[arg(
+        long,
+        global = true,
+        env = "IRQSTORM_TIMEOUT",
+        default_value_t = 300,
+        value_name = "SECS"
+    )]
+    timeout: u64,
+    /// Module source directory (default: guest-driver/).
+    #[arg(long, global = true, env = "IRQSTORM_MODULE_SRC", value_name = "DIR")]
+    module_src: Option<PathBuf>,
+    /// Echo the guest console while it runs.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+}
+
+#[derive(Args, Clone, Default)]
+struct GuestOpts {
+    /// Run only these guest scripts (comma-separated, e.g. "00-module" or "module").
+    #[arg(long, value_name = "NAMES")]
+    only: Option<String>,
+    /// Device mode: start the vhost-user back end and add the irqstorm device.
+    #[arg(long, env = "IRQSTORM_DEVICE")]
+    device: bool,
+    /// Back end binary (default: build target/release/irqstorm-backend).
+    #[arg(long, env = "IRQSTORM_BACKEND", value_name = "PATH")]
+    backend: Option<PathBuf>,
+    /// virtio device id (QEMU and back end).
+    #[arg(long, default_value_t = 21)]
+    virtio_id: u32,
+    /// Virtqueue size.
+    #[arg(long, default_value_t = 256)]
+    vq_size: u32,
+    /// Extra argument for the back end (repeatable), e.g. --backend-arg=--sources=4.
+    #[arg(long = "backend-arg", value_name = "ARG", allow_hyphen_values = true)]
+    backend_args: Vec<String>,
+    /// Extra kernel command line (e.g. "irqstorm.foo=1").
+    #[arg(long, value_name = "ARGS")]
+    cmdline: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Set up, build everything and boot the guest running the guest test scripts.
+    Run(GuestOpts),
+    /// All tests: fmt, clippy, cargo test, then the guest boot.
+    Test {
+        #[command(flatten)]
+        guest: GuestOpts,
+        /// Skip fmt/clippy/cargo test; only the guest.
+        #[arg(long)]
+        guest_only: bool,
+    },
+    /// Check every prerequisite: version, OK/missing, and the exact fix.
+    Doctor,
+    /// Boot the guest with an interactive shell on the console.
+    Shell(GuestOpts),
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_timestamp(None)
+        .init();
+    let cli = Cli::parse();
+    let r = match &cli.cmd {
+        Cmd::Run(o) => cmd_run(&cli.global, o),
+        Cmd::Test { guest, guest_only } => cmd_test(&cli.global, guest, *guest_only),
+        Cmd::Doctor => cmd_doctor(&cli.global),
+        Cmd::Shell(o) => cmd_shell(&cli.global, o),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Set-up and all artifacts; the cache lock is held only while building.
+fn prepare(g: &Global) -> Result<Guest> {
+    let repo = util::repo_root();
+    let cache = util::cache_root();
+    let t0 = Instant::now();
+    setup::ensure()?;
+    let _lock = util::lock_cache(&cache)?;
+    let mut apt = apt::PrivateApt::new(&cache);
+    let q = qemu::resolve(&cache, g.qemu.as_deref(), &mut apt, true)?;
+    step(&format!(
+        "QEMU: {} [{}] ({})",
+        q.version,
+        q.origin,
+        q.program.display()
+    ));
+    let tools = setup::Toolchain::detect();
+    let source = match &g.kernel_tree {
+        Some(d) => kernel::Source::Tree(d.clone()),
+        None => kernel::Source::Pinned,
+    };
+    let k = kernel::prepare(&repo, &cache, &source, &tools, &mut apt)?;
+    let msrc = g
+        .module_src
+        .clone()
+        .unwrap_or_else(|| repo.join("guest-driver"));
+    let ko = kernel::build_module(&cache, &k, &msrc)?;
+    let initrd = initramfs::build(&repo, &cache, &ko)?;
+    step(&format!("prepared in {}", util::fmt_dur(t0.elapsed())));
+    Ok(Guest {
+        qemu: q,
+        kernel: k.bzimage,
+        kernel_key: k.key,
+        initrd,
+    })
+}
+
+fn device(o: &GuestOpts) -> Result<Option<Device>> {
+    if !o.device {
+        return Ok(None);
+    }
+    let repo = util::repo_root();
+    let backend = match &o.backend {
+        Some(p) => p.clone(),
+        None => {
+            step("device mode: building the back end (cargo build --release -p irqstorm-backend)");
+            util::run(
+                Command::new(cargo())
+                    .args(["build", "--release", "-p", "irqstorm-backend"])
+                    .current_dir(&repo),
+            )?;
+            target_dir(&repo).join("release/irqstorm-backend")
+        }
+    };
+    if !backend.exists() {
+        anyhow::bail!("back end binary {} does not exist", backend.display());
+    }
+    Ok(Some(Device {
+        backend,
+        virtio_id: o.virtio_id,
+        num_vqs: 3,
+        vq_size: o.vq_size,
+        config_size: 32,
+        backend_args: o.backend_args.clone(),
+    }))
+}
+
+fn target_dir(repo: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo.join("target"))
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn guest_run(g: &Global, o: &GuestOpts) -> Result<irqstorm_harness::boot::Evaluation> {
+    let repo = util::repo_root();
+    let guest = prepare(g)?;
+    let dev = device(o)?;
+    let accel = guest::choose_accel(&repo, &util::cache_root(), &guest, g.accel)?;
+    guest::run_tests(
+        &repo,
+        &guest,
+        &guest::RunOpts {
+            accel,
+            timeout: Duration::from_secs(g.timeout),
+            only: o.only.as_deref(),
+            extra_cmdline: o.cmdline.as_deref(),
+            device: dev.as_ref(),
+            echo: g.verbose,
+        },
+    )
+}
+
+fn summary(passed: usize, failed: usize) -> ExitCode {
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn cmd_run(g: &Global, o: &GuestOpts) -> Result<ExitCode> {
+    let ev = guest_run(g, o)?;
+    Ok(summary(ev.passed + ev.skipped, ev.failed))
+}
+
+fn cmd_test(g: &Global, o: &GuestOpts, guest_only: bool) -> Result<ExitCode> {
+    let t0 = Instant::now();
+    let repo = util::repo_root();
+    let (mut passed, mut failed) = (0, 0);
+    if !guest_only {
+        setup::ensure()?;
+        let steps: [(&str, &[&str]); 3] = [
+            ("cargo fmt --check", &["fmt", "--all", "--check"]),
+            (
+                "cargo clippy --workspace --all-targets -- -D warnings",
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+            ),
+            ("cargo test --workspace", &["test", "--workspace"]),
+        ];
+        for (name, args) in steps {
+            step(name);
+            let st = Command::new(cargo())
+                .args(args)
+                .current_dir(&repo)
+                .status()
+                .with_context(|| format!("cannot run {name}"))?;
+            if st.success() {
+                passed += 1;
+            } else {
+                eprintln!("  FAIL: {name} ({st})");
+                failed += 1;
+            }
+        }
+    }
+    match guest_run(g, o) {
+        Ok(ev) => {
+            passed += ev.passed + ev.skipped;
+            failed += ev.failed;
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            failed += 1;
+        }
+    }
+    eprintln!("total time {}", util::fmt_dur(t0.elapsed()));
+    Ok(summary(passed, failed))
+}
+
+fn cmd_shell(g: &Global, o: &GuestOpts) -> Result<ExitCode> {
+    let repo = util::repo_root();
+    let guest = prepare(g)?;
+    let dev = device(o)?;
+    let accel = guest::choose_accel(&repo, &util::cache_root(), &guest, g.accel)?;
+    guest::shell(&repo, &guest, accel, dev.as_ref())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_doctor(g: &Global) -> Result<ExitCode> {
+    let repo = util::repo_root();
+    let cache = util::cache_root();
+    eprintln!("prerequisites:");
+    let mut checks = setup::checks();
+    // QEMU
+    let mut apt = apt::PrivateApt::new(&cache);
+    let q = qemu::resolve(&cache, g.qemu.as_deref(), &mut apt, false);
+    checks.push(match q {
+        Ok(q) => setup::Check {
+            name: format!("QEMU with {} [{}]", qemu::DEVICE, q.origin),
+            version: Some(format!("{} ({})", q.version, q.program.display())),
+            ok: true,
+            fix: None,
+            info: false,
+        },
+        Err(e) if g.qemu.is_some() => setup::Check {
+            name: format!("QEMU with {}", qemu::DEVICE),
+            version: None,
+            ok: false,
+            fix: Some(format!("{e:#}")),
+            info: false,
+        },
+        Err(_) => setup::Check {
+            name: format!("QEMU with {} ({})", qemu::DEVICE, qemu::NEEDED),
+            version: None,
+            ok: false,
+            fix: Some(format!(
+                "none yet: `cargo xtask run` provisions trixie-backports QEMU into {}",
+                qemu::provisioned_dir(&cache).display()
+            )),
+            info: true,
+        },
+    });
+    // Kernel
+    match &g.kernel_tree {
+        Some(t) => checks.push(setup::Check {
+            name: "kernel: your tree (--kernel-tree)".into(),
+            version: Some(t.display().to_string()),
+            ok: t.join("Makefile").exists(),
+            fix: (!t.join("Makefile").exists())
+                .then(|| format!("{} is not a kernel tree", t.display())),
+            info: false,
+        }),
+        None => {
+            let pin = kernel::load_pin(&repo)?;
+            let cached = std::fs::read_dir(&cache)
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .any(|e| e.file_name().to_string_lossy().starts_with("kernel-"))
+                })
+                .unwrap_or(false);
+            checks.push(setup::Check {
+                name: format!("kernel source {} {} (pinned)", pin.package, pin.version),
+                version: cached.then(|| "a kernel build is cached".into()),
+                ok: cached,
+                fix: (!cached).then(|| {
+                    "none needed: `cargo xtask run` downloads and builds it (~6 min on 2 cores)"
+                        .into()
+                }),
+                info: true,
+            });
+        }
+    }
+    let kvm = std::path::Path::new("/dev/kvm").exists();
+    checks.push(setup::Check {
+        name: "KVM (/dev/kvm; --accel auto probes it, TCG otherwise)".into(),
+        version: None,
+        ok: kvm,
+        fix: (!kvm).then(|| "none needed: guests run under TCG".into()),
+        info: true,
+    });
+    setup::print_checks(&checks);
+    eprintln!("cache: {}", cache.display());
+    eprintln!(
+        "root: {}",
+        if util::is_root() {
+            "yes (set-up installs what is missing)"
+        } else {
+            "no (set-up prints the commands)"
+        }
+    );
+    let missing = checks.iter().filter(|c| !c.ok && !c.info).count();
+    if missing > 0 {
+        eprintln!("{missing} prerequisite(s) missing");
+        return Ok(ExitCode::FAILURE);
+    }
+    eprintln!("all prerequisites present");
+    Ok(ExitCode::SUCCESS)
+}

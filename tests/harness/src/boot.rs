@@ -1,0 +1,455 @@
+//! Boot a guest (or anything that behaves like QEMU), capture its console,
+//! enforce a timeout, and judge the result.
+
+use crate::ktap::{self, Suite};
+use serde::Serialize;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("back end {binary} {msg}; its log: {log}")]
+    Backend {
+        binary: String,
+        msg: String,
+        log: String,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BootError + '_ {
+    move |source| BootError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// How to run one guest boot.
+#[derive(Debug, Clone)]
+pub struct BootSpec {
+    /// QEMU binary or launcher script.
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub env: Vec<(OsString, OsString)>,
+    /// The guest console (QEMU's stdout, `-serial stdio`) is written here.
+    pub console_log: PathBuf,
+    /// Hard limit for the whole boot; QEMU is killed after it.
+    pub timeout: Duration,
+    /// Stop (kill QEMU) as soon as a console line contains this.
+    pub stop_marker: Option<String>,
+    /// Echo console lines to our stderr as they arrive.
+    pub echo: bool,
+}
+
+/// What happened during a boot.
+#[derive(Debug, Clone)]
+pub struct BootResult {
+    pub console: String,
+    pub stderr: String,
+    pub status: Option<ExitStatus>,
+    pub timed_out: bool,
+    pub stop_marker_seen: bool,
+    pub duration: Duration,
+    pub console_log: PathBuf,
+}
+
+enum Msg {
+    Line(String),
+    Eof,
+}
+
+/// Run QEMU as described. Returns `Err` only if it could not be started or
+/// the log could not be written; a guest failure is in the `BootResult`.
+pub fn boot(spec: &BootSpec) -> Result<BootResult, BootError> {
+    if let Some(dir) = spec.console_log.parent() {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    }
+    let mut log = File::create(&spec.console_log).map_err(io_err(&spec.console_log))?;
+    let start = Instant::now();
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|source| BootError::Spawn {
+        program: spec.program.display().to_string(),
+        source,
+    })?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut r = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match r.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let s = String::from_utf8_lossy(&buf).into_owned();
+                    if tx.send(Msg::Line(s)).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = tx.send(Msg::Eof);
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stderr.read_to_end(&mut s);
+        String::from_utf8_lossy(&s).into_owned()
+    });
+
+    let deadline = start + spec.timeout;
+    let mut console = String::new();
+    let mut timed_out = false;
+    let mut marker_seen = false;
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            timed_out = true;
+            break;
+        }
+        match rx.recv_timeout(deadline - now) {
+            Ok(Msg::Line(l)) => {
+                // Serial output uses \r\n; keep the log plain.
+                let clean = l.replace('\r', "");
+                log.write_all(clean.as_bytes())
+                    .map_err(io_err(&spec.console_log))?;
+                if spec.echo {
+                    eprint!("{clean}");
+                }
+                console.push_str(&clean);
+                if let Some(m) = &spec.stop_marker {
+                    if clean.contains(m.as_str()) {
+                        marker_seen = true;
+                        break;
+                    }
+                }
+            }
+            Ok(Msg::Eof) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                timed_out = true;
+                break;
+            }
+        }
+    }
+    let status = if timed_out || marker_seen {
+        kill_hard(&mut child);
+        None
+    } else {
+        // stdout closed: QEMU is exiting. Bound the wait anyway.
+        wait_bounded(&mut child, Duration::from_secs(10))
+    };
+    let _ = reader.join();
+    let stderr = err_reader.join().unwrap_or_default();
+    if timed_out {
+        let _ = writeln!(
+            log,
+            "\n[irqstorm-harness] TIMEOUT after {}s: QEMU killed",
+            spec.timeout.as_secs()
+        );
+    }
+    if !stderr.is_empty() {
+        let _ = writeln!(log, "\n[irqstorm-harness] QEMU stderr:\n{stderr}");
+    }
+    Ok(BootResult {
+        console,
+        stderr,
+        status,
+        timed_out,
+        stop_marker_seen: marker_seen,
+        duration: start.elapsed(),
+        console_log: spec.console_log.clone(),
+    })
+}
+
+fn kill_hard(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let end = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) => return Some(s),
+            Ok(None) if Instant::now() < end => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                kill_hard(child);
+                return None;
+            }
+        }
+    }
+}
+
+/// Kernel console lines that mean the guest kernel is in trouble.
+/// Only lines with a printk timestamp count, so test output that merely
+/// mentions these words does not.
+pub fn scan_crashes(console: &str) -> Vec<String> {
+    const PATTERNS: &[&str] = &[
+        "Kernel panic",
+        "Oops",
+        "BUG:",
+        "WARNING:",
+        "general protection fault",
+        "Call Trace:",
+        "RIP:",
+    ];
+    let mut out = Vec::new();
+    for line in console.lines() {
+        let l = line.trim_start();
+        let Some(rest) = l.strip_prefix('[') else {
+            continue;
+        };
+        let Some(close) = rest.find(']') else {
+            continue;
+        };
+        let stamp = rest[..close].trim();
+        if !stamp.contains('.') || !stamp.chars().all(|c| c.is_ascii_digit() || c == '.') {
+            continue;
+        }
+        let msg = rest[close + 1..].trim_start();
+        if PATTERNS.iter().any(|p| msg.starts_with(p)) {
+            out.push(line.trim().to_string());
+        }
+    }
+    out
+}
+
+/// The verdict on one guest run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evaluation {
+    pub console_log: PathBuf,
+    pub ktap: Option<Suite>,
+    /// One line per reason the run failed; empty means it passed.
+    pub failures: Vec<String>,
+    pub crashes: Vec<String>,
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub timed_out: bool,
+    pub duration_s: f64,
+    pub exit_code: Option<i32>,
+}
+
+impl Evaluation {
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+/// Judge a boot: KTAP present and complete, no `not ok`, no crash, no timeout.
+pub fn evaluate(r: &BootResult) -> Evaluation {
+    let log = r.console_log.display();
+    let ktap = ktap::parse(&r.console);
+    let crashes = scan_crashes(&r.console);
+    let mut failures = Vec::new();
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    if let Some(s) = &ktap {
+        (passed, failed, skipped) = s.counts();
+    }
+    if r.timed_out {
+        let what = match &ktap {
+            None => "without printing KTAP",
+            Some(_) => "before finishing its KTAP run",
+        };
+        failures.push(format!(
+            "guest timed out after {}s {what} (QEMU killed); console log: {log}",
+            r.duration.as_secs()
+        ));
+    }
+    if let Some(first) = crashes.first() {
+        failures.push(format!(
+            "guest kernel reported a problem ({} line(s)), first: {first}; console log: {log}",
+            crashes.len()
+        ));
+    }
+    match &ktap {
+        None if !r.timed_out => {
+            let mut m = format!(
+                "guest never printed KTAP (QEMU exited: {}); console log: {log}",
+                r.status
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "killed".into())
+            );
+            if !r.stderr.trim().is_empty() {
+                m.push_str(&format!("; QEMU said: {}", tail(&r.stderr, 3)));
+            }
+            failures.push(m);
+        }
+        None => {}
+        Some(s) => {
+            for p in s.problems() {
+                failures.push(format!("KTAP {p}; console log: {log}"));
+            }
+            // Missing results in the plan count as failures.
+            if let Some(n) = s.plan {
+                failed += n.saturating_sub(s.tests.len());
+            }
+        }
+    }
+    if let Some(st) = r.status {
+        if !st.success() && !r.timed_out {
+            let mut m = format!("QEMU exited with {st}; console log: {log}");
+            if !r.stderr.trim().is_empty() {
+                m.push_str(&format!("; QEMU said: {}", tail(&r.stderr, 3)));
+            }
+            failures.push(m);
+        }
+    }
+    if failures.is_empty() && passed + skipped == 0 {
+        failures.push(format!("guest ran no tests; console log: {log}"));
+    }
+    if !failures.is_empty() && failed == 0 {
+        // The run failed for a reason outside the KTAP results (timeout, crash):
+        // count it so the summary is never "0 failed" for a failed run.
+        failed = 1;
+    }
+    Evaluation {
+        console_log: r.console_log.clone(),
+        ktap,
+        failures,
+        crashes,
+        passed,
+        failed,
+        skipped,
+        timed_out: r.timed_out,
+        duration_s: r.duration.as_secs_f64(),
+        exit_code: r.status.and_then(|s| s.code()),
+    }
+}
+
+/// A running vhost-user back end (device mode).
+pub struct Backend {
+    child: Child,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+    binary: PathBuf,
+}
+
+/// How to start the back end.
+#[derive(Debug, Clone)]
+pub struct BackendSpec {
+    pub binary: PathBuf,
+    /// Directory for `vhost.sock` and `ctl.sock`.
+    pub dir: PathBuf,
+    pub extra_args: Vec<String>,
+    pub log: PathBuf,
+    pub startup_timeout: Duration,
+}
+
+impl BackendSpec {
+    pub fn socket_path(&self) -> PathBuf {
+        self.dir.join("vhost.sock")
+    }
+    pub fn control_socket_path(&self) -> PathBuf {
+        self.dir.join("ctl.sock")
+    }
+}
+
+impl Backend {
+    /// Start the back end and wait until its vhost-user socket exists.
+    pub fn start(spec: &BackendSpec) -> Result<Backend, BootError> {
+        std::fs::create_dir_all(&spec.dir).map_err(io_err(&spec.dir))?;
+        let socket = spec.socket_path();
+        let ctl = spec.control_socket_path();
+        for p in [&socket, &ctl] {
+            let _ = std::fs::remove_file(p);
+        }
+        let log = File::create(&spec.log).map_err(io_err(&spec.log))?;
+        let log2 = log.try_clone().map_err(io_err(&spec.log))?;
+        let child = Command::new(&spec.binary)
+            .arg("--socket-path")
+            .arg(&socket)
+            .arg("--control-socket")
+            .arg(&ctl)
+            .args(&spec.extra_args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(|source| BootError::Spawn {
+                program: spec.binary.display().to_string(),
+                source,
+            })?;
+        let mut b = Backend {
+            child,
+            socket: socket.clone(),
+            log: spec.log.clone(),
+            binary: spec.binary.clone(),
+        };
+        let end = Instant::now() + spec.startup_timeout;
+        loop {
+            if socket.exists() {
+                return Ok(b);
+            }
+            if let Ok(Some(st)) = b.child.try_wait() {
+                return Err(b.error(format!(
+                    "exited ({st}) before creating {}",
+                    socket.display()
+                )));
+            }
+            if Instant::now() >= end {
+                b.stop();
+                return Err(b.error(format!(
+                    "did not create {} within {}s",
+                    socket.display(),
+                    spec.startup_timeout.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn error(&self, msg: String) -> BootError {
+        BootError::Backend {
+            binary: self.binary.display().to_string(),
+            msg,
+            log: self.log.display().to_string(),
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after 3 s. Returns the exit status if it exited.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        if let Ok(Some(st)) = self.child.try_wait() {
+            return Some(st);
+        }
+        // SAFETY: kill(2) on our own child's pid; no memory is touched.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let st = wait_bounded(&mut self.child, Duration::from_secs(3));
+        if st.is_none() {
+            log::warn!("back end ignored SIGTERM; killed");
+        }
+        st
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,103 @@
+//! The harness against fake "QEMU" scripts: proves the timeout, crash,
+//! missing-KTAP and `not ok` paths without booting anything.
+
+use irqstorm_harness::boot::{boot, evaluate, BootSpec};
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn fake(name: &str, script: &str) -> (PathBuf, PathBuf) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("fake-qemu-{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prog = dir.join("qemu");
+    std::fs::write(&prog, format!("#!/bin/sh\n{script}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (prog, dir.join("console.log"))
+}
+
+fn spec(prog: PathBuf, log: PathBuf, timeout_ms: u64) -> BootSpec {
+    BootSpec {
+        program: prog,
+        args: vec![],
+        env: vec![],
+        console_log: log,
+        timeout: Duration::from_millis(timeout_ms),
+        stop_marker: None,
+        echo: false,
+    }
+}
+
+#[test]
+fn garbage_then_hang_times_out() {
+    let (p, log) = fake("hang", "echo 'SeaBIOS garbage'\nexec sleep 600");
+    let r = boot(&spec(p, log.clone(), 1000)).unwrap();
+    assert!(r.timed_out);
+    let ev = evaluate(&r);
+    assert!(!ev.ok());
+    assert!(ev.failures[0].contains("timed out"), "{:?}", ev.failures);
+    assert!(ev.failures[0].contains("without printing KTAP"));
+    assert!(ev.failures[0].contains(&log.display().to_string()));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("SeaBIOS garbage") && text.contains("TIMEOUT"));
+}
+
+#[test]
+fn good_run_passes() {
+    let (p, log) = fake(
+        "good",
+        "printf '[    0.1] Linux\\r\\nKTAP version 1\\r\\n1..1\\r\\n    KTAP version 1\\r\\n    1..1\\r\\n    ok 1 insmod\\r\\nok 1 00-module\\r\\n'",
+    );
+    let ev = evaluate(&boot(&spec(p, log, 20_000)).unwrap());
+    assert!(ev.ok(), "{:?}", ev.failures);
+    assert_eq!((ev.passed, ev.failed), (1, 0));
+}
+
+#[test]
+fn not_ok_is_named() {
+    let (p, log) = fake(
+        "notok",
+        "printf 'KTAP version 1\\n1..2\\nok 1 a\\nnot ok 2 00-module\\n'",
+    );
+    let ev = evaluate(&boot(&spec(p, log, 20_000)).unwrap());
+    assert!(!ev.ok());
+    assert_eq!((ev.passed, ev.failed), (1, 1));
+    assert!(ev.failures.iter().any(|f| f.contains("not ok: 00-module")));
+}
+
+#[test]
+fn exit_without_ktap_quotes_stderr() {
+    let (p, log) = fake(
+        "noktap",
+        "echo 'qemu-system-x86_64: -device foo: Failed to connect' >&2\nexit 1",
+    );
+    let ev = evaluate(&boot(&spec(p, log, 20_000)).unwrap());
+    assert!(!ev.ok());
+    assert!(
+        ev.failures[0].contains("never printed KTAP"),
+        "{:?}",
+        ev.failures
+    );
+    assert!(ev.failures[0].contains("Failed to connect"));
+}
+
+#[test]
+fn kernel_crash_is_reported() {
+    let (p, log) = fake(
+        "panic",
+        "printf 'KTAP version 1\\n1..1\\n[    2.5] BUG: kernel NULL pointer dereference\\n[    2.6] Kernel panic - not syncing: Fatal exception\\n'",
+    );
+    let ev = evaluate(&boot(&spec(p, log, 20_000)).unwrap());
+    assert!(!ev.ok());
+    assert_eq!(ev.crashes.len(), 2);
+    assert!(ev.failures.iter().any(|f| f.contains("BUG: kernel NULL")));
+    assert!(ev.failures.iter().any(|f| f.contains("only 0 result")));
+}
+
+#[test]
+fn stop_marker_ends_the_boot() {
+    let (p, log) = fake("marker", "echo 'irqstorm-init: start'\nexec sleep 600");
+    let mut s = spec(p, log, 60_000);
+    s.stop_marker = Some("irqstorm-init: start".into());
+    let r = boot(&s).unwrap();
+    assert!(r.stop_marker_seen && !r.timed_out);
+}

@@ -1,0 +1,336 @@
+//! Launching the guest: QEMU arguments from qemu-config/irqstorm.args, the
+//! accelerator choice (KVM probe), device mode, reports.
+
+use crate::qemu::Qemu;
+use crate::util::{self, step, Hasher};
+use anyhow::{bail, Context, Result};
+use irqstorm_harness::args::{shell_quote, Template};
+use irqstorm_harness::boot::{self, Backend, BackendSpec, BootSpec, Evaluation};
+use irqstorm_harness::report;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccelOpt {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+/// Device-mode parameters (the vhost-user back end).
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub backend: PathBuf,
+    pub virtio_id: u32,
+    pub num_vqs: u32,
+    pub vq_size: u32,
+    pub config_size: u32,
+    pub backend_args: Vec<String>,
+}
+
+/// Everything needed to boot.
+#[derive(Debug, Clone)]
+pub struct Guest {
+    pub qemu: Qemu,
+    pub kernel: PathBuf,
+    pub kernel_key: String,
+    pub initrd: PathBuf,
+}
+
+pub const BASE_CMDLINE: &str = "console=ttyS0 panic=-1";
+pub const START_MARKER: &str = "irqstorm-init: start";
+
+pub fn load_template(repo: &Path) -> Result<Template> {
+    let p = repo.join("qemu-config/irqstorm.args");
+    let text = std::fs::read_to_string(&p).with_context(|| format!("read {}", p.display()))?;
+    Template::parse(&text).with_context(|| format!("{}", p.display()))
+}
+
+/// The QEMU argument vector for one boot.
+pub fn qemu_args(
+    repo: &Path,
+    g: &Guest,
+    accel: Accel,
+    serial: &str,
+    cmdline: &str,
+    device: Option<(&Device, &Path)>,
+) -> Result<Vec<String>> {
+    let t = load_template(repo)?;
+    let mut v: BTreeMap<String, String> = BTreeMap::new();
+    let mut set = |k: &str, val: String| {
+        v.insert(k.to_string(), val);
+    };
+    let (a, cpu) = match accel {
+        Accel::Kvm => ("kvm", "host"),
+        Accel::Tcg => ("tcg", "max"),
+    };
+    set("ACCEL", a.into());
+    set("CPU", cpu.into());
+    set("MEM", "512M".into());
+    set("SERIAL", serial.into());
+    set("KERNEL", g.kernel.display().to_string());
+    set("INITRD", g.initrd.display().to_string());
+    set("CMDLINE", cmdline.into());
+    let mut tags = Vec::new();
+    if let Some((d, sock)) = device {
+        set("VHOST_SOCKET", sock.display().to_string());
+        set("VIRTIO_ID", d.virtio_id.to_string());
+        set("NUM_VQS", d.num_vqs.to_string());
+        set("VQ_SIZE", d.vq_size.to_string());
+        set("CONFIG_SIZE", d.config_size.to_string());
+        tags.push("device");
+    }
+    Ok(t.expand(&v, &tags)?)
+}
+
+fn kvm_usable() -> std::result::Result<(), String> {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("/dev/kvm: {e}")),
+    }
+}
+
+/// Decide the accelerator. `auto` runs (once per kernel+QEMU, cached) a short
+/// bounded KVM boot that must reach /init's start marker.
+pub fn choose_accel(repo: &Path, cache: &Path, g: &Guest, opt: AccelOpt) -> Result<Accel> {
+    match opt {
+        AccelOpt::Kvm => return Ok(Accel::Kvm),
+        AccelOpt::Tcg => return Ok(Accel::Tcg),
+        AccelOpt::Auto => {}
+    }
+    if let Err(e) = kvm_usable() {
+        eprintln!("KVM not usable ({e}): using TCG");
+        return Ok(Accel::Tcg);
+    }
+    let mut h = Hasher::new("kvm-probe");
+    h.add(&g.kernel_key)
+        .add(g.qemu.program.as_os_str().as_encoded_bytes())
+        .add(&g.qemu.version);
+    let memo = cache.join(format!("kvm-probe-{}", h.short()));
+    if let Ok(s) = std::fs::read_to_string(&memo) {
+        return Ok(match s.lines().next() {
+            Some("kvm") => Accel::Kvm,
+            _ => {
+                eprintln!(
+                    "KVM probe failed earlier ({}): using TCG",
+                    s.lines().nth(1).unwrap_or("cached")
+                );
+                Accel::Tcg
+            }
+        });
+    }
+    step("accel: probing KVM with a short boot (result is cached)");
+    let dir = cache.join("kvm-probe-logs");
+    let log = dir.join(format!("{}.log", h.short()));
+    let args = qemu_args(
+        repo,
+        g,
+        Accel::Kvm,
+        "stdio",
+        &format!("{BASE_CMDLINE} irqstorm_tests=none"),
+        None,
+    )?;
+    let r = boot::boot(&BootSpec {
+        program: g.qemu.program.clone(),
+        args: args.into_iter().map(Into::into).collect(),
+        env: vec![],
+        console_log: log.clone(),
+        timeout: Duration::from_secs(20),
+        stop_marker: Some(START_MARKER.into()),
+        echo: false,
+    })?;
+    let (accel, why) = if r.stop_marker_seen {
+        (Accel::Kvm, String::new())
+    } else if r.timed_out {
+        (Accel::Tcg, "no /init marker within 20 s".to_string())
+    } else {
+        let last = r
+            .stderr
+            .lines()
+            .rfind(|l| !l.trim().is_empty())
+            .unwrap_or("QEMU exited")
+            .to_string();
+        (Accel::Tcg, last)
+    };
+    let memo_text = match accel {
+        Accel::Kvm => "kvm\n".to_string(),
+        Accel::Tcg => format!("tcg\n{why}\n"),
+    };
+    util::write_atomic(&memo, memo_text.as_bytes())?;
+    if accel == Accel::Tcg {
+        eprintln!("KVM probe failed ({why}; log {}): using TCG", log.display());
+    } else {
+        step("accel: KVM works");
+    }
+    Ok(accel)
+}
+
+/// A new run directory under target/irqstorm/runs/ (and a `latest` link).
+pub fn new_run_dir(repo: &Path) -> Result<PathBuf> {
+    let runs = repo.join("target/irqstorm/runs");
+    std::fs::create_dir_all(&runs)?;
+    let stamp = report::utc_stamp(std::time::SystemTime::now());
+    let mut dir = runs.join(&stamp);
+    let mut n = 1;
+    while dir.exists() {
+        n += 1;
+        dir = runs.join(format!("{stamp}-{n}"));
+    }
+    std::fs::create_dir_all(&dir)?;
+    let latest = runs.join("latest");
+    let _ = std::fs::remove_file(&latest);
+    let _ = std::os::unix::fs::symlink(dir.file_name().unwrap(), &latest);
+    Ok(dir)
+}
+
+pub struct RunOpts<'a> {
+    pub accel: Accel,
+    pub timeout: Duration,
+    pub only: Option<&'a str>,
+    pub extra_cmdline: Option<&'a str>,
+    pub device: Option<&'a Device>,
+    pub echo: bool,
+}
+
+/// Boot the guest once, running the test scripts; write reports.
+pub fn run_tests(repo: &Path, g: &Guest, o: &RunOpts) -> Result<Evaluation> {
+    let dir = new_run_dir(repo)?;
+    let mut cmdline = format!(
+        "{BASE_CMDLINE} irqstorm_tests={}",
+        o.only.filter(|s| !s.is_empty()).unwrap_or("all")
+    );
+    if let Some(x) = o.extra_cmdline {
+        cmdline.push(' ');
+        cmdline.push_str(x);
+    }
+    let mut backend = None;
+    let sock_dir = dir.join("sockets");
+    let sock = sock_dir.join("vhost.sock");
+    if let Some(d) = o.device {
+        step(&format!("device mode: starting {}", d.backend.display()));
+        let mut extra = vec!["--virtio-id".to_string(), d.virtio_id.to_string()];
+        extra.extend(d.backend_args.iter().cloned());
+        backend = Some(Backend::start(&BackendSpec {
+            binary: d.backend.clone(),
+            dir: sock_dir.clone(),
+            extra_args: extra,
+            log: dir.join("backend.log"),
+            startup_timeout: Duration::from_secs(10),
+        })?);
+    }
+    let args = qemu_args(
+        repo,
+        g,
+        o.accel,
+        "stdio",
+        &cmdline,
+        o.device.map(|d| (d, sock.as_path())),
+    )?;
+    std::fs::write(
+        dir.join("qemu-command.sh"),
+        format!(
+            "#!/bin/sh\n# the exact QEMU command of this run\nexec {} {}\n",
+            shell_quote(&[g.qemu.program.display().to_string()]),
+            shell_quote(&args)
+        ),
+    )?;
+    let console_log = dir.join("console.log");
+    step(&format!(
+        "guest: booting ({:?}, {}, timeout {}s, tests: {}); console: {}",
+        o.accel,
+        g.qemu.version,
+        o.timeout.as_secs(),
+        o.only.unwrap_or("all"),
+        console_log.display()
+    ));
+    let r = boot::boot(&BootSpec {
+        program: g.qemu.program.clone(),
+        args: args.into_iter().map(Into::into).collect(),
+        env: vec![],
+        console_log: console_log.clone(),
+        timeout: o.timeout,
+        stop_marker: None,
+        echo: o.echo,
+    });
+    if let Some(mut b) = backend.take() {
+        match b.stop() {
+            Some(st) => log::info!("back end exited: {st}"),
+            None => log::info!("back end killed"),
+        }
+        eprintln!("  back end log: {}", b.log.display());
+    }
+    let r = r?;
+    let ev = boot::evaluate(&r);
+    let (json, xml) = report::write(&dir, "irqstorm-guest", &ev)?;
+    if let Some(s) = &ev.ktap {
+        for t in &s.tests {
+            let mark = match t.outcome {
+                irqstorm_harness::ktap::Outcome::Ok => "ok     ",
+                irqstorm_harness::ktap::Outcome::Skip => "skip   ",
+                irqstorm_harness::ktap::Outcome::NotOk => "NOT OK ",
+            };
+            eprintln!("  {mark} {}", t.name);
+        }
+    }
+    eprintln!(
+        "  guest: {} passed, {} failed, {} skipped in {} (report: {}, {})",
+        ev.passed,
+        ev.failed,
+        ev.skipped,
+        util::fmt_dur(r.duration),
+        json.display(),
+        xml.display()
+    );
+    for f in &ev.failures {
+        eprintln!("  FAIL: {f}");
+    }
+    Ok(ev)
+}
+
+/// Interactive boot: console on our terminal (Ctrl-A x quits QEMU).
+pub fn shell(repo: &Path, g: &Guest, accel: Accel, device: Option<&Device>) -> Result<()> {
+    let dir = new_run_dir(repo)?;
+    let sock_dir = dir.join("sockets");
+    let sock = sock_dir.join("vhost.sock");
+    let mut backend = None;
+    if let Some(d) = device {
+        let mut extra = vec!["--virtio-id".to_string(), d.virtio_id.to_string()];
+        extra.extend(d.backend_args.iter().cloned());
+        backend = Some(Backend::start(&BackendSpec {
+            binary: d.backend.clone(),
+            dir: sock_dir,
+            extra_args: extra,
+            log: dir.join("backend.log"),
+            startup_timeout: Duration::from_secs(10),
+        })?);
+    }
+    let args = qemu_args(
+        repo,
+        g,
+        accel,
+        "mon:stdio",
+        &format!("{BASE_CMDLINE} irqstorm_shell=1"),
+        device.map(|d| (d, sock.as_path())),
+    )?;
+    step("guest shell: Ctrl-A x quits QEMU, `poweroff -f` or exit ends the guest");
+    let st = std::process::Command::new(&g.qemu.program)
+        .args(&args)
+        .status()
+        .with_context(|| format!("cannot run {}", g.qemu.program.display()))?;
+    drop(backend);
+    if !st.success() {
+        bail!("QEMU exited with {st}");
+    }
+    Ok(())
+}

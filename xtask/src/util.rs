@@ -1,0 +1,310 @@
+//! Paths, hashing, command helpers, cache locking, progress display.
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository root (parent of xtask/).
+pub fn repo_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent().expect("xtask has a parent").to_path_buf()
+}
+
+/// `$IRQSTORM_CACHE`, else `${XDG_CACHE_HOME:-~/.cache}/irqstorm`.
+pub fn cache_root() -> PathBuf {
+    if let Some(p) = std::env::var_os("IRQSTORM_CACHE").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".cache"));
+    base.join("irqstorm")
+}
+
+pub fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"))
+}
+
+pub fn cargo_bin() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".cargo"))
+        .join("bin")
+}
+
+/// PATH with ~/.cargo/bin first (rustc, bindgen for the kernel build).
+pub fn tool_path() -> String {
+    let old = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
+    format!("{}:{old}", cargo_bin().display())
+}
+
+pub const LIBCLANG_PATH: &str = "/usr/lib/llvm-19/lib";
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+pub struct Hasher(Sha256);
+
+impl Hasher {
+    pub fn new(domain: &str) -> Self {
+        let mut h = Sha256::new();
+        h.update(domain.as_bytes());
+        h.update([0]);
+        Hasher(h)
+    }
+    pub fn add(&mut self, bytes: impl AsRef<[u8]>) -> &mut Self {
+        let b = bytes.as_ref();
+        self.0.update((b.len() as u64).to_le_bytes());
+        self.0.update(b);
+        self
+    }
+    /// First 16 hex digits: enough for cache keys.
+    pub fn short(&self) -> String {
+        self.full()[..16].to_string()
+    }
+    pub fn full(&self) -> String {
+        irqstorm_harness::cpio::hex(&self.0.clone().finalize())
+    }
+}
+
+pub fn sha256_file(p: &Path) -> Result<String> {
+    let mut f = File::open(p).with_context(|| format!("open {}", p.display()))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(irqstorm_harness::cpio::hex(&h.finalize()))
+}
+
+/// Run a command, return trimmed stdout; error includes stderr.
+pub fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// First line of `prog args` stdout, or None if it cannot run.
+pub fn version_of(prog: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(prog)
+        .args(args)
+        .env("PATH", tool_path())
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .map(|s| s.trim().to_string())
+}
+
+/// Run a command with its output going to our terminal; fail on non-zero.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    log::debug!("running {cmd:?}");
+    let st = cmd
+        .stdin(Stdio::null())
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !st.success() {
+        bail!("{cmd:?} failed ({st})");
+    }
+    Ok(())
+}
+
+/// Run a long command with output to `log` and a one-line progress display.
+/// `label` names the step. Lines matching `counts` (Kbuild's "  CC  foo.o"
+/// style) are counted as steps.
+pub fn run_logged(cmd: &mut Command, label: &str, log: &Path) -> Result<()> {
+    let mut logf = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("open {}", log.display()))?;
+    writeln!(logf, "\n### {cmd:?}")?;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let readers: Vec<_> = [
+        Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().expect("stderr")),
+    ]
+    .into_iter()
+    .map(|r| {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(r);
+            loop {
+                let mut buf = Vec::new();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        if tx.send(buf).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+    })
+    .collect();
+    drop(tx);
+    let start = Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let interval = if tty {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(30)
+    };
+    let mut last_print = Instant::now();
+    let mut steps = 0usize;
+    let mut last = String::new();
+    loop {
+        let buf = match rx.recv_timeout(interval) {
+            Ok(b) => Some(b),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        if let Some(buf) = buf {
+            logf.write_all(&buf)?;
+            let line = String::from_utf8_lossy(&buf);
+            let t = line.trim();
+            let first = t.split_whitespace().next().unwrap_or("");
+            if line.starts_with("  ")
+                && first.len() >= 2
+                && first
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            {
+                steps += 1;
+                last = t.split_whitespace().collect::<Vec<_>>().join(" ");
+            }
+        }
+        if last_print.elapsed() >= interval {
+            last_print = Instant::now();
+            let msg = format!(
+                "  {label}: {steps} steps, {} elapsed (last: {})",
+                fmt_dur(start.elapsed()),
+                trunc(&last, 50)
+            );
+            if tty {
+                eprint!("\r\x1b[K{msg}");
+            } else {
+                eprintln!("{msg}");
+            }
+        }
+    }
+    for r in readers {
+        let _ = r.join();
+    }
+    let st = child.wait()?;
+    if tty {
+        eprint!("\r\x1b[K");
+    }
+    if !st.success() {
+        bail!(
+            "{label} failed ({st}) after {}; full log: {}",
+            fmt_dur(start.elapsed()),
+            log.display()
+        );
+    }
+    eprintln!(
+        "  {label}: done, {steps} steps in {}",
+        fmt_dur(start.elapsed())
+    );
+    Ok(())
+}
+
+fn trunc(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let tail: String = s
+            .chars()
+            .rev()
+            .take(n)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        format!("…{tail}")
+    }
+}
+
+pub fn fmt_dur(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+/// An exclusive lock on the cache (several xtasks share one cache).
+pub struct CacheLock(#[allow(dead_code)] File);
+
+pub fn lock_cache(root: &Path) -> Result<CacheLock> {
+    std::fs::create_dir_all(root).with_context(|| format!("create {}", root.display()))?;
+    let p = root.join(".lock");
+    let f = File::create(&p).with_context(|| format!("create {}", p.display()))?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file descriptor we own.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        eprintln!(
+            "waiting for another cargo xtask using the cache ({})",
+            p.display()
+        );
+        // SAFETY: as above, blocking this time.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        if r != 0 {
+            bail!("cannot lock {}", p.display());
+        }
+    }
+    Ok(CacheLock(f))
+}
+
+/// Write a file atomically (tmp + rename).
+pub fn write_atomic(p: &Path, data: &[u8]) -> Result<()> {
+    let tmp = p.with_extension(format!("tmp.{}", std::process::id()));
+    std::fs::write(&tmp, data).with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, p).with_context(|| format!("rename to {}", p.display()))?;
+    Ok(())
+}
+
+/// A fresh temporary directory next to `final_dir`, for build-then-rename.
+pub fn fresh_tmp_dir(final_dir: &Path) -> Result<PathBuf> {
+    let tmp = final_dir.with_extension(format!("tmp.{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    std::fs::create_dir_all(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+    Ok(tmp)
+}
+
+/// Step header.
+pub fn step(msg: &str) {
+    eprintln!("==> {msg}");
+}
