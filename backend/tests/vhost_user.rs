@@ -6,12 +6,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
-use common::{ack_for, wait_for, Front};
-use irqstorm_backend::control::request;
+use common::{ack_for, wait_for, Backend, Front};
 use irqstorm_backend::protocol::{
     ConfigureBody, CtrlReq, DeviceConfig, EventRecord, Mode, Opcode, Status, EVT_F_FINAL,
     EVT_F_LATCHED, IRQSTORM_F_MODERATION, MAGIC, SOURCE_ALL, SPEC_VERSION,
@@ -19,47 +17,6 @@ use irqstorm_backend::protocol::{
 use serde_json::{json, Value};
 use vhost::vhost_user::message::VhostUserConfigFlags;
 use vhost::vhost_user::VhostUserFrontend;
-
-struct Backend {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Backend {
-    fn spawn(tag: &str, extra: &[&str]) -> Self {
-        let dir = std::env::temp_dir().join(format!("irqstorm-it-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_irqstorm-backend"))
-            .arg("-s")
-            .arg(dir.join("vu.sock"))
-            .arg("--control-socket")
-            .arg(dir.join("ctl.sock"))
-            .args(["--sources", "4"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        Self { child, dir }
-    }
-    fn sock(&self) -> PathBuf {
-        self.dir.join("vu.sock")
-    }
-    fn ctl(&self, v: Value) -> Value {
-        let p = self.dir.join("ctl.sock");
-        wait_for("control socket", Duration::from_secs(20), || {
-            request(&p, &v).ok()
-        })
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn storm(rate: u32, burst: u16, count: u64) -> ConfigureBody {
     ConfigureBody {

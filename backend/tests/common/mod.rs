@@ -6,11 +6,14 @@
 
 use std::fs::File;
 use std::os::fd::FromRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant};
 
+use irqstorm_backend::control::request;
 use irqstorm_backend::protocol::{AckRecord, CtrlReq, CtrlResp, EventRecord, ACK_SIZE, EVENT_SIZE};
+use serde_json::Value;
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost::vhost_user::{Frontend, VhostUserFrontend};
 use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
@@ -315,5 +318,47 @@ pub fn ack_for(r: &EventRecord, mechanism: u8) -> AckRecord {
         bh_start_ns: 1_500,
         bh_end_ns: 2_000,
         post_ns: 2_100,
+    }
+}
+
+/// The back end binary, killed on drop.
+pub struct Backend {
+    pub child: Child,
+    pub dir: PathBuf,
+}
+
+impl Backend {
+    pub fn spawn(tag: &str, extra: &[&str]) -> Self {
+        let dir = std::env::temp_dir().join(format!("irqstorm-it-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_irqstorm-backend"))
+            .arg("-s")
+            .arg(dir.join("vu.sock"))
+            .arg("--control-socket")
+            .arg(dir.join("ctl.sock"))
+            .args(["--sources", "4"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self { child, dir }
+    }
+    pub fn sock(&self) -> PathBuf {
+        self.dir.join("vu.sock")
+    }
+    pub fn ctl(&self, v: Value) -> Value {
+        let p = self.dir.join("ctl.sock");
+        wait_for("control socket", Duration::from_secs(20), || {
+            request(&p, &v).ok()
+        })
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
