@@ -14,7 +14,7 @@ use irqstorm_backend::protocol::{
     ConfigureBody, CtrlReq, DeviceConfig, EventRecord, Mode, Opcode, Status, EVT_F_FINAL,
     EVT_F_LATCHED, IRQSTORM_F_MODERATION, MAGIC, SOURCE_ALL, SPEC_VERSION,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 use vhost::vhost_user::message::VhostUserConfigFlags;
 use vhost::vhost_user::VhostUserFrontend;
 
