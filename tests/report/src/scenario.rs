@@ -1465,6 +1465,21 @@ program = { mode = "periodic", period_us = 1000 }
     }
 
     #[test]
+    fn docs_example_validates() {
+        let doc = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/scenarios.md"),
+        )
+        .unwrap();
+        let start = doc
+            .find("## Example\n\n```toml\n")
+            .expect("example section")
+            + "## Example\n\n```toml\n".len();
+        let end = start + doc[start..].find("```").unwrap();
+        let s = parse(&doc[start..end], "docs/scenarios.md").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.threshold_specs().len(), 3);
+    }
+
+    #[test]
     fn default_scenario_covers_every_mechanism_with_timer_and_storm() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
         let s = load(dir.join("default.toml")).unwrap();

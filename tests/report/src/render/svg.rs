@@ -662,6 +662,16 @@ mod tests {
     }
 
     #[test]
+    fn tail_scale_spaces_nines_evenly() {
+        assert_eq!(tail_y(0.0), 0.0);
+        assert!((tail_y(0.9) - 0.25).abs() < 1e-12);
+        assert!((tail_y(0.99) - 0.5).abs() < 1e-12);
+        assert!((tail_y(0.999) - 0.75).abs() < 1e-9);
+        assert_eq!(tail_y(1.0), 1.0);
+        assert_eq!(tail_y(0.99999), 1.0);
+    }
+
+    #[test]
     fn log_axis_decades() {
         let ax = LogAxis::new(3_000.0, 2_000_000.0);
         assert_eq!(ax.decades(), vec![1e3, 1e4, 1e5, 1e6, 1e7]);
