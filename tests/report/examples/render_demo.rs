@@ -73,7 +73,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         row.guest = Some(GuestCounters {
             records: raised - coalesced,
             events: raised,
-            acks_posted: raised - coalesced,
+            acks_posted: Some(raised - coalesced),
             errors: 0,
         });
         let base = 40_000 + 9_000 * i as u64;

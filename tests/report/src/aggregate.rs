@@ -39,7 +39,10 @@ fn add_host(a: &mut HostCounters, b: &HostCounters) {
 fn add_guest(a: &mut GuestCounters, b: &GuestCounters) {
     a.records += b.records;
     a.events += b.events;
-    a.acks_posted += b.acks_posted;
+    a.acks_posted = match (a.acks_posted, b.acks_posted) {
+        (Some(x), Some(y)) => Some(x + y),
+        _ => None,
+    };
     a.errors += b.errors;
 }
 

@@ -202,6 +202,30 @@ fn rank(q: f64, n: u64) -> u64 {
 /// that holds it. The mean is exact when `sum_ns` is given, else estimated
 /// from bucket midpoints.
 pub fn summary_from_log2(counts: &[u64], sum_ns: Option<u64>) -> LatencySummary {
+    summary_from_log2_exact(
+        counts,
+        Log2Exact {
+            sum_ns,
+            ..Default::default()
+        },
+    )
+}
+
+/// Exact side figures a log2 producer may report with its buckets (the
+/// guest driver reports min, max and the mean).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Log2Exact {
+    pub sum_ns: Option<u64>,
+    pub min_ns: Option<u64>,
+    pub max_ns: Option<u64>,
+}
+
+/// Summary of log2 buckets with exact side figures: `min_ns`/`max_ns`
+/// replace the bucket edges, and every percentile is capped at `max_ns`
+/// (still an upper bound).
+pub fn summary_from_log2_exact(counts: &[u64], exact: Log2Exact) -> LatencySummary {
+    let sum_ns = exact.sum_ns;
+    let cap = exact.max_ns.unwrap_or(u64::MAX);
     let n: u64 = counts.iter().sum();
     if n == 0 {
         return LatencySummary::empty(Resolution::Log2UpperEdge);
@@ -212,10 +236,10 @@ pub fn summary_from_log2(counts: &[u64], sum_ns: Option<u64>) -> LatencySummary 
         for (i, &c) in counts.iter().enumerate() {
             cum += c;
             if cum >= r {
-                return log2_upper_edge(i);
+                return log2_upper_edge(i).min(cap);
             }
         }
-        log2_upper_edge(counts.len().saturating_sub(1))
+        log2_upper_edge(counts.len().saturating_sub(1)).min(cap)
     };
     let first = counts.iter().position(|&c| c > 0).unwrap_or(0);
     let last = counts.iter().rposition(|&c| c > 0).unwrap_or(0);
@@ -234,13 +258,13 @@ pub fn summary_from_log2(counts: &[u64], sum_ns: Option<u64>) -> LatencySummary 
     };
     LatencySummary {
         count: n,
-        min_ns: log2_lower_edge(first),
+        min_ns: exact.min_ns.unwrap_or(log2_lower_edge(first)),
         mean_ns,
         p50_ns: at(0.50),
         p90_ns: at(0.90),
         p99_ns: at(0.99),
         p999_ns: at(0.999),
-        max_ns: log2_upper_edge(last),
+        max_ns: exact.max_ns.unwrap_or(log2_upper_edge(last)),
         resolution: Resolution::Log2UpperEdge,
     }
 }
@@ -276,8 +300,15 @@ pub enum HistogramData {
     /// Guest log2 buckets: `counts[i]` values in `[2^i, 2^(i+1))` ns.
     Log2 {
         counts: Vec<u64>,
+        /// Exact sum of the values, when the producer reports it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sum_ns: Option<u64>,
+        /// Exact smallest value, when reported.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_ns: Option<u64>,
+        /// Exact largest value, when reported.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_ns: Option<u64>,
     },
 }
 
@@ -310,14 +341,30 @@ impl Distribution {
 
     /// From guest log2 buckets (trailing empty buckets are trimmed).
     pub fn from_log2(counts: &[u64], sum_ns: Option<u64>) -> Result<Self, HistError> {
+        Self::from_log2_exact(
+            counts,
+            Log2Exact {
+                sum_ns,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// From guest log2 buckets with exact side figures.
+    pub fn from_log2_exact(counts: &[u64], exact: Log2Exact) -> Result<Self, HistError> {
         if counts.len() > LOG2_MAX_BUCKETS {
             return Err(HistError::TooManyBuckets(counts.len()));
         }
         let end = counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
         let counts = counts[..end].to_vec();
         Ok(Distribution {
-            summary: summary_from_log2(&counts, sum_ns),
-            histogram: HistogramData::Log2 { counts, sum_ns },
+            summary: summary_from_log2_exact(&counts, exact),
+            histogram: HistogramData::Log2 {
+                counts,
+                sum_ns: exact.sum_ns,
+                min_ns: exact.min_ns,
+                max_ns: exact.max_ns,
+            },
         })
     }
 
@@ -332,7 +379,19 @@ impl Distribution {
             HistogramData::Hdr { buckets } => summary_from_hdr(&hdr_from_buckets(
                 buckets.iter().map(|b| (b.value_ns, b.count)),
             )?),
-            HistogramData::Log2 { counts, sum_ns } => summary_from_log2(counts, *sum_ns),
+            HistogramData::Log2 {
+                counts,
+                sum_ns,
+                min_ns,
+                max_ns,
+            } => summary_from_log2_exact(
+                counts,
+                Log2Exact {
+                    sum_ns: *sum_ns,
+                    min_ns: *min_ns,
+                    max_ns: *max_ns,
+                },
+            ),
         };
         Ok(())
     }
@@ -344,12 +403,33 @@ impl Distribution {
             (HistogramData::Hdr { buckets: a }, HistogramData::Hdr { buckets: b }) => {
                 Distribution::from_buckets(a.iter().chain(b.iter()).map(|x| (x.value_ns, x.count)))?
             }
-            (HistogramData::Log2 { sum_ns: sa, .. }, HistogramData::Log2 { sum_ns: sb, .. }) => {
-                let sum = match (sa, sb) {
-                    (Some(x), Some(y)) => Some(x + y),
+            (
+                HistogramData::Log2 {
+                    sum_ns: sa,
+                    min_ns: na,
+                    max_ns: xa,
+                    ..
+                },
+                HistogramData::Log2 {
+                    sum_ns: sb,
+                    min_ns: nb,
+                    max_ns: xb,
+                    ..
+                },
+            ) => {
+                let both = |a: &Option<u64>, b: &Option<u64>, f: fn(u64, u64) -> u64| match (a, b) {
+                    (Some(x), Some(y)) => Some(f(*x, *y)),
                     _ => None,
                 };
-                Distribution::from_log2(&add_counts(self.log2_counts(), &other.log2_counts()), sum)?
+                let exact = Log2Exact {
+                    sum_ns: both(sa, sb, |x, y| x + y),
+                    min_ns: both(na, nb, u64::min),
+                    max_ns: both(xa, xb, u64::max),
+                };
+                Distribution::from_log2_exact(
+                    &add_counts(self.log2_counts(), &other.log2_counts()),
+                    exact,
+                )?
             }
             _ => Distribution::from_log2(
                 &add_counts(self.log2_counts(), &other.log2_counts()),
@@ -469,6 +549,45 @@ mod tests {
     }
 
     #[test]
+    fn log2_exact_side_figures_tighten_the_summary() {
+        let mut counts = vec![0u64; 12];
+        counts[10] = 99; // [1024, 2048)
+        counts[11] = 1; // [2048, 4096)
+        let exact = Log2Exact {
+            sum_ns: Some(130_000),
+            min_ns: Some(1100),
+            max_ns: Some(2500),
+        };
+        let s = summary_from_log2_exact(&counts, exact);
+        assert_eq!(
+            (s.min_ns, s.p50_ns, s.p99_ns, s.p999_ns, s.max_ns),
+            (1100, 2048, 2048, 2500, 2500)
+        );
+        assert_eq!(s.mean_ns, 1300.0);
+        let mut a = Distribution::from_log2_exact(&counts, exact).unwrap();
+        let b = Distribution::from_log2_exact(
+            &counts,
+            Log2Exact {
+                sum_ns: Some(1),
+                min_ns: Some(1050),
+                max_ns: Some(3000),
+            },
+        )
+        .unwrap();
+        a.merge(&b).unwrap();
+        assert_eq!(
+            (a.summary.min_ns, a.summary.max_ns, a.count()),
+            (1050, 3000, 200)
+        );
+        // JSON keeps the side figures
+        let j = serde_json::to_string(&a.histogram).unwrap();
+        assert!(
+            j.contains("\"min_ns\":1050") && j.contains("\"max_ns\":3000"),
+            "{j}"
+        );
+    }
+
+    #[test]
     fn log2_bucket_zero_and_empty() {
         let s = summary_from_log2(&[3], None);
         assert_eq!((s.min_ns, s.p50_ns, s.max_ns), (0, 2, 2));
@@ -510,7 +629,9 @@ mod tests {
             g.histogram,
             HistogramData::Log2 {
                 counts: vec![4, 1, 2, 1],
-                sum_ns: Some(30)
+                sum_ns: Some(30),
+                min_ns: None,
+                max_ns: None,
             }
         );
         assert_eq!(g.count(), 8);

@@ -73,6 +73,7 @@ pub mod aggregate;
 pub mod baseline;
 pub mod gate;
 pub mod hist;
+pub mod input;
 pub mod model;
 pub mod offset;
 pub mod render;
