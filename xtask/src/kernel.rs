@@ -19,8 +19,24 @@ pub struct Pin {
     pub tarball: String,
 }
 
+/// `images/kernel-source.toml`, or `$IRQSTORM_KERNEL_PIN` (for experiments).
+pub fn pin_path(repo: &Path) -> PathBuf {
+    std::env::var_os("IRQSTORM_KERNEL_PIN")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo.join("images/kernel-source.toml"))
+}
+
+/// `images/kernel.config`, or `$IRQSTORM_KERNEL_CONFIG` (for experiments).
+pub fn fragment_path(repo: &Path) -> PathBuf {
+    std::env::var_os("IRQSTORM_KERNEL_CONFIG")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo.join("images/kernel.config"))
+}
+
 pub fn load_pin(repo: &Path) -> Result<Pin> {
-    let p = repo.join("images/kernel-source.toml");
+    let p = pin_path(repo);
     let text = std::fs::read_to_string(&p).with_context(|| format!("read {}", p.display()))?;
     toml::from_str(&text).with_context(|| format!("parse {}", p.display()))
 }
@@ -56,21 +72,21 @@ pub fn parse_fragment(text: &str) -> Result<Vec<Opt>> {
         } else if let Some((n, v)) = s.split_once('=') {
             let v = strip_comment(v);
             if !n.starts_with("CONFIG_") || v.is_empty() {
-                bail!("images/kernel.config line {line}: cannot parse {s:?}");
+                bail!("kernel config fragment line {line}: cannot parse {s:?}");
             }
             (n.trim().to_string(), v)
         } else {
-            bail!("images/kernel.config line {line}: cannot parse {s:?}");
+            bail!("kernel config fragment line {line}: cannot parse {s:?}");
         };
         if !name[7..]
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_')
         {
-            bail!("images/kernel.config line {line}: bad option name {name:?}");
+            bail!("kernel config fragment line {line}: bad option name {name:?}");
         }
         if let Some(prev) = out.iter().find(|o| o.name == name) {
             bail!(
-                "images/kernel.config line {line}: {name} already set on line {}",
+                "kernel config fragment line {line}: {name} already set on line {}",
                 prev.line
             );
         }
@@ -217,7 +233,7 @@ pub fn prepare(
     tools: &Toolchain,
     apt: &mut PrivateApt,
 ) -> Result<Kernel> {
-    let frag_path = repo.join("images/kernel.config");
+    let frag_path = fragment_path(repo);
     let frag_text = std::fs::read_to_string(&frag_path)
         .with_context(|| format!("read {}", frag_path.display()))?;
     let frag = parse_fragment(&frag_text)?;
@@ -318,20 +334,22 @@ fn fetch_source(cache: &Path, pin: &Pin, apt: &mut PrivateApt) -> Result<PathBuf
         .ok_or_else(|| {
             anyhow!(
                 "kernel package {} version {} is not served by the Debian mirror ({} {}). \
-                 Update images/kernel-source.toml, or point at a local kernel tree: \
+                 Update the pin ({}), or point at a local kernel tree: \
                  cargo xtask --kernel-tree DIR ... (or IRQSTORM_KERNEL_TREE=DIR)",
                 pin.package,
                 pin.version,
                 apt::MIRROR,
-                pin.suite
+                pin.suite,
+                pin_path(&crate::util::repo_root()).display()
             )
         })?;
     let sum = util::sha256_file(&deb)?;
     if sum != pin.sha256 {
         bail!(
-            "{}: sha256 {sum} does not match the pin {} in images/kernel-source.toml",
+            "{}: sha256 {sum} does not match the pin {} in {}",
             deb.display(),
-            pin.sha256
+            pin.sha256,
+            pin_path(&crate::util::repo_root()).display()
         );
     }
     step("kernel source: sha256 verified; unpacking");

@@ -260,6 +260,47 @@ fn tail(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join(" | ")
 }
 
+/// One line per failed top-level test: nested `not ok`s are folded into
+/// their failed parent ("not ok: 00-module (insmod, rmmod)").
+fn summarize(problems: &[ktap::Problem]) -> Vec<String> {
+    use ktap::Problem;
+    let failed_top: Vec<&str> = problems
+        .iter()
+        .filter_map(|p| match p {
+            Problem::NotOk { path } if !path.contains('/') => Some(path.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut out = Vec::new();
+    for p in problems {
+        match p {
+            Problem::NotOk { path } if path.contains('/') => {
+                let top = path.split('/').next().unwrap_or("");
+                if !failed_top.contains(&top) {
+                    out.push(p.to_string());
+                }
+            }
+            Problem::NotOk { path } => {
+                let prefix = format!("{path}/");
+                let subs: Vec<&str> = problems
+                    .iter()
+                    .filter_map(|q| match q {
+                        Problem::NotOk { path: sp } => sp.strip_prefix(&prefix),
+                        _ => None,
+                    })
+                    .collect();
+                if subs.is_empty() {
+                    out.push(p.to_string());
+                } else {
+                    out.push(format!("{p} (failed: {})", subs.join(", ")));
+                }
+            }
+            other => out.push(other.to_string()),
+        }
+    }
+    out
+}
+
 /// Judge a boot: KTAP present and complete, no `not ok`, no crash, no timeout.
 pub fn evaluate(r: &BootResult) -> Evaluation {
     let log = r.console_log.display();
@@ -301,9 +342,11 @@ pub fn evaluate(r: &BootResult) -> Evaluation {
         }
         None => {}
         Some(s) => {
-            for p in s.problems() {
-                failures.push(format!("KTAP {p}; console log: {log}"));
-            }
+            failures.extend(
+                summarize(&s.problems())
+                    .into_iter()
+                    .map(|p| format!("KTAP {p}; console log: {log}")),
+            );
             // Missing results in the plan count as failures.
             if let Some(n) = s.plan {
                 failed += n.saturating_sub(s.tests.len());
@@ -451,5 +494,59 @@ impl Backend {
 impl Drop for Backend {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(console: &str) -> BootResult {
+        BootResult {
+            console: console.into(),
+            stderr: String::new(),
+            status: None,
+            timed_out: false,
+            stop_marker_seen: false,
+            duration: Duration::from_secs(1),
+            console_log: "/tmp/c.log".into(),
+        }
+    }
+
+    #[test]
+    fn nested_failures_fold_into_one_line_per_script() {
+        let ev = evaluate(&result(
+            "KTAP version 1\n1..2\n    KTAP version 1\n    1..3\n    not ok 1 insmod\n    ok 2 x\n    not ok 3 rmmod\nnot ok 1 00-module\n    KTAP version 1\n    1..1\n    not ok 1 odd\nok 2 10-other\n",
+        ));
+        assert_eq!(
+            ev.failures,
+            vec![
+                "KTAP not ok: 00-module (failed: insmod, rmmod); console log: /tmp/c.log",
+                "KTAP not ok: 10-other/odd; console log: /tmp/c.log",
+            ]
+        );
+        assert_eq!((ev.passed, ev.failed), (1, 1));
+    }
+
+    #[test]
+    fn crash_scan_needs_printk_timestamp() {
+        let c = "[    1.000000] WARNING: CPU: 0 PID: 1 at foo.c:1\n# WARNING: in a test\nBUG: no stamp\n[ 2.5] Oops: 0000 [#1]\n[  3.0] irqstorm: fine\n";
+        assert_eq!(
+            scan_crashes(c),
+            vec![
+                "[    1.000000] WARNING: CPU: 0 PID: 1 at foo.c:1",
+                "[ 2.5] Oops: 0000 [#1]"
+            ]
+        );
+    }
+
+    #[test]
+    fn timeout_after_complete_ktap_still_fails() {
+        let mut r = result("KTAP version 1\n1..1\nok 1 a\n");
+        r.timed_out = true;
+        let ev = evaluate(&r);
+        assert!(!ev.ok());
+        assert!(ev.failures[0].contains("before finishing"));
+        assert_eq!(ev.failed, 1);
     }
 }
