@@ -247,8 +247,20 @@ impl VhostUserBackend for IrqBackend {
 
     fn acked_features(&self, features: u64) {
         debug!("device {}: acked features {features:#x}", self.shared.index);
-        lock(&self.shared.dev)
-            .set_negotiated(features & !VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits());
+        let mut dev = lock(&self.shared.dev);
+        // QEMU sends SET_FEATURES each time it starts the device; one that
+        // follows device activity means the guest reset the device (§5.5).
+        if !dev.is_pristine() {
+            info!(
+                "device {}: restarted by the front end: device reset",
+                self.shared.index
+            );
+            dev.reset();
+            drop(dev);
+            self.shared.wake_generator();
+            dev = lock(&self.shared.dev);
+        }
+        dev.set_negotiated(features & !VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits());
     }
 
     fn protocol_features(&self) -> VhostUserProtocolFeatures {

@@ -50,13 +50,14 @@ pub fn now_ns() -> u64 {
         .wrapping_add(ts.tv_nsec as u64)
 }
 
-fn new_hist() -> Histogram<u64> {
-    // Bounds are constants that hdrhistogram accepts (low >= 1, high >= 2*low, sigfig <= 5).
-    Histogram::new_with_bounds(1, HIST_MAX_NS, 3).unwrap_or_else(|_| Histogram::new(3).unwrap())
-}
-
 fn record(h: &mut Option<Histogram<u64>>, v: u64) {
-    h.get_or_insert_with(new_hist).saturating_record(v.max(1));
+    if h.is_none() {
+        // Constant bounds that hdrhistogram accepts (low >= 1, high >= 2*low, sigfig <= 5).
+        *h = Histogram::new_with_bounds(1, HIST_MAX_NS, 3).ok();
+    }
+    if let Some(h) = h {
+        h.saturating_record(v.max(1));
+    }
 }
 
 /// Summary of a histogram as JSON (count, min, p50, p90, p99, p99.9, max, mean).
@@ -412,6 +413,17 @@ impl Device {
     /// Records the negotiated features.
     pub fn set_negotiated(&mut self, f: u64) {
         self.negotiated = f;
+    }
+
+    /// True if nothing happened since the last reset (no record written, no
+    /// program configured, nothing latched).
+    pub fn is_pristine(&self) -> bool {
+        self.next_seq == 1
+            && self.pending_order.is_empty()
+            && self
+                .sources
+                .iter()
+                .all(|s| s.program.mode == Mode::Off && s.source_seq == 0)
     }
 
     /// Negotiated features.

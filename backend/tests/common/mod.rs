@@ -123,6 +123,27 @@ impl Ring {
         .unwrap();
         v
     }
+    /// Avail index as last published.
+    pub fn avail_idx(&self) -> u16 {
+        self.avail_idx
+    }
+    /// Whether the device wants a kick after the avail index moved from
+    /// `old` to the current value (`avail_event` with EVENT_IDX, else the
+    /// used ring's NO_NOTIFY flag).
+    pub fn needs_kick(&self, m: &GuestMemoryMmap, old: u16, event_idx: bool) -> bool {
+        fence(Ordering::SeqCst);
+        if event_idx {
+            let ev: u16 = u16::from_le(
+                m.read_obj(GuestAddress(self.used() + 4 + 8 * u64::from(self.size)))
+                    .unwrap(),
+            );
+            let new = self.avail_idx;
+            new.wrapping_sub(ev).wrapping_sub(1) < new.wrapping_sub(old)
+        } else {
+            let flags: u16 = u16::from_le(m.read_obj(GuestAddress(self.used())).unwrap());
+            flags & 1 == 0
+        }
+    }
     /// Outstanding buffers (posted, not used yet).
     pub fn in_flight(&self) -> u16 {
         self.avail_idx.wrapping_sub(self.last_used)
@@ -219,6 +240,8 @@ impl Front {
             kicks.push(kick);
             calls.push(call);
         }
+        // A request with a reply: the back end has handled everything before it.
+        fe.get_features().unwrap();
         Self {
             fe,
             mem,
@@ -230,6 +253,10 @@ impl Front {
             next_event_id: 0,
             next_ack_id: 0,
         }
+    }
+
+    pub fn event_idx(&self) -> bool {
+        self.features & (1 << VIRTIO_RING_F_EVENT_IDX) != 0
     }
 
     pub fn kick(&self, q: usize) {
@@ -268,13 +295,16 @@ impl Front {
 
     /// Posts `n` event buffers (one 48-byte descriptor each).
     pub fn post_events(&mut self, n: u16) {
+        let old = self.rings[1].avail_idx();
         for _ in 0..n {
             let id = self.next_event_id;
             self.next_event_id = (id + 1) % QSIZE[1];
             let addr = EVENT_BUF + u64::from(id) * 64;
             self.rings[1].post(&self.mem, id, &[(addr, EVENT_SIZE as u32, true)]);
         }
-        self.kick(1);
+        if self.rings[1].needs_kick(&self.mem, old, self.event_idx()) {
+            self.kick(1);
+        }
     }
 
     /// Reads the event records the device put on the used ring.
@@ -301,8 +331,11 @@ impl Front {
         let addr = ACK_BUF + u64::from(id) * ACK_SLOT;
         let bytes: Vec<u8> = acks.iter().flat_map(|a| a.encode()).collect();
         self.mem.write_slice(&bytes, GuestAddress(addr)).unwrap();
+        let old = self.rings[2].avail_idx();
         self.rings[2].post(&self.mem, id, &[(addr, bytes.len() as u32, false)]);
-        self.kick(2);
+        if self.rings[2].needs_kick(&self.mem, old, self.event_idx()) {
+            self.kick(2);
+        }
     }
 }
 
