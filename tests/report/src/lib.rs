@@ -7,46 +7,81 @@
 //! ## Wiring it into `cargo xtask run --scenario F --report-dir D`
 //!
 //! ```no_run
-//! use irqstorm_report::{baseline, gate, model, offset, render, scenario};
+//! use irqstorm_report::{aggregate, baseline, gate, input, model, offset, render, scenario};
+//! # fn stats_reply() -> String { String::new() }
+//! # fn debugfs(_: &str) -> Option<String> { None }
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! // 1. Load and validate the scenario (unknown keys, ranges, mechanism
-//! //    names, sleep-on-atomic are rejected with file + field path).
+//! // 1. Load and validate the scenario before booting anything (unknown
+//! //    keys, ranges, mechanism names, sleep work on atomic mechanisms are
+//! //    rejected with the file and the field path).
 //! let sc = scenario::load("tests/scenarios/default.toml")?;
-//! //    Each source's CONFIGURE body (spec §6.1.2), ready to encode:
-//! for s in &sc.sources {
-//!     let _body = s.configure_body();
-//! }
-//! //    After GET_INFO, re-check against the device's real limits:
+//! //    The back end needs sc.device.num_sources sources. After GET_INFO,
+//! //    re-check against the limits the device reports:
 //! //    sc.validate_against(&scenario::DeviceLimits { .. })
 //!
-//! // 2. Baseline: host eventfd ping-pong between two threads.
+//! // 2. The run, phase by phase: warm-up, measure, ramp steps.
+//! let mut ramp = model::RampResult::default();
+//! for phase in sc.plan() {
+//!     for s in &phase.starts {
+//!         // CONFIGURE s.id with s.body (spec §6.1.2), START with
+//!         // start_delay_ns = s.start_delay_ms * 1_000_000 (host control
+//!         // socket, or the guest when s.driven_by == Guest).
+//!         let _ = s;
+//!     }
+//!     // ... every second print
+//!     // render::progress_line(&phase.phase.name(), elapsed_ms, sc.total_ms(), raised, coalesced, acked)
+//!     // then STOP all; after warm-up reset the stats; for a ramp step:
+//!     // if !ramp.record(step, sc.ramp.as_ref().unwrap()) { break }
+//! }
+//!
+//! // 3. Baseline measured in the same run: host eventfd ping-pong.
 //! let evfd = baseline::host_eventfd_pingpong(10_000)?;
 //!
-//! // 3. Build the result from the back end's JSON and the guest's debugfs.
+//! // 4. Rows from the back end's `stats` reply (requested with
+//! //    "buckets": true) and the guest's debugfs tables.
+//! let stats = input::parse_backend_stats(&stats_reply())?;
+//! let mut rows = stats.rows(&sc, None)?;
+//! let (summary, lat, work) = (debugfs("summary"), debugfs("hist"), debugfs("work_hist"));
+//! let (ref_lat, ref_work) = (debugfs("ref_hist"), debugfs("ref_work_hist"));
+//! input::apply_guest(&mut rows, &input::GuestTexts {
+//!     summary: summary.as_deref(),
+//!     latency: lat.as_deref(),
+//!     work: work.as_deref(),
+//!     ref_latency: ref_lat.as_deref(),
+//!     ref_work: ref_work.as_deref(),
+//! })?;
+//! //    One-way raise -> hardirq: offset from PING exchanges, then
+//! //    (raise_ns, hardirq_ns) pairs of the mechanism's events.
+//! let pings = [offset::PingSample {
+//!     t1_guest_send_ns: 0, t2_host_recv_ns: 5, t3_host_send_ns: 6, t4_guest_recv_ns: 11,
+//! }];
+//! let est = offset::estimate(&pings)?;
+//! rows[0].raise_to_hardirq = Some(offset::one_way(&est, [(100, 120)])?);
+//!
 //! let mut result = model::RunResult::new(model::RunMeta {
 //!     scenario: sc.name.clone(),
+//!     scenario_file: "tests/scenarios/default.toml".into(),
 //!     accelerator: "tcg".into(),
 //!     start_time: "2026-11-22T06:40:00Z".into(),
 //!     duration_ns: sc.duration_ms * 1_000_000,
+//!     warmup_ns: sc.warmup_ms * 1_000_000,
 //!     devices: vec!["irqstorm0".into()],
+//!     tool_version: "0.1.0".into(),
 //!     ..Default::default()
 //! });
-//! let mut row = model::MechanismResult::new("tasklet", None);
-//! row.host = model::HostCounters { raised: 10, records: 10, acked: 10, ..Default::default() };
-//! //    host HDR histogram as a bucket list [(value_ns, count)] ...
-//! row.raise_to_ack = Some(hist::Distribution::from_buckets([(25_000, 10)])?);
-//! //    ... guest log2 buckets (bucket i = [2^i, 2^(i+1)) ns)
-//! row.hardirq_to_bh = Some(hist::Distribution::from_log2(&[0; 12], None)?);
-//! result.mechanisms.push(row);
+//! result.mechanisms = rows;
 //! result.baselines.host_eventfd = Some(evfd);
-//! //    One-way raise -> hardirq: offset from PING exchanges, then pairs.
-//! let pings = [offset::PingSample { t1_guest_send_ns: 0, t2_host_recv_ns: 5, t3_host_send_ns: 6, t4_guest_recv_ns: 11 }];
-//! let est = offset::estimate(&pings)?;
-//! result.mechanisms[0].raise_to_hardirq = Some(offset::one_way(&est, [(100, 120)])?);
-//! //    With several devices (--socket-count): aggregate::aggregate(&[r0, r1, ..])
+//! result.clock_offsets.push(model::DeviceOffset { device: "irqstorm0".into(), estimate: est });
+//! if !ramp.steps.is_empty() {
+//!     result.ramp = Some(ramp);
+//! }
 //! result.finalize()?; // summaries + ratios to the baselines
+//! //    With several devices (--socket-count N): one RunResult per device,
+//! //    then `let result = aggregate::aggregate(&per_device_results)?;`
+//! # let _ = aggregate::aggregate;
 //!
-//! // 4. Gate, write the report directory, exit non-zero on failures.
+//! // 5. Gate, print the table, write the report directory, exit non-zero
+//! //    on failures.
 //! let failures = gate::apply(&sc, &mut result);
 //! print!("{}", render::table(&result));
 //! render::write_report_dir("target/irqstorm-report".as_ref(), &result, None)?;
@@ -54,15 +89,15 @@
 //!     eprint!("{msg}");
 //!     std::process::exit(1);
 //! }
-//! # use irqstorm_report::hist;
 //! # Ok(()) }
 //! ```
 //!
 //! ## Modules
-//! * [`scenario`]: TOML scenario files, validation, CONFIGURE bodies, ramp steps.
+//! * [`scenario`]: TOML scenario files, validation, CONFIGURE bodies, the run's phases.
 //! * [`model`]: the run result (`report.json` schema, `docs/report.md`),
 //!   mechanism table (spec §6.5), conservation check.
 //! * [`hist`]: HDR (bucket list or V2 base64) and log2 histograms, summaries.
+//! * [`input`]: the back end's `stats` JSON and the guest's debugfs tables -> rows.
 //! * [`offset`]: NTP-style clock offset and one-way estimate (`docs/clock-offset.md`).
 //! * [`baseline`]: host eventfd ping-pong.
 //! * [`gate`]: thresholds and conservation -> checks with messages.

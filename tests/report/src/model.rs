@@ -310,6 +310,36 @@ pub struct RampResult {
     pub sustained_rate_hz: Option<u64>,
 }
 
+impl RampResult {
+    /// Record a finished step; returns whether the ramp goes on (the step
+    /// stayed within the ramp's stop ratios). Keeps `stop_reason` and
+    /// `sustained_rate_hz` up to date.
+    pub fn record(&mut self, step: RampStep, ramp: &crate::scenario::Ramp) -> bool {
+        let reason = ramp.stop_reason(step.coalesced_ratio(), step.loss_ratio());
+        if step.coalesced_ratio() <= ramp.stop_coalesced_ratio
+            && step.loss_ratio() <= ramp.stop_loss_ratio
+        {
+            self.sustained_rate_hz = Some(self.sustained_rate_hz.unwrap_or(0).max(step.rate_hz));
+        }
+        let last = ramp.rates().last().copied().map(u64::from);
+        self.steps.push(step);
+        match reason {
+            Some(r) => {
+                self.stop_reason = format!(
+                    "at {} events/s: {r}",
+                    self.steps[self.steps.len() - 1].rate_hz
+                );
+                false
+            }
+            None if last == Some(self.steps[self.steps.len() - 1].rate_hz) => {
+                self.stop_reason = "max_hz reached".into();
+                false
+            }
+            None => true,
+        }
+    }
+}
+
 /// What kind of check a [`Check`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -583,6 +613,51 @@ pub(crate) mod tests {
         r.host.acked = 898;
         r.host.bad_acks = 2;
         assert!(conservation(&r).is_empty());
+    }
+
+    #[test]
+    fn ramp_record_stops_and_tracks_sustained_rate() {
+        let ramp = crate::scenario::Ramp {
+            sources: vec![],
+            start_hz: 1000,
+            max_hz: 8000,
+            step_hz: None,
+            step_factor: Some(2.0),
+            step_duration_ms: 100,
+            stop_coalesced_ratio: 0.01,
+            stop_loss_ratio: 0.01,
+        };
+        let step = |rate: u64, coalesced: u64| RampStep {
+            rate_hz: rate,
+            duration_ns: 1,
+            host: HostCounters {
+                raised: 1000,
+                records: 1000 - coalesced,
+                coalesced,
+                ..Default::default()
+            },
+            raise_to_ack_p99_ns: None,
+        };
+        let mut r = RampResult::default();
+        assert!(r.record(step(1000, 0), &ramp));
+        assert!(r.record(step(2000, 10), &ramp)); // exactly 1 %: still sustained
+        assert!(!r.record(step(4000, 50), &ramp));
+        assert_eq!(r.sustained_rate_hz, Some(2000));
+        assert!(
+            r.stop_reason
+                .starts_with("at 4000 events/s: coalesced/raised 0.0500"),
+            "{}",
+            r.stop_reason
+        );
+        let mut r = RampResult::default();
+        for rate in [1000, 2000, 4000] {
+            assert!(r.record(step(rate, 0), &ramp));
+        }
+        assert!(!r.record(step(8000, 0), &ramp));
+        assert_eq!(
+            (r.stop_reason.as_str(), r.sustained_rate_hz),
+            ("max_hz reached", Some(8000))
+        );
     }
 
     #[test]

@@ -358,6 +358,23 @@ pub fn effective_checks(result: &RunResult) -> Vec<Check> {
     }
 }
 
+/// One progress line for the console while a run goes on, e.g.
+/// `[  5.2 s / 17.0 s] measure   raised 12345  coalesced 12  acked 12300`.
+pub fn progress_line(
+    phase: &str,
+    elapsed_ms: u64,
+    total_ms: u64,
+    raised: u64,
+    coalesced: u64,
+    acked: u64,
+) -> String {
+    format!(
+        "[{:>6.1} s / {:.1} s] {phase:<9} raised {raised}  coalesced {coalesced}  acked {acked}",
+        elapsed_ms as f64 / 1e3,
+        total_ms as f64 / 1e3
+    )
+}
+
 /// Escape text for XML content and attribute values; characters XML 1.0
 /// cannot carry (most C0 controls) become `\u{..}` text.
 pub fn xml_escape(s: &str) -> String {
@@ -674,6 +691,14 @@ pub(crate) mod tests {
         assert_eq!(fmt_ns(999_999.0), "1000 us");
         assert_eq!(fmt_ns(1e6), "1.00 ms");
         assert_eq!(fmt_ns(2.5e9), "2.50 s");
+    }
+
+    #[test]
+    fn progress_line_format() {
+        assert_eq!(
+            progress_line("measure", 5200, 17000, 12345, 12, 12300),
+            "[   5.2 s / 17.0 s] measure   raised 12345  coalesced 12  acked 12300"
+        );
     }
 
     #[test]
