@@ -209,10 +209,12 @@ impl IrqBackend {
                 }
                 (out, wake)
             }
-            _ => (
-                dev.flush(now_ns(), Some((st.get_queue_mut(), &guard))),
-                true,
-            ),
+            _ => {
+                let out = dev.flush(now_ns(), Some((st.get_queue_mut(), &guard)));
+                // Records written here may open a moderation window: the
+                // generator must then arm its deadline.
+                (out, dev.has_unnotified())
+            }
         };
         drop(dev);
         if out.signal {

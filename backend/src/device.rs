@@ -463,6 +463,12 @@ impl Device {
             .map_or(0, |x| x.latch.pending)
     }
 
+    /// Whether written records wait for a moderated notification (the
+    /// generator then has a moderation deadline).
+    pub fn has_unnotified(&self) -> bool {
+        self.total_unnotified > 0
+    }
+
     /// Whether a source is running.
     pub fn is_running(&self, s: u16) -> bool {
         self.sources
@@ -663,6 +669,7 @@ impl Device {
     ) -> QueueOutcome {
         let mut out = QueueOutcome::default();
         let mut notify = false;
+        let mut starved = false;
         for _ in 0..SERVICE_BUDGET {
             // The source whose next event is due first.
             let mut best: Option<(u64, u16)> = None;
@@ -682,9 +689,14 @@ impl Device {
                 break;
             };
             self.raise(src, due, now, fin);
-            let (n, nf) = self.flush_inner(&mut q, now);
-            out.used += n;
-            notify |= nf;
+            if !starved {
+                let (n, nf) = self.flush_inner(&mut q, now);
+                out.used += n;
+                notify |= nf;
+                // No buffer left: latch the rest of this pass without
+                // touching the ring again; the flush below re-checks.
+                starved = !self.pending_order.is_empty();
+            }
         }
         let (n, nf) = self.flush_inner(&mut q, now);
         out.used += n;
