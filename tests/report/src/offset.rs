@@ -168,6 +168,35 @@ where
     })
 }
 
+/// Build the one-way distribution from raw clock differences
+/// `hardirq_guest_ns - raise_host_ns` (signed, ns) with counts, e.g. a
+/// bucket list the back end keeps per mechanism without knowing the offset.
+/// Each estimate is `diff + host_minus_guest_ns`.
+pub fn one_way_from_diffs<I>(estimate: &OffsetEstimate, diffs: I) -> Result<OneWay, HistError>
+where
+    I: IntoIterator<Item = (i64, u64)>,
+{
+    let mut h = crate::hist::new_hdr();
+    let mut negative = 0u64;
+    for (diff, count) in diffs {
+        if count == 0 {
+            continue;
+        }
+        let v = diff as i128 + estimate.host_minus_guest_ns as i128;
+        if v < 0 {
+            negative += count;
+        }
+        let v = v.clamp(0, u64::MAX as i128) as u64;
+        h.record_n(v, count)
+            .map_err(|e| HistError::Record(format!("{e:?}")))?;
+    }
+    Ok(OneWay {
+        distribution: Distribution::from_hdr(&h),
+        negative_samples: negative,
+        error_bound_ns: estimate.error_bound_ns,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +318,40 @@ mod tests {
         )
         .unwrap();
         assert_eq!((ow.negative_samples, ow.distribution.count()), (1, 1));
+    }
+
+    #[test]
+    fn one_way_from_diffs_matches_pairs() {
+        let theta = 3_000_000_000i64;
+        let e = estimate(&[exchange(1_000, theta, 2_000, 100, 2_000)]).unwrap();
+        assert_eq!(e.host_minus_guest_ns, theta);
+        // diffs = hardirq_guest - raise_host = latency - theta
+        let lat = [10_000i64, 20_000, 20_000, 500_000];
+        let pairs: Vec<(u64, u64)> = lat
+            .iter()
+            .map(|l| (4_000_000_000u64, (4_000_000_000i64 + l - theta) as u64))
+            .collect();
+        let a = one_way(&e, pairs).unwrap();
+        let b = one_way_from_diffs(
+            &e,
+            [
+                (10_000 - theta, 1),
+                (20_000 - theta, 2),
+                (500_000 - theta, 1),
+                (0, 0),
+            ],
+        )
+        .unwrap();
+        assert_eq!(a, b);
+        let n = one_way_from_diffs(&e, [(-theta - 5, 3)]).unwrap();
+        assert_eq!(
+            (
+                n.negative_samples,
+                n.distribution.count(),
+                n.distribution.summary.max_ns
+            ),
+            (3, 3, 0)
+        );
     }
 
     #[test]

@@ -1002,6 +1002,24 @@ impl Scenario {
         self.warmup_ms + self.duration_ms + ramp
     }
 
+    /// Check the accelerator the run got (`tcg` or `kvm`) against
+    /// `[guest] accel`; the error says why the run cannot go on.
+    pub fn check_accel(&self, actual: &str) -> Result<(), String> {
+        let want = match self.guest.accel {
+            AccelRequirement::Any => return Ok(()),
+            AccelRequirement::Kvm => "kvm",
+            AccelRequirement::Tcg => "tcg",
+        };
+        if actual == want {
+            Ok(())
+        } else {
+            Err(format!(
+                "scenario `{}` requires accel = \"{want}\" ([guest] accel), but the run uses {actual}",
+                self.name
+            ))
+        }
+    }
+
     /// Validate against the device limits the scenario declares.
     pub fn validate(&self) -> Result<(), Vec<Problem>> {
         self.validate_against(&self.device)
@@ -1884,6 +1902,18 @@ max = 1.5
         let dp = d.plan();
         assert_eq!(dp[0].starts.len(), 14); // the timers; storms start at >= 1000 ms
         assert!(dp[0].starts.iter().all(|x| x.body.mode == 2));
+    }
+
+    #[test]
+    fn accel_requirement() {
+        let any = parse(MINIMAL, "m").unwrap();
+        assert!(any.check_accel("tcg").is_ok());
+        let kvm = parse(&with("[guest]\naccel = \"kvm\"\n"), "m").unwrap();
+        assert!(kvm.check_accel("kvm").is_ok());
+        assert_eq!(
+            kvm.check_accel("tcg").unwrap_err(),
+            "scenario `t` requires accel = \"kvm\" ([guest] accel), but the run uses tcg"
+        );
     }
 
     #[test]
