@@ -468,3 +468,174 @@ pub fn run_ctl(path: &Path, device: u32, cmd: &CtlCmd) -> Result<bool, String> {
     }
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::Limits;
+
+    fn server(fault: bool) -> Server {
+        let lim = Limits {
+            num_sources: 4,
+            max_rate_hz: 1000,
+            max_outstanding: 16,
+            min_period_ns: 2000,
+            max_burst: 8,
+        };
+        Server {
+            devices: vec![
+                Arc::new(Shared::new(0, lim, fault, 21).unwrap()),
+                Arc::new(Shared::new(1, lim, fault, 21).unwrap()),
+            ],
+            counters: ControlCounters::default(),
+            conns: AtomicUsize::new(0),
+        }
+    }
+
+    fn call(s: &Server, line: &str) -> Value {
+        s.handle_line(line.as_bytes())
+    }
+
+    #[test]
+    fn commands_and_replies() {
+        let s = server(false);
+        let r = call(&s, r#"{"cmd":"info","device":1}"#);
+        assert_eq!(r["ok"], true);
+        assert_eq!(r["device"], 1);
+        assert_eq!(r["num_sources"], 4);
+        assert_eq!(r["connected"], false);
+        let r = call(
+            &s,
+            r#"{"cmd":"configure","source":1,"mode":"storm","rate_hz":500,"burst":2,"jitter":"exponential"}"#,
+        );
+        assert_eq!(r, json!({"ok": true}));
+        let r = call(
+            &s,
+            r#"{"cmd":"start","source":1,"start_delay_ns":1000000000}"#,
+        );
+        assert_eq!(r["ok"], true);
+        assert!(r["t0"].as_u64().unwrap() > 0);
+        assert!(lock(&s.devices[0].dev).is_running(1));
+        // Busy, out of range (rate cap), invalid (OFF source), unsupported never for host.
+        let r = call(&s, r#"{"cmd":"configure","source":1,"mode":"oneshot"}"#);
+        assert_eq!(r["error"], "busy");
+        assert_eq!(r["status"], 3);
+        let r = call(
+            &s,
+            r#"{"cmd":"configure","source":2,"mode":"storm","rate_hz":600}"#,
+        );
+        assert_eq!(r["ok"], true);
+        let r = call(&s, r#"{"cmd":"start","source":2}"#);
+        assert_eq!(r["error"], "out_of_range");
+        let r = call(&s, r#"{"cmd":"start","source":3}"#);
+        assert_eq!(r["error"], "invalid");
+        let r = call(
+            &s,
+            r#"{"cmd":"configure","source":3,"mode":"periodic","period_ns":1000000,"moderation_events":4}"#,
+        );
+        assert_eq!(r["ok"], true);
+        let r = call(&s, r#"{"cmd":"stop","source":"all"}"#);
+        assert_eq!(r["ok"], true);
+        assert_eq!(r["raised"], 0);
+        let r = call(&s, r#"{"cmd":"stats","buckets":true}"#);
+        assert_eq!(r["ok"], true);
+        assert_eq!(r["stats"]["sources"].as_array().unwrap().len(), 4);
+        assert_eq!(r["stats"]["sources"][1]["mode"], "storm");
+        assert_eq!(r["stats"]["totals"]["conserved"], true);
+        assert_eq!(call(&s, r#"{"cmd":"reset_stats"}"#)["ok"], true);
+        // Fault injection is off.
+        let r = call(&s, r#"{"cmd":"fault","kind":"zero_count","count":3}"#);
+        assert_eq!(r["ok"], false);
+        assert_eq!(s.counters.malformed.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn malformed_requests_are_answered_and_counted() {
+        let s = server(true);
+        let bad = [
+            "not json",
+            "[1,2]",
+            r#"{"nocmd":1}"#,
+            r#"{"cmd":"nope"}"#,
+            r#"{"cmd":"info","device":2}"#,
+            r#"{"cmd":"info","device":-1}"#,
+            r#"{"cmd":"info","extra":true}"#,
+            r#"{"cmd":"configure","mode":"storm"}"#,
+            r#"{"cmd":"configure","source":70000,"mode":"storm"}"#,
+            r#"{"cmd":"configure","source":0,"mode":"fast"}"#,
+            r#"{"cmd":"configure","source":0,"mode":"storm","jitter":"gauss"}"#,
+            r#"{"cmd":"configure","source":0,"mode":"storm","rate_hz":5000000000}"#,
+            r#"{"cmd":"configure","source":0,"mode":"storm","burst":70000}"#,
+            r#"{"cmd":"configure","source":0,"mode":"storm","seed":1.5}"#,
+            r#"{"cmd":"start","source":"some"}"#,
+            r#"{"cmd":"stats","buckets":1}"#,
+            r#"{"cmd":"fault","kind":"melt"}"#,
+            r#"{"cmd":"fault","kind":"short_len","count":4294967296}"#,
+        ];
+        for (i, b) in bad.iter().enumerate() {
+            let r = call(&s, b);
+            assert_eq!(r["ok"], false, "{b}");
+            assert!(r["error"].is_string());
+            assert_eq!(s.counters.malformed.load(Ordering::Relaxed), i as u64 + 1);
+        }
+        // Valid request, device rejects: not a malformed line.
+        let r = call(
+            &s,
+            r#"{"cmd":"configure","source":9,"mode":"storm","rate_hz":1}"#,
+        );
+        assert_eq!(r["error"], "out_of_range");
+        // Armed fault needs the driver to have negotiated it.
+        let r = call(&s, r#"{"cmd":"fault","kind":"short_len"}"#);
+        assert_eq!(r["ok"], false);
+        lock(&s.devices[0].dev).set_negotiated(1 << crate::protocol::IRQSTORM_F_FAULT_INJECT);
+        let r = call(&s, r#"{"cmd":"fault","kind":"short_len","count":2}"#);
+        assert_eq!(r["ok"], true, "{r}");
+    }
+
+    #[test]
+    fn ctl_builds_requests() {
+        let v = ctl_request(
+            2,
+            &CtlCmd::Start {
+                source: Some(3),
+                start_delay_ns: 5,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"cmd":"start","source":3,"start_delay_ns":5,"device":2})
+        );
+        let v = ctl_request(0, &CtlCmd::Stop { source: None }).unwrap();
+        assert_eq!(v, json!({"cmd":"stop"}));
+        let v = ctl_request(
+            0,
+            &CtlCmd::Raw {
+                json: r#"{"cmd":"info"}"#.into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(v, json!({"cmd":"info"}));
+        assert!(ctl_request(0, &CtlCmd::Raw { json: "{".into() }).is_err());
+        let s = server(false);
+        let v = ctl_request(
+            0,
+            &CtlCmd::Configure {
+                source: 0,
+                mode: "periodic".into(),
+                jitter: "uniform".into(),
+                burst: None,
+                rate_hz: None,
+                period_ns: Some(1_000_000),
+                count: 10,
+                duration_ns: 0,
+                jitter_ns: 1000,
+                moderation_events: 0,
+                moderation_delay_us: 0,
+                seed: 7,
+            },
+        )
+        .unwrap();
+        assert_eq!(s.handle(&v).unwrap()["ok"], true);
+    }
+}
