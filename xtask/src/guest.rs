@@ -334,3 +334,83 @@ pub fn shell(repo: &Path, g: &Guest, accel: Accel, device: Option<&Device>) -> R
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guest() -> Guest {
+        Guest {
+            qemu: Qemu {
+                program: "/q".into(),
+                version: "v".into(),
+                origin: "test",
+            },
+            kernel: "/k/bzImage".into(),
+            kernel_key: "k".into(),
+            initrd: "/i.cpio.gz".into(),
+        }
+    }
+
+    fn pos(a: &[String], opt: &str) -> Vec<String> {
+        a.windows(2)
+            .filter(|w| w[0] == opt)
+            .map(|w| w[1].clone())
+            .collect()
+    }
+
+    #[test]
+    fn repo_launch_definition_expands() {
+        let repo = util::repo_root();
+        let a = qemu_args(
+            &repo,
+            &guest(),
+            Accel::Tcg,
+            "stdio",
+            "console=ttyS0 x=1",
+            None,
+        )
+        .unwrap();
+        assert_eq!(pos(&a, "-machine"), vec!["q35"]);
+        assert!(a.contains(&"-nodefaults".to_string()));
+        assert_eq!(pos(&a, "-accel"), vec!["tcg"]);
+        assert_eq!(pos(&a, "-cpu"), vec!["max"]);
+        assert_eq!(
+            pos(&a, "-object"),
+            vec!["memory-backend-memfd,id=mem,size=512M,share=on"]
+        );
+        assert_eq!(pos(&a, "-append"), vec!["console=ttyS0 x=1"]);
+        assert_eq!(pos(&a, "-kernel"), vec!["/k/bzImage"]);
+        assert!(
+            pos(&a, "-device").is_empty(),
+            "no device outside device mode"
+        );
+        let d = Device {
+            backend: "/b".into(),
+            virtio_id: 22,
+            num_vqs: 3,
+            vq_size: 128,
+            config_size: 32,
+            backend_args: vec![],
+        };
+        let a = qemu_args(
+            &repo,
+            &guest(),
+            Accel::Kvm,
+            "mon:stdio",
+            "c",
+            Some((&d, Path::new("/s/vhost.sock"))),
+        )
+        .unwrap();
+        assert_eq!(pos(&a, "-cpu"), vec!["host"]);
+        assert_eq!(pos(&a, "-serial"), vec!["mon:stdio"]);
+        assert_eq!(
+            pos(&a, "-chardev"),
+            vec!["socket,id=irqstorm0,path=/s/vhost.sock"]
+        );
+        assert_eq!(
+            pos(&a, "-device"),
+            vec!["vhost-user-test-device-pci,chardev=irqstorm0,virtio-id=22,num_vqs=3,vq_size=128,config_size=32"]
+        );
+    }
+}

@@ -134,4 +134,38 @@ mod tests {
         let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         assert_eq!(elf_is_dynamic(&me), Some(true));
     }
+
+    #[test]
+    fn initramfs_content_and_determinism() {
+        let repo = util::repo_root();
+        let dir =
+            std::env::temp_dir().join(format!("irqstorm-initramfs-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ko = dir.join("irqstorm.ko");
+        std::fs::write(&ko, b"fake module").unwrap();
+        let a = assemble(&repo, &ko).unwrap();
+        let b = assemble(&repo, &ko).unwrap();
+        assert_eq!(a.to_cpio_gz().unwrap(), b.to_cpio_gz().unwrap());
+        let raw = a.to_cpio();
+        let has = |name: &str| {
+            let mut n = name.as_bytes().to_vec();
+            n.push(0);
+            raw.windows(n.len()).any(|w| w == n.as_slice())
+        };
+        for p in [
+            "init",
+            "bin/busybox",
+            "bin/sh",
+            "dev/console",
+            "lib/modules/irqstorm.ko",
+            "tests/00-module.sh",
+            "tests/lib/ktap.sh",
+        ] {
+            assert!(has(p), "{p} missing from the initramfs");
+        }
+        std::fs::write(&ko, b"other module").unwrap();
+        let c = assemble(&repo, &ko).unwrap();
+        assert_ne!(a.content_hash(), c.content_hash());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

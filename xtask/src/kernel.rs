@@ -328,55 +328,58 @@ fn fetch_source(cache: &Path, pin: &Pin, apt: &mut PrivateApt) -> Result<PathBuf
         "kernel source: downloading {} {} ({})",
         pin.package, pin.version, pin.suite
     ));
-    let tmp = util::fresh_tmp_dir(&dir)?;
-    let deb = apt
-        .download(&pin.package, &pin.version, &tmp.join("deb"))?
-        .ok_or_else(|| {
-            anyhow!(
-                "kernel package {} version {} is not served by the Debian mirror ({} {}). \
-                 Update the pin ({}), or point at a local kernel tree: \
-                 cargo xtask --kernel-tree DIR ... (or IRQSTORM_KERNEL_TREE=DIR)",
-                pin.package,
-                pin.version,
-                apt::MIRROR,
-                pin.suite,
+    util::with_tmp_dir(&dir, |tmp| {
+        let tmp = tmp.to_path_buf();
+        let deb = apt
+            .download(&pin.package, &pin.version, &tmp.join("deb"))?
+            .ok_or_else(|| {
+                anyhow!(
+                    "kernel package {} version {} is not served by the Debian mirror ({} {}). \
+                     Update the pin ({}), or point at a local kernel tree: \
+                     cargo xtask --kernel-tree DIR ... (or IRQSTORM_KERNEL_TREE=DIR)",
+                    pin.package,
+                    pin.version,
+                    apt::MIRROR,
+                    pin.suite,
+                    pin_path(&crate::util::repo_root()).display()
+                )
+            })?;
+        let sum = util::sha256_file(&deb)?;
+        if sum != pin.sha256 {
+            bail!(
+                "{}: sha256 {sum} does not match the pin {} in {}",
+                deb.display(),
+                pin.sha256,
                 pin_path(&crate::util::repo_root()).display()
-            )
-        })?;
-    let sum = util::sha256_file(&deb)?;
-    if sum != pin.sha256 {
-        bail!(
-            "{}: sha256 {sum} does not match the pin {} in {}",
-            deb.display(),
-            pin.sha256,
-            pin_path(&crate::util::repo_root()).display()
-        );
-    }
-    step("kernel source: sha256 verified; unpacking");
-    apt::extract_deb(&deb, &tmp.join("x"))?;
-    let tarball = tmp.join("x").join(&pin.tarball);
-    let unpack = tmp.join("unpack");
-    std::fs::create_dir_all(&unpack)?;
-    util::output(
-        Command::new("tar")
-            .arg("-xf")
-            .arg(&tarball)
-            .arg("-C")
-            .arg(&unpack),
-    )?;
-    let top = std::fs::read_dir(&unpack)?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| p.join("Makefile").exists())
-        .ok_or_else(|| anyhow!("{} has no kernel tree", tarball.display()))?;
-    std::fs::rename(&top, tmp.join("linux"))?;
-    std::fs::remove_dir_all(tmp.join("x"))?;
-    std::fs::remove_dir_all(&unpack)?;
-    std::fs::remove_dir_all(tmp.join("deb"))?;
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
-    }
-    std::fs::rename(&tmp, &dir)?;
+            );
+        }
+        step("kernel source: sha256 verified; unpacking");
+        apt::extract_deb(&deb, &tmp.join("x"))?;
+        let tarball = tmp.join("x").join(&pin.tarball);
+        let unpack = tmp.join("unpack");
+        std::fs::create_dir_all(&unpack)?;
+        util::output(
+            Command::new("tar")
+                .arg("-xf")
+                .arg(&tarball)
+                .arg("-C")
+                .arg(&unpack),
+        )?;
+        let top = std::fs::read_dir(&unpack)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| p.join("Makefile").exists())
+            .ok_or_else(|| anyhow!("{} has no kernel tree", tarball.display()))?;
+        std::fs::rename(&top, tmp.join("linux"))?;
+        std::fs::remove_dir_all(tmp.join("x"))?;
+        std::fs::remove_dir_all(&unpack)?;
+        std::fs::remove_dir_all(tmp.join("deb"))?;
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        std::fs::rename(&tmp, &dir)?;
+        Ok(())
+    })?;
     Ok(tree)
 }
 

@@ -126,43 +126,47 @@ pub fn resolve(
 
 fn provision(dir: &Path, apt: &mut PrivateApt) -> Result<()> {
     step("QEMU: provisioning qemu-system-x86 from Debian trixie-backports into the cache");
-    let tmp = util::fresh_tmp_dir(dir)?;
-    let debs = apt.download_closure("qemu-system-x86", "trixie-backports", &tmp.join("debs"))?;
-    step(&format!("QEMU: unpacking {} packages", debs.len()));
-    let prefix = tmp.join("prefix");
-    for d in &debs {
-        apt::extract_deb(d, &prefix)?;
-    }
-    for junk in [
-        "usr/share/doc",
-        "usr/share/man",
-        "usr/share/locale",
-        "usr/share/lintian",
-    ] {
-        let _ = std::fs::remove_dir_all(prefix.join(junk));
-    }
-    std::fs::remove_dir_all(tmp.join("debs"))?;
-    let names: Vec<String> = debs
-        .iter()
-        .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .collect();
-    std::fs::write(prefix.join("PACKAGES"), names.join("\n") + "\n")?;
-    let launcher = prefix.join("qemu-system-x86_64");
-    std::fs::write(&launcher, LAUNCHER)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&launcher, std::fs::Permissions::from_mode(0o755))?;
-    if !has_device(&launcher)? {
-        bail!(
-            "provisioned QEMU ({}) lacks {DEVICE}; trixie-backports no longer serves {NEEDED}? \
-             Use --qemu PATH",
-            version(&launcher).unwrap_or_default()
-        );
-    }
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)?;
-    }
-    std::fs::rename(&prefix, dir)?;
-    let _ = std::fs::remove_dir_all(&tmp);
+    util::with_tmp_dir(dir, |tmp| {
+        let tmp = tmp.to_path_buf();
+        let debs =
+            apt.download_closure("qemu-system-x86", "trixie-backports", &tmp.join("debs"))?;
+        step(&format!("QEMU: unpacking {} packages", debs.len()));
+        let prefix = tmp.join("prefix");
+        for d in &debs {
+            apt::extract_deb(d, &prefix)?;
+        }
+        for junk in [
+            "usr/share/doc",
+            "usr/share/man",
+            "usr/share/locale",
+            "usr/share/lintian",
+        ] {
+            let _ = std::fs::remove_dir_all(prefix.join(junk));
+        }
+        std::fs::remove_dir_all(tmp.join("debs"))?;
+        let names: Vec<String> = debs
+            .iter()
+            .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        std::fs::write(prefix.join("PACKAGES"), names.join("\n") + "\n")?;
+        let launcher = prefix.join("qemu-system-x86_64");
+        std::fs::write(&launcher, LAUNCHER)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&launcher, std::fs::Permissions::from_mode(0o755))?;
+        if !has_device(&launcher)? {
+            bail!(
+                "provisioned QEMU ({}) lacks {DEVICE}; trixie-backports no longer serves {NEEDED}? \
+                 Use --qemu PATH",
+                version(&launcher).unwrap_or_default()
+            );
+        }
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        std::fs::rename(&prefix, dir)?;
+        let _ = std::fs::remove_dir_all(&tmp);
+        Ok(())
+    })?;
     step(&format!(
         "QEMU: {} ready in {}",
         version(&dir.join("qemu-system-x86_64")).unwrap_or_default(),

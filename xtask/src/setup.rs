@@ -256,6 +256,13 @@ pub fn ensure() -> Result<()> {
             missing.len()
         );
     }
+    if let Some(c) = cmds.iter().find(|c| {
+        !["apt-get ", "rustup ", "cargo "]
+            .iter()
+            .any(|p| c.starts_with(p))
+    }) {
+        bail!("cannot set up automatically: {c}");
+    }
     for c in &cmds {
         if c.starts_with("apt-get install") {
             install_packages(c)?;

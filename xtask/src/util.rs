@@ -304,6 +304,17 @@ pub fn fresh_tmp_dir(final_dir: &Path) -> Result<PathBuf> {
     Ok(tmp)
 }
 
+/// Run `f` on a fresh temporary directory next to `final_dir`; the directory
+/// is removed if `f` fails (so a failed download leaves nothing behind).
+pub fn with_tmp_dir<T>(final_dir: &Path, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    let tmp = fresh_tmp_dir(final_dir)?;
+    let r = f(&tmp);
+    if r.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    r
+}
+
 /// Step header.
 pub fn step(msg: &str) {
     eprintln!("==> {msg}");
