@@ -116,7 +116,13 @@ impl Shared {
             (Some(vring), Some(mem)) => {
                 let guard = mem.memory();
                 let mut st = vring.get_mut();
-                let (r, out) = f(&mut dev, Some((st.get_queue_mut(), &guard)));
+                // A disabled ring (vhost-user SET_VRING_ENABLE 0) must not be
+                // touched: raises latch until it is enabled again.
+                let (r, out) = if st.is_enabled() {
+                    f(&mut dev, Some((st.get_queue_mut(), &guard)))
+                } else {
+                    f(&mut dev, None)
+                };
                 if out.signal {
                     if let Err(e) = st.signal_used_queue() {
                         debug!("eventq signal: {e}");
