@@ -147,11 +147,11 @@ pub struct DeviceLimits {
 
 /// Default number of sources (spec §4).
 pub const DEFAULT_NUM_SOURCES: u16 = 8;
-/// Assumed back-end default of `max_rate_hz`.
-pub const DEFAULT_MAX_RATE_HZ: u32 = 1_000_000;
-/// Assumed back-end default of `min_period_ns`.
-pub const DEFAULT_MIN_PERIOD_NS: u32 = 10_000;
-/// Assumed back-end default of `max_burst`.
+/// Back-end default of `max_rate_hz` (`--max-rate`).
+pub const DEFAULT_MAX_RATE_HZ: u32 = 500_000;
+/// Back-end default of `min_period_ns` (`--min-period-ns`).
+pub const DEFAULT_MIN_PERIOD_NS: u32 = 2_000;
+/// Back-end default of `max_burst` (`--max-burst`).
 pub const DEFAULT_MAX_BURST: u32 = 1024;
 
 fn d_num_sources() -> u16 {
@@ -300,6 +300,87 @@ pub struct ConfigureBody {
     pub seed: u64,
 }
 
+impl ConfigureBody {
+    /// Name of `mode` as the host control socket spells it (spec §9).
+    pub fn mode_name(&self) -> &'static str {
+        match self.mode {
+            1 => "oneshot",
+            2 => "periodic",
+            3 => "storm",
+            _ => "off",
+        }
+    }
+
+    /// Name of `jitter` as the host control socket spells it (spec §9).
+    pub fn jitter_name(&self) -> &'static str {
+        match self.jitter {
+            1 => "uniform",
+            2 => "exponential",
+            _ => "none",
+        }
+    }
+
+    /// The host control socket's `configure` request for `source` on
+    /// `device` (spec §9), one JSON line.
+    pub fn control_configure(&self, source: u16, device: u32) -> serde_json::Value {
+        serde_json::json!({
+            "cmd": "configure",
+            "device": device,
+            "source": source,
+            "mode": self.mode_name(),
+            "jitter": self.jitter_name(),
+            "burst": self.burst,
+            "rate_hz": self.rate_hz,
+            "period_ns": self.period_ns,
+            "count": self.count,
+            "duration_ns": self.duration_ns,
+            "jitter_ns": self.jitter_ns,
+            "moderation_events": self.moderation_events,
+            "moderation_delay_us": self.moderation_delay_us,
+            "seed": self.seed,
+        })
+    }
+}
+
+impl SourceStart {
+    /// The host control socket's `start` request (spec §9).
+    pub fn control_start(&self, device: u32) -> serde_json::Value {
+        serde_json::json!({
+            "cmd": "start",
+            "device": device,
+            "source": self.id,
+            "start_delay_ns": self.start_delay_ms * 1_000_000,
+        })
+    }
+}
+
+impl DeviceLimits {
+    /// The limits from the host control socket's `info` reply (spec §9);
+    /// `moderation` is taken from `self` (the feature is negotiated later).
+    pub fn with_info(&self, info: &serde_json::Value) -> Result<DeviceLimits, String> {
+        let get = |k: &str| -> Result<u64, String> {
+            info.get(k)
+                .and_then(|v| v.as_u64())
+                .ok_or_else(|| format!("info reply lacks `{k}`"))
+        };
+        let narrow = |k: &str, max: u64| -> Result<u64, String> {
+            let v = get(k)?;
+            if v > max {
+                Err(format!("info reply: `{k}` = {v} is out of range"))
+            } else {
+                Ok(v)
+            }
+        };
+        Ok(DeviceLimits {
+            num_sources: narrow("num_sources", u16::MAX as u64)? as u16,
+            max_rate_hz: narrow("max_rate_hz", u32::MAX as u64)? as u32,
+            min_period_ns: narrow("min_period_ns", u32::MAX as u64)? as u32,
+            max_burst: narrow("max_burst", u32::MAX as u64)? as u32,
+            moderation: self.moderation,
+        })
+    }
+}
+
 impl Program {
     /// Nominal gap between due times, ns (period, or `burst / rate_hz`).
     pub fn nominal_gap_ns(&self) -> Option<u64> {
@@ -316,7 +397,8 @@ impl Program {
     pub fn rate_hz(&self) -> f64 {
         match self.mode {
             Mode::Oneshot => 0.0,
-            Mode::Periodic if self.period_us > 0 => 1e6 / self.period_us as f64,
+            // the device counts ceil(10^9 / period_ns) (spec §6.1.2, START)
+            Mode::Periodic if self.period_us > 0 => (1e9 / (self.period_us as f64 * 1e3)).ceil(),
             Mode::Periodic => 0.0,
             Mode::Storm => self.rate_hz as f64,
         }
@@ -383,6 +465,9 @@ pub struct Work {
     #[serde(default)]
     pub us: u32,
 }
+
+/// Longest ONESHOT delay / PERIODIC period, us (3.6e12 ns, spec §6.1.2).
+pub const MAX_PERIOD_US: u64 = 3_600_000_000;
 
 /// Largest simulated work per event, us.
 pub const MAX_WORK_US: u32 = 100_000;
@@ -1173,10 +1258,18 @@ impl Scenario {
                 format!("{}: must be 0..=1000000 (spec §6.1.2)", m.delay_us),
             );
         }
-        if (m.events > 1 || m.delay_us > 0) && !dev.moderation {
+        // the host control socket may use moderation without the feature
+        // (spec §9); the guest driver needs it negotiated
+        if (m.events > 1 || m.delay_us > 0) && !dev.moderation && s.driven_by == DrivenBy::Guest {
             p.add(
                 f("moderation"),
-                "needs device.moderation = true (IRQSTORM_F_MODERATION)",
+                "needs device.moderation = true (IRQSTORM_F_MODERATION) for a guest-driven source",
+            );
+        }
+        if m.events <= 1 && m.delay_us > 0 {
+            p.add(
+                f("moderation.delay_us"),
+                "has no effect unless moderation.events > 1 (spec §5.3)",
             );
         }
         let g = &s.program;
@@ -1185,6 +1278,14 @@ impl Scenario {
             Mode::Oneshot | Mode::Periodic => {
                 if g.period_us == 0 {
                     p.add(pf("period_us"), "required (> 0) for oneshot/periodic");
+                } else if g.period_us > MAX_PERIOD_US {
+                    p.add(
+                        pf("period_us"),
+                        format!(
+                            "{}: at most {MAX_PERIOD_US} (1 hour, spec §6.1.2)",
+                            g.period_us
+                        ),
+                    );
                 } else if g.mode == Mode::Periodic
                     && g.period_us.saturating_mul(1000) < dev.min_period_ns as u64
                 {
@@ -1691,12 +1792,16 @@ work = { kind = "busy" }
 [[sources]]
 id = 1
 mechanism = "bh_wq"
-program = { mode = "storm", rate_hz = 900000 }
+program = { mode = "storm", rate_hz = 450000 }
+[device]
+min_period_ns = 10000
 "#,
         );
         let e = problems(&t).join("\n");
         assert!(
-            e.contains("inter-burst gap burst/rate_hz = 1111 ns is below"),
+            e.contains(
+                "inter-burst gap burst/rate_hz = 2222 ns is below device.min_period_ns (10000 ns)"
+            ),
             "{e}"
         );
         assert!(!e.contains("above device.max_rate_hz"), "{e}");
@@ -1914,6 +2019,76 @@ max = 1.5
             kvm.check_accel("tcg").unwrap_err(),
             "scenario `t` requires accel = \"kvm\" ([guest] accel), but the run uses tcg"
         );
+    }
+
+    #[test]
+    fn control_socket_requests() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let s = load(dir.join("default.toml")).unwrap();
+        let plan = s.plan();
+        let storm = plan[1].starts.iter().find(|x| x.id == 14).unwrap();
+        let c = storm.body.control_configure(storm.id, 2);
+        assert_eq!(c["cmd"], "configure");
+        assert_eq!(c["device"], 2);
+        assert_eq!(c["mode"], "storm");
+        assert_eq!(c["jitter"], "exponential");
+        assert_eq!(c["rate_hz"], 5000);
+        assert_eq!(c["burst"], 8);
+        assert_eq!(c["period_ns"], 0);
+        assert_eq!(c["duration_ns"], 1_000_000_000u64);
+        let st = storm.control_start(2);
+        assert_eq!(st["start_delay_ns"], 1_000_000_000u64);
+        let timer = plan[1].starts.iter().find(|x| x.id == 0).unwrap();
+        let c = timer.body.control_configure(0, 0);
+        assert_eq!(
+            (
+                c["mode"].as_str(),
+                c["period_ns"].as_u64(),
+                c["burst"].as_u64()
+            ),
+            (Some("periodic"), Some(2_000_000), Some(0))
+        );
+        assert_eq!(c["jitter_ns"], 100_000);
+
+        let info = serde_json::json!({"num_sources": 4, "max_rate_hz": 1000, "min_period_ns": 2000, "max_burst": 8, "max_outstanding": 5});
+        let lim = s.device.with_info(&info).unwrap();
+        assert_eq!(
+            (lim.num_sources, lim.max_rate_hz, lim.max_burst),
+            (4, 1000, 8)
+        );
+        let e = s.validate_against(&lim).unwrap_err();
+        assert!(e.iter().any(|p| p.field == "sources[4].id"), "{e:?}");
+        assert!(s
+            .device
+            .with_info(&serde_json::json!({}))
+            .unwrap_err()
+            .contains("num_sources"));
+    }
+
+    #[test]
+    fn moderation_and_period_limits() {
+        let t = MINIMAL.replace("period_us = 1000 }", "period_us = 4000000000 }")
+            + "moderation = { delay_us = 50 }\n";
+        let e = problems(&t).join("\n");
+        assert!(
+            e.contains("program.period_us: 4000000000: at most 3600000000"),
+            "{e}"
+        );
+        assert!(
+            e.contains("moderation.delay_us: has no effect unless moderation.events > 1"),
+            "{e}"
+        );
+        let t = with("[device]\nmoderation = false\n").replace(
+            "period_us = 1000 }",
+            "period_us = 1000 }\nmoderation = { events = 4 }\ndriven_by = \"guest\"",
+        );
+        let e = problems(&t).join("\n");
+        assert!(
+            e.contains("sources[0].moderation: needs device.moderation = true"),
+            "{e}"
+        );
+        // the host may moderate without the feature
+        assert!(problems(&t.replace("driven_by = \"guest\"", "driven_by = \"host\"")).is_empty());
     }
 
     #[test]
