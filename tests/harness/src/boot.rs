@@ -328,7 +328,7 @@ pub fn evaluate(r: &BootResult) -> Evaluation {
         ));
     }
     match &ktap {
-        None if !r.timed_out => {
+        None if !r.timed_out && crashes.is_empty() => {
             let mut m = format!(
                 "guest never printed KTAP (QEMU exited: {}); console log: {log}",
                 r.status

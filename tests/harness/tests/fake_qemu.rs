@@ -101,3 +101,15 @@ fn stop_marker_ends_the_boot() {
     let r = boot(&s).unwrap();
     assert!(r.stop_marker_seen && !r.timed_out);
 }
+
+#[test]
+fn panic_before_ktap_is_one_message() {
+    let (p, log) = fake(
+        "early-panic",
+        "printf '[    1.0] Kernel panic - not syncing: Attempted to kill init!\\n'",
+    );
+    let ev = evaluate(&boot(&spec(p, log, 20_000)).unwrap());
+    assert_eq!(ev.failures.len(), 1, "{:?}", ev.failures);
+    assert!(ev.failures[0].contains("Attempted to kill init"));
+    assert_eq!(ev.failed, 1);
+}
