@@ -300,6 +300,31 @@ mod tests {
     }
 
     #[test]
+    fn aggregated_report_renders_per_device_rows() {
+        let m = aggregate(&[one("sock0", &["tasklet"], 1), one("sock1", &["tasklet"], 2)]).unwrap();
+        let t = crate::render::table(&m);
+        assert!(t.contains("2 device(s)"), "{t}");
+        assert!(t.contains("per device:"));
+        assert!(t.contains("tasklet@sock0") && t.contains("tasklet@sock1"));
+        // conservation is checked on the merged row and on each device row
+        let x = crate::render::junit(&m);
+        let doc = roxmltree::Document::parse(&x).unwrap();
+        let classes: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("testcase"))
+            .filter_map(|n| n.attribute("classname"))
+            .collect();
+        assert_eq!(
+            classes,
+            vec![
+                "irqstorm.s.tasklet",
+                "irqstorm.s.tasklet.sock0",
+                "irqstorm.s.tasklet.sock1"
+            ]
+        );
+    }
+
+    #[test]
     fn missing_guest_counters_drop_the_merged_guest_counters() {
         let a = one("d0", &["tasklet"], 1);
         let mut b = one("d1", &["tasklet"], 1);

@@ -23,10 +23,11 @@
 //! let mut ramp = model::RampResult::default();
 //! for phase in sc.plan() {
 //!     for s in &phase.starts {
-//!         // CONFIGURE s.id with s.body (spec §6.1.2), START with
-//!         // start_delay_ns = s.start_delay_ms * 1_000_000 (host control
-//!         // socket, or the guest when s.driven_by == Guest).
-//!         let _ = s;
+//!         // Host-driven: one JSON line each to the control socket (spec §9).
+//!         // Guest-driven (s.driven_by == Guest): the driver sends s.body as
+//!         // CONFIGURE (spec §6.1.2) and START with the same delay.
+//!         let _configure = s.body.control_configure(s.id, 0);
+//!         let _start = s.control_start(0);
 //!     }
 //!     // ... every second print
 //!     // render::progress_line(&phase.phase.name(), elapsed_ms, sc.total_ms(), raised, coalesced, acked)
