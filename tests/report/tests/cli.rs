@@ -1,0 +1,144 @@
+//! The `irqstorm-report` command on fixture data shaped like the back end's
+//! `stats` reply and the guest driver's debugfs tables.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_irqstorm-report"))
+}
+
+fn data(f: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(f)
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("irqstorm-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+fn validate_accepts_the_scenarios_and_rejects_bad_ones() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let out = bin().arg("validate").args(&files).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .matches(": OK (")
+            .count(),
+        files.len()
+    );
+
+    let bad = tmp("bad").with_extension("toml");
+    std::fs::write(&bad, "name = \"x\"\nduration_ms = 10\nsurprise = 1\n").unwrap();
+    let out = bin().arg("validate").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `surprise`"));
+    std::fs::remove_file(&bad).unwrap();
+
+    let out = bin().arg("bogus").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn render_writes_the_report_and_gates() {
+    let out_dir = tmp("render");
+    let out = bin()
+        .arg("render")
+        .arg("--scenario")
+        .arg(data("scenario.toml"))
+        .arg("--stats")
+        .arg(data("stats.json"))
+        .arg("--summary")
+        .arg(data("summary.txt"))
+        .arg("--latency")
+        .arg(data("latency.txt"))
+        .arg("--ref-latency")
+        .arg(data("ref-latency.txt"))
+        .arg("--eventfd")
+        .arg("50")
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // bh_wq's raise->ack p99 (~250 us) breaks its 100 us limit
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("bh_wq: raise_to_ack.p99 = 250 us exceeds the limit 100 us (tcg)"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("checks: 4 passed, 1 failed, 0 skipped"),
+        "{stdout}"
+    );
+    for f in [
+        "report.json",
+        "junit.xml",
+        "summary.md",
+        "table.txt",
+        "cdf-raise_to_ack.svg",
+        "hist-bh_wq.svg",
+    ] {
+        assert!(out_dir.join(f).is_file(), "{f}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap())
+            .unwrap();
+    let rows = report["mechanisms"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["mechanism"], "tasklet");
+    assert_eq!(rows[0]["guest"]["events"], 1000);
+    // hardirq->bh from the back end (HDR) for tasklet, from the guest (log2) for bh_wq
+    assert_eq!(rows[0]["hardirq_to_bh"]["summary"]["resolution"], "hdr");
+    assert_eq!(
+        rows[1]["hardirq_to_bh"]["summary"]["resolution"],
+        "log2_upper_edge"
+    );
+    assert_eq!(rows[1]["hardirq_to_bh"]["summary"]["max_ns"], 5000);
+    assert!(rows[0]["ratios"]["hardirq_to_bh_p99_vs_ref_hrtimer"].is_number());
+    assert_eq!(report["baselines"]["host_eventfd"]["round_trips"], 50);
+    let junit = std::fs::read_to_string(out_dir.join("junit.xml")).unwrap();
+    assert!(junit.contains("failures=\"1\""));
+
+    // aggregate two copies: counters double, the same gate fails
+    let agg_dir = tmp("aggregate");
+    let rep = out_dir.join("report.json");
+    let out = bin()
+        .arg("aggregate")
+        .arg("--scenario")
+        .arg(data("scenario.toml"))
+        .arg("--out")
+        .arg(&agg_dir)
+        .arg(&rep)
+        .arg(&rep)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let merged: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(agg_dir.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(merged["mechanisms"][1]["host"]["raised"], 2200);
+    assert_eq!(merged["per_device"].as_array().unwrap().len(), 4);
+    std::fs::remove_dir_all(&out_dir).unwrap();
+    std::fs::remove_dir_all(&agg_dir).unwrap();
+}
