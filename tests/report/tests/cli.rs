@@ -142,3 +142,36 @@ fn render_writes_the_report_and_gates() {
     std::fs::remove_dir_all(&out_dir).unwrap();
     std::fs::remove_dir_all(&agg_dir).unwrap();
 }
+
+#[test]
+fn plan_prints_control_socket_requests() {
+    let sc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/storm-ramp.toml");
+    let out = bin()
+        .arg("plan")
+        .arg("--scenario")
+        .arg(&sc)
+        .arg("--device")
+        .arg("3")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let reqs: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(reqs.iter().all(|r| r["device"] == 3));
+    let count = |cmd: &str| reqs.iter().filter(|r| r["cmd"] == cmd).count();
+    // warm-up + measure run 3 sources each; 14 ramp steps run the 2 storm sources
+    assert_eq!(count("configure"), 3 + 3 + 14 * 2);
+    assert_eq!(count("start"), count("configure"));
+    assert_eq!(count("stop"), 16);
+    assert_eq!(count("reset_stats"), 1);
+    assert!(text.contains("# source 2 is guest-driven"));
+    assert!(text.contains("# ramp 14 @ "));
+}

@@ -7,7 +7,11 @@
 //!     [--device-label L] [--accel tcg|kvm] [--summary F] [--latency F] [--work F]
 //!     [--ref-latency F] [--ref-work F] [--eventfd N] [--console LOG]
 //! irqstorm-report aggregate --scenario F --out DIR REPORT.json...
+//! irqstorm-report plan --scenario F [--device N]
 //! ```
+//!
+//! `plan` prints the run's phases as host control-socket requests (one JSON
+//! line each, for `irqstorm-backend ctl raw`), `#` lines between them.
 //!
 //! `render` reads the back end's `stats` reply (with buckets) and, optionally,
 //! the guest's debugfs tables, measures the host eventfd baseline (N round
@@ -15,6 +19,8 @@
 //! report directory. `aggregate` merges `report.json` files of several
 //! devices. Both exit 1 when a check fails, 2 on usage or input errors.
 
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -24,7 +30,8 @@ const USAGE: &str = "usage:
   irqstorm-report validate FILE.toml...
   irqstorm-report render --scenario F --stats STATS.json --out DIR [--device-label L] [--accel tcg|kvm]
       [--summary F] [--latency F] [--work F] [--ref-latency F] [--ref-work F] [--eventfd N] [--console LOG]
-  irqstorm-report aggregate --scenario F --out DIR REPORT.json...";
+  irqstorm-report aggregate --scenario F --out DIR REPORT.json...
+  irqstorm-report plan --scenario F [--device N]";
 
 type Res<T> = Result<T, String>;
 
@@ -225,12 +232,61 @@ fn aggregate_cmd(args: &[String]) -> Res<ExitCode> {
     finish(&sc, merged, Path::new(o.need("out")?), None)
 }
 
+fn plan_cmd(args: &[String]) -> Res<ExitCode> {
+    let o = Opts::parse(args, &["scenario", "device"])?;
+    let sc = scenario::load(o.need("scenario")?).map_err(|e| e.to_string())?;
+    let device: u32 = o
+        .get("device")
+        .unwrap_or("0")
+        .parse()
+        .map_err(|_| "--device takes a number".to_string())?;
+    let mut out = String::new();
+    for phase in sc.plan() {
+        let _ = writeln!(out, "# {} for {} ms", phase.phase.name(), phase.duration_ms);
+        for s in &phase.starts {
+            if s.driven_by == scenario::DrivenBy::Guest {
+                let _ = writeln!(
+                    out,
+                    "# source {} is guest-driven: the driver configures and starts it",
+                    s.id
+                );
+            }
+            let _ = writeln!(out, "{}", s.body.control_configure(s.id, device));
+        }
+        for s in &phase.starts {
+            let _ = writeln!(out, "{}", s.control_start(device));
+        }
+        let _ = writeln!(out, "# wait {} ms, then", phase.duration_ms);
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::json!({"cmd": "stop", "device": device})
+        );
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::json!({"cmd": "stats", "device": device, "buckets": true})
+        );
+        if phase.phase == scenario::Phase::Warmup {
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::json!({"cmd": "reset_stats", "device": device})
+            );
+        }
+    }
+    // a closed pipe (`| head`) is not an error
+    let _ = std::io::stdout().write_all(out.as_bytes());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let r = match args.first().map(String::as_str) {
         Some("validate") => validate(&args[1..]),
         Some("render") => render_cmd(&args[1..]),
         Some("aggregate") => aggregate_cmd(&args[1..]),
+        Some("plan") => plan_cmd(&args[1..]),
         Some("-h" | "--help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
