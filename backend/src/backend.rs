@@ -159,7 +159,13 @@ pub struct IrqBackend {
     shared: Arc<Shared>,
     exit_consumer: EventConsumer,
     exit_notifier: EventNotifier,
+    /// Written once per connection so the worker hands us the vrings
+    /// (device event `ATTACH_EVENT`) before any queue is kicked.
+    attach: EventFd,
 }
+
+/// Custom epoll event id (above the queue ids and the exit event).
+pub const ATTACH_EVENT: u16 = NUM_QUEUES as u16 + 1;
 
 impl IrqBackend {
     /// A back end for a new connection.
@@ -170,7 +176,17 @@ impl IrqBackend {
             shared,
             exit_consumer,
             exit_notifier,
+            attach: EventFd::new(EFD_NONBLOCK).map_err(Error::EventFd)?,
         })
+    }
+
+    /// The eventfd to register as `ATTACH_EVENT` with the daemon's epoll
+    /// handler; it is signalled already.
+    pub fn attach_fd(&self) -> &EventFd {
+        if let Err(e) = self.attach.write(1) {
+            warn!("attach eventfd: {e}");
+        }
+        &self.attach
     }
 
     /// Tells the worker thread to exit (after the connection ended).
@@ -313,15 +329,21 @@ impl VhostUserBackend for IrqBackend {
         if evset != EventSet::IN {
             return Err(Error::NotEpollIn(evset).into());
         }
-        let Some(vring) = vrings.get(usize::from(device_event)) else {
-            return Err(Error::UnknownEvent(device_event).into());
-        };
         if let Some(ev) = vrings.get(usize::from(EVENTQ)) {
             let mut slot = lock(&self.shared.eventq);
             if slot.is_none() {
                 *slot = Some(ev.clone());
             }
         }
+        if device_event == ATTACH_EVENT {
+            let _ = self.attach.read();
+            // Deliver what was latched before we knew the ring.
+            self.shared.wake_generator();
+            return Ok(());
+        }
+        let Some(vring) = vrings.get(usize::from(device_event)) else {
+            return Err(Error::UnknownEvent(device_event).into());
+        };
         match device_event {
             CONTROLQ | EVENTQ | ACKQ => self.process_queue(device_event, vring),
             _ => Err(Error::UnknownEvent(device_event).into()),

@@ -14,7 +14,7 @@ pub mod generator;
 pub mod protocol;
 pub mod schedule;
 
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixListener;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,6 +24,7 @@ use thiserror::Error as ThisError;
 use vhost::vhost_user::Listener;
 use vhost_user_backend::VhostUserDaemon;
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
+use vmm_sys_util::epoll::EventSet;
 
 use crate::args::{Config, SocketSource};
 use crate::backend::{IrqBackend, Shared};
@@ -72,6 +73,16 @@ pub fn serve_device(shared: Arc<Shared>, mut listener: Listener) -> Result<()> {
             continue;
         }
         info!("device {}: front end connected", shared.index);
+        // Let the worker thread hand us the vrings right away.
+        if let Some(h) = daemon.get_epoll_handlers().first() {
+            if let Err(e) = h.register_listener(
+                backend.attach_fd().as_raw_fd(),
+                EventSet::IN,
+                u64::from(backend::ATTACH_EVENT),
+            ) {
+                warn!("device {}: registering the attach event: {e}", shared.index);
+            }
+        }
         shared.connected.store(true, Ordering::Release);
         let r = daemon.wait();
         shared.connected.store(false, Ordering::Release);

@@ -266,3 +266,28 @@ fn control_socket_limits() {
     assert_eq!(r["ok"], true);
     assert!(Path::new(&p).exists());
 }
+
+#[test]
+fn host_started_program_reaches_a_ring_that_was_never_kicked() {
+    let be = Backend::spawn("attach", &[]);
+    let mut f = Front::connect(&be.sock(), false, 0);
+    f.post_events_no_kick(8);
+    let r = be.ctl(json!({"cmd": "configure", "source": 3, "mode": "periodic",
+                          "period_ns": 1_000_000, "count": 5}));
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(be.ctl(json!({"cmd": "start", "source": 3}))["ok"], true);
+    let mut recs = Vec::new();
+    wait_for("five records", Duration::from_secs(20), || {
+        recs.extend(f.take_events().into_iter().map(|e| e.2));
+        (recs.len() == 5).then_some(())
+    });
+    assert!(recs.iter().all(|r| r.source == 3 && r.count == 1));
+    assert_eq!(
+        recs.iter().map(|r| r.source_seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+    assert_eq!(recs[4].flags & EVT_F_FINAL, EVT_F_FINAL);
+    assert!(recs
+        .windows(2)
+        .all(|w| w[1].due_ns - w[0].due_ns == 1_000_000));
+}

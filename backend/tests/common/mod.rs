@@ -307,6 +307,16 @@ impl Front {
         }
     }
 
+    /// Posts `n` event buffers without kicking.
+    pub fn post_events_no_kick(&mut self, n: u16) {
+        for _ in 0..n {
+            let id = self.next_event_id;
+            self.next_event_id = (id + 1) % QSIZE[1];
+            let addr = EVENT_BUF + u64::from(id) * 64;
+            self.rings[1].post(&self.mem, id, &[(addr, EVENT_SIZE as u32, true)]);
+        }
+    }
+
     /// Reads the event records the device put on the used ring.
     pub fn take_events(&mut self) -> Vec<(u32, u32, EventRecord)> {
         let used = self.rings[1].take_used(&self.mem);
