@@ -209,13 +209,17 @@ fn guest_is_log2(rows: &[MechanismResult]) -> bool {
 /// baselines, the one-way estimates, per-device rows and check results.
 pub fn table(result: &RunResult) -> String {
     let m = &result.meta;
+    let warmup = if m.warmup_ns == 0 {
+        "no warm-up".to_string()
+    } else {
+        format!("warm-up {}", fmt_ns(m.warmup_ns as f64))
+    };
     let mut out = format!(
-        "irqstorm: scenario {} | accel {} | {} device(s) | measured {} (warm-up {})\n\n",
+        "irqstorm: scenario {} | accel {} | {} device(s) | measured {} ({warmup})\n\n",
         m.scenario,
         m.accelerator,
         m.devices.len(),
         fmt_ns(m.duration_ns as f64),
-        fmt_ns(m.warmup_ns as f64)
     );
     out.push_str(&main_table(&result.mechanisms, false).render());
     if guest_is_log2(&result.mechanisms) {
