@@ -291,3 +291,37 @@ fn host_started_program_reaches_a_ring_that_was_never_kicked() {
         .windows(2)
         .all(|w| w[1].due_ns - w[0].due_ns == 1_000_000));
 }
+
+#[test]
+fn socket_count_gives_independent_devices() {
+    let be = Backend::spawn("multi", &["-c", "2"]);
+    let mut s1 = be.sock().into_os_string();
+    s1.push("1");
+    let mut f = Front::connect(Path::new(&s1), false, 0);
+    f.post_events(16);
+    let r = be.ctl(
+        json!({"cmd": "configure", "device": 1, "source": 0, "mode": "oneshot", "period_ns": 0}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(be.ctl(json!({"cmd": "start", "device": 1}))["ok"], true);
+    let rec = wait_for("one-shot on device 1", Duration::from_secs(20), || {
+        f.take_events().pop()
+    });
+    assert_eq!(
+        (rec.2.source, rec.2.count, rec.2.flags),
+        (0, 1, EVT_F_FINAL)
+    );
+    let d0 = be.ctl(json!({"cmd": "stats", "device": 0}));
+    let d1 = be.ctl(json!({"cmd": "stats", "device": 1}));
+    assert_eq!(d0["stats"]["totals"]["raised"], 0);
+    assert_eq!(d1["stats"]["totals"]["raised"], 1);
+    assert_eq!(
+        be.ctl(json!({"cmd": "info", "device": 0}))["connected"],
+        false
+    );
+    assert_eq!(
+        be.ctl(json!({"cmd": "info", "device": 1}))["connected"],
+        true
+    );
+    assert_eq!(be.ctl(json!({"cmd": "info", "device": 2}))["ok"], false);
+}
