@@ -593,6 +593,50 @@ mod tests {
     }
 
     #[test]
+    fn random_lines_never_panic() {
+        let s = server(true);
+        let mut rng = crate::schedule::Prng::new(3);
+        let words = [
+            "{",
+            "}",
+            "\"cmd\"",
+            ":",
+            "\"configure\"",
+            ",",
+            "\"source\"",
+            "1",
+            "-1",
+            "1e30",
+            "\"mode\"",
+            "\"storm\"",
+            "\"rate_hz\"",
+            "null",
+            "[",
+            "]",
+            "true",
+            "\"device\"",
+            "\"start\"",
+            "\"fault\"",
+            "\"kind\"",
+            "\"seq_gap\"",
+            "18446744073709551616",
+            "\"\\u0000\"",
+            "\u{fffd}",
+        ];
+        for _ in 0..3000 {
+            let n = rng.next_u64() % 12;
+            let mut line = String::new();
+            for _ in 0..n {
+                line.push_str(words[(rng.next_u64() % words.len() as u64) as usize]);
+            }
+            let r = call(&s, &line);
+            assert!(r["ok"].is_boolean());
+        }
+        let bytes: Vec<u8> = (0..4096).map(|_| rng.next_u64() as u8).collect();
+        assert_eq!(s.handle_line(&bytes)["ok"], false);
+    }
+
+    #[test]
     fn ctl_builds_requests() {
         let v = ctl_request(
             2,

@@ -325,3 +325,66 @@ fn socket_count_gives_independent_devices() {
     );
     assert_eq!(be.ctl(json!({"cmd": "info", "device": 2}))["ok"], false);
 }
+
+#[test]
+fn malformed_guest_buffers_over_the_socket() {
+    let be = Backend::spawn("malformed", &[]);
+    let mut f = Front::connect(&be.sock(), true, 0);
+    let m = f.mem.clone();
+    // controlq: short readable part (INVALID reply), read-only reply (used 0).
+    f.rings[0].post(&m, 2, &[(0x9_0000, 32, false), (0x9_1000, 64, true)]);
+    f.rings[0].post(&m, 4, &[(0x9_0000, 64, false), (0x9_1000, 64, false)]);
+    f.kick(0);
+    let used = wait_for("controlq used", Duration::from_secs(10), || {
+        let u = f.rings[0].take_used(&m);
+        (u.len() == 2).then_some(u)
+    });
+    assert_eq!(used, vec![(2, 64), (4, 0)]);
+    let mut b = [0u8; 64];
+    use vm_memory::Bytes;
+    m.read_slice(&mut b, vm_memory::GuestAddress(0x9_1000))
+        .unwrap();
+    let r = irqstorm_backend::protocol::CtrlResp::decode(&b).unwrap();
+    assert_eq!(r.status, Status::Invalid as u16);
+    // eventq: read-only buffer, buffer outside guest memory.
+    f.rings[1].post(&m, 200, &[(0x9_2000, 48, false)]);
+    f.rings[1].post(&m, 201, &[(0x7000_0000, 48, true)]);
+    f.kick(1);
+    // ackq: 47 bytes.
+    f.rings[2].post(&m, 60, &[(0x9_3000, 47, false)]);
+    f.kick(2);
+    // A oneshot still gets through afterwards.
+    let r = f.ctrl(&CtrlReq::configure(
+        0,
+        &ConfigureBody {
+            mode: Mode::Oneshot as u8,
+            ..Default::default()
+        },
+    ));
+    assert_eq!(r.status, Status::Ok as u16);
+    f.post_events(4);
+    assert_eq!(f.ctrl(&CtrlReq::new(Opcode::Start as u16, 0, 0)).status, 0);
+    let mut got = Vec::new();
+    wait_for(
+        "records and returned buffers",
+        Duration::from_secs(10),
+        || {
+            got.extend(f.take_events());
+            (got.len() == 3).then_some(())
+        },
+    );
+    assert_eq!(got[0].0, 200);
+    assert_eq!(got[0].1, 0);
+    assert_eq!((got[1].0, got[1].1), (201, 0));
+    assert_eq!(got[2].1, 48);
+    assert_eq!(got[2].2.flags, EVT_F_FINAL);
+    let s = wait_for("counters", Duration::from_secs(10), || {
+        let s = be.ctl(json!({"cmd": "stats"}));
+        (s["stats"]["device"]["malformed_ack"] == 1).then_some(s)
+    });
+    let d = &s["stats"]["device"];
+    assert_eq!(d["malformed_ctrl"], 2);
+    assert_eq!(d["malformed_event"], 2);
+    assert_eq!(d["malformed"], 5);
+    assert_eq!(s["stats"]["totals"]["conserved"], true);
+}
