@@ -245,6 +245,24 @@ pub fn run_tests(repo: &Path, g: &Guest, o: &RunOpts) -> Result<Evaluation> {
             shell_quote(&args)
         ),
     )?;
+    let info = serde_json::json!({
+        "qemu": { "program": g.qemu.program, "version": g.qemu.version, "origin": g.qemu.origin },
+        "accel": format!("{:?}", o.accel).to_lowercase(),
+        "kernel": g.kernel,
+        "kernel_key": g.kernel_key,
+        "initrd": g.initrd,
+        "cmdline": cmdline,
+        "timeout_s": o.timeout.as_secs(),
+        "device": o.device.map(|d| serde_json::json!({
+            "backend": d.backend, "virtio_id": d.virtio_id, "num_vqs": d.num_vqs,
+            "vq_size": d.vq_size, "config_size": d.config_size, "backend_args": d.backend_args,
+            "socket": sock, "control_socket": sock_dir.join("ctl.sock"),
+        })),
+    });
+    std::fs::write(
+        dir.join("run-info.json"),
+        serde_json::to_string_pretty(&info)? + "\n",
+    )?;
     let console_log = dir.join("console.log");
     step(&format!(
         "guest: booting ({:?}, {}, timeout {}s, tests: {}); console: {}",
