@@ -441,7 +441,13 @@ fn build(
         "kernel: building bzImage modules_prepare modules with -j{jobs} (log: {})",
         log.display()
     ));
-    util::run_logged(
+    // Step count of the last full build, for a rough percentage.
+    let steps_file = out.parent().unwrap_or(out).join("kernel-build-steps");
+    let expected = std::fs::read_to_string(&steps_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .or(Some(1778));
+    let steps = util::run_logged_expect(
         make(src, Some(out))
             .arg(format!("-j{jobs}"))
             .arg("bzImage")
@@ -451,7 +457,11 @@ fn build(
             .arg("modules"),
         "kernel build",
         &log,
+        expected,
     )?;
+    if steps > 1000 {
+        let _ = std::fs::write(&steps_file, steps.to_string());
+    }
     std::fs::write(&stamp, key)?;
     Ok(())
 }

@@ -133,7 +133,18 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 /// Run a long command with output to `log` and a one-line progress display.
 /// `label` names the step. Lines matching `counts` (Kbuild's "  CC  foo.o"
 /// style) are counted as steps.
-pub fn run_logged(cmd: &mut Command, label: &str, log: &Path) -> Result<()> {
+pub fn run_logged(cmd: &mut Command, label: &str, log: &Path) -> Result<usize> {
+    run_logged_expect(cmd, label, log, None)
+}
+
+/// As [`run_logged`], showing a rough percentage if the usual number of
+/// steps is known. Returns the number of steps seen.
+pub fn run_logged_expect(
+    cmd: &mut Command,
+    label: &str,
+    log: &Path,
+    expected: Option<usize>,
+) -> Result<usize> {
     let mut logf = File::options()
         .create(true)
         .append(true)
@@ -205,7 +216,11 @@ pub fn run_logged(cmd: &mut Command, label: &str, log: &Path) -> Result<()> {
         if last_print.elapsed() >= interval {
             last_print = Instant::now();
             let msg = format!(
-                "  {label}: {steps} steps, {} elapsed (last: {})",
+                "  {label}: {steps} steps{}, {} elapsed (last: {})",
+                expected
+                    .filter(|&e| e > 0)
+                    .map(|e| format!(" (~{}%)", (steps * 100 / e).min(99)))
+                    .unwrap_or_default(),
                 fmt_dur(start.elapsed()),
                 trunc(&last, 50)
             );
@@ -234,7 +249,7 @@ pub fn run_logged(cmd: &mut Command, label: &str, log: &Path) -> Result<()> {
         "  {label}: done, {steps} steps in {}",
         fmt_dur(start.elapsed())
     );
-    Ok(())
+    Ok(steps)
 }
 
 fn trunc(s: &str, n: usize) -> String {
