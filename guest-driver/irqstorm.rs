@@ -1,18 +1,57 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! irqstorm: a PCI driver for the irqstorm virtio device (see docs/device-spec.md).
+//! irqstorm: a Rust-for-Linux PCI driver for the irqstorm virtio device
+//! (docs/device-spec.md) that runs every event through a chosen bottom half and measures
+//! each stage.
 //!
-//! Every event the device raises is run through a chosen bottom half and each
-//! stage is measured.
+//! Layout: `virtio_pci` (modern transport), `virtqueue` (split rings in DMA memory),
+//! `protocol` (records), `dispatch` (shared state, hard IRQ drain, dispatch, acks, controlq),
+//! `bh/` (one file per bottom half), `stats`, `local` (reference source), `storm_detect`,
+//! `debugfs`, `sysfs`, `control` (text commands), and `kwrap/`, the only place that touches
+//! `kernel::bindings`.
 
-use kernel::{device::Core, pci, prelude::*};
+use kernel::{
+    device::Core,
+    dma::{Device as _, DmaMask},
+    pci,
+    prelude::*,
+    sync::{atomic::Relaxed, Arc},
+    time::{
+        hrtimer::{ArcHrTimerHandle, HrTimerHandle, HrTimerPointer},
+        Delta,
+    },
+};
 
-/// Virtio PCI vendor is 0x1af4 (`REDHAT_QUMRANET`); modern device ids are 0x1040 + virtio id.
-/// Default virtio device id of the irqstorm device (spec §1).
+mod bh;
+mod control;
+mod debugfs;
+mod dispatch;
+mod kwrap;
+mod local;
+mod protocol;
+mod stats;
+mod storm_detect;
+mod sysfs;
+mod virtio_pci;
+mod virtqueue;
+
+use bh::threaded::IrqHandler;
+use dispatch::{DevInfo, Mech, Queues, Shared};
+use protocol::*;
+use virtio_pci::*;
+
+/// Default virtio device id of the irqstorm device (spec §1): PCI device 0x1040 + 21.
+/// For other ids bind with `driver_override` or `new_id` (see README.md).
 const IRQSTORM_VIRTIO_ID: u32 = 21;
 
 struct IrqstormData<'bound> {
     pdev: &'bound pci::Device,
+    shared: Arc<Shared>,
+    // Drop order matters: files first, then the IRQ (free_irq), then the hrtimer handle.
+    _sysfs: Option<kwrap::sysfs::DevAttrs<Shared>>,
+    _debugfs: Option<debugfs::DebugFs>,
+    irq: kwrap::irq::MsixIrq<'bound, IrqHandler>,
+    _hrt: ArcHrTimerHandle<Shared>,
 }
 
 struct IrqstormDriver;
@@ -21,13 +60,203 @@ kernel::pci_device_table!(
     PCI_TABLE,
     <IrqstormDriver as pci::Driver>::IdInfo,
     [(
-        pci::DeviceId::from_id(
-            pci::Vendor::REDHAT_QUMRANET,
-            0x1040 + IRQSTORM_VIRTIO_ID
-        ),
+        pci::DeviceId::from_id(pci::Vendor::REDHAT_QUMRANET, 0x1040 + IRQSTORM_VIRTIO_ID),
         ()
     )]
 );
+
+fn negotiate(t: &Transport) -> Result<u64> {
+    t.reset()?;
+    t.add_status(S_ACKNOWLEDGE)?;
+    t.add_status(S_DRIVER)?;
+    let offered = t.device_features()?;
+    if offered & F_VERSION_1 == 0 {
+        pr_err!("device does not offer VIRTIO_F_VERSION_1\n");
+        return Err(ENODEV);
+    }
+    let mut want = F_VERSION_1 | F_MODERATION | F_FAULT_INJECT;
+    if module_parameters::event_idx.value() {
+        want |= F_EVENT_IDX;
+    }
+    let features = offered & want;
+    t.set_driver_features(features)?;
+    t.add_status(S_FEATURES_OK)?;
+    if t.status()? & S_FEATURES_OK == 0 {
+        pr_err!("device rejected features {:#x}\n", features);
+        return Err(ENODEV);
+    }
+    Ok(features)
+}
+
+fn read_info(t: &Transport, features: u64) -> Result<DevInfo> {
+    loop {
+        let gen = t.config_generation()?;
+        let magic = t.cfg32(CFG_MAGIC)?;
+        let ver = t.cfg16(CFG_SPEC_VERSION)?;
+        let info = DevInfo {
+            num_sources: t.cfg16(CFG_NUM_SOURCES)?,
+            max_rate_hz: t.cfg32(CFG_MAX_RATE_HZ)?,
+            max_outstanding: t.cfg32(CFG_MAX_OUTSTANDING)?,
+            min_period_ns: t.cfg32(CFG_MIN_PERIOD_NS)?,
+            max_burst: t.cfg32(CFG_MAX_BURST)?,
+            features,
+        };
+        let sizes = [
+            t.cfg16(CFG_CTRL_REQ_SIZE)?,
+            t.cfg16(CFG_CTRL_RESP_SIZE)?,
+            t.cfg16(CFG_EVENT_SIZE)?,
+            t.cfg16(CFG_ACK_SIZE)?,
+        ];
+        let _ = t.cfg8(0)?;
+        if gen != t.config_generation()? {
+            continue;
+        }
+        if magic != MAGIC || ver != SPEC_VERSION {
+            pr_err!("bad device config: magic {:#x} spec_version {}\n", magic, ver);
+            return Err(ENODEV);
+        }
+        if sizes != [CTRL_SIZE as u16, CTRL_SIZE as u16, EVENT_SIZE as u16, ACK_SIZE as u16] {
+            pr_err!("record size mismatch: {:?}\n", sizes);
+            return Err(ENODEV);
+        }
+        if info.num_sources == 0 || info.num_sources as usize > MAX_SOURCES {
+            pr_err!("bad num_sources {}\n", info.num_sources);
+            return Err(ENODEV);
+        }
+        return Ok(info);
+    }
+}
+
+impl<'bound> IrqstormData<'bound> {
+    fn setup(pdev: &'bound pci::Device<Core<'_>>) -> Result<Self> {
+        pdev.enable_device_mem()?;
+        pdev.set_master();
+        // SAFETY: no DMA allocation or mapping for this device runs concurrently (probe).
+        unsafe { pdev.dma_set_mask_and_coherent(DmaMask::new::<64>())? };
+
+        let t = Transport::new(pdev)?;
+        let fail = |t: &Transport, e: Error| -> Error {
+            let _ = t.add_status(S_FAILED);
+            e
+        };
+        let features = negotiate(&t).map_err(|e| fail(&t, e))?;
+        let info = read_info(&t, features).map_err(|e| fail(&t, e))?;
+        if t.num_queues()? < 3 {
+            return Err(fail(&t, ENODEV));
+        }
+        let q = Queues::new(pdev, &t, features & F_EVENT_IDX != 0).map_err(|e| fail(&t, e))?;
+        let dm = Mech::from_u32(module_parameters::default_mech.value()).unwrap_or(Mech::Threaded);
+        let shared = Shared::new(pdev, t, info, q, dm)?;
+        let s = &shared;
+
+        let irq = match kwrap::irq::MsixIrq::new(pdev, c"irqstorm", Ok::<_, Error>(IrqHandler { shared: s.clone() })) {
+            Ok(i) => i,
+            Err(e) => {
+                dev_err!(pdev.as_ref(), "need one MSI-X vector: {:?}\n", e);
+                let _ = s.t.reset();
+                return Err(e);
+            }
+        };
+
+        let r = (|| -> Result {
+            if s.t.set_config_vector(0)? == NO_VECTOR {
+                dev_warn!(pdev.as_ref(), "device refused the config vector\n");
+            }
+            {
+                let mut c = s.ctrlq.lock();
+                c.vq.enable_cb();
+            }
+            {
+                let mut e = s.evq.lock();
+                for i in 0..e.vq.size {
+                    e.vq.add(i)?;
+                }
+                e.vq.enable_cb();
+            }
+            {
+                let mut a = s.ackq.lock();
+                a.vq.disable_cb();
+            }
+            for qi in [VQ_CONTROL, VQ_EVENT, VQ_ACK] {
+                s.t.enable_queue(qi)?;
+            }
+            s.t.add_status(S_DRIVER_OK)?;
+            {
+                let mut e = s.evq.lock();
+                e.vq.kick(&s.t)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = r {
+            let _ = s.t.add_status(S_FAILED);
+            s.quiesce_sources();
+            let _ = s.t.reset();
+            irq.synchronize();
+            s.quiesce_bottom_halves();
+            return Err(e);
+        }
+
+        // Process-context bottom halves.
+        {
+            let mut th = s.threads.lock();
+            th.push(
+                kwrap::kthread::KThread::spawn(s.clone(), bh::kthread::run, c"irqstorm_kthread", false)?,
+                GFP_KERNEL,
+            )?;
+            th.push(
+                kwrap::kthread::KThread::spawn(s.clone(), bh::completion::run, c"irqstorm_compl", false)?,
+                GFP_KERNEL,
+            )?;
+        }
+        let mut hrt = s.clone().start(Delta::from_secs(3600));
+        hrt.cancel();
+        s.storm.start();
+
+        match s.ctrl(&CtrlRequest::new(OP_GET_INFO, 0, 0)) {
+            Ok(r) => dev_info!(
+                pdev.as_ref(),
+                "irqstorm: {} sources, max {} events/s, features {:#x} (device features_lo {:#x})\n",
+                r.word(16) as u16,
+                (r.word(16) >> 32) as u32,
+                features,
+                (r.word(32) >> 32) as u32
+            ),
+            Err(e) => dev_warn!(pdev.as_ref(), "GET_INFO failed: {:?}\n", e),
+        }
+
+        let dbg = debugfs::DebugFs::new(s)
+            .inspect_err(|e| dev_warn!(pdev.as_ref(), "debugfs: {:?}\n", e))
+            .ok();
+        let sys = kwrap::sysfs::DevAttrs::new(pdev.as_ref(), s.clone(), &sysfs::ATTRS)
+            .inspect_err(|e| dev_warn!(pdev.as_ref(), "sysfs: {:?}\n", e))
+            .ok();
+
+        Ok(Self { pdev, shared, _sysfs: sys, _debugfs: dbg, irq, _hrt: hrt })
+    }
+
+    /// Teardown under load: stop sources, reset the device, synchronize the IRQ, then kill and
+    /// flush every bottom half. The IRQ, vectors, timers and DMA memory are released on drop.
+    fn shutdown(&self) {
+        let s = &self.shared;
+        s.quiesce_sources();
+        if let Err(e) = s.t.reset() {
+            dev_warn!(self.pdev.as_ref(), "reset failed: {:?}\n", e);
+        }
+        self.irq.synchronize();
+        s.quiesce_bottom_halves();
+        // Drain anything a bottom half left in the fifos (no acks: the device is reset).
+        for m in Mech::ALL {
+            let _ = s.fifo_len(m);
+        }
+        dev_info!(
+            self.pdev.as_ref(),
+            "irqstorm: unbound after {} records ({} acks posted, {} dropped)\n",
+            s.cnt.records.load(Relaxed),
+            s.cnt.acks_posted.load(Relaxed),
+            s.cnt.acks_dropped.load(Relaxed)
+        );
+    }
+}
 
 impl pci::Driver for IrqstormDriver {
     type IdInfo = ();
@@ -39,14 +268,11 @@ impl pci::Driver for IrqstormDriver {
         pdev: &'bound pci::Device<Core<'_>>,
         _info: Option<&'bound Self::IdInfo>,
     ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
-        dev_info!(pdev, "irqstorm probe (0x{:x})\n", pdev.device_id());
-        Ok(IrqstormData { pdev })
+        IrqstormData::setup(pdev)
     }
-}
 
-impl Drop for IrqstormData<'_> {
-    fn drop(&mut self) {
-        dev_info!(self.pdev, "irqstorm remove\n");
+    fn unbind<'bound>(_pdev: &'bound pci::Device<Core<'_>>, this: Pin<&Self::Data<'bound>>) {
+        this.shutdown();
     }
 }
 
@@ -56,4 +282,14 @@ kernel::module_pci_driver! {
     authors: ["irqstorm developers"],
     description: "irqstorm: deferred-work lab driver for the irqstorm virtio device",
     license: "GPL v2",
+    params: {
+        default_mech: u32 {
+            default: 1,
+            description: "Bottom half for every source at bind time (0..13, spec 6.5; default 1 = threaded)",
+        },
+        event_idx: bool {
+            default: true,
+            description: "Negotiate VIRTIO_RING_F_EVENT_IDX",
+        },
+    },
 }

@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Hard IRQ handler and threaded IRQ handler (mechanisms 0 `hardirq` and 1 `threaded`).
+//!
+//! The hard handler stamps the guest time, drains the eventq with a budget and dispatches;
+//! it returns `WakeThread` when the threaded path was chosen for some event or the budget ran
+//! out (the thread then continues draining the eventq).
+
+use crate::{
+    dispatch::{Mech, Shared},
+    kwrap::clock::now_ns,
+};
+use core::sync::atomic::Ordering;
+use kernel::{
+    irq::{IrqReturn, ThreadedHandler, ThreadedIrqReturn},
+    sync::{atomic::Relaxed, Arc},
+};
+
+/// The IRQ handler (MSI-X entry 0 serves config changes and every queue).
+pub(crate) struct IrqHandler {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl ThreadedHandler for IrqHandler {
+    fn handle(&self) -> ThreadedIrqReturn {
+        if self.shared.hardirq() {
+            ThreadedIrqReturn::WakeThread
+        } else {
+            ThreadedIrqReturn::Handled
+        }
+    }
+
+    fn handle_threaded(&self) -> IrqReturn {
+        let s = &self.shared;
+        // Continue a drain the hard handler left because of its budget.
+        while s.evq_more.load(Relaxed) && !s.is_stopping() {
+            s.poll_eventq(now_ns());
+        }
+        s.threaded_pending.store(false, Relaxed);
+        core::sync::atomic::fence(Ordering::SeqCst);
+        s.run_bh(Mech::Threaded);
+        IrqReturn::Handled
+    }
+}

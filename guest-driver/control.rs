@@ -1,0 +1,307 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Text commands shared by the debugfs control files and the sysfs attributes.
+
+use crate::{
+    dispatch::{Mech, Shared, WorkKind},
+    local,
+    protocol::*,
+};
+use core::fmt::{self, Write};
+use kernel::{
+    prelude::*,
+    sync::{atomic::Relaxed, Arc},
+};
+
+fn num<T: core::str::FromStr>(s: Option<&str>) -> Result<T> {
+    s.ok_or(EINVAL)?.parse::<T>().map_err(|_| EINVAL)
+}
+
+fn num_or<T: core::str::FromStr>(s: Option<&str>, d: T) -> Result<T> {
+    match s {
+        None => Ok(d),
+        Some(v) => v.parse::<T>().map_err(|_| EINVAL),
+    }
+}
+
+/// "SRC" or "all" -> source index or `SOURCE_ALL`.
+fn source(s: &Shared, w: Option<&str>) -> Result<u16> {
+    match w {
+        Some("all") => Ok(SOURCE_ALL),
+        w => {
+            let v: u16 = num(w)?;
+            if v >= s.info.num_sources {
+                return Err(EINVAL);
+            }
+            Ok(v)
+        }
+    }
+}
+
+/// `sources` / sysfs `mechanism`: "SRC|all MECH".
+pub(crate) fn set_mechanism(s: &Shared, cmd: &str) -> Result {
+    let mut w = cmd.split_whitespace();
+    let src = source(s, w.next())?;
+    let m = Mech::parse(w.next().ok_or(EINVAL)?).ok_or(EINVAL)?;
+    if src == SOURCE_ALL {
+        for i in 0..s.info.num_sources as usize {
+            s.set_mech(i, m)?;
+        }
+        Ok(())
+    } else {
+        s.set_mech(src as usize, m)
+    }
+}
+
+/// sysfs `work`: "SRC|all none|busy US|sleep US".
+pub(crate) fn set_work(s: &Shared, cmd: &str) -> Result {
+    let mut w = cmd.split_whitespace();
+    let src = source(s, w.next())?;
+    let kind = match w.next().ok_or(EINVAL)? {
+        "none" => WorkKind::None,
+        "busy" => WorkKind::Busy,
+        "sleep" => WorkKind::Sleep,
+        _ => return Err(EINVAL),
+    };
+    let us: u32 = num_or(w.next(), 0)?;
+    if src == SOURCE_ALL {
+        for i in 0..s.info.num_sources as usize {
+            s.set_work(i, kind, us)?;
+        }
+        Ok(())
+    } else {
+        s.set_work(src as usize, kind, us)
+    }
+}
+
+pub(crate) fn show_sources(s: &Shared, f: &mut dyn Write) -> fmt::Result {
+    writeln!(f, "# source mechanism work us")?;
+    for i in 0..s.info.num_sources as usize {
+        let (w, us) = s.work_of(i);
+        writeln!(f, "{} {} {} {}", i, s.mech_of(i as u16).name(), w.name(), us)?;
+    }
+    Ok(())
+}
+
+/// Writes to `sources`: "SRC|all MECH" or "SRC|all work none|busy US|sleep US".
+pub(crate) fn sources_cmd(s: &Shared, cmd: &str) -> Result {
+    let mut w = cmd.split_whitespace();
+    let first = w.next().ok_or(EINVAL)?;
+    match w.next() {
+        Some("work") => {
+            let rest: KVec<&str> = {
+                let mut v = KVec::new();
+                v.push(first, GFP_KERNEL)?;
+                for x in w {
+                    v.push(x, GFP_KERNEL)?;
+                }
+                v
+            };
+            let mut line = KVec::<u8>::new();
+            for (i, x) in rest.iter().enumerate() {
+                if i > 0 {
+                    line.push(b' ', GFP_KERNEL)?;
+                }
+                line.extend_from_slice(x.as_bytes(), GFP_KERNEL)?;
+            }
+            set_work(s, core::str::from_utf8(&line).map_err(|_| EINVAL)?)
+        }
+        _ => set_mechanism(s, cmd),
+    }
+}
+
+fn configure_start(s: &Shared, src: u16, p: &Program) -> Result<u64> {
+    s.ctrl(&p.to_request(src))?;
+    let r = s.ctrl(&CtrlRequest::new(OP_START, src, 0))?;
+    Ok(r.word(16))
+}
+
+/// `timer`: "SRC oneshot DELAY_NS" | "SRC periodic PERIOD_NS [COUNT]" | "stop SRC|all".
+pub(crate) fn timer_cmd(s: &Shared, cmd: &str) -> Result {
+    let mut w = cmd.split_whitespace();
+    let a = w.next().ok_or(EINVAL)?;
+    if a == "stop" {
+        let src = source(s, w.next())?;
+        s.ctrl(&CtrlRequest::new(OP_STOP, src, 0))?;
+        return Ok(());
+    }
+    let src = source(s, Some(a))?;
+    if src == SOURCE_ALL {
+        return Err(EINVAL);
+    }
+    let mut p = Program::default();
+    match w.next().ok_or(EINVAL)? {
+        "oneshot" => {
+            p.mode = MODE_ONESHOT;
+            p.period_ns = num(w.next())?;
+            p.count = 1;
+        }
+        "periodic" => {
+            p.mode = MODE_PERIODIC;
+            p.period_ns = num(w.next())?;
+            p.count = num_or(w.next(), 0)?;
+        }
+        _ => return Err(EINVAL),
+    }
+    configure_start(s, src, &p).map(|_| ())
+}
+
+/// `storm`: "SRC RATE_HZ [BURST [DURATION_MS [COUNT [exp]]]]" | "stop SRC|all".
+pub(crate) fn storm_cmd(s: &Shared, cmd: &str) -> Result {
+    let mut w = cmd.split_whitespace();
+    let a = w.next().ok_or(EINVAL)?;
+    if a == "stop" {
+        let src = source(s, w.next())?;
+        s.ctrl(&CtrlRequest::new(OP_STOP, src, 0))?;
+        return Ok(());
+    }
+    let src = source(s, Some(a))?;
+    if src == SOURCE_ALL {
+        return Err(EINVAL);
+    }
+    let mut p = Program { mode: MODE_STORM, ..Default::default() };
+    p.rate_hz = num(w.next())?;
+    p.burst = num_or(w.next(), 1)?;
+    p.duration_ns = num_or::<u64>(w.next(), 0)? * 1_000_000;
+    p.count = num_or(w.next(), 0)?;
+    if w.next() == Some("exp") {
+        p.jitter = 2;
+    }
+    configure_start(s, src, &p).map(|_| ())
+}
+
+/// `ctrl`: "ping" | "info" | "stats SRC|all [reset]" | "start SRC|all" | "stop SRC|all".
+pub(crate) fn ctrl_cmd(s: &Shared, cmd: &str) -> Result {
+    let mut w = cmd.split_whitespace();
+    match w.next().ok_or(EINVAL)? {
+        "ping" => {
+            let mut r = CtrlRequest::new(OP_PING, 0, 0);
+            r.words[1] = crate::kwrap::clock::now_ns();
+            s.ctrl(&r)?;
+        }
+        "info" => {
+            s.ctrl(&CtrlRequest::new(OP_GET_INFO, 0, 0))?;
+        }
+        "stats" => {
+            let src = source(s, w.next())?;
+            let flags = if w.next() == Some("reset") { 1 } else { 0 };
+            s.ctrl(&CtrlRequest::new(OP_STATS, src, flags))?;
+        }
+        "start" => {
+            let src = source(s, w.next())?;
+            s.ctrl(&CtrlRequest::new(OP_START, src, 0))?;
+        }
+        "stop" => {
+            let src = source(s, w.next())?;
+            s.ctrl(&CtrlRequest::new(OP_STOP, src, 0))?;
+        }
+        _ => return Err(EINVAL),
+    }
+    Ok(())
+}
+
+pub(crate) fn show_ctrl(s: &Shared, f: &mut dyn Write) -> fmt::Result {
+    let r = *s.ctrl_lock.lock();
+    writeln!(f, "opcode {}", r.opcode())?;
+    writeln!(f, "status {} {}", r.status(), status_name(r.status()))?;
+    writeln!(f, "host_ns {}", r.word(8))?;
+    match r.opcode() {
+        OP_GET_INFO => {
+            let w2 = r.word(16);
+            writeln!(f, "num_sources {}", w2 as u16)?;
+            writeln!(f, "spec_version {}", (w2 >> 16) as u16)?;
+            writeln!(f, "max_rate_hz {}", (w2 >> 32) as u32)?;
+            let w3 = r.word(24);
+            writeln!(f, "max_outstanding {}", w3 as u32)?;
+            writeln!(f, "min_period_ns {}", (w3 >> 32) as u32)?;
+            let w4 = r.word(32);
+            writeln!(f, "max_burst {}", w4 as u32)?;
+            writeln!(f, "features_lo {:#x}", (w4 >> 32) as u32)?;
+        }
+        OP_STATS => {
+            for (n, off) in [("raised", 16), ("records", 24), ("coalesced", 32), ("pending", 40), ("acked", 48), ("malformed", 56)] {
+                writeln!(f, "{} {}", n, r.word(off))?;
+            }
+        }
+        OP_START => writeln!(f, "t0 {}", r.word(16))?,
+        OP_STOP => writeln!(f, "raised {}", r.word(16))?,
+        OP_PING => {
+            writeln!(f, "guest_ns {}", r.word(16))?;
+            writeln!(f, "host_send_ns {}", r.word(24))?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `reset`: "stats" (guest statistics), "device" (device STATS with reset), "all".
+pub(crate) fn reset_cmd(s: &Shared, cmd: &str) -> Result {
+    let c = cmd.trim();
+    if c == "stats" || c == "all" || c == "1" {
+        s.stats.lock().reset();
+    }
+    if c == "device" || c == "all" {
+        s.ctrl(&CtrlRequest::new(OP_STATS, SOURCE_ALL, 1))?;
+    }
+    Ok(())
+}
+
+/// `local`: "start PERIOD_US [MASK]" | "stop".
+pub(crate) fn local_cmd(s: &Arc<Shared>, cmd: &str) -> Result {
+    let mut w = cmd.split_whitespace();
+    match w.next().ok_or(EINVAL)? {
+        "start" => {
+            let p: u32 = num(w.next())?;
+            let mask = match w.next() {
+                Some(m) => Some(u32::from_str_radix(m.trim_start_matches("0x"), 16).map_err(|_| EINVAL)?),
+                None => None,
+            };
+            local::start(s, p, mask)
+        }
+        "stop" => {
+            local::stop(s);
+            Ok(())
+        }
+        _ => Err(EINVAL),
+    }
+}
+
+pub(crate) fn show_counters(s: &Shared, f: &mut dyn Write) -> fmt::Result {
+    let c = &s.cnt;
+    for (n, v) in [
+        ("irqs", &c.irqs),
+        ("records", &c.records),
+        ("raises", &c.raises),
+        ("latched", &c.latched),
+        ("finals", &c.finals),
+        ("bad_id", &c.bad_id),
+        ("bad_len", &c.bad_len),
+        ("bad_source", &c.bad_source),
+        ("bad_count", &c.bad_count),
+        ("seq_gap", &c.seq_gap),
+        ("budget_exhausted", &c.budget_exhausted),
+        ("fifo_overflow", &c.fifo_overflow),
+        ("acks_posted", &c.acks_posted),
+        ("ack_bufs", &c.ack_bufs),
+        ("acks_dropped", &c.acks_dropped),
+        ("ack_bad_id", &c.ack_bad_id),
+        ("ctrl_requests", &c.ctrl_requests),
+        ("ctrl_errors", &c.ctrl_errors),
+        ("ctrl_timeouts", &c.ctrl_timeouts),
+        ("local_events", &c.local_events),
+        ("local_skipped", &c.local_skipped),
+        ("sleep_refused", &c.sleep_refused),
+        ("uevents", &c.uevents),
+        ("helper_runs", &c.helper_runs),
+        ("helper_errors", &c.helper_errors),
+    ] {
+        writeln!(f, "{} {}", n, v.load(Relaxed))?;
+    }
+    let bad = c.bad_id.load(Relaxed)
+        + c.bad_len.load(Relaxed)
+        + c.bad_source.load(Relaxed)
+        + c.bad_count.load(Relaxed)
+        + c.seq_gap.load(Relaxed);
+    writeln!(f, "bad_total {}", bad)?;
+    Ok(())
+}

@@ -1,0 +1,185 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! debugfs tree `/sys/kernel/debug/irqstorm/`: statistics, rtla-style histograms and control
+//! files (program device timers, request storms, reference source, reset).
+
+use crate::{
+    control,
+    dispatch::{Mech, Shared},
+    local,
+    stats::{write_hist, write_summary, Origin},
+};
+use core::fmt;
+use kernel::{
+    debugfs::{Dir, File},
+    prelude::*,
+    sync::{atomic::Relaxed, Arc},
+    uaccess::UserSliceReader,
+};
+
+/// The directory and its files; removed on drop.
+pub(crate) struct DebugFs {
+    _files: KVec<Pin<KBox<File<Arc<Shared>>>>>,
+    _dir: Dir,
+}
+
+fn read_cmd(r: &mut UserSliceReader, buf: &mut [u8; 256]) -> Result<usize> {
+    let n = r.len();
+    if n == 0 || n > buf.len() {
+        return Err(EINVAL);
+    }
+    r.read_slice(&mut buf[..n])?;
+    Ok(n)
+}
+
+macro_rules! writer {
+    ($name:ident, $f:path) => {
+        fn $name(s: &Arc<Shared>, r: &mut UserSliceReader) -> Result {
+            let mut buf = [0u8; 256];
+            let n = read_cmd(r, &mut buf)?;
+            let cmd = core::str::from_utf8(&buf[..n]).map_err(|_| EINVAL)?;
+            $f(s, cmd.trim())
+        }
+    };
+}
+
+writer!(w_sources, control::sources_cmd);
+writer!(w_timer, control::timer_cmd);
+writer!(w_storm, control::storm_cmd);
+writer!(w_ctrl, control::ctrl_cmd);
+writer!(w_reset, control::reset_cmd);
+writer!(w_local, control::local_cmd);
+
+fn w_threshold(s: &Arc<Shared>, r: &mut UserSliceReader) -> Result {
+    let mut buf = [0u8; 256];
+    let n = read_cmd(r, &mut buf)?;
+    let v: u64 = core::str::from_utf8(&buf[..n])
+        .map_err(|_| EINVAL)?
+        .trim()
+        .parse()
+        .map_err(|_| EINVAL)?;
+    s.storm.threshold.store(v, Relaxed);
+    Ok(())
+}
+
+fn w_helper(s: &Arc<Shared>, r: &mut UserSliceReader) -> Result {
+    let mut buf = [0u8; 256];
+    let n = read_cmd(r, &mut buf)?;
+    let p = core::str::from_utf8(&buf[..n]).map_err(|_| EINVAL)?.trim();
+    if p.bytes().any(|b| b == 0) || (!p.is_empty() && !p.starts_with('/')) {
+        return Err(EINVAL);
+    }
+    let mut h = s.storm.helper.lock();
+    h.clear();
+    h.extend_from_slice(p.as_bytes(), GFP_KERNEL)?;
+    Ok(())
+}
+
+fn r_stats(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let i = &s.info;
+    writeln!(f, "num_sources {}", i.num_sources)?;
+    writeln!(f, "max_rate_hz {}", i.max_rate_hz)?;
+    writeln!(f, "max_outstanding {}", i.max_outstanding)?;
+    writeln!(f, "min_period_ns {}", i.min_period_ns)?;
+    writeln!(f, "max_burst {}", i.max_burst)?;
+    writeln!(f, "features {:#x}", i.features)?;
+    control::show_counters(s, f)?;
+    {
+        let e = s.evq.lock();
+        writeln!(f, "eventq size {} in_flight {} pending {} kicks {} kicks_suppressed {} bad_ids {}",
+            e.vq.size, e.vq.in_flight(), e.vq.pending(), e.vq.kicks, e.vq.kicks_suppressed, e.vq.bad_ids)?;
+    }
+    {
+        let a = s.ackq.lock();
+        writeln!(f, "ackq size {} in_flight {} kicks {} kicks_suppressed {} bad_ids {}",
+            a.vq.size, a.vq.in_flight(), a.vq.kicks, a.vq.kicks_suppressed, a.vq.bad_ids)?;
+    }
+    {
+        let c = s.ctrlq.lock();
+        writeln!(f, "controlq size {} kicks {}", c.vq.size, c.vq.kicks)?;
+    }
+    writeln!(f, "storm rate {} peak {} threshold {} in_storm {} storms {}",
+        s.storm.rate.load(Relaxed), s.storm.peak.load(Relaxed), s.storm.threshold.load(Relaxed),
+        s.storm.in_storm.load(Relaxed) as u8, s.storm.storms.load(Relaxed))?;
+    write!(f, "fifo")?;
+    for m in Mech::ALL {
+        write!(f, " {}", s.fifo_len(m))?;
+    }
+    writeln!(f)?;
+    writeln!(f, "local_running {}", local::running(s) as u8)?;
+    writeln!(f, "\n# device events (latency = hardirq -> bottom-half start, ns)")?;
+    {
+        let st = s.stats.lock();
+        write_summary(&st, Origin::Device, f)?;
+        writeln!(f, "\n# local reference source")?;
+        write_summary(&st, Origin::Local, f)?;
+    }
+    Ok(())
+}
+
+fn r_hist(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    write_hist(&s.stats.lock(), Origin::Device, false, f)
+}
+fn r_hist_local(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    write_hist(&s.stats.lock(), Origin::Local, false, f)
+}
+fn r_hist_work(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    write_hist(&s.stats.lock(), Origin::Device, true, f)
+}
+fn r_sources(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    control::show_sources(s, f)
+}
+fn r_ctrl(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    control::show_ctrl(s, f)
+}
+fn r_counters(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    control::show_counters(s, f)
+}
+fn r_threshold(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    writeln!(f, "{}", s.storm.threshold.load(Relaxed))
+}
+fn r_helper(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let h = s.storm.helper.lock();
+    writeln!(f, "{}", core::str::from_utf8(&h).unwrap_or("?"))
+}
+fn r_local(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    writeln!(f, "running {} mask {:#x} events {}", local::running(s) as u8,
+        s.local_mask.load(Relaxed), s.cnt.local_events.load(Relaxed))
+}
+fn r_none(_s: &Arc<Shared>, _f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    Ok(())
+}
+
+impl DebugFs {
+    pub(crate) fn new(s: &Arc<Shared>) -> Result<Self> {
+        let dir = Dir::new(c"irqstorm");
+        let mut files = KVec::new();
+        macro_rules! ro {
+            ($n:expr, $f:ident) => {
+                files.push(KBox::pin_init(dir.read_callback_file($n, s.clone(), &$f), GFP_KERNEL)?, GFP_KERNEL)?;
+            };
+        }
+        macro_rules! rw {
+            ($n:expr, $f:ident, $w:ident) => {
+                files.push(
+                    KBox::pin_init(dir.read_write_callback_file($n, s.clone(), &$f, &$w), GFP_KERNEL)?,
+                    GFP_KERNEL,
+                )?;
+            };
+        }
+        ro!(c"stats", r_stats);
+        ro!(c"counters", r_counters);
+        ro!(c"hist", r_hist);
+        ro!(c"hist_local", r_hist_local);
+        ro!(c"hist_work", r_hist_work);
+        rw!(c"sources", r_sources, w_sources);
+        rw!(c"timer", r_none, w_timer);
+        rw!(c"storm", r_none, w_storm);
+        rw!(c"ctrl", r_ctrl, w_ctrl);
+        rw!(c"reset", r_none, w_reset);
+        rw!(c"local", r_local, w_local);
+        rw!(c"storm_threshold", r_threshold, w_threshold);
+        rw!(c"storm_helper", r_helper, w_helper);
+        Ok(Self { _files: files, _dir: dir })
+    }
+}

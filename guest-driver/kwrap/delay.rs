@@ -1,0 +1,27 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Sleeping delays missing from `kernel::time::delay` (which has `fsleep` and `udelay`).
+
+use kernel::bindings;
+
+/// Sleep for at least `ms` milliseconds. Must only be called from process context.
+///
+/// The callers in this driver only reach it from sleepable mechanisms (threads, workqueues);
+/// the dispatcher refuses sleep requests for atomic mechanisms (see `dispatch.rs`).
+pub(crate) fn msleep(ms: u32) {
+    // SAFETY: `msleep` has no memory-safety preconditions; sleeping in atomic context would be a
+    // bug (caught by `might_sleep`), not undefined behaviour, and callers are process context.
+    unsafe { bindings::msleep(ms) };
+}
+
+/// Sleep between `min_us` and `max_us` microseconds (hrtimer based). Process context only.
+pub(crate) fn usleep_range(min_us: u64, max_us: u64) {
+    // SAFETY: as for `msleep`; `usleep_range` is `usleep_range_state(.., TASK_UNINTERRUPTIBLE)`.
+    unsafe {
+        bindings::usleep_range_state(
+            min_us as _,
+            max_us as _,
+            bindings::TASK_UNINTERRUPTIBLE as _,
+        )
+    };
+}

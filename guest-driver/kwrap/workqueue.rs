@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! An owned workqueue (`alloc_workqueue` / `destroy_workqueue`) and `flush_work`.
+
+use core::ptr::NonNull;
+use kernel::{bindings, prelude::*, workqueue::{Queue, Work}};
+
+/// A workqueue allocated by this driver; destroyed (after draining) on drop.
+pub(crate) struct OwnedQueue {
+    ptr: NonNull<bindings::workqueue_struct>,
+}
+
+// SAFETY: workqueues are thread safe.
+unsafe impl Send for OwnedQueue {}
+// SAFETY: as above.
+unsafe impl Sync for OwnedQueue {}
+
+impl OwnedQueue {
+    /// `alloc_workqueue("%s", flags, max_active, name)`.
+    pub(crate) fn new(name: &'static CStr, flags: u32, max_active: i32) -> Result<Self> {
+        // SAFETY: "%s" with a static NUL-terminated string argument.
+        let p = unsafe {
+            bindings::alloc_workqueue_noprof(
+                c"%s".as_char_ptr(),
+                flags,
+                max_active,
+                name.as_char_ptr(),
+            )
+        };
+        Ok(Self { ptr: NonNull::new(p).ok_or(ENOMEM)? })
+    }
+
+    /// The queue, to enqueue work items on.
+    pub(crate) fn queue(&self) -> &Queue {
+        // SAFETY: `ptr` is a live workqueue until `self` is dropped, which outlives the borrow.
+        unsafe { Queue::from_raw(self.ptr.as_ptr()) }
+    }
+
+    /// `flush_workqueue()`.
+    pub(crate) fn flush(&self) {
+        // SAFETY: `ptr` is a live workqueue.
+        unsafe { bindings::__flush_workqueue(self.ptr.as_ptr()) };
+    }
+}
+
+impl Drop for OwnedQueue {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from `alloc_workqueue` and is destroyed once; destroy drains it.
+        unsafe { bindings::destroy_workqueue(self.ptr.as_ptr()) };
+    }
+}
+
+/// `flush_work()`: wait for the last queued instance of `w` to finish. Process context only.
+pub(crate) fn flush_work<T: ?Sized, const ID: u64>(w: &Work<T, ID>) -> bool {
+    // SAFETY: `w` is a valid, initialised work item (it is pinned inside its owner).
+    unsafe { bindings::flush_work(Work::raw_get(w)) }
+}

@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The local reference source: a guest hrtimer in hard mode that feeds the same dispatch as
+//! the device's hard IRQ, cycling through the mechanisms, so every mechanism gets a
+//! device-free baseline in the same run. Local events are not acked to the device.
+//!
+//! `threaded` is excluded: the IRQ thread can only be woken by its own hard IRQ.
+
+use crate::{
+    dispatch::{Item, Mech, Shared, NUM_MECH},
+    kwrap::clock::now_ns,
+    stats::Origin,
+};
+use kernel::{
+    prelude::*,
+    sync::{
+        atomic::{Atomic, Relaxed},
+        Arc, ArcBorrow,
+    },
+    time::{
+        hrtimer::{
+            ArcHrTimerHandle, HrTimer, HrTimerCallback, HrTimerCallbackContext, HrTimerPointer,
+            HrTimerRestart, RelativeHardMode,
+        },
+        Delta, Monotonic,
+    },
+};
+
+/// Every mechanism but `threaded`.
+pub(crate) const DEFAULT_MASK: u32 = ((1 << NUM_MECH) - 1) & !(1 << Mech::Threaded as u32);
+
+#[pin_data]
+pub(crate) struct LocalSrc {
+    #[pin]
+    timer: HrTimer<LocalSrc>,
+    shared: Arc<Shared>,
+    period_ns: i64,
+    ticks: Atomic<u64>,
+}
+
+kernel::impl_has_hr_timer! {
+    impl HasHrTimer<Self> for LocalSrc {
+        mode: RelativeHardMode<Monotonic>,
+        field: self.timer
+    }
+}
+
+pub(crate) type LocalHandle = ArcHrTimerHandle<LocalSrc>;
+
+fn next_mech(s: &Shared) -> Option<Mech> {
+    let mask = s.local_mask.load(Relaxed) & DEFAULT_MASK;
+    if mask == 0 {
+        return None;
+    }
+    let start = s.local_next.load(Relaxed);
+    for k in 0..NUM_MECH as u32 {
+        let i = (start + k) % NUM_MECH as u32;
+        if mask & (1 << i) != 0 {
+            s.local_next.store((i + 1) % NUM_MECH as u32, Relaxed);
+            return Mech::from_u32(i);
+        }
+    }
+    None
+}
+
+impl HrTimerCallback for LocalSrc {
+    type Pointer<'a> = Arc<Self>;
+
+    fn run(this: ArcBorrow<'_, Self>, mut ctx: HrTimerCallbackContext<'_, Self>) -> HrTimerRestart {
+        let s = &this.shared;
+        if s.is_stopping() {
+            return HrTimerRestart::NoRestart;
+        }
+        let t = now_ns();
+        let n = this.ticks.load(Relaxed) + 1;
+        this.ticks.store(n, Relaxed);
+        if let Some(m) = next_mech(s) {
+            let it = Item { seq: n, count: 1, source: 0, hard_ns: t, origin: Origin::Local };
+            s.dispatch(it, m);
+        } else {
+            s.cnt.local_skipped.add(1, Relaxed);
+        }
+        ctx.forward_now(Delta::from_nanos(this.period_ns));
+        HrTimerRestart::Restart
+    }
+}
+
+/// Starts the reference source with the given period.
+pub(crate) fn start(s: &Arc<Shared>, period_us: u32, mask: Option<u32>) -> Result {
+    if !(20..=1_000_000).contains(&period_us) {
+        return Err(ERANGE);
+    }
+    if s.is_stopping() {
+        return Err(ENODEV);
+    }
+    let mut l = s.local.lock();
+    if l.is_some() {
+        return Err(EBUSY);
+    }
+    if let Some(m) = mask {
+        s.local_mask.store(m & DEFAULT_MASK, Relaxed);
+    }
+    let period_ns = period_us as i64 * 1000;
+    let src = Arc::pin_init(
+        pin_init!(LocalSrc {
+            timer <- HrTimer::new(),
+            shared: s.clone(),
+            period_ns,
+            ticks: Atomic::new(0),
+        }),
+        GFP_KERNEL,
+    )?;
+    *l = Some(src.start(Delta::from_nanos(period_ns)));
+    Ok(())
+}
+
+/// Stops it (dropping the handle cancels the timer and waits for a running callback).
+pub(crate) fn stop(s: &Shared) {
+    let h = s.local.lock().take();
+    drop(h);
+}
+
+pub(crate) fn running(s: &Shared) -> bool {
+    s.local.lock().is_some()
+}

@@ -1,0 +1,205 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Wire format of the irqstorm device (docs/device-spec.md §3-§6). Offsets are normative.
+//!
+//! Records are handled as arrays of little-endian `u64` words in DMA memory (x86 is LE).
+
+/// Feature bits (§3).
+pub(crate) const F_MODERATION: u64 = 1 << 0;
+pub(crate) const F_FAULT_INJECT: u64 = 1 << 1;
+pub(crate) const F_EVENT_IDX: u64 = 1 << 29;
+pub(crate) const F_VERSION_1: u64 = 1 << 32;
+
+/// Virtqueue indices (§2).
+pub(crate) const VQ_CONTROL: u16 = 0;
+pub(crate) const VQ_EVENT: u16 = 1;
+pub(crate) const VQ_ACK: u16 = 2;
+
+/// Device configuration (§4).
+pub(crate) const CFG_MAGIC: usize = 0;
+pub(crate) const CFG_SPEC_VERSION: usize = 4;
+pub(crate) const CFG_NUM_SOURCES: usize = 6;
+pub(crate) const CFG_MAX_RATE_HZ: usize = 8;
+pub(crate) const CFG_MAX_OUTSTANDING: usize = 12;
+pub(crate) const CFG_CTRL_REQ_SIZE: usize = 16;
+pub(crate) const CFG_CTRL_RESP_SIZE: usize = 18;
+pub(crate) const CFG_EVENT_SIZE: usize = 20;
+pub(crate) const CFG_ACK_SIZE: usize = 22;
+pub(crate) const CFG_MIN_PERIOD_NS: usize = 24;
+pub(crate) const CFG_MAX_BURST: usize = 28;
+pub(crate) const MAGIC: u32 = 0x5351_5249;
+pub(crate) const SPEC_VERSION: u16 = 1;
+pub(crate) const MAX_SOURCES: usize = 64;
+
+pub(crate) const CTRL_SIZE: usize = 64;
+pub(crate) const EVENT_SIZE: usize = 48;
+pub(crate) const ACK_SIZE: usize = 48;
+pub(crate) const EVENT_WORDS: usize = EVENT_SIZE / 8;
+pub(crate) const ACK_WORDS: usize = ACK_SIZE / 8;
+pub(crate) const CTRL_WORDS: usize = CTRL_SIZE / 8;
+/// Ack records per ackq buffer (§2: 1..=64).
+pub(crate) const ACKS_PER_BUF: usize = 64;
+
+/// Control opcodes (§6.1.1).
+pub(crate) const OP_GET_INFO: u16 = 1;
+pub(crate) const OP_CONFIGURE: u16 = 2;
+pub(crate) const OP_START: u16 = 3;
+pub(crate) const OP_STOP: u16 = 4;
+pub(crate) const OP_STATS: u16 = 5;
+pub(crate) const OP_PING: u16 = 6;
+pub(crate) const SOURCE_ALL: u16 = 0xffff;
+
+/// Program modes (§5.1).
+pub(crate) const MODE_ONESHOT: u8 = 1;
+pub(crate) const MODE_PERIODIC: u8 = 2;
+pub(crate) const MODE_STORM: u8 = 3;
+
+/// Control status (§6.2) -> errno for callers.
+pub(crate) fn status_to_result(status: u16) -> kernel::error::Result {
+    use kernel::error::code::*;
+    match status {
+        0 => Ok(()),
+        1 => Err(EINVAL),
+        2 => Err(ERANGE),
+        3 => Err(EBUSY),
+        4 => Err(EOPNOTSUPP),
+        _ => Err(EIO),
+    }
+}
+
+pub(crate) fn status_name(status: u16) -> &'static str {
+    match status {
+        0 => "OK",
+        1 => "INVALID",
+        2 => "OUT_OF_RANGE",
+        3 => "BUSY",
+        4 => "UNSUPPORTED",
+        _ => "?",
+    }
+}
+
+/// Event record flags (§6.3).
+pub(crate) const EV_LATCHED: u16 = 1 << 0;
+pub(crate) const EV_FINAL: u16 = 1 << 1;
+
+/// A decoded event record (§6.3).
+/// (`due_ns`, `raise_ns`, `write_ns` are host stamps, decoded but not used by the guest.)
+#[allow(dead_code)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct EventRecord {
+    pub(crate) seq: u64,
+    pub(crate) source_seq: u64,
+    pub(crate) due_ns: u64,
+    pub(crate) raise_ns: u64,
+    pub(crate) write_ns: u64,
+    pub(crate) count: u32,
+    pub(crate) source: u16,
+    pub(crate) flags: u16,
+}
+
+impl EventRecord {
+    pub(crate) fn decode(w: &[u64; EVENT_WORDS]) -> Self {
+        Self {
+            seq: w[0],
+            source_seq: w[1],
+            due_ns: w[2],
+            raise_ns: w[3],
+            write_ns: w[4],
+            count: w[5] as u32,
+            source: (w[5] >> 32) as u16,
+            flags: (w[5] >> 48) as u16,
+        }
+    }
+}
+
+/// An ack record (§6.4).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct AckRecord {
+    pub(crate) seq: u64,
+    pub(crate) source: u16,
+    pub(crate) mechanism: u8,
+    pub(crate) count: u32,
+    pub(crate) hardirq_ns: u64,
+    pub(crate) bh_start_ns: u64,
+    pub(crate) bh_end_ns: u64,
+    pub(crate) post_ns: u64,
+}
+
+impl AckRecord {
+    pub(crate) fn encode(&self) -> [u64; ACK_WORDS] {
+        [
+            self.seq,
+            self.source as u64 | (self.mechanism as u64) << 16 | (self.count as u64) << 32,
+            self.hardirq_ns,
+            self.bh_start_ns,
+            self.bh_end_ns,
+            self.post_ns,
+        ]
+    }
+}
+
+/// A control request (§6.1): 8 words.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct CtrlRequest {
+    pub(crate) words: [u64; CTRL_WORDS],
+}
+
+impl CtrlRequest {
+    pub(crate) fn new(opcode: u16, source: u16, flags: u32) -> Self {
+        let mut r = Self::default();
+        r.words[0] = opcode as u64 | (source as u64) << 16 | (flags as u64) << 32;
+        r
+    }
+}
+
+/// CONFIGURE body (§6.1.2).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Program {
+    pub(crate) mode: u8,
+    pub(crate) jitter: u8,
+    pub(crate) burst: u16,
+    pub(crate) rate_hz: u32,
+    pub(crate) period_ns: u64,
+    pub(crate) count: u64,
+    pub(crate) duration_ns: u64,
+    pub(crate) jitter_ns: u64,
+    pub(crate) moderation_events: u32,
+    pub(crate) moderation_delay_us: u32,
+    pub(crate) seed: u64,
+}
+
+impl Program {
+    pub(crate) fn to_request(&self, source: u16) -> CtrlRequest {
+        let mut r = CtrlRequest::new(OP_CONFIGURE, source, 0);
+        r.words[1] = self.mode as u64
+            | (self.jitter as u64) << 8
+            | (self.burst as u64) << 16
+            | (self.rate_hz as u64) << 32;
+        r.words[2] = self.period_ns;
+        r.words[3] = self.count;
+        r.words[4] = self.duration_ns;
+        r.words[5] = self.jitter_ns;
+        r.words[6] = self.moderation_events as u64 | (self.moderation_delay_us as u64) << 32;
+        r.words[7] = self.seed;
+        r
+    }
+}
+
+/// A control reply (§6.2).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct CtrlReply {
+    pub(crate) words: [u64; CTRL_WORDS],
+}
+
+impl CtrlReply {
+    pub(crate) fn status(&self) -> u16 {
+        self.words[0] as u16
+    }
+    pub(crate) fn opcode(&self) -> u16 {
+        (self.words[0] >> 16) as u16
+    }
+    /// Body word at reply byte offset `off` (16, 24, ... 56).
+    pub(crate) fn word(&self, off: usize) -> u64 {
+        self.words[off / 8]
+    }
+}

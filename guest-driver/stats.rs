@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Per-mechanism statistics: log2 histograms (ns) with 4 linear sub-buckets per power of two,
+//! for hardirq -> bottom-half-start latency and bottom-half run time.
+
+use crate::dispatch::{Mech, NUM_MECH};
+use core::fmt;
+use kernel::prelude::*;
+
+pub(crate) const NBUCKETS: usize = 256;
+
+/// Bucket of `v` ns: exact below 4, else (log2, top two bits after the leading one).
+pub(crate) fn bucket(v: u64) -> usize {
+    if v < 4 {
+        return v as usize;
+    }
+    let msb = 63 - v.leading_zeros() as usize;
+    let sub = ((v >> (msb - 2)) & 3) as usize;
+    ((msb - 1) * 4 + sub).min(NBUCKETS - 1)
+}
+
+/// Smallest value of bucket `i`.
+pub(crate) fn bucket_lo(i: usize) -> u64 {
+    if i < 4 {
+        return i as u64;
+    }
+    let msb = i / 4 + 1;
+    let sub = (i % 4) as u64;
+    (4 + sub) << (msb - 2)
+}
+
+/// Statistics of one mechanism for one origin (device or local reference source).
+pub(crate) struct MechStats {
+    pub(crate) events: u64,
+    pub(crate) raises: u64,
+    pub(crate) lat_sum: u64,
+    pub(crate) lat_min: u64,
+    pub(crate) lat_max: u64,
+    pub(crate) work_sum: u64,
+    pub(crate) work_max: u64,
+    pub(crate) lat: [u32; NBUCKETS],
+    pub(crate) work: [u32; NBUCKETS],
+}
+
+impl MechStats {
+    pub(crate) const ZERO: Self = Self {
+        events: 0,
+        raises: 0,
+        lat_sum: 0,
+        lat_min: u64::MAX,
+        lat_max: 0,
+        work_sum: 0,
+        work_max: 0,
+        lat: [0; NBUCKETS],
+        work: [0; NBUCKETS],
+    };
+
+    pub(crate) fn record(&mut self, count: u32, lat: u64, work: u64) {
+        self.events += 1;
+        self.raises += count as u64;
+        self.lat_sum += lat;
+        self.lat_min = self.lat_min.min(lat);
+        self.lat_max = self.lat_max.max(lat);
+        self.work_sum += work;
+        self.work_max = self.work_max.max(work);
+        let b = bucket(lat);
+        self.lat[b] = self.lat[b].saturating_add(1);
+        let b = bucket(work);
+        self.work[b] = self.work[b].saturating_add(1);
+    }
+
+    /// Upper bound (ns) of the bucket holding the `pct`-th percentile of the latency, capped
+    /// at the observed maximum.
+    pub(crate) fn lat_pct(&self, pct: u64) -> u64 {
+        pct_of(&self.lat, self.events, pct).min(self.lat_max)
+    }
+}
+
+fn pct_of(h: &[u32; NBUCKETS], n: u64, pct: u64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    let want = (n * pct).div_ceil(100).max(1);
+    let mut acc = 0u64;
+    for (i, c) in h.iter().enumerate() {
+        acc += *c as u64;
+        if acc >= want {
+            return if i + 1 < NBUCKETS { bucket_lo(i + 1) - 1 } else { u64::MAX };
+        }
+    }
+    u64::MAX
+}
+
+/// Origin of an event: the device or the guest-local reference hrtimer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    Device = 0,
+    Local = 1,
+}
+
+/// All statistics (kept under one IRQ-safe spinlock in `Shared`).
+pub(crate) struct Stats {
+    table: KVVec<MechStats>,
+}
+
+impl Stats {
+    pub(crate) fn new() -> Result<Self> {
+        let mut table = KVVec::with_capacity(2 * NUM_MECH, GFP_KERNEL)?;
+        for _ in 0..2 * NUM_MECH {
+            table.push(MechStats::ZERO, GFP_KERNEL)?;
+        }
+        Ok(Self { table })
+    }
+
+    pub(crate) fn get(&self, o: Origin, m: Mech) -> &MechStats {
+        &self.table[o as usize * NUM_MECH + m as usize]
+    }
+
+    pub(crate) fn get_mut(&mut self, o: Origin, m: Mech) -> &mut MechStats {
+        &mut self.table[o as usize * NUM_MECH + m as usize]
+    }
+
+    pub(crate) fn reset(&mut self) {
+        for s in self.table.iter_mut() {
+            *s = MechStats::ZERO;
+        }
+    }
+}
+
+/// One line per mechanism: counts and latency summary (ns).
+pub(crate) fn write_summary(st: &Stats, o: Origin, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    writeln!(
+        f,
+        "{:<14} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "mechanism", "events", "raises", "lat_min", "lat_avg", "lat_p50", "lat_p99", "lat_max",
+        "work_avg"
+    )?;
+    for m in Mech::ALL {
+        let s = st.get(o, m);
+        if s.events == 0 {
+            writeln!(f, "{:<14} {:>9} {:>9}", m.name(), 0, 0)?;
+            continue;
+        }
+        writeln!(
+            f,
+            "{:<14} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            m.name(),
+            s.events,
+            s.raises,
+            s.lat_min,
+            s.lat_sum / s.events,
+            s.lat_pct(50),
+            s.lat_pct(99),
+            s.lat_max,
+            s.work_sum / s.events
+        )?;
+    }
+    Ok(())
+}
+
+/// rtla-style histogram text: one row per log2 bucket (lower bound in ns), one column per
+/// mechanism with events, then count/min/avg/p50/p99/max footers.
+pub(crate) fn write_hist(st: &Stats, o: Origin, work: bool, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let mechs: KVec<Mech> = {
+        let mut v = KVec::new();
+        for m in Mech::ALL {
+            if st.get(o, m).events > 0 && v.push(m, GFP_KERNEL).is_err() {
+                return Err(fmt::Error);
+            }
+        }
+        v
+    };
+    writeln!(
+        f,
+        "# irqstorm {} histogram ({}), log2 buckets in ns",
+        if work { "bottom-half run time" } else { "hardirq->bh-start latency" },
+        if o == Origin::Device { "device events" } else { "local reference source" }
+    )?;
+    write!(f, "{:>12}", "Index(ns)")?;
+    for m in mechs.iter() {
+        write!(f, " {:>13}", m.name())?;
+    }
+    writeln!(f)?;
+    for p in 0..64usize {
+        // Log2 row p merges sub-buckets whose lower bound is in [2^p, 2^(p+1)).
+        let mut row = [0u64; 2 * NUM_MECH];
+        let mut any = false;
+        for (j, m) in mechs.iter().enumerate() {
+            let s = st.get(o, *m);
+            let h = if work { &s.work } else { &s.lat };
+            for (i, c) in h.iter().enumerate() {
+                let lo = bucket_lo(i);
+                let lp = if lo == 0 { 0 } else { 63 - lo.leading_zeros() as usize };
+                if lp == p && *c > 0 {
+                    row[j] += *c as u64;
+                    any = true;
+                }
+            }
+        }
+        if any {
+            write!(f, "{:>12}", 1u64 << p)?;
+            for j in 0..mechs.len() {
+                write!(f, " {:>13}", row[j])?;
+            }
+            writeln!(f)?;
+        }
+    }
+    let foot = |f: &mut fmt::Formatter<'_>, name: &str, g: &dyn Fn(&MechStats) -> u64| -> fmt::Result {
+        write!(f, "{:>12}", name)?;
+        for m in mechs.iter() {
+            write!(f, " {:>13}", g(st.get(o, *m)))?;
+        }
+        writeln!(f)
+    };
+    if work {
+        foot(f, "count:", &|s| s.events)?;
+        foot(f, "avg:", &|s| s.work_sum / s.events.max(1))?;
+        foot(f, "max:", &|s| s.work_max)?;
+    } else {
+        foot(f, "count:", &|s| s.events)?;
+        foot(f, "min:", &|s| s.lat_min)?;
+        foot(f, "avg:", &|s| s.lat_sum / s.events.max(1))?;
+        foot(f, "p50:", &|s| s.lat_pct(50))?;
+        foot(f, "p99:", &|s| s.lat_pct(99))?;
+        foot(f, "max:", &|s| s.lat_max)?;
+    }
+    Ok(())
+}
