@@ -99,7 +99,12 @@ pub fn assemble(repo: &Path, module: &Path) -> Result<Archive> {
         0o644,
     );
     a.file("lib/modules/irqstorm.ko", std::fs::read(module)?, 0o644);
-    add_tree(&mut a, &repo.join("tests/guest"), "tests")?;
+    // $IRQSTORM_GUEST_TESTS replaces tests/guest/ (ad-hoc experiments).
+    let tests = std::env::var_os("IRQSTORM_GUEST_TESTS")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo.join("tests/guest"));
+    add_tree(&mut a, &tests, "tests")?;
     Ok(a)
 }
 
