@@ -239,6 +239,7 @@ pub(crate) fn reset_cmd(s: &Shared, cmd: &str) -> Result {
     let c = cmd.trim();
     if c == "stats" || c == "all" || c == "1" {
         s.stats.lock().reset();
+        s.cnt.reset();
     }
     if c == "device" || c == "all" {
         s.ctrl(&CtrlRequest::new(OP_STATS, SOURCE_ALL, 1))?;

@@ -267,6 +267,19 @@ macro_rules! zero_counters {
 }
 
 impl Counters {
+    pub(crate) fn reset(&self) {
+        for c in [
+            &self.irqs, &self.records, &self.raises, &self.latched, &self.finals, &self.bad_id,
+            &self.bad_len, &self.bad_source, &self.bad_count, &self.seq_gap,
+            &self.budget_exhausted, &self.fifo_overflow, &self.acks_posted, &self.ack_bufs,
+            &self.acks_dropped, &self.ack_bad_id, &self.ctrl_requests, &self.ctrl_errors,
+            &self.ctrl_timeouts, &self.local_events, &self.local_skipped, &self.sleep_refused,
+            &self.uevents, &self.helper_runs, &self.helper_errors,
+        ] {
+            c.store(0, Relaxed);
+        }
+    }
+
     fn new() -> Self {
         zero_counters!(
             irqs, records, raises, latched, finals, bad_id, bad_len, bad_source, bad_count,
@@ -436,7 +449,7 @@ impl Shared {
             v
         };
         let stats = Stats::new()?;
-        let wq = OwnedQueue::new(c"irqstorm_wq", 0, 0)?;
+        let wq = OwnedQueue::new(c"irqstorm_wq", crate::kwrap::workqueue::WQ_PERCPU, 0)?;
         let dm = default_mech as u32;
         Arc::pin_init(
             try_pin_init!(&this in Self {
@@ -598,11 +611,15 @@ impl Shared {
         let mut items = [Item { seq: 0, count: 0, source: 0, hard_ns: t, origin: Origin::Device }; IRQ_BUDGET];
         let mut n = 0;
         let mut more = false;
+        // Buffers go back to the device only after the drain: a duplicated used id that
+        // follows its original is then still "not outstanding" and is caught.
+        let mut repost = [0u16; 2 * IRQ_BUDGET];
+        let mut nrep = 0;
         {
             let mut g = self.evq.lock();
             let e = &mut *g;
             loop {
-                if n == IRQ_BUDGET {
+                if n == IRQ_BUDGET || nrep == repost.len() {
                     more = true;
                     self.cnt.budget_exhausted.add(1, Relaxed);
                     break;
@@ -634,8 +651,8 @@ impl Shared {
                     self.cnt.bad_len.add(1, Relaxed);
                     None
                 };
-                // Give the buffer back right away.
-                let _ = e.vq.add(u.id);
+                repost[nrep] = u.id;
+                nrep += 1;
                 let Some(r) = rec else { continue };
                 if r.source >= self.info.num_sources {
                     self.cnt.bad_source.add(1, Relaxed);
@@ -661,6 +678,9 @@ impl Shared {
                 }
                 items[n] = Item { seq: r.seq, count: r.count, source: r.source, hard_ns: t, origin: Origin::Device };
                 n += 1;
+            }
+            for id in &repost[..nrep] {
+                let _ = e.vq.add(*id);
             }
             let _ = e.vq.kick(&self.t);
         }
@@ -706,7 +726,7 @@ impl Shared {
                 let _ = workqueue::system_bh_highpri().enqueue::<Arc<Shared>, 5>(self.clone());
             }
             Mech::WqSystem => {
-                let _ = workqueue::system().enqueue::<Arc<Shared>, 6>(self.clone());
+                let _ = crate::kwrap::workqueue::system_percpu().enqueue::<Arc<Shared>, 6>(self.clone());
             }
             Mech::WqHighpri => {
                 let _ = workqueue::system_highpri().enqueue::<Arc<Shared>, 7>(self.clone());

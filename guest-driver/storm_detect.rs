@@ -109,7 +109,7 @@ fn sample(s: &Shared) {
         // SAFETY: `Shared` is only ever allocated inside an `Arc` (`Shared::new`) and the
         // timer is shut down before that `Arc` can be released, so the refcount is non-zero.
         let arc: Arc<Shared> = unsafe { ArcBorrow::from_raw(core::ptr::from_ref(s)) }.into();
-        let _ = workqueue::system().enqueue::<Arc<Shared>, 20>(arc);
+        let _ = workqueue::system_unbound().enqueue::<Arc<Shared>, 20>(arc);
     }
     if !s.is_stopping() {
         d.timer.arm_in_jiffies(msecs_to_jiffies(SAMPLE_MS));

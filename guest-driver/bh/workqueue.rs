@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Process-context workqueues: 6 `system_wq`, 7 `system_highpri_wq`, 8 `system_unbound_wq`,
+//! Process-context workqueues: 6 `system_wq` (7.3 name: `system_percpu_wq`), 7 `system_highpri_wq`, 8 `system_unbound_wq`,
 //! 9 the driver's own `alloc_workqueue` queue (`kwrap::workqueue::OwnedQueue`).
 
 use crate::dispatch::{Mech, Shared};

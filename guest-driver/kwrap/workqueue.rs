@@ -5,6 +5,9 @@
 use core::ptr::NonNull;
 use kernel::{bindings, prelude::*, workqueue::{Queue, Work}};
 
+/// `WQ_PERCPU`: per-CPU worker pools, like `system_wq`.
+pub(crate) const WQ_PERCPU: u32 = bindings::wq_flags_WQ_PERCPU;
+
 /// A workqueue allocated by this driver; destroyed (after draining) on drop.
 pub(crate) struct OwnedQueue {
     ptr: NonNull<bindings::workqueue_struct>,
@@ -54,4 +57,13 @@ impl Drop for OwnedQueue {
 pub(crate) fn flush_work<T: ?Sized, const ID: u64>(w: &Work<T, ID>) -> bool {
     // SAFETY: `w` is a valid, initialised work item (it is pinned inside its owner).
     unsafe { bindings::flush_work(Work::raw_get(w)) }
+}
+
+/// `system_percpu_wq`: the per-CPU system workqueue. In 7.3 `system_wq` (what
+/// `kernel::workqueue::system()` returns) is its deprecated alias and warns once per work
+/// function, so the driver uses the new name for mechanism 6 (`wq_system`).
+pub(crate) fn system_percpu() -> &'static Queue {
+    // SAFETY: `system_percpu_wq` is initialised at boot (before modules load) and never freed;
+    // reading the pointer races with nothing.
+    unsafe { Queue::from_raw(bindings::system_percpu_wq) }
 }
