@@ -99,6 +99,12 @@ pub fn assemble(repo: &Path, module: &Path) -> Result<Archive> {
         0o644,
     );
     a.file("lib/modules/irqstorm.ko", std::fs::read(module)?, 0o644);
+    // Optional overlay: images/rootfs/ is copied to / (e.g. a uevent helper
+    // in images/rootfs/bin/). Note /sbin, /usr/bin, /usr/sbin link to /bin.
+    let overlay = repo.join("images/rootfs");
+    if overlay.is_dir() {
+        add_tree(&mut a, &overlay, "")?;
+    }
     // $IRQSTORM_GUEST_TESTS replaces tests/guest/ (ad-hoc experiments).
     let tests = std::env::var_os("IRQSTORM_GUEST_TESTS")
         .filter(|p| !p.is_empty())

@@ -68,7 +68,7 @@ struct GuestOpts {
     #[arg(long, value_name = "NAMES")]
     only: Option<String>,
     /// Device mode: start the vhost-user back end and add the irqstorm device.
-    #[arg(long, env = "IRQSTORM_DEVICE")]
+    #[arg(long, env = "IRQSTORM_DEVICE", value_parser = clap::builder::BoolishValueParser::new())]
     device: bool,
     /// Back end binary (default: build target/release/irqstorm-backend).
     #[arg(long, env = "IRQSTORM_BACKEND", value_name = "PATH")]
@@ -382,4 +382,49 @@ fn cmd_doctor(g: &Global) -> Result<ExitCode> {
     }
     eprintln!("all prerequisites present");
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_parses_device_mode_options() {
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "--accel",
+            "tcg",
+            "run",
+            "--device",
+            "--only",
+            "module",
+            "--backend-arg=--sources=4",
+            "--backend-arg",
+            "--fault-injection",
+            "--timeout",
+            "30",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.accel, AccelOpt::Tcg);
+        assert_eq!(cli.global.timeout, 30);
+        let Cmd::Run(o) = cli.cmd else {
+            panic!("not run")
+        };
+        assert!(o.device);
+        assert_eq!(o.only.as_deref(), Some("module"));
+        assert_eq!(o.backend_args, vec!["--sources=4", "--fault-injection"]);
+        assert_eq!(o.virtio_id, 21);
+    }
+
+    #[test]
+    fn device_env_accepts_1() {
+        // SAFETY: test-only; no other test reads this variable.
+        unsafe { std::env::set_var("IRQSTORM_DEVICE", "1") };
+        let cli = Cli::try_parse_from(["xtask", "run"]);
+        unsafe { std::env::remove_var("IRQSTORM_DEVICE") };
+        let Cmd::Run(o) = cli.unwrap().cmd else {
+            panic!("not run")
+        };
+        assert!(o.device);
+    }
 }
