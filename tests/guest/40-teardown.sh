@@ -34,6 +34,8 @@ load() {
 	echo "1 5000 1" > $D/storm 2>/dev/null
 	echo "start 500" > $D/local 2>/dev/null
 	sleep 0.2
+	echo "stats all" > $D/ctrl 2>/dev/null
+	echo "# load $1: device raised $(grep '^raised ' $D/ctrl | cut -d' ' -f2), guest records $(grep '^records ' $D/counters | cut -d' ' -f2)"
 }
 
 ktap_plan 5
