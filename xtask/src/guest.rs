@@ -188,10 +188,34 @@ pub fn new_run_dir(repo: &Path) -> Result<PathBuf> {
         dir = runs.join(format!("{stamp}-{n}"));
     }
     std::fs::create_dir_all(&dir)?;
+    prune_runs(&runs, 100);
     let latest = runs.join("latest");
     let _ = std::fs::remove_file(&latest);
     let _ = std::os::unix::fs::symlink(dir.file_name().unwrap(), &latest);
     Ok(dir)
+}
+
+/// Keep the newest `keep` run directories (names sort by time).
+fn prune_runs(runs: &Path, keep: usize) {
+    let Ok(rd) = std::fs::read_dir(runs) else {
+        return;
+    };
+    let mut dirs: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_dir()
+                && !p.is_symlink()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.len() >= 16 && n.as_bytes()[8] == b'T')
+        })
+        .collect();
+    dirs.sort();
+    let excess = dirs.len().saturating_sub(keep);
+    for d in &dirs[..excess] {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }
 
 pub struct RunOpts<'a> {
@@ -430,5 +454,31 @@ mod tests {
             pos(&a, "-device"),
             vec!["vhost-user-test-device-pci,chardev=irqstorm0,virtio-id=22,num_vqs=3,vq_size=128,config_size=32"]
         );
+    }
+
+    #[test]
+    fn prune_keeps_newest_runs_only() {
+        let d = std::env::temp_dir().join(format!("irqstorm-prune-{}", std::process::id()));
+        let names = [
+            "20261122T060000Z",
+            "20261122T070000Z",
+            "20261122T070000Z-2",
+            "20261122T080000Z",
+            "notarun",
+        ];
+        for n in names {
+            std::fs::create_dir_all(d.join(n)).unwrap();
+        }
+        prune_runs(&d, 2);
+        let mut left: Vec<String> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            vec!["20261122T070000Z-2", "20261122T080000Z", "notarun"]
+        );
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }
