@@ -238,8 +238,11 @@ fn cmd_test(g: &Global, o: &GuestOpts, guest_only: bool) -> Result<ExitCode> {
     let t0 = Instant::now();
     let repo = util::repo_root();
     let (mut passed, mut failed) = (0, 0);
+    if let Err(e) = setup::ensure() {
+        eprintln!("error: {e:#}");
+        return Ok(summary(0, 1));
+    }
     if !guest_only {
-        setup::ensure()?;
         let steps: [(&str, &[&str]); 3] = [
             ("cargo fmt --check", &["fmt", "--all", "--check"]),
             (
