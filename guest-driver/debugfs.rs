@@ -108,23 +108,21 @@ fn r_stats(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f)?;
     writeln!(f, "local_running {}", local::running(s) as u8)?;
     writeln!(f, "\n# device events (latency = hardirq -> bottom-half start, ns)")?;
-    {
-        let st = s.stats.lock();
-        write_summary(&st, Origin::Device, f)?;
-        writeln!(f, "\n# local reference source")?;
-        write_summary(&st, Origin::Local, f)?;
-    }
+    let st = s.stats_snapshot().map_err(|_| fmt::Error)?;
+    write_summary(&st, Origin::Device, f)?;
+    writeln!(f, "\n# local reference source")?;
+    write_summary(&st, Origin::Local, f)?;
     Ok(())
 }
 
 fn r_hist(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    write_hist(&s.stats.lock(), Origin::Device, false, f)
+    write_hist(&s.stats_snapshot().map_err(|_| fmt::Error)?, Origin::Device, false, f)
 }
 fn r_hist_local(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    write_hist(&s.stats.lock(), Origin::Local, false, f)
+    write_hist(&s.stats_snapshot().map_err(|_| fmt::Error)?, Origin::Local, false, f)
 }
 fn r_hist_work(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    write_hist(&s.stats.lock(), Origin::Device, true, f)
+    write_hist(&s.stats_snapshot().map_err(|_| fmt::Error)?, Origin::Device, true, f)
 }
 fn r_sources(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     control::show_sources(s, f)

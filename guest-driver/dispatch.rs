@@ -762,6 +762,13 @@ impl Shared {
         self.flush_acks();
     }
 
+    /// A copy of the statistics, taken with the IRQ-safe lock held only for the copy.
+    pub(crate) fn stats_snapshot(&self) -> Result<Stats> {
+        let mut snap = Stats::new()?;
+        snap.copy_from(&self.stats.lock());
+        Ok(snap)
+    }
+
     pub(crate) fn fifo_len(&self, m: Mech) -> usize {
         self.fifos.lock()[m as usize].len
     }

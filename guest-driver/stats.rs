@@ -30,6 +30,7 @@ pub(crate) fn bucket_lo(i: usize) -> u64 {
 }
 
 /// Statistics of one mechanism for one origin (device or local reference source).
+#[derive(Clone, Copy)]
 pub(crate) struct MechStats {
     pub(crate) events: u64,
     pub(crate) raises: u64,
@@ -120,6 +121,14 @@ impl Stats {
         &mut self.table[o as usize * NUM_MECH + m as usize]
     }
 
+    /// Copies `src` into `self` (both have the same shape). Used to take a snapshot under the
+    /// IRQ-safe lock and format it afterwards, so readers never format with IRQs off.
+    pub(crate) fn copy_from(&mut self, src: &Stats) {
+        for (d, s) in self.table.iter_mut().zip(src.table.iter()) {
+            *d = *s;
+        }
+    }
+
     pub(crate) fn reset(&mut self) {
         for s in self.table.iter_mut() {
             *s = MechStats::ZERO;
@@ -181,22 +190,22 @@ pub(crate) fn write_hist(st: &Stats, o: Origin, work: bool, f: &mut fmt::Formatt
         write!(f, " {:>13}", m.name())?;
     }
     writeln!(f)?;
-    for p in 0..64usize {
-        // Log2 row p merges sub-buckets whose lower bound is in [2^p, 2^(p+1)).
-        let mut row = [0u64; 2 * NUM_MECH];
-        let mut any = false;
-        for (j, m) in mechs.iter().enumerate() {
-            let s = st.get(o, *m);
-            let h = if work { &s.work } else { &s.lat };
-            for (i, c) in h.iter().enumerate() {
+    // Log2 row p merges the sub-buckets whose lower bound is in [2^p, 2^(p+1)).
+    // On the heap: 7 KiB is too much for a kernel stack.
+    let mut rows = KVec::from_elem([0u64; NUM_MECH], 64, GFP_KERNEL).map_err(|_| fmt::Error)?;
+    for (j, m) in mechs.iter().enumerate() {
+        let s = st.get(o, *m);
+        let h = if work { &s.work } else { &s.lat };
+        for (i, c) in h.iter().enumerate() {
+            if *c > 0 {
                 let lo = bucket_lo(i);
                 let lp = if lo == 0 { 0 } else { 63 - lo.leading_zeros() as usize };
-                if lp == p && *c > 0 {
-                    row[j] += *c as u64;
-                    any = true;
-                }
+                rows[lp.min(63)][j] += *c as u64;
             }
         }
+    }
+    for (p, row) in rows.iter().enumerate() {
+        let any = row.iter().any(|c| *c > 0);
         if any {
             write!(f, "{:>12}", 1u64 << p)?;
             for j in 0..mechs.len() {
