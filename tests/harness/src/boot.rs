@@ -304,7 +304,24 @@ fn summarize(problems: &[ktap::Problem]) -> Vec<String> {
 /// Judge a boot: KTAP present and complete, no `not ok`, no crash, no timeout.
 pub fn evaluate(r: &BootResult) -> Evaluation {
     let log = r.console_log.display();
-    let ktap = ktap::parse(&r.console);
+    let mut ktap = ktap::parse(&r.console);
+    // The script /init was running when the output stopped, if it has no result.
+    let running: Option<String> = r
+        .console
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("# irqstorm-init: running "))
+        .map(str::to_string)
+        .filter(|name| {
+            !ktap
+                .as_ref()
+                .is_some_and(|s| s.tests.iter().any(|t| t.name == *name))
+        });
+    if let (Some(s), Some(name)) = (ktap.as_mut(), running.as_ref()) {
+        if let Some(t) = s.tests.last_mut().filter(|t| t.name == "(unfinished)") {
+            t.name = name.clone();
+        }
+    }
     let crashes = scan_crashes(&r.console);
     let mut failures = Vec::new();
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
@@ -316,8 +333,12 @@ pub fn evaluate(r: &BootResult) -> Evaluation {
             None => "without printing KTAP",
             Some(_) => "before finishing its KTAP run",
         };
+        let running = running
+            .as_ref()
+            .map(|name| format!(" while running {name}"))
+            .unwrap_or_default();
         failures.push(format!(
-            "guest timed out after {}s {what} (QEMU killed); console log: {log}",
+            "guest timed out after {}s {what}{running} (QEMU killed); console log: {log}",
             r.duration.as_secs()
         ));
     }
@@ -342,8 +363,18 @@ pub fn evaluate(r: &BootResult) -> Evaluation {
         }
         None => {}
         Some(s) => {
+            let mut problems = s.problems();
+            if r.timed_out || !crashes.is_empty() {
+                // An unfinished run is already reported as timeout/crash:
+                // keep only genuine `not ok` results.
+                problems.retain(|p| {
+                    matches!(p, ktap::Problem::NotOk { path }
+                        if !path.starts_with("(unfinished)")
+                            && running.as_ref().is_none_or(|n| !path.starts_with(n.as_str())))
+                });
+            }
             failures.extend(
-                summarize(&s.problems())
+                summarize(&problems)
                     .into_iter()
                     .map(|p| format!("KTAP {p}; console log: {log}")),
             );
@@ -537,6 +568,29 @@ mod tests {
                 "[    1.000000] WARNING: CPU: 0 PID: 1 at foo.c:1",
                 "[ 2.5] Oops: 0000 [#1]"
             ]
+        );
+    }
+
+    #[test]
+    fn timeout_names_the_running_script() {
+        let mut r = result("KTAP version 1\n1..2\n# irqstorm-init: running 00-a\nok 1 00-a\n# irqstorm-init: running 10-hang\n    KTAP version 1\n    1..3\n    ok 1 x\n");
+        r.timed_out = true;
+        let ev = evaluate(&r);
+        assert_eq!(ev.failures.len(), 1, "{:?}", ev.failures);
+        assert!(ev.failures[0].contains("before finishing its KTAP run while running 10-hang"));
+        assert_eq!((ev.passed, ev.failed), (1, 1));
+        let names: Vec<&str> = ev
+            .ktap
+            .as_ref()
+            .unwrap()
+            .tests
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            vec!["00-a", "10-hang"],
+            "the unfinished test is named"
         );
     }
 
