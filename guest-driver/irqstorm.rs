@@ -244,10 +244,6 @@ impl<'bound> IrqstormData<'bound> {
         }
         self.irq.synchronize();
         s.quiesce_bottom_halves();
-        // Drain anything a bottom half left in the fifos (no acks: the device is reset).
-        for m in Mech::ALL {
-            let _ = s.fifo_len(m);
-        }
         dev_info!(
             self.pdev.as_ref(),
             "irqstorm: unbound after {} records ({} acks posted, {} dropped)\n",
