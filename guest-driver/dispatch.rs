@@ -774,7 +774,8 @@ impl Shared {
     }
 
     fn simulate(&self, it: &Item, m: Mech) {
-        if it.origin != Origin::Device {
+        // No simulated work for local events, nor while tearing down (drain fast).
+        if it.origin != Origin::Device || self.is_stopping() {
             return;
         }
         let (w, us) = self.work_of(it.source as usize % MAX_SOURCES);
