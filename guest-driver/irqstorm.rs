@@ -136,6 +136,8 @@ impl<'bound> IrqstormData<'bound> {
 
         let t = Transport::new(pdev)?;
         let fail = |t: &Transport, e: Error| -> Error {
+            // Forget any queue addresses already programmed, then give up.
+            let _ = t.reset();
             let _ = t.add_status(S_FAILED);
             e
         };
@@ -187,17 +189,8 @@ impl<'bound> IrqstormData<'bound> {
             }
             Ok(())
         })();
-        if let Err(e) = r {
-            let _ = s.t.add_status(S_FAILED);
-            s.quiesce_sources();
-            let _ = s.t.reset();
-            irq.synchronize();
-            s.quiesce_bottom_halves();
-            return Err(e);
-        }
-
         // Process-context bottom halves.
-        {
+        let r = r.and_then(|()| {
             let mut th = s.threads.lock();
             th.push(
                 kwrap::kthread::KThread::spawn(s.clone(), bh::kthread::run, c"irqstorm_kthread", false)?,
@@ -207,6 +200,16 @@ impl<'bound> IrqstormData<'bound> {
                 kwrap::kthread::KThread::spawn(s.clone(), bh::completion::run, c"irqstorm_compl", false)?,
                 GFP_KERNEL,
             )?;
+            Ok(())
+        });
+        if let Err(e) = r {
+            // The device may already DMA into our rings: stop it before anything is freed.
+            let _ = s.t.add_status(S_FAILED);
+            s.quiesce_sources();
+            let _ = s.t.reset();
+            irq.synchronize();
+            s.quiesce_bottom_halves();
+            return Err(e);
         }
         let mut hrt = s.clone().start(Delta::from_secs(3600));
         hrt.cancel();
