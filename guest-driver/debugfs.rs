@@ -86,8 +86,8 @@ fn r_stats(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     control::show_counters(s, f)?;
     {
         let e = s.evq.lock();
-        writeln!(f, "eventq size {} in_flight {} pending {} kicks {} kicks_suppressed {} bad_ids {}",
-            e.vq.size, e.vq.in_flight(), e.vq.pending(), e.vq.kicks, e.vq.kicks_suppressed, e.vq.bad_ids)?;
+        writeln!(f, "eventq size {} in_flight {} pending {} kicks {} kicks_suppressed {} bad_ids {} bad_idx {}",
+            e.vq.size, e.vq.in_flight(), e.vq.pending(), e.vq.kicks, e.vq.kicks_suppressed, e.vq.bad_ids, e.vq.bad_idx)?;
     }
     {
         let a = s.ackq.lock();

@@ -53,6 +53,8 @@ pub(crate) struct Virtqueue {
     event_idx: bool,
     /// Counters.
     pub(crate) bad_ids: u64,
+    /// Used-index jumps larger than the ring (impossible for a correct device).
+    pub(crate) bad_idx: u64,
     pub(crate) kicks: u64,
     pub(crate) kicks_suppressed: u64,
 }
@@ -109,6 +111,7 @@ impl Virtqueue {
             outstanding,
             event_idx,
             bad_ids: 0,
+            bad_idx: 0,
             kicks: 0,
             kicks_suppressed: 0,
         })
@@ -186,6 +189,13 @@ impl Virtqueue {
         };
         if idx == self.last_used {
             return Pop::Empty;
+        }
+        if idx.wrapping_sub(self.last_used) > self.size {
+            // The device claims more used entries than the ring holds: count it and
+            // resynchronise instead of walking stale entries.
+            self.bad_idx += 1;
+            self.last_used = idx;
+            return Pop::BadId;
         }
         // Read the entry only after seeing the index.
         smp_mb(Read);
