@@ -100,13 +100,13 @@ fn r_stats(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     }
     writeln!(f, "storm rate {} peak {} threshold {} in_storm {} storms {}",
         s.storm.rate.load(Relaxed), s.storm.peak.load(Relaxed), s.storm.threshold.load(Relaxed),
-        s.storm.in_storm.load(Relaxed) as u8, s.storm.storms.load(Relaxed))?;
+        u8::from(s.storm.in_storm.load(Relaxed)), s.storm.storms.load(Relaxed))?;
     write!(f, "fifo")?;
     for m in Mech::ALL {
         write!(f, " {}", s.fifo_len(m))?;
     }
     writeln!(f)?;
-    writeln!(f, "local_running {}", local::running(s) as u8)?;
+    writeln!(f, "local_running {}", u8::from(local::running(s)))?;
     writeln!(f, "\n# device events (latency = hardirq -> bottom-half start, ns)")?;
     let st = s.stats_snapshot().map_err(|_| fmt::Error)?;
     write_summary(&st, Origin::Device, f)?;
@@ -141,7 +141,7 @@ fn r_helper(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "{}", core::str::from_utf8(&h).unwrap_or("?"))
 }
 fn r_local(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    writeln!(f, "running {} mask {:#x} events {}", local::running(s) as u8,
+    writeln!(f, "running {} mask {:#x} events {}", u8::from(local::running(s)),
         s.local_mask.load(Relaxed), s.cnt.local_events.load(Relaxed))
 }
 fn r_none(_s: &Arc<Shared>, _f: &mut fmt::Formatter<'_>) -> fmt::Result {

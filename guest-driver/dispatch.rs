@@ -402,7 +402,7 @@ impl Queues {
             return Err(ENODEV);
         }
         let cbuf = Coherent::<u64>::zeroed_slice(dev, 2 * CTRL_WORDS, GFP_KERNEL)?;
-        let base = cbuf.dma_address() as u64;
+        let base = cbuf.dma_address();
         cvq.set_desc(0, base, CTRL_SIZE as u32, DESC_F_NEXT, 1)?;
         cvq.set_desc(1, base + CTRL_SIZE as u64, CTRL_SIZE as u32, DESC_F_WRITE, 0)?;
 
@@ -410,7 +410,7 @@ impl Queues {
         let mut evq = Virtqueue::new(dev, t, VQ_EVENT, EVENTQ_SIZE, event_idx)?;
         let n = evq.size as usize;
         let ebuf = Coherent::<u64>::zeroed_slice(dev, n * EVENT_WORDS, GFP_KERNEL)?;
-        let base = ebuf.dma_address() as u64;
+        let base = ebuf.dma_address();
         for i in 0..n {
             evq.set_desc(i as u16, base + (i * EVENT_SIZE) as u64, EVENT_SIZE as u32, DESC_F_WRITE, 0)?;
         }
@@ -419,7 +419,7 @@ impl Queues {
         let mut avq = Virtqueue::new(dev, t, VQ_ACK, ACKQ_SIZE, event_idx)?;
         let n = avq.size as usize;
         let abuf = Coherent::<u64>::zeroed_slice(dev, n * ACKS_PER_BUF * ACK_WORDS, GFP_KERNEL)?;
-        let base = abuf.dma_address() as u64;
+        let base = abuf.dma_address();
         let mut free = KVec::with_capacity(n, GFP_KERNEL)?;
         for i in 0..n {
             avq.set_desc(i as u16, base + (i * ACKS_PER_BUF * ACK_SIZE) as u64, ACK_SIZE as u32, 0, 0)?;
@@ -646,7 +646,7 @@ impl Shared {
                         }
                         Ok(())
                     })();
-                    ok.ok().map(|_| EventRecord::decode(&w))
+                    ok.ok().map(|()| EventRecord::decode(&w))
                 } else {
                     self.cnt.bad_len.add(1, Relaxed);
                     None
@@ -663,7 +663,7 @@ impl Shared {
                     continue;
                 }
                 let s = r.source as usize;
-                let first = r.source_seq.wrapping_sub(r.count as u64).wrapping_add(1);
+                let first = r.source_seq.wrapping_sub(u64::from(r.count)).wrapping_add(1);
                 if first != e.last_seq[s].wrapping_add(1) {
                     self.cnt.seq_gap.add(1, Relaxed);
                     e.last_seq[s] = r.source_seq;
@@ -688,7 +688,7 @@ impl Shared {
         let mut wake = more;
         for it in &items[..n] {
             self.cnt.records.add(1, Relaxed);
-            self.cnt.raises.add(it.count as u64, Relaxed);
+            self.cnt.raises.add(u64::from(it.count), Relaxed);
             wake |= self.dispatch(*it, self.mech_of(it.source));
         }
         wake
@@ -781,14 +781,15 @@ impl Shared {
         let (w, us) = self.work_of(it.source as usize % MAX_SOURCES);
         match w {
             WorkKind::None => {}
-            WorkKind::Busy => udelay(Delta::from_micros(us as i64)),
+            WorkKind::Busy => udelay(Delta::from_micros(i64::from(us))),
             WorkKind::Sleep => {
                 // Refused at configuration time for atomic mechanisms; re-checked here.
                 if m.can_sleep() {
                     if us >= 20_000 {
                         msleep(us / 1000);
                     } else {
-                        usleep_range(us as u64, us as u64 + us as u64 / 4 + 1);
+                        let us = u64::from(us);
+                        usleep_range(us, us + us / 4 + 1);
                     }
                 }
             }

@@ -100,7 +100,7 @@ pub(crate) fn start(s: &Arc<Shared>, period_us: u32, mask: Option<u32>) -> Resul
     if let Some(m) = mask {
         s.local_mask.store(m & DEFAULT_MASK, Relaxed);
     }
-    let period_ns = period_us as i64 * 1000;
+    let period_ns = i64::from(period_us) * 1000;
     let src = Arc::pin_init(
         pin_init!(LocalSrc {
             timer <- HrTimer::new(),

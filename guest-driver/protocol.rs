@@ -129,7 +129,7 @@ impl AckRecord {
     pub(crate) fn encode(&self) -> [u64; ACK_WORDS] {
         [
             self.seq,
-            self.source as u64 | (self.mechanism as u64) << 16 | (self.count as u64) << 32,
+            u64::from(self.source) | u64::from(self.mechanism) << 16 | u64::from(self.count) << 32,
             self.hardirq_ns,
             self.bh_start_ns,
             self.bh_end_ns,
@@ -147,7 +147,7 @@ pub(crate) struct CtrlRequest {
 impl CtrlRequest {
     pub(crate) fn new(opcode: u16, source: u16, flags: u32) -> Self {
         let mut r = Self::default();
-        r.words[0] = opcode as u64 | (source as u64) << 16 | (flags as u64) << 32;
+        r.words[0] = u64::from(opcode) | u64::from(source) << 16 | u64::from(flags) << 32;
         r
     }
 }
@@ -169,17 +169,17 @@ pub(crate) struct Program {
 }
 
 impl Program {
-    pub(crate) fn to_request(&self, source: u16) -> CtrlRequest {
+    pub(crate) fn to_request(self, source: u16) -> CtrlRequest {
         let mut r = CtrlRequest::new(OP_CONFIGURE, source, 0);
-        r.words[1] = self.mode as u64
-            | (self.jitter as u64) << 8
-            | (self.burst as u64) << 16
-            | (self.rate_hz as u64) << 32;
+        r.words[1] = u64::from(self.mode)
+            | u64::from(self.jitter) << 8
+            | u64::from(self.burst) << 16
+            | u64::from(self.rate_hz) << 32;
         r.words[2] = self.period_ns;
         r.words[3] = self.count;
         r.words[4] = self.duration_ns;
         r.words[5] = self.jitter_ns;
-        r.words[6] = self.moderation_events as u64 | (self.moderation_delay_us as u64) << 32;
+        r.words[6] = u64::from(self.moderation_events) | u64::from(self.moderation_delay_us) << 32;
         r.words[7] = self.seed;
         r
     }

@@ -58,7 +58,7 @@ impl MechStats {
 
     pub(crate) fn record(&mut self, count: u32, lat: u64, work: u64) {
         self.events += 1;
-        self.raises += count as u64;
+        self.raises += u64::from(count);
         self.lat_sum += lat;
         self.lat_min = self.lat_min.min(lat);
         self.lat_max = self.lat_max.max(lat);
@@ -84,7 +84,7 @@ fn pct_of(h: &[u32; NBUCKETS], n: u64, pct: u64) -> u64 {
     let want = (n * pct).div_ceil(100).max(1);
     let mut acc = 0u64;
     for (i, c) in h.iter().enumerate() {
-        acc += *c as u64;
+        acc += u64::from(*c);
         if acc >= want {
             return if i + 1 < NBUCKETS { bucket_lo(i + 1) - 1 } else { u64::MAX };
         }
@@ -157,11 +157,11 @@ pub(crate) fn write_summary(st: &Stats, o: Origin, f: &mut fmt::Formatter<'_>) -
             s.events,
             s.raises,
             s.lat_min,
-            s.lat_sum / s.events,
+            s.lat_sum / s.events.max(1),
             s.lat_pct(50),
             s.lat_pct(99),
             s.lat_max,
-            s.work_sum / s.events
+            s.work_sum / s.events.max(1)
         )?;
     }
     Ok(())
@@ -200,7 +200,7 @@ pub(crate) fn write_hist(st: &Stats, o: Origin, work: bool, f: &mut fmt::Formatt
             if *c > 0 {
                 let lo = bucket_lo(i);
                 let lp = if lo == 0 { 0 } else { 63 - lo.leading_zeros() as usize };
-                rows[lp.min(63)][j] += *c as u64;
+                rows[lp.min(63)][j] += u64::from(*c);
             }
         }
     }
@@ -208,8 +208,8 @@ pub(crate) fn write_hist(st: &Stats, o: Origin, work: bool, f: &mut fmt::Formatt
         let any = row.iter().any(|c| *c > 0);
         if any {
             write!(f, "{:>12}", 1u64 << p)?;
-            for j in 0..mechs.len() {
-                write!(f, " {:>13}", row[j])?;
+            for c in row.iter().take(mechs.len()) {
+                write!(f, " {:>13}", c)?;
             }
             writeln!(f)?;
         }

@@ -114,14 +114,14 @@ impl Transport {
         if (common.length as usize) < COMMON_LEN {
             return Err(ENODEV);
         }
-        let bar_len = pdev.resource_len(common.bar as u32)? as usize;
+        let bar_len = pdev.resource_len(u32::from(common.bar))? as usize;
         for c in [common, notify, isr, device] {
             if c.offset as usize + c.length as usize > bar_len {
                 dev_err!(pdev.as_ref(), "virtio capability outside its BAR\n");
                 return Err(ENODEV);
             }
         }
-        let bar = pdev.iomap_region(common.bar as u32, c"irqstorm")?.into_devres()?;
+        let bar = pdev.iomap_region(u32::from(common.bar), c"irqstorm")?.into_devres()?;
         Ok(Self {
             bar,
             common: common.offset as usize,
@@ -181,9 +181,9 @@ impl Transport {
 
     pub(crate) fn device_features(&self) -> Result<u64> {
         self.w32(COMMON_DFSELECT, 0)?;
-        let lo = self.r32(COMMON_DF)? as u64;
+        let lo = u64::from(self.r32(COMMON_DF)?);
         self.w32(COMMON_DFSELECT, 1)?;
-        let hi = self.r32(COMMON_DF)? as u64;
+        let hi = u64::from(self.r32(COMMON_DF)?);
         Ok(lo | hi << 32)
     }
 

@@ -89,9 +89,9 @@ impl Virtqueue {
         let notify_off = t.setup_queue(
             index,
             size,
-            desc.dma_address() as u64,
-            avail.dma_address() as u64,
-            used.dma_address() as u64,
+            desc.dma_address(),
+            avail.dma_address(),
+            used.dma_address(),
             0,
         )?;
         let mut outstanding = KVec::with_capacity(n, GFP_KERNEL)?;
@@ -124,7 +124,7 @@ impl Virtqueue {
         io_write!(
             self.desc,
             [try: 2 * i + 1],
-            len as u64 | (flags as u64) << 32 | (next as u64) << 48
+            u64::from(len) | u64::from(flags) << 32 | u64::from(next) << 48
         );
         Ok(())
     }
@@ -135,7 +135,7 @@ impl Virtqueue {
         io_write!(
             self.desc,
             [try: 2 * i + 1],
-            len as u64 | (flags as u64) << 32 | (next as u64) << 48
+            u64::from(len) | u64::from(flags) << 32 | u64::from(next) << 48
         );
         Ok(())
     }
@@ -207,12 +207,12 @@ impl Virtqueue {
             let id_hi: u16 = io_read!(self.used, [try: b + 1]);
             let len_lo: u16 = io_read!(self.used, [try: b + 2]);
             let len_hi: u16 = io_read!(self.used, [try: b + 3]);
-            Ok((id_lo as u32 | (id_hi as u32) << 16, len_lo as u32 | (len_hi as u32) << 16))
+            Ok((u32::from(id_lo) | u32::from(id_hi) << 16, u32::from(len_lo) | u32::from(len_hi) << 16))
         })();
         let Ok((id, len)) = r else {
             return Pop::Empty;
         };
-        if id >= self.size as u32 || !self.outstanding[id as usize] {
+        if id >= u32::from(self.size) || !self.outstanding[id as usize] {
             self.bad_ids += 1;
             return Pop::BadId;
         }
@@ -224,9 +224,9 @@ impl Virtqueue {
     /// meanwhile (the caller must then poll again).
     pub(crate) fn enable_cb(&mut self) -> bool {
         if self.event_idx {
-            let _ = (|| -> Result { Ok(io_write!(self.avail, [try: 2 + self.size as usize], self.last_used)) })();
+            let _ = (|| -> Result { io_write!(self.avail, [try: 2 + self.size as usize], self.last_used); Ok(()) })();
         } else {
-            let _ = (|| -> Result { Ok(io_write!(self.avail, [try: 0], 0u16)) })();
+            let _ = (|| -> Result { io_write!(self.avail, [try: 0], 0u16); Ok(()) })();
         }
         smp_mb(Full);
         let idx: u16 = (|| -> Result<u16> { Ok(io_read!(self.used, [try: 1])) })().unwrap_or(self.last_used);
@@ -237,9 +237,9 @@ impl Virtqueue {
     pub(crate) fn disable_cb(&mut self) {
         if self.event_idx {
             let ev = self.last_used.wrapping_sub(1);
-            let _ = (|| -> Result { Ok(io_write!(self.avail, [try: 2 + self.size as usize], ev)) })();
+            let _ = (|| -> Result { io_write!(self.avail, [try: 2 + self.size as usize], ev); Ok(()) })();
         } else {
-            let _ = (|| -> Result { Ok(io_write!(self.avail, [try: 0], AVAIL_F_NO_INTERRUPT)) })();
+            let _ = (|| -> Result { io_write!(self.avail, [try: 0], AVAIL_F_NO_INTERRUPT); Ok(()) })();
         }
     }
 

@@ -3,10 +3,7 @@
 //! A kthread sleeping on a wait queue (mechanism 10 `kthread`): `CondVar` over the fifo lock,
 //! woken by `notify_one()` from the hard IRQ handler.
 
-use crate::{
-    dispatch::{Mech, Shared},
-    kwrap::clock::msecs_to_jiffies,
-};
+use crate::dispatch::{Mech, Shared};
 
 /// One iteration of the thread loop (`kwrap::kthread` repeats it until `kthread_stop`).
 pub(crate) fn run(s: &Shared) {
@@ -14,7 +11,7 @@ pub(crate) fn run(s: &Shared) {
         let mut g = s.fifos.lock();
         if g[Mech::Kthread as usize].is_empty() && !s.is_stopping() {
             // The timeout only bounds how long a stop request can go unnoticed.
-            let _ = s.kt_wait.wait_interruptible_timeout(&mut g, msecs_to_jiffies(100) as _);
+            let _ = s.kt_wait.wait_interruptible_timeout(&mut g, kernel::time::msecs_to_jiffies(100));
         }
     }
     s.run_bh(Mech::Kthread);

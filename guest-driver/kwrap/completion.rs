@@ -38,6 +38,6 @@ impl Completion {
     /// Process context only.
     pub(crate) fn wait_timeout(&self, jiffies: u64) -> bool {
         // SAFETY: the completion is initialised; callers are in process context.
-        unsafe { bindings::wait_for_completion_timeout(self.raw.get(), jiffies as _) != 0 }
+        unsafe { bindings::wait_for_completion_timeout(self.raw.get(), jiffies as c_ulong) != 0 }
     }
 }

@@ -2,7 +2,7 @@
 
 //! Sleeping delays missing from `kernel::time::delay` (which has `fsleep` and `udelay`).
 
-use kernel::bindings;
+use kernel::{bindings, ffi::c_ulong};
 
 /// Sleep for at least `ms` milliseconds. Must only be called from process context.
 ///
@@ -19,9 +19,9 @@ pub(crate) fn usleep_range(min_us: u64, max_us: u64) {
     // SAFETY: as for `msleep`; `usleep_range` is `usleep_range_state(.., TASK_UNINTERRUPTIBLE)`.
     unsafe {
         bindings::usleep_range_state(
-            min_us as _,
-            max_us as _,
-            bindings::TASK_UNINTERRUPTIBLE as _,
+            min_us as c_ulong,
+            max_us as c_ulong,
+            bindings::TASK_UNINTERRUPTIBLE,
         )
     };
 }

@@ -37,11 +37,11 @@ impl<'bound, H: ThreadedHandler + 'bound> MsixIrq<'bound, H> {
             pdev.alloc_irq_vectors(1, 1, pci::IrqTypes::default().with(pci::IrqType::MsiX))?,
             GFP_KERNEL,
         )?;
+        let vptr: *const pci::IrqVectorRegistration<'bound> = &raw const *vectors;
         // SAFETY: the registration lives in a heap allocation that is neither moved nor freed
         // until `Self` is dropped, and `reg` (the only borrower) is dropped before it (field
         // order), so extending the borrow to `'bound` never lets it dangle.
-        let vref: &'bound pci::IrqVectorRegistration<'bound> =
-            unsafe { &*(&raw const *vectors) };
+        let vref: &'bound pci::IrqVectorRegistration<'bound> = unsafe { &*vptr };
         let vector = vref.index(0)?;
         // SAFETY: the registration is stored in `Self` and dropped normally, never forgotten.
         let reg = KBox::pin_init(

@@ -31,6 +31,11 @@ pub(crate) fn should_stop() -> bool {
     unsafe { bindings::kthread_should_stop() }
 }
 
+/// Thread entry.
+///
+/// # Safety
+///
+/// Only called by the kthread core with the `data` passed to `kthread_create_on_node`.
 unsafe extern "C" fn thread_fn<T: Send + Sync>(data: *mut c_void) -> c_int {
     // SAFETY: `data` is the `KBox<Ctx<T>>` leaked in `spawn`; ownership passes to this thread.
     let ctx = unsafe { KBox::from_raw(data.cast::<Ctx<T>>()) };

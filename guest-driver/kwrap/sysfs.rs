@@ -75,6 +75,11 @@ fn raw_dev(dev: &Device) -> *mut bindings::device {
     core::ptr::from_ref(dev).cast::<bindings::device>().cast_mut()
 }
 
+/// sysfs `show`.
+///
+/// # Safety
+///
+/// Only called by sysfs for an attribute registered by [`DevAttrs::new`].
 unsafe extern "C" fn show_cb<T: AttrOps>(
     _dev: *mut bindings::device,
     attr: *mut bindings::device_attribute,
@@ -93,6 +98,11 @@ unsafe extern "C" fn show_cb<T: AttrOps>(
     }
 }
 
+/// sysfs `store`.
+///
+/// # Safety
+///
+/// Only called by sysfs for an attribute registered by [`DevAttrs::new`].
 unsafe extern "C" fn store_cb<T: AttrOps>(
     _dev: *mut bindings::device,
     attr: *mut bindings::device_attribute,
@@ -130,7 +140,7 @@ impl<T: AttrOps> DevAttrs<T> {
             }
             slots.push(Slot { attr, owner: Arc::as_ptr(&owner), id }, GFP_KERNEL)?;
         }
-        let dev: &Device = dev.as_ref();
+        let dev: &Device = dev;
         let mut this = Self { dev: dev.into(), _owner: owner, slots, created: 0 };
         for i in 0..this.slots.len() {
             // SAFETY: `raw_dev` is a live device; the attribute lives in `slots`, which is not

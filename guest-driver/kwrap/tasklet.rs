@@ -48,6 +48,11 @@ impl<T: Sync> Tasklet<T> {
         })
     }
 
+    /// Tasklet callback.
+    ///
+    /// # Safety
+    ///
+    /// Only called by the softirq core for a tasklet set up by [`Tasklet::new`].
     unsafe extern "C" fn callback(t: *mut bindings::tasklet_struct) {
         // SAFETY: `t` is the `raw` field of a `Tasklet<T>` (it was set up by `new`); `Opaque` is
         // `repr(transparent)`.

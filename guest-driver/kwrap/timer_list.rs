@@ -4,7 +4,7 @@
 
 use super::clock::jiffies;
 use core::marker::PhantomPinned;
-use kernel::{bindings, prelude::*, types::Opaque};
+use kernel::{bindings, ffi::c_ulong, prelude::*, types::Opaque};
 
 /// A `timer_list` that calls `func(owner)` when it expires.
 ///
@@ -56,6 +56,11 @@ impl<T: Sync> Timer<T> {
         })
     }
 
+    /// Timer callback.
+    ///
+    /// # Safety
+    ///
+    /// Only called by the timer core for a timer set up by [`Timer::new`].
     unsafe extern "C" fn callback(t: *mut bindings::timer_list) {
         // SAFETY: `t` is the `raw` field of a `Timer<T>` set up by `new`.
         let this = unsafe { &*kernel::container_of!(Opaque::cast_from(t).cast_mut(), Self, raw) };
@@ -66,7 +71,7 @@ impl<T: Sync> Timer<T> {
     /// `mod_timer(t, jiffies + delta)`. Safe from any context. No-op after [`Timer::shutdown`].
     pub(crate) fn arm_in_jiffies(&self, delta: u64) {
         // SAFETY: the timer is initialised; `mod_timer` is IRQ-safe.
-        unsafe { bindings::mod_timer(self.raw.get(), (jiffies() + delta) as _) };
+        unsafe { bindings::mod_timer(self.raw.get(), (jiffies() + delta) as c_ulong) };
     }
 
     /// `timer_shutdown_sync()`: deactivate, wait for a running callback, and make further

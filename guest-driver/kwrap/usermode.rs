@@ -51,7 +51,7 @@ pub(crate) fn run_helper(path: &CStr, argv: &[&CStr]) -> Result {
             path.as_char_ptr(),
             a.as_mut_ptr(),
             envp.as_mut_ptr(),
-            bindings::UMH_WAIT_EXEC as _,
+            bindings::UMH_WAIT_EXEC as c_int,
         )
     };
     kernel::error::to_result(ret)
