@@ -334,6 +334,9 @@ pub(crate) struct Shared {
     /// Mechanisms the local reference source cycles through (bit mask).
     pub(crate) local_mask: Atomic<u32>,
     pub(crate) local_next: Atomic<u32>,
+    /// IRQ-thread waker (irq, cookie); cookie 0 = none. Set after the IRQ is requested.
+    waker_irq: Atomic<u32>,
+    waker_cookie: Atomic<u64>,
     // Bottom halves.
     #[pin]
     pub(crate) tasklet: Tasklet<Shared>,
@@ -472,6 +475,8 @@ impl Shared {
                 threaded_pending: Atomic::new(false),
                 local_mask: Atomic::new(crate::local::DEFAULT_MASK),
                 local_next: Atomic::new(0),
+                waker_irq: Atomic::new(0),
+                waker_cookie: Atomic::new(0),
                 // SAFETY: `this` is the pinned `Shared` that contains the tasklets; they are
                 // killed in their destructors, before `Shared` is freed.
                 tasklet <- unsafe { Tasklet::new(this.as_ptr(), crate::bh::tasklet::run) },
@@ -509,6 +514,21 @@ impl Shared {
                 m.store(dm, Relaxed);
             }
         })
+    }
+
+    pub(crate) fn set_waker(&self, w: crate::kwrap::irq::ThreadWaker) {
+        let (irq, cookie) = w.raw_parts();
+        self.waker_irq.store(irq, Relaxed);
+        self.waker_cookie.store(cookie, Relaxed);
+    }
+
+    /// Wakes the IRQ thread (used by the local reference source for `threaded`).
+    pub(crate) fn wake_irq_thread(&self) {
+        let w = crate::kwrap::irq::ThreadWaker::from_raw_parts(
+            self.waker_irq.load(Relaxed),
+            self.waker_cookie.load(Relaxed),
+        );
+        w.wake();
     }
 
     pub(crate) fn is_stopping(&self) -> bool {
@@ -986,6 +1006,7 @@ impl Shared {
         self.stopping.store(true, Relaxed);
         self.storm.shutdown();
         crate::local::stop(self);
+        self.set_waker(crate::kwrap::irq::ThreadWaker::NONE);
     }
 
     /// After the device is reset and the IRQ synchronized: kill/flush every bottom half.

@@ -160,6 +160,7 @@ impl<'bound> IrqstormData<'bound> {
             }
         };
 
+        s.set_waker(irq.waker());
         let r = (|| -> Result {
             if s.t.set_config_vector(0)? == NO_VECTOR {
                 dev_warn!(pdev.as_ref(), "device refused the config vector\n");

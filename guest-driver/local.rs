@@ -4,7 +4,7 @@
 //! the device's hard IRQ, cycling through the mechanisms, so every mechanism gets a
 //! device-free baseline in the same run. Local events are not acked to the device.
 //!
-//! `threaded` is excluded: the IRQ thread can only be woken by its own hard IRQ.
+//! For `threaded` the callback wakes the device's IRQ thread with `irq_wake_thread()`.
 
 use crate::{
     dispatch::{Item, Mech, Shared, NUM_MECH},
@@ -26,8 +26,8 @@ use kernel::{
     },
 };
 
-/// Every mechanism but `threaded`.
-pub(crate) const DEFAULT_MASK: u32 = ((1 << NUM_MECH) - 1) & !(1 << Mech::Threaded as u32);
+/// Every mechanism.
+pub(crate) const DEFAULT_MASK: u32 = (1 << NUM_MECH) - 1;
 
 #[pin_data]
 pub(crate) struct LocalSrc {
@@ -76,7 +76,9 @@ impl HrTimerCallback for LocalSrc {
         this.ticks.store(n, Relaxed);
         if let Some(m) = next_mech(s) {
             let it = Item { seq: n, count: 1, source: 0, hard_ns: t, origin: Origin::Local };
-            s.dispatch(it, m);
+            if s.dispatch(it, m) {
+                s.wake_irq_thread();
+            }
         } else {
             s.cnt.local_skipped.add(1, Relaxed);
         }
