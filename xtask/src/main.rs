@@ -5,6 +5,7 @@ mod guest;
 mod initramfs;
 mod kernel;
 mod qemu;
+mod scenario;
 mod setup;
 mod util;
 
@@ -87,17 +88,47 @@ struct GuestOpts {
     cmdline: Option<String>,
 }
 
+#[derive(Args, Clone, Default)]
+struct ScenarioOpts {
+    /// Scenario file (TOML, docs/scenarios.md).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "tests/scenarios/default.toml"
+    )]
+    scenario: PathBuf,
+    /// Report directory (default: target/irqstorm/runs/<stamp>/).
+    #[arg(long, value_name = "DIR")]
+    report_dir: Option<PathBuf>,
+    /// Guests at once, each its own QEMU and device socket of one back end
+    /// process (`-c N`), aggregated into one report.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
+    socket_count: u32,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// Set up, build everything and boot the guest running the guest test scripts.
-    Run(GuestOpts),
-    /// All tests: fmt, clippy, cargo test, then the guest boot.
+    /// Set up, build, boot and run a scenario (default tests/scenarios/default.toml) in
+    /// device mode; print the side-by-side table and write the report directory.
+    /// With --only NAMES: boot once running those guest test scripts instead.
+    Run {
+        #[command(flatten)]
+        guest: GuestOpts,
+        #[command(flatten)]
+        sc: ScenarioOpts,
+    },
+    /// All tests: fmt, clippy, cargo test, the guest boot running the guest
+    /// scripts, then the short scenario tests/scenarios/ci-quick.toml with its
+    /// gates and the impossible-threshold check.
     Test {
         #[command(flatten)]
         guest: GuestOpts,
         /// Skip fmt/clippy/cargo test; only the guest.
         #[arg(long)]
         guest_only: bool,
+        /// Skip the scenario run.
+        #[arg(long)]
+        no_scenario: bool,
     },
     /// Check every prerequisite: version, OK/missing, and the exact fix.
     Doctor,
@@ -111,8 +142,12 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let r = match &cli.cmd {
-        Cmd::Run(o) => cmd_run(&cli.global, o),
-        Cmd::Test { guest, guest_only } => cmd_test(&cli.global, guest, *guest_only),
+        Cmd::Run { guest, sc } => cmd_run(&cli.global, guest, sc),
+        Cmd::Test {
+            guest,
+            guest_only,
+            no_scenario,
+        } => cmd_test(&cli.global, guest, *guest_only, *no_scenario),
         Cmd::Doctor => cmd_doctor(&cli.global),
         Cmd::Shell(o) => cmd_shell(&cli.global, o),
     };
@@ -229,12 +264,131 @@ fn summary(passed: usize, failed: usize) -> ExitCode {
     }
 }
 
-fn cmd_run(g: &Global, o: &GuestOpts) -> Result<ExitCode> {
-    let ev = guest_run(g, o)?;
-    Ok(summary(ev.passed + ev.skipped, ev.failed))
+fn cmd_run(g: &Global, o: &GuestOpts, so: &ScenarioOpts) -> Result<ExitCode> {
+    if o.only.is_some() {
+        let ev = guest_run(g, o)?;
+        return Ok(summary(ev.passed + ev.skipped, ev.failed));
+    }
+    let t0 = Instant::now();
+    let out = scenario_run(g, o, so)?;
+    let console = out.dir.join("console.log");
+    let msg = scenario::report(&out, console.exists().then_some(console.as_path()))?;
+    eprintln!("total time {}", util::fmt_dur(t0.elapsed()));
+    match msg {
+        Some(m) => {
+            eprint!("{m}");
+            Ok(ExitCode::FAILURE)
+        }
+        None => {
+            eprintln!("all checks passed");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
-fn cmd_test(g: &Global, o: &GuestOpts, guest_only: bool) -> Result<ExitCode> {
+/// A scenario run in device mode (the back end is always needed).
+fn scenario_run(g: &Global, o: &GuestOpts, so: &ScenarioOpts) -> Result<scenario::Outcome> {
+    let repo = util::repo_root();
+    let path = if so.scenario.is_relative() && !so.scenario.exists() {
+        repo.join(&so.scenario)
+    } else {
+        so.scenario.clone()
+    };
+    // Validate before building or booting anything.
+    irqstorm_report::scenario::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let guest = prepare(g)?;
+    let mut od = o.clone();
+    od.device = true;
+    let dev = device(&od)?.expect("device mode");
+    let accel = guest::choose_accel(&repo, &util::cache_root(), &guest, g.accel)?;
+    scenario::run(
+        &repo,
+        &guest,
+        &scenario::Opts {
+            scenario: &path,
+            report_dir: so.report_dir.clone(),
+            socket_count: so.socket_count,
+            accel,
+            timeout: Duration::from_secs(g.timeout),
+            echo: g.verbose,
+            device: &dev,
+        },
+    )
+}
+
+/// The threshold `cargo xtask test` adds to ci-quick to check the failing
+/// gate path: no bottom half starts within 1 ns of its hard IRQ.
+const IMPOSSIBLE: &str =
+    "\n[[thresholds]]\nmechanism = \"tasklet\"\nfigure = \"hardirq_to_bh.p50\"\nmax = \"1ns\"\n";
+
+/// ci-quick with its gates, then the impossible threshold re-gated on the
+/// same collected result (no second boot). Returns (passed, failed).
+fn scenario_checks(g: &Global, o: &GuestOpts) -> (usize, usize) {
+    let repo = util::repo_root();
+    let so = ScenarioOpts {
+        scenario: repo.join("tests/scenarios/ci-quick.toml"),
+        report_dir: None,
+        socket_count: 1,
+    };
+    step("scenario tests/scenarios/ci-quick.toml (gated)");
+    let out = match scenario_run(g, o, &so) {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("  FAIL: scenario ci-quick: {e:#}");
+            return (0, 2);
+        }
+    };
+    let console = out.dir.join("console.log");
+    let (mut passed, mut failed) = (0, 0);
+    match scenario::report(&out, console.exists().then_some(console.as_path())) {
+        Ok(None) => {
+            eprintln!("  ok      scenario ci-quick: all checks passed");
+            passed += 1;
+        }
+        Ok(Some(m)) => {
+            eprint!("  FAIL: scenario ci-quick gates:\n{m}");
+            failed += 1;
+        }
+        Err(e) => {
+            eprintln!("  FAIL: scenario ci-quick report: {e:#}");
+            failed += 1;
+        }
+    }
+    let text = std::fs::read_to_string(&so.scenario).unwrap_or_default() + IMPOSSIBLE;
+    match irqstorm_report::scenario::parse(&text, "ci-quick + impossible threshold") {
+        Ok(s2) => {
+            let (_, f) = scenario::regate(&s2, &out.result);
+            let msg = irqstorm_report::gate::exit_message(&f).unwrap_or_default();
+            let named = f.iter().any(|c| {
+                c.message.contains("tasklet")
+                    && c.message.contains("hardirq_to_bh.p50")
+                    && c.message.contains("1 ns")
+            });
+            if named {
+                eprintln!(
+                    "  ok      impossible threshold fails and names mechanism, figure, limit:"
+                );
+                eprint!(
+                    "{}",
+                    msg.lines()
+                        .map(|l| format!("          {l}\n"))
+                        .collect::<String>()
+                );
+                passed += 1;
+            } else {
+                eprintln!("  FAIL: impossible threshold: expected a failure naming tasklet, hardirq_to_bh.p50 and 1 ns; got: {msg:?}");
+                failed += 1;
+            }
+        }
+        Err(e) => {
+            eprintln!("  FAIL: impossible-threshold scenario: {e}");
+            failed += 1;
+        }
+    }
+    (passed, failed)
+}
+
+fn cmd_test(g: &Global, o: &GuestOpts, guest_only: bool, no_scenario: bool) -> Result<ExitCode> {
     let t0 = Instant::now();
     let repo = util::repo_root();
     let (mut passed, mut failed) = (0, 0);
@@ -273,6 +427,10 @@ fn cmd_test(g: &Global, o: &GuestOpts, guest_only: bool) -> Result<ExitCode> {
             }
         }
     }
+    // The guest scripts need the device: `test` always runs in device mode.
+    let mut od = o.clone();
+    od.device = true;
+    let o = &od;
     match guest_run(g, o) {
         Ok(ev) => {
             passed += ev.passed + ev.skipped;
@@ -282,6 +440,11 @@ fn cmd_test(g: &Global, o: &GuestOpts, guest_only: bool) -> Result<ExitCode> {
             eprintln!("error: {e:#}");
             failed += 1;
         }
+    }
+    if !no_scenario {
+        let (p, f) = scenario_checks(g, o);
+        passed += p;
+        failed += f;
     }
     eprintln!("total time {}", util::fmt_dur(t0.elapsed()));
     Ok(summary(passed, failed))
@@ -410,9 +573,10 @@ mod tests {
         .unwrap();
         assert_eq!(cli.global.accel, AccelOpt::Tcg);
         assert_eq!(cli.global.timeout, 30);
-        let Cmd::Run(o) = cli.cmd else {
+        let Cmd::Run { guest: o, sc } = cli.cmd else {
             panic!("not run")
         };
+        assert_eq!(sc.socket_count, 1);
         assert!(o.device);
         assert_eq!(o.only.as_deref(), Some("module"));
         assert_eq!(o.backend_args, vec!["--sources=4", "--fault-injection"]);
@@ -425,9 +589,38 @@ mod tests {
         unsafe { std::env::set_var("IRQSTORM_DEVICE", "1") };
         let cli = Cli::try_parse_from(["xtask", "run"]);
         unsafe { std::env::remove_var("IRQSTORM_DEVICE") };
-        let Cmd::Run(o) = cli.unwrap().cmd else {
+        let Cmd::Run { guest: o, .. } = cli.unwrap().cmd else {
             panic!("not run")
         };
         assert!(o.device);
+    }
+
+    #[test]
+    fn run_scenario_options() {
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "run",
+            "--scenario",
+            "x.toml",
+            "--report-dir",
+            "r",
+            "--socket-count",
+            "3",
+        ])
+        .unwrap();
+        let Cmd::Run { sc, .. } = cli.cmd else {
+            panic!("not run")
+        };
+        assert_eq!(sc.scenario, PathBuf::from("x.toml"));
+        assert_eq!(sc.report_dir, Some(PathBuf::from("r")));
+        assert_eq!(sc.socket_count, 3);
+        assert!(Cli::try_parse_from(["xtask", "run", "--socket-count", "0"]).is_err());
+    }
+
+    #[test]
+    fn impossible_threshold_parses_on_ci_quick() {
+        let p = util::repo_root().join("tests/scenarios/ci-quick.toml");
+        let text = std::fs::read_to_string(p).unwrap() + IMPOSSIBLE;
+        irqstorm_report::scenario::parse(&text, "t").unwrap();
     }
 }

@@ -476,7 +476,8 @@ impl Backend {
         };
         let end = Instant::now() + spec.startup_timeout;
         loop {
-            if socket.exists() {
+            // With --socket-count N > 1 the sockets are PATH0..PATH{N-1}.
+            if socket.exists() || PathBuf::from(format!("{}0", socket.display())).exists() {
                 return Ok(b);
             }
             if let Ok(Some(st)) = b.child.try_wait() {

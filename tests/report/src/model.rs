@@ -109,6 +109,9 @@ pub struct RunMeta {
     /// Version of this crate that wrote the report.
     #[serde(default)]
     pub tool_version: String,
+    /// Notes on the run, e.g. a figure that was not measured and why.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// Host (device) counters for one row; sums over the row's sources.

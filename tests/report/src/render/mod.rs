@@ -243,6 +243,9 @@ pub fn table(result: &RunResult) -> String {
             fmt_ns(r.max_ns as f64)
         );
     }
+    for n in &result.meta.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
     for o in &result.clock_offsets {
         let e = &o.estimate;
         let _ =

@@ -1,0 +1,124 @@
+#!/bin/sh
+# irqstorm scenario runner: the guest side of `cargo xtask run`.
+#
+# Booted as rdinit=/tests/lib/scenario.sh (instead of /init). Settings come
+# from the kernel command line (written by xtask from the scenario file):
+#   irqstorm_sc_src=ID:MECH:KIND:US,...   mechanism and simulated work per source
+#   irqstorm_sc_ref=PERIOD_US:HEXMASK|off local hrtimer reference source
+#   irqstorm_sc_pings=N                    PING exchanges before and after the run
+# Protocol on the console (host -> guest lines arrive on the serial input):
+#   guest: IRQSTORM_SC_READY                 settings applied, stats reset
+#   host:  reset        -> guest: IRQSTORM_SC_ACK reset   (guest stats + counters cleared)
+#   host:  w FILE ARGS  -> guest: IRQSTORM_SC_ACK w|IRQSTORM_SC_NAK w ERR (echo ARGS > debugfs FILE)
+#   host:  dump         -> guest: reference stopped, PINGs, tables between
+#                          IRQSTORM_SC_BEGIN NAME / IRQSTORM_SC_END NAME, IRQSTORM_SC_ACK dump
+#   host:  done         -> guest powers off
+# PING lines: IRQSTORM_SC_PING t1_guest t2_host t3_host t4_guest (ns, CLOCK_MONOTONIC each).
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+exec </dev/console >/dev/console 2>&1
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t tmpfs tmpfs /tmp
+mount -t debugfs debugfs /sys/kernel/debug
+echo "irqstorm-init: start (scenario runner)"
+stty -echo 2>/dev/null
+dmesg -n 1
+
+D=/sys/kernel/debug/irqstorm
+src=""
+ref=off
+pings=16
+for w in $(cat /proc/cmdline); do
+	case "$w" in
+	irqstorm_sc_src=*) src="${w#irqstorm_sc_src=}" ;;
+	irqstorm_sc_ref=*) ref="${w#irqstorm_sc_ref=}" ;;
+	irqstorm_sc_pings=*) pings="${w#irqstorm_sc_pings=}" ;;
+	esac
+done
+
+fail() {
+	echo "IRQSTORM_SC_FAIL $*"
+	poweroff -f
+}
+
+insmod /lib/modules/irqstorm.ko || fail "insmod irqstorm.ko"
+i=0
+while [ ! -e $D/sources ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+[ -e $D/sources ] || fail "no $D (device not bound?)"
+echo 0 > $D/storm_threshold
+
+for s in $(echo "$src" | tr ',' ' '); do
+	IFS=: read -r id mech kind us <<EOT
+$s
+EOT
+	echo "$id work none" > $D/sources || fail "source $id: work none"
+	echo "$id $mech" > $D/sources || fail "source $id: mechanism $mech"
+	if [ "$kind" != none ]; then
+		echo "$id work $kind $us" > $D/sources || fail "source $id: work $kind $us"
+	fi
+done
+
+
+do_pings() {
+	n=0
+	while [ $n -lt "$pings" ]; do
+		n=$((n + 1))
+		echo ping > $D/ctrl || continue
+		# t4: guest CLOCK_MONOTONIC without a fork: line 3 of /proc/timer_list
+		# is "now at N nsecs" (ktime_get).
+		{ read -r _; read -r _; read -r _ _ t4 _; } </proc/timer_list
+		t1="" t2="" t3=""
+		while read -r k v; do
+			case "$k" in
+			host_ns) t2=$v ;;
+			guest_ns) t1=$v ;;
+			host_send_ns) t3=$v ;;
+			esac
+		done <$D/ctrl
+		echo "IRQSTORM_SC_PING $t1 $t2 $t3 $t4"
+	done
+}
+
+dump() {
+	echo "IRQSTORM_SC_BEGIN $1"
+	cat "$D/$1"
+	echo "IRQSTORM_SC_END $1"
+}
+
+do_pings
+echo all > $D/reset
+if [ "$ref" != off ]; then
+	echo "start ${ref%%:*} ${ref#*:}" > $D/local || fail "local start $ref"
+fi
+echo "IRQSTORM_SC_READY"
+while read -r cmd rest; do
+	case "$cmd" in
+	reset)
+		echo stats > $D/reset
+		echo "IRQSTORM_SC_ACK reset"
+		;;
+	w)
+		f="${rest%% *}"
+		a="${rest#* }"
+		if err=$(echo "$a" 2>&1 > "$D/$f"); then
+			echo "IRQSTORM_SC_ACK w"
+		else
+			echo "IRQSTORM_SC_NAK w $f $a: $err"
+		fi
+		;;
+	dump)
+		[ "$ref" != off ] && echo stop > $D/local
+		do_pings
+		for t in stats counters hist hist_work hist_local; do dump $t; done
+		echo "IRQSTORM_SC_ACK dump"
+		;;
+	done)
+		break
+		;;
+	esac
+done
+echo "IRQSTORM_SC_DONE"
+bad=$(dmesg | grep -cE '(WARNING:|BUG:|Oops|Kernel panic|general protection fault|Call Trace:)')
+echo "# irqstorm-init: dmesg-scan problems=$bad"
+poweroff -f
