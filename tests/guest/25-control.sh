@@ -1,0 +1,55 @@
+#!/bin/sh
+# Device timers programmed from the guest over controlq (one-shot, periodic), and device
+# errors returned to the writer: OUT_OF_RANGE -> ERANGE, BUSY -> EBUSY; bad input -> EINVAL.
+. /tests/lib/ktap.sh
+mod="${IRQSTORM_MODULE:-/lib/modules/irqstorm.ko}"
+D=/sys/kernel/debug/irqstorm
+find_dev() {
+	for p in /sys/bus/pci/devices/*; do
+		[ "$(cat "$p/vendor")" = 0x1af4 ] && [ "$(cat "$p/device")" = 0x1055 ] && { echo "$p"; return; }
+	done
+}
+P=$(find_dev)
+if [ -z "$P" ]; then
+	ktap_plan 1
+	ktap_skip "irqstorm device present" "no 1af4:1055 function (run with the device)"
+	ktap_finish
+fi
+[ -d $D ] || mount -t debugfs none /sys/kernel/debug 2>/dev/null
+grep -q '^irqstorm ' /proc/modules || insmod "$mod"
+dstat() { grep "^$1 " $D/ctrl | cut -d' ' -f2; }
+
+# expect_err NAME ERRTEXT CMD FILE
+expect_err() {
+	out=$(echo "$3" 2>&1 > "$4")
+	rc=$?
+	if [ $rc -ne 0 ] && echo "$out" | grep -q "$2"; then ktap_ok "$1"; else ktap_fail "$1" "rc=$rc '$out'"; fi
+}
+
+ktap_plan 8
+echo all > $D/reset
+echo "all tasklet" > $D/sources
+ktap_check "ping over controlq" sh -c "echo ping > $D/ctrl && grep -q '^status 0 OK' $D/ctrl"
+echo info > $D/ctrl
+if [ "$(dstat num_sources)" -ge 1 ] && [ "$(dstat spec_version)" = 1 ]; then ktap_ok "GET_INFO decoded"; else ktap_fail "GET_INFO decoded" "$(cat $D/ctrl | tr '\n' ' ')"; fi
+
+echo "2 oneshot 50000000" > $D/timer
+sleep 0.5
+echo "stats 2" > $D/ctrl
+r=$(dstat raised); a=$(dstat acked)
+if [ "$r" = 1 ] && [ "$a" = 1 ]; then ktap_ok "one-shot timer: exactly 1 event, acked"; else ktap_fail "one-shot timer: exactly 1 event, acked" "raised $r acked $a"; fi
+
+echo "3 periodic 2000000 25" > $D/timer
+sleep 1
+echo "stats 3" > $D/ctrl
+r=$(dstat raised); a=$(dstat acked)
+if [ "$r" = 25 ] && [ "$a" = 25 ]; then ktap_ok "periodic timer: exactly 25 events, acked"; else ktap_fail "periodic timer: exactly 25 events, acked" "raised $r acked $a"; fi
+
+expect_err "period below min_period_ns -> ERANGE (device OUT_OF_RANGE)" "Numerical result out of range" "4 periodic 10 5" $D/timer
+echo "5 1000 1 5000" > $D/storm
+expect_err "reconfiguring a running source -> EBUSY (device BUSY)" "busy" "5 periodic 1000000 5" $D/timer
+echo "stop 5" > $D/storm
+expect_err "source beyond num_sources -> EINVAL" "Invalid argument" "63 periodic 1000000 5" $D/timer
+expect_err "unknown command -> EINVAL" "Invalid argument" "frobnicate" $D/ctrl
+echo "all threaded" > $D/sources
+ktap_finish
