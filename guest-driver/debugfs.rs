@@ -13,14 +13,34 @@ use core::fmt;
 use kernel::{
     debugfs::{Dir, File},
     prelude::*,
-    sync::{atomic::Relaxed, Arc},
+    str::CString,
+    sync::{
+        atomic::{Atomic, Full, Relaxed, Release},
+        Arc,
+    },
     uaccess::UserSliceReader,
 };
 
-/// The directory and its files; removed on drop.
+/// Set while some bound device owns the plain `irqstorm` directory name.
+static PRIMARY: Atomic<bool> = Atomic::new(false);
+
+/// The directory and its files; removed on drop. The first bound device gets
+/// `/sys/kernel/debug/irqstorm/`, further ones `irqstorm-<pci name>/`.
 pub(crate) struct DebugFs {
-    _files: KVec<Pin<KBox<File<Arc<Shared>>>>>,
-    _dir: Dir,
+    files: KVec<Pin<KBox<File<Arc<Shared>>>>>,
+    dir: Option<Dir>,
+    primary: bool,
+}
+
+impl Drop for DebugFs {
+    fn drop(&mut self) {
+        // Remove the files and the directory before giving the name back.
+        self.files.clear();
+        drop(self.dir.take());
+        if self.primary {
+            PRIMARY.store(false, Release);
+        }
+    }
 }
 
 fn read_cmd(r: &mut UserSliceReader, buf: &mut [u8; 256]) -> Result<usize> {
@@ -150,7 +170,17 @@ fn r_none(_s: &Arc<Shared>, _f: &mut fmt::Formatter<'_>) -> fmt::Result {
 
 impl DebugFs {
     pub(crate) fn new(s: &Arc<Shared>) -> Result<Self> {
-        let dir = Dir::new(c"irqstorm");
+        let primary = PRIMARY.cmpxchg(false, true, Full).is_ok();
+        let dir = if primary {
+            Dir::new(c"irqstorm")
+        } else {
+            let dev: &kernel::device::Device = s.pdev.as_ref();
+            let name = CString::try_from_fmt(fmt!("irqstorm-{}", dev.name()))?;
+            Dir::new(&name)
+        };
+        // From here on, an early return drops `this`, which releases the name.
+        let mut this = Self { files: KVec::new(), dir: Some(dir), primary };
+        let Some(dir) = this.dir.as_ref() else { return Err(EINVAL) };
         let mut files = KVec::new();
         macro_rules! ro {
             ($n:expr, $f:ident) => {
@@ -178,6 +208,7 @@ impl DebugFs {
         rw!(c"local", r_local, w_local);
         rw!(c"storm_threshold", r_threshold, w_threshold);
         rw!(c"storm_helper", r_helper, w_helper);
-        Ok(Self { _files: files, _dir: dir })
+        this.files = files;
+        Ok(this)
     }
 }
