@@ -312,6 +312,7 @@ fn scenario_run(g: &Global, o: &GuestOpts, so: &ScenarioOpts) -> Result<scenario
             timeout: Duration::from_secs(g.timeout),
             echo: g.verbose,
             device: &dev,
+            extra_cmdline: o.cmdline.as_deref(),
         },
     )
 }
@@ -360,7 +361,9 @@ fn scenario_checks(g: &Global, o: &GuestOpts) -> (usize, usize) {
             let (_, f) = scenario::regate(&s2, &out.result);
             let msg = irqstorm_report::gate::exit_message(&f).unwrap_or_default();
             let named = f.iter().any(|c| {
-                c.message.contains("tasklet")
+                c.measured.is_some()
+                    && c.message.contains("exceeds")
+                    && c.message.contains("tasklet")
                     && c.message.contains("hardirq_to_bh.p50")
                     && c.message.contains("1 ns")
             });

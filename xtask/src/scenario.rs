@@ -36,6 +36,8 @@ pub struct Opts<'a> {
     pub timeout: Duration,
     pub echo: bool,
     pub device: &'a Device,
+    /// Extra kernel command line, appended last (`--cmdline`).
+    pub extra_cmdline: Option<&'a str>,
 }
 
 /// What a scenario run produced (gated).
@@ -58,8 +60,11 @@ pub fn guest_cmdline(s: &Scenario) -> String {
             format!("{}:{}:{}:{}", x.id, x.mechanism, kind, x.work.us)
         })
         .collect();
-    // The local reference source cycles through a mask of mechanism ids;
-    // the driver excludes `threaded` (no hard-IRQ thread for a local timer).
+    // The local reference source cycles through a mask of mechanism ids.
+    // `threaded` is left out: with it in the mask (driver fc72383, local
+    // source waking the IRQ thread) the device raised nothing at all in the
+    // same run (ci-quick: raised 0 for 3 s; without it 18450), so the
+    // reference row of `threaded` stays empty until that is fixed.
     let mask: u32 = s
         .reference_mechanisms()
         .iter()
@@ -529,11 +534,15 @@ fn run_with_backend(
             bail!("scenario does not fit device {d}: {}", msgs.join("; "));
         }
     }
-    let cmdline = format!(
+    let mut cmdline = format!(
         "{} rdinit=/tests/lib/scenario.sh {}",
         crate::guest::BASE_CMDLINE,
         guest_cmdline(s)
     );
+    if let Some(x) = o.extra_cmdline.filter(|x| !x.is_empty()) {
+        cmdline.push(' ');
+        cmdline.push_str(x);
+    }
     let sock = spec.socket_path();
     let mut argvs = Vec::new();
     let mut logs = Vec::new();
@@ -885,7 +894,7 @@ program = { mode = "storm", rate_hz = 1000, burst = 2, duration_ms = 10 }
             c.contains("irqstorm_sc_src=0:tasklet:busy:5,1:threaded:none:0"),
             "{c}"
         );
-        // tasklet = 2; threaded is excluded from the local source.
+        // tasklet = 2; threaded (1) is left out.
         assert!(c.contains("irqstorm_sc_ref=500:4"), "{c}");
         let plan = s.plan();
         let st = plan[0].starts[1];
