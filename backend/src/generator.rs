@@ -35,6 +35,9 @@ pub enum Error {
     /// Creating the timerfd failed.
     #[error("timerfd: {0}")]
     TimerFd(vmm_sys_util::errno::Error),
+    /// Making the timerfd non-blocking failed.
+    #[error("timerfd O_NONBLOCK: {0}")]
+    TimerNonBlocking(std::io::Error),
     /// Cloning the wake eventfd failed.
     #[error("eventfd: {0}")]
     EventFd(std::io::Error),
@@ -89,6 +92,26 @@ pub fn arm_abs(t: &TimerFd, deadline_ns: Option<u64>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Puts the timerfd in non-blocking mode. The generator must never block on
+/// a read: when the wake eventfd and the timer are ready in one epoll batch,
+/// handling the wake re-arms or disarms the timer (clearing its expiry count)
+/// before the timer event is processed, and a blocking read would then wait
+/// for an expiry that may never come.
+pub fn set_nonblocking(t: &TimerFd) -> std::io::Result<()> {
+    let fd = t.as_raw_fd();
+    // SAFETY: F_GETFL on a file descriptor we own; no pointers involved.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: F_SETFL on a file descriptor we own with flags it just reported
+    // plus O_NONBLOCK; no pointers involved.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Spins until `CLOCK_MONOTONIC >= t` or `limit`; returns the time read last.
 pub fn spin_until(t: u64, limit: u64) -> u64 {
     loop {
@@ -125,6 +148,7 @@ impl Generator {
     /// A generator for `shared` that spins the last `spin_ns` before a deadline.
     pub fn new(shared: Arc<Shared>, spin_ns: u64) -> Result<Self, Error> {
         let timer = TimerFd::new().map_err(Error::TimerFd)?;
+        set_nonblocking(&timer).map_err(Error::TimerNonBlocking)?;
         let wake = shared.wake.try_clone().map_err(Error::EventFd)?;
         Ok(Self {
             shared,
@@ -184,8 +208,13 @@ impl MutEventSubscriber for Generator {
     fn process(&mut self, events: Events, _ops: &mut EventOps) {
         if events.fd() == self.timer.as_raw_fd() {
             self.stats.timer_wakeups += 1;
-            // Non-blocking in practice: epoll reported it readable.
-            let _ = self.timer.wait();
+            // The fd is non-blocking: an expiry count cleared by a re-arm
+            // in the same epoll batch reads as EAGAIN, which is fine.
+            if let Err(e) = self.timer.wait() {
+                if e.errno() != libc::EAGAIN {
+                    error!("device {}: reading timerfd: {e}", self.shared.index);
+                }
+            }
             self.armed = None;
         } else if events.fd() == self.wake.as_raw_fd() {
             self.stats.wakes += 1;
@@ -254,6 +283,28 @@ impl GeneratorThread {
 mod tests {
     use super::*;
     use crate::backend::lock;
+
+    /// Regression: the wake handler re-armed or disarmed the timer between
+    /// epoll reporting it readable and the read, and the blocking read then
+    /// hung the generator for good (seen after guest resets during storms).
+    /// The read must return EAGAIN instead. A watchdog turns a hang into a
+    /// failure rather than a stuck test run.
+    #[test]
+    fn timer_read_after_disarm_does_not_block() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut g = Generator::new(shared(), 0).unwrap();
+            // Expire the timer, then disarm it as the wake path does.
+            arm_abs(&g.timer, Some(1)).unwrap();
+            arm_abs(&g.timer, None).unwrap();
+            let r = g.timer.wait().map_err(|e| e.errno());
+            let _ = tx.send(r);
+        });
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("timerfd read blocked after the timer was disarmed");
+        assert_eq!(r, Err(libc::EAGAIN));
+    }
     use crate::protocol::{ConfigureBody, Mode, Status};
     use crate::schedule::Limits;
 
