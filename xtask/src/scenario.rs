@@ -830,6 +830,9 @@ fn run_with_backend(
         if r.ramp.is_none() && !ramp.steps.is_empty() {
             r.ramp = Some(ramp.clone());
         }
+        // One host baseline per run, not one per guest.
+        r.baselines.host_eventfd = Some(evfd.clone());
+        r.finalize()?;
         r
     };
     // Crashes on any guest console are failures too.
