@@ -85,6 +85,13 @@ pub fn guest_cmdline(s: &Scenario) -> String {
 /// The debugfs write (file, arguments) that starts a guest-driven source.
 pub fn guest_start_line(s: &sc::SourceStart) -> Result<(String, String)> {
     let b = &s.body;
+    if b.jitter_name() == "uniform" || b.moderation_events > 0 || b.moderation_delay_us > 0 {
+        bail!(
+            "source {}: the driver's debugfs timer/storm interface has no uniform jitter or \
+             moderation; use driven_by = \"host\" for this source",
+            s.id
+        );
+    }
     match b.mode_name() {
         "periodic" => Ok((
             "timer".into(),
@@ -466,6 +473,12 @@ pub fn run(repo: &Path, g: &Guest, o: &Opts) -> Result<Outcome> {
     let t0 = Instant::now();
     let s = sc::load(o.scenario).map_err(|e| anyhow!("{e}"))?;
     s.check_accel(accel_name(o.accel)).map_err(|e| anyhow!(e))?;
+    // Guest-driven sources must be expressible in debugfs before we boot.
+    for p in s.plan() {
+        for st in p.starts.iter().filter(|x| x.driven_by == DrivenBy::Guest) {
+            guest_start_line(st).with_context(|| format!("{}", o.scenario.display()))?;
+        }
+    }
     let n = o.socket_count.max(1);
     let dir = match &o.report_dir {
         Some(d) => {

@@ -113,8 +113,9 @@ pub fn conservation_checks(result: &RunResult) -> Vec<Check> {
                 (
                     Outcome::Pass,
                     format!(
-                        "{label}: conservation holds (raised {} = records {} + coalesced {} + pending {} + dropped {})",
-                        row.host.raised, row.host.records, row.host.coalesced, row.host.pending, row.host.dropped
+                        "{label}: conservation holds (raised {} = records {} + coalesced {} + pending {} + dropped {}){}",
+                        row.host.raised, row.host.records, row.host.coalesced, row.host.pending, row.host.dropped,
+                        row.guest.map(|g| format!("; guest records {} and raises {} agree", g.records, g.events)).unwrap_or_default()
                     ),
                 )
             } else {
