@@ -443,6 +443,14 @@ pub fn pings(console: &str) -> Vec<offset::PingSample> {
         .collect()
 }
 
+/// `7.3.4` from the guest's "Linux version 7.3.4 (...)" boot line.
+pub fn kernel_version(console: &str) -> Option<String> {
+    console.lines().find_map(|l| {
+        let i = l.find("Linux version ")?;
+        l[i + 14..].split_whitespace().next().map(str::to_string)
+    })
+}
+
 fn utc_now_rfc3339() -> String {
     let s = irqstorm_harness::report::utc_stamp(std::time::SystemTime::now());
     // 20261122T064000Z -> 2026-11-22T06:40:00Z
@@ -471,6 +479,7 @@ fn accel_name(a: Accel) -> &'static str {
 /// Run the scenario, build, gate and write the report.
 pub fn run(repo: &Path, g: &Guest, o: &Opts) -> Result<Outcome> {
     let t0 = Instant::now();
+    let start_time = utc_now_rfc3339();
     let s = sc::load(o.scenario).map_err(|e| anyhow!("{e}"))?;
     s.check_accel(accel_name(o.accel)).map_err(|e| anyhow!(e))?;
     // Guest-driven sources must be expressible in debugfs before we boot.
@@ -514,7 +523,7 @@ pub fn run(repo: &Path, g: &Guest, o: &Opts) -> Result<Outcome> {
         startup_timeout: Duration::from_secs(10),
     };
     let mut backend = Backend::start(&spec)?;
-    let r = run_with_backend(repo, g, o, &s, &spec, n, &dir, t0);
+    let r = run_with_backend(repo, g, o, &s, &spec, n, &dir, (t0, start_time));
     backend.stop();
     let (result, failures) = r?;
     Ok(Outcome {
@@ -533,7 +542,7 @@ fn run_with_backend(
     spec: &BackendSpec,
     n: u32,
     dir: &Path,
-    t0: Instant,
+    (t0, start_time): (Instant, String),
 ) -> Result<(RunResult, Vec<Check>)> {
     let mut ctl = Ctl::connect(&spec.control_socket_path())?;
     for d in 0..n {
@@ -794,9 +803,9 @@ fn run_with_backend(
             scenario_file: o.scenario.display().to_string(),
             accelerator: accel_name(o.accel).into(),
             qemu_version: g.qemu.version.clone(),
-            kernel_version: g.kernel_key.clone(),
+            kernel_version: kernel_version(&p.console).unwrap_or_else(|| g.kernel_key.clone()),
             host_kernel: util::output(Command::new("uname").arg("-r")).unwrap_or_default(),
-            start_time: utc_now_rfc3339(),
+            start_time: start_time.clone(),
             duration_ns: s.duration_ms * 1_000_000,
             warmup_ns: s.warmup_ms * 1_000_000,
             devices: vec![label.clone()],
@@ -931,5 +940,9 @@ program = { mode = "storm", rate_hz = 1000, burst = 2, duration_ms = 10 }
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].t3_host_send_ns, 25);
         assert!(section(console, "hist").is_none());
+        assert_eq!(
+            kernel_version("[    0.000000] Linux version 7.3.4 (root@x) #1\n").as_deref(),
+            Some("7.3.4")
+        );
     }
 }
