@@ -6,6 +6,12 @@
 //!
 //! ## Wiring it into `cargo xtask run --scenario F --report-dir D`
 //!
+//! The real wiring is `xtask/src/scenario.rs` (guest side:
+//! `tests/guest/lib/scenario.sh`); the sketch below shows the call sequence.
+//! There, the one-way estimate is reported as not measured (a note in
+//! `meta.notes`): the back end's `stats` reply has neither per-event
+//! `(raise_ns, hardirq_ns)` pairs nor a histogram of their differences.
+//!
 //! ```no_run
 //! use irqstorm_report::{aggregate, baseline, gate, input, model, offset, render, scenario};
 //! # fn stats_reply() -> String { String::new() }
