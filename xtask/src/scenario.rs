@@ -857,13 +857,30 @@ fn run_with_backend(
         r.finalize()?;
         r
     };
-    // Crashes on any guest console are failures too.
+    let mut failures = gate::apply(s, &mut result);
+    // Kernel problems on any guest console are failures too.
     for (i, p) in guests.procs.iter().enumerate() {
-        for c in boot::scan_crashes(&p.console) {
-            result.meta.notes.push(format!("guest {i}: {c}"));
+        let crashes = boot::scan_crashes(&p.console);
+        if let Some(first) = crashes.first() {
+            let c = Check {
+                kind: model::CheckKind::Guest,
+                name: "guest kernel".into(),
+                mechanism: "*".into(),
+                device: (n > 1).then(|| format!("irqstorm{i}")),
+                figure: "kernel_problems".into(),
+                outcome: model::Outcome::Fail,
+                measured: Some(crashes.len() as f64),
+                limit: Some(0.0),
+                unit: "count".into(),
+                message: format!(
+                    "guest {i}: {} kernel problem line(s) on the console, first: {first}",
+                    crashes.len()
+                ),
+            };
+            result.checks.push(c.clone());
+            failures.push(c);
         }
     }
-    let failures = gate::apply(s, &mut result);
     Ok((result, failures))
 }
 

@@ -349,6 +349,8 @@ impl RampResult {
 pub enum CheckKind {
     Conservation,
     Threshold,
+    /// The guest itself: a kernel WARNING/BUG/Oops/panic on its console.
+    Guest,
 }
 
 /// Outcome of one check.

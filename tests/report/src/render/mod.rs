@@ -454,6 +454,7 @@ pub fn junit(result: &RunResult) -> String {
         let ty = match c.kind {
             CheckKind::Conservation => "conservation",
             CheckKind::Threshold => "threshold",
+            CheckKind::Guest => "guest",
         };
         match c.outcome {
             Outcome::Pass => {
