@@ -557,6 +557,12 @@ pub fn markdown(result: &RunResult, plots: &[String]) -> String {
             );
         }
     }
+    if !result.meta.notes.is_empty() {
+        o.push_str("\n## Notes\n\n");
+        for n in &result.meta.notes {
+            let _ = writeln!(o, "- {}", md_cell(n));
+        }
+    }
     if !plots.is_empty() {
         o.push_str("\n## Plots\n\n");
         for p in plots {
