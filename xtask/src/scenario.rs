@@ -946,6 +946,56 @@ program = { mode = "storm", rate_hz = 1000, burst = 2, duration_ms = 10 }
         );
     }
 
+    /// The non-kernel console lines of a real `cargo xtask run --scenario
+    /// tests/scenarios/impossible.toml` (TCG, 2026-11-22): the guest
+    /// script's markers, PINGs and debugfs dumps, as the driver prints them.
+    const REAL_CONSOLE: &str = include_str!("../tests/data/console-impossible.log");
+
+    #[test]
+    fn real_console_dump_parses_into_rows() {
+        let sc = sc::load(util::repo_root().join("tests/scenarios/impossible.toml")).unwrap();
+        let stats = section(REAL_CONSOLE, "stats").expect("stats dump");
+        let summary = device_summary(&stats).expect("device events table");
+        let (lat, work, rlat) = (
+            section(REAL_CONSOLE, "hist").expect("hist"),
+            section(REAL_CONSOLE, "hist_work").expect("hist_work"),
+            section(REAL_CONSOLE, "hist_local").expect("hist_local"),
+        );
+        let mut rows: Vec<model::MechanismResult> = sc
+            .mechanisms()
+            .iter()
+            .map(|m| model::MechanismResult::new(m, None))
+            .collect();
+        input::apply_guest(
+            &mut rows,
+            &input::GuestTexts {
+                summary: Some(&summary),
+                latency: Some(&lat),
+                work: Some(&work),
+                ref_latency: Some(&rlat),
+                ref_work: None,
+            },
+        )
+        .unwrap();
+        // The guest's device-wide counter equals the sum of the rows.
+        let records: u64 = stats
+            .lines()
+            .find_map(|l| l.strip_prefix("records "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("records counter");
+        let sum: u64 = rows.iter().map(|r| r.guest.unwrap().records).sum();
+        assert_eq!(sum, records);
+        for r in &rows {
+            assert!(r.hardirq_to_bh.is_some(), "{}", r.mechanism);
+            assert!(r.bh_run.is_some(), "{}", r.mechanism);
+            assert!(r.reference.is_some(), "{}", r.mechanism);
+        }
+        let p = pings(REAL_CONSOLE);
+        assert_eq!(p.len(), 2 * PINGS as usize);
+        let est = offset::estimate(&p).unwrap();
+        assert!(est.error_bound_ns > 0);
+    }
+
     #[test]
     fn console_sections_and_pings() {
         let console = "x\nIRQSTORM_SC_PING 10 20 25 40\nIRQSTORM_SC_BEGIN stats\n# device events\nmechanism events raises\n[  1.0] kernel says\ntasklet 5 5\n# local reference\nmechanism events raises\nIRQSTORM_SC_END stats\nIRQSTORM_SC_PING 1 2\n";
