@@ -50,6 +50,10 @@ pub fn now_ns() -> u64 {
         .wrapping_add(ts.tv_nsec as u64)
 }
 
+fn clamp_i64(v: i128) -> i64 {
+    v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+}
+
 fn record(h: &mut Option<Histogram<u64>>, v: u64) {
     if h.is_none() {
         // Constant bounds that hdrhistogram accepts (low >= 1, high >= 2*low, sigfig <= 5).
@@ -201,6 +205,12 @@ struct Mechanism {
     bh_delay: Option<Histogram<u64>>,
     /// Guest bottom-half start -> end.
     bh_run: Option<Histogram<u64>>,
+    /// Raw cross-clock differences `hardirq_guest - raise_host - base`
+    /// (see [`Device::clock_diff_base`]); the report adds the base and the
+    /// estimated host-guest offset to get device-raise -> guest-hardirq.
+    raw_raise_to_hardirq: Option<Histogram<u64>>,
+    /// Differences that fell below the base (clock drift); counted, not lost.
+    raw_below_base: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -274,6 +284,12 @@ pub struct Device {
     next_seq: u64,
     outstanding: VecDeque<Outstanding>,
     mechs: Vec<Mechanism>,
+    /// Base of the raw raise->hardirq differences: `hardirq_guest - ack_host`
+    /// of the first ack with a hardirq stamp. Since a hardirq precedes its
+    /// ack, every later `hardirq - raise - base` is >= that event's true
+    /// one-way latency (up to drift), so values stay at latency magnitudes
+    /// (precise in an HDR histogram) whatever the clock offset is.
+    clock_diff_base: Option<i64>,
     c: DeviceCounters,
     fault: Option<(FaultKind, u32)>,
     total_unnotified: u32,
@@ -389,6 +405,7 @@ impl Device {
             next_seq: 1,
             outstanding: VecDeque::new(),
             mechs: (0..NUM_MECHANISMS).map(|_| Mechanism::default()).collect(),
+            clock_diff_base: None,
             c: DeviceCounters::default(),
             fault: None,
             total_unnotified: 0,
@@ -518,6 +535,7 @@ impl Device {
         for m in &mut self.mechs {
             *m = Mechanism::default();
         }
+        self.clock_diff_base = None;
         self.c = DeviceCounters::default();
         self.stats_since_ns = now_ns();
     }
@@ -1225,6 +1243,17 @@ impl Device {
         if a.bh_end_ns >= a.bh_start_ns && a.bh_start_ns != 0 {
             record(&mut m.bh_run, a.bh_end_ns - a.bh_start_ns);
         }
+        if a.hardirq_ns != 0 {
+            let base = *self
+                .clock_diff_base
+                .get_or_insert_with(|| clamp_i64(i128::from(a.hardirq_ns) - i128::from(ack_ns)));
+            let v = i128::from(a.hardirq_ns) - i128::from(o.raise_ns) - i128::from(base);
+            let m = &mut self.mechs[usize::from(a.mechanism)];
+            match u64::try_from(v) {
+                Ok(v) => record(&mut m.raw_raise_to_hardirq, v),
+                Err(_) => m.raw_below_base += 1,
+            }
+        }
         true
     }
 
@@ -1320,6 +1349,11 @@ impl Device {
                     "latency_ns": hist_json(&m.lat, buckets),
                     "guest_bh_delay_ns": hist_json(&m.bh_delay, buckets),
                     "guest_bh_run_ns": hist_json(&m.bh_run, buckets),
+                    "raw_raise_to_hardirq": {
+                        "base_ns": self.clock_diff_base,
+                        "below_base": m.raw_below_base,
+                        "diff_minus_base_ns": hist_json(&m.raw_raise_to_hardirq, buckets),
+                    },
                 })
             })
             .collect();
@@ -1869,6 +1903,67 @@ mod tests {
         assert_eq!(r.due_ns, T0 + 7);
         assert!(!d.is_running(3));
         assert_eq!(d.next_deadline(), None);
+    }
+
+    /// Raw raise->hardirq difference + base + (host - guest offset) gives
+    /// back each event's one-way latency, with no offset known to the device.
+    #[test]
+    fn raw_raise_to_hardirq_recovers_one_way_latency() {
+        const THETA: u64 = 5_000_000_000; // guest clock = host clock + THETA
+        let m = mem();
+        let vq = MockSplitQueue::new(&m, 16);
+        for i in 0..2u16 {
+            add_chain(&vq, i, &[(0x1000 + u64::from(i) * 0x100, 48, true)]);
+        }
+        let mut q: Queue = vq.create_queue().unwrap();
+        let mut d = device(0);
+        d.configure(0, &storm(1000, 1), false);
+        d.start(0, 0, T0).unwrap();
+        d.service(T0 + 2 * MS, Some((&mut q, &m)));
+        let recs = [read_event(&m, 0x1000), read_event(&m, 0x1100)];
+        let one_way = [30_000u64, 70_000];
+        for (r, l) in recs.iter().zip(one_way) {
+            let hardirq_host = r.raise_ns + l;
+            let ack_ns = hardirq_host + 50_000;
+            let a = AckRecord {
+                seq: r.seq,
+                source: r.source,
+                mechanism: 4,
+                count: r.count,
+                hardirq_ns: hardirq_host + THETA,
+                bh_start_ns: hardirq_host + THETA + 10,
+                bh_end_ns: hardirq_host + THETA + 20,
+                post_ns: hardirq_host + THETA + 30,
+                ..Default::default()
+            };
+            assert!(d.apply_ack(&a, ack_ns));
+        }
+        let st = d.stats_json(true);
+        let mech = st["mechanisms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["id"] == 4)
+            .unwrap();
+        let raw = &mech["raw_raise_to_hardirq"];
+        // Base = hardirq_guest - ack_host of the first ack.
+        let base = raw["base_ns"].as_i64().unwrap();
+        assert_eq!(base, THETA as i64 - 50_000);
+        assert_eq!(raw["below_base"], 0);
+        let h = &raw["diff_minus_base_ns"];
+        assert_eq!(h["count"], 2);
+        // value + base - THETA = one-way latency, within HDR's 3 digits.
+        let back = |v: &serde_json::Value| v.as_i64().unwrap() + base - THETA as i64;
+        let close = |got: i64, want: u64| (got - want as i64).unsigned_abs() <= want / 500;
+        assert!(close(back(&h["min"]), one_way[0]), "{h}");
+        assert!(close(back(&h["max"]), one_way[1]), "{h}");
+        let buckets: u64 = h["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b[1].as_u64().unwrap())
+            .sum();
+        assert_eq!(buckets, 2);
     }
 
     fn ack_bytes(acks: &[AckRecord]) -> Vec<u8> {
