@@ -1,6 +1,7 @@
 //! Launching the guest: QEMU arguments from qemu-config/irqstorm.args, the
 //! accelerator choice (KVM probe), device mode, reports.
 
+use crate::fault::FaultInjector;
 use crate::qemu::Qemu;
 use crate::util::{self, step, Hasher};
 use anyhow::{bail, Context, Result};
@@ -149,6 +150,7 @@ pub fn choose_accel(repo: &Path, cache: &Path, g: &Guest, opt: AccelOpt) -> Resu
         timeout: Duration::from_secs(20),
         stop_marker: Some(START_MARKER.into()),
         echo: false,
+        on_line: None,
     })?;
     let (accel, why) = if r.stop_marker_seen {
         (Accel::Kvm, String::new())
@@ -239,19 +241,27 @@ pub fn run_tests(repo: &Path, g: &Guest, o: &RunOpts) -> Result<Evaluation> {
         cmdline.push_str(x);
     }
     let mut backend = None;
+    let mut faults: Option<FaultInjector> = None;
     let sock_dir = dir.join("sockets");
     let sock = sock_dir.join("vhost.sock");
     if let Some(d) = o.device {
         step(&format!("device mode: starting {}", d.backend.display()));
         let mut extra = vec!["--virtio-id".to_string(), d.virtio_id.to_string()];
         extra.extend(d.backend_args.iter().cloned());
-        backend = Some(Backend::start(&BackendSpec {
+        // Offer fault injection so 50-fault-injection runs; the back end only
+        // injects what the host arms (crate::fault), never by itself.
+        if !extra.iter().any(|a| a == "--fault-injection") {
+            extra.push("--fault-injection".into());
+        }
+        let spec = BackendSpec {
             binary: d.backend.clone(),
             dir: sock_dir.clone(),
             extra_args: extra,
             log: dir.join("backend.log"),
             startup_timeout: Duration::from_secs(10),
-        })?);
+        };
+        backend = Some(Backend::start(&spec)?);
+        faults = Some(FaultInjector::new(&spec.control_socket_path()));
     }
     let args = qemu_args(
         repo,
@@ -304,6 +314,7 @@ pub fn run_tests(repo: &Path, g: &Guest, o: &RunOpts) -> Result<Evaluation> {
         timeout: o.timeout,
         stop_marker: None,
         echo: o.echo,
+        on_line: faults.as_ref().map(FaultInjector::hook),
     });
     if let Some(mut b) = backend.take() {
         match b.stop() {
@@ -313,7 +324,10 @@ pub fn run_tests(repo: &Path, g: &Guest, o: &RunOpts) -> Result<Evaluation> {
         eprintln!("  back end log: {}", b.log.display());
     }
     let r = r?;
-    let ev = boot::evaluate(&r);
+    let mut ev = boot::evaluate(&r);
+    if let Some(f) = faults {
+        f.finish(&mut ev, &r.console);
+    }
     let (json, xml) = report::write(&dir, "irqstorm-guest", &ev)?;
     if let Some(s) = &ev.ktap {
         for t in &s.tests {

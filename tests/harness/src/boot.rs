@@ -53,6 +53,20 @@ pub struct BootSpec {
     pub stop_marker: Option<String>,
     /// Echo console lines to our stderr as they arrive.
     pub echo: bool,
+    /// Called with every console line as it arrives (e.g. to act on a marker
+    /// the guest prints). It must return quickly: long host-side work belongs
+    /// in a thread of its own.
+    pub on_line: Option<LineHook>,
+}
+
+/// A console-line callback for [`BootSpec::on_line`].
+#[derive(Clone)]
+pub struct LineHook(pub std::sync::Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for LineHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LineHook")
+    }
 }
 
 /// What happened during a boot.
@@ -136,6 +150,9 @@ pub fn boot(spec: &BootSpec) -> Result<BootResult, BootError> {
                     eprint!("{clean}");
                 }
                 console.push_str(&clean);
+                if let Some(h) = &spec.on_line {
+                    (h.0)(&clean);
+                }
                 if let Some(m) = &spec.stop_marker {
                     if clean.contains(m.as_str()) {
                         marker_seen = true;

@@ -24,7 +24,23 @@ fn spec(prog: PathBuf, log: PathBuf, timeout_ms: u64) -> BootSpec {
         timeout: Duration::from_millis(timeout_ms),
         stop_marker: None,
         echo: false,
+        on_line: None,
     }
+}
+
+#[test]
+fn line_hook_sees_every_console_line_in_order() {
+    use irqstorm_harness::boot::LineHook;
+    use std::sync::{Arc, Mutex};
+    let (p, log) = fake("hook", "printf 'one\\r\\nIRQSTORM_MARK\\nthree\\n'");
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let s2 = seen.clone();
+    let mut sp = spec(p, log, 20_000);
+    sp.on_line = Some(LineHook(Arc::new(move |l: &str| {
+        s2.lock().unwrap().push(l.trim_end().to_string())
+    })));
+    boot(&sp).unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec!["one", "IRQSTORM_MARK", "three"]);
 }
 
 #[test]
