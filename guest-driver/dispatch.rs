@@ -703,8 +703,13 @@ impl Shared {
                 let _ = e.vq.add(*id);
             }
             let _ = e.vq.kick(&self.t);
+            // Publish "a drain is left unfinished" under the lock: the hard handler and the
+            // IRQ thread drain concurrently, and a store after the unlock could overwrite the
+            // `true` of a later, budget-exhausted drain with the `false` of this one. The ring
+            // would then be left without `used_event` re-armed and without anyone to finish
+            // it (EVENT_IDX sends no further interrupt): the eventq would stall.
+            self.evq_more.store(more, Relaxed);
         }
-        self.evq_more.store(more, Relaxed);
         let mut wake = more;
         for it in &items[..n] {
             self.cnt.records.add(1, Relaxed);

@@ -32,7 +32,12 @@ impl ThreadedHandler for IrqHandler {
 
     fn handle_threaded(&self) -> IrqReturn {
         let s = &self.shared;
-        // Continue a drain the hard handler left because of its budget.
+        // Continue a drain the hard handler left because of its budget. `evq_more` is written
+        // only under the eventq lock by the drain that just ran, so it is `false` only once
+        // some drain emptied the ring and re-armed `used_event` (with EVENT_IDX nothing else
+        // brings the eventq back). A hard IRQ that exhausts its budget while this thread runs
+        // sets it and returns `WakeThread` (IRQTF_RUNTHREAD): the thread then runs again. The
+        // local reference source may wake this thread at any time; that is harmless.
         while s.evq_more.load(Relaxed) && !s.is_stopping() {
             s.poll_eventq(now_ns());
         }
