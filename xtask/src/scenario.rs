@@ -60,16 +60,12 @@ pub fn guest_cmdline(s: &Scenario) -> String {
             format!("{}:{}:{}:{}", x.id, x.mechanism, kind, x.work.us)
         })
         .collect();
-    // The local reference source cycles through a mask of mechanism ids.
-    // `threaded` is left out: with it in the mask (driver fc72383, local
-    // source waking the IRQ thread) the guest stops consuming device events
-    // (ci-quick: raised 0 for 3 s once; with 3d28688, 256 records unacked
-    // and ~6000 raises pending 10 s after stop, conservation failing), so
-    // the reference row of `threaded` stays empty until that is fixed.
+    // The local reference source cycles through a mask of mechanism ids
+    // (every reference mechanism, `threaded` included: the driver's eventq
+    // drain-continuation race that stalled it is fixed).
     let mask: u32 = s
         .reference_mechanisms()
         .iter()
-        .filter(|m| m.as_str() != "threaded")
         .filter_map(|m| model::mechanism_id(m))
         .fold(0, |a, id| a | (1u32 << id));
     let reference = if mask == 0 {
@@ -960,8 +956,8 @@ program = { mode = "storm", rate_hz = 1000, burst = 2, duration_ms = 10 }
             c.contains("irqstorm_sc_src=0:tasklet:busy:5,1:threaded:none:0"),
             "{c}"
         );
-        // tasklet = 2; threaded (1) is left out.
-        assert!(c.contains("irqstorm_sc_ref=500:4"), "{c}");
+        // threaded = 1, tasklet = 2.
+        assert!(c.contains("irqstorm_sc_ref=500:6"), "{c}");
         let plan = s.plan();
         let st = plan[0].starts[1];
         assert_eq!(
