@@ -835,22 +835,57 @@ fn run_with_backend(
         result.mechanisms = rows;
         result.baselines.host_eventfd = Some(evfd.clone());
         let samples = pings(&p.console);
-        match offset::estimate(&samples) {
-            Ok(est) => result.clock_offsets.push(model::DeviceOffset {
-                device: label.clone(),
-                estimate: est,
-            }),
-            Err(e) => result.meta.notes.push(format!(
-                "{label}: clock offset not measured ({} PING exchanges: {e})",
-                samples.len()
-            )),
+        let est = match offset::estimate(&samples) {
+            Ok(est) => {
+                result.clock_offsets.push(model::DeviceOffset {
+                    device: label.clone(),
+                    estimate: est,
+                });
+                Some(est)
+            }
+            Err(e) => {
+                result.meta.notes.push(format!(
+                    "{label}: clock offset not measured ({} PING exchanges: {e})",
+                    samples.len()
+                ));
+                None
+            }
+        };
+        // One-way raise->hardirq: this device's raw differences, its base
+        // and its own offset (converted per device; aggregate() merges).
+        let notes = stats.apply_one_way(&mut result.mechanisms, est.as_ref(), &label)?;
+        result.meta.notes.extend(notes);
+        if let Some(e) = est.filter(|_| {
+            result
+                .mechanisms
+                .iter()
+                .any(|r| r.raise_to_hardirq.is_some())
+        }) {
+            let chosen = samples[e.chosen].t2_host_recv_ns;
+            let unc = offset::drift_uncertainty_ppm(&samples);
+            if let (Some(a), Some(d), Some(u)) = (
+                offset::drift_allowance_ns(&e, chosen, stats.since_ns, stats.now_ns),
+                e.drift_ppm,
+                unc,
+            ) {
+                let what = if d.abs() > u {
+                    format!(
+                        "would add up to +/- {} us beyond the bound",
+                        a.div_ceil(1000)
+                    )
+                } else {
+                    "is not significant (within the PING bounds)".to_string()
+                };
+                result.meta.notes.push(format!(
+                    "{label}: one-way raise->hardirq: the offset is that of the PING at host {:.1} s; \
+                     the measured phase spans {:.1}..{:.1} s; the drift of {d:.1} ppm (+/- {u:.1} ppm \
+                     from the PING bounds) {what} (not included; docs/clock-offset.md)",
+                    chosen as f64 / 1e9,
+                    stats.since_ns as f64 / 1e9,
+                    stats.now_ns as f64 / 1e9,
+                ));
+            }
         }
-        result.meta.notes.push(
-            "one-way raise->hardirq: not measured: the back end's `stats` reply has no \
-             per-event (raise_ns, hardirq_ns) pairs and no hardirq_ns - raise_ns histogram, \
-             so the clock offset cannot be applied (docs/clock-offset.md)"
-                .into(),
-        );
         if !ramp.steps.is_empty() {
             result.ramp = Some(ramp.clone());
         }
@@ -871,6 +906,19 @@ fn run_with_backend(
         }
         if r.ramp.is_none() && !ramp.steps.is_empty() {
             r.ramp = Some(ramp.clone());
+        }
+        for m in &r.mechanisms {
+            let some = r
+                .per_device
+                .iter()
+                .any(|d| d.mechanism == m.mechanism && d.raise_to_hardirq.is_some());
+            if m.raise_to_hardirq.is_none() && some {
+                r.meta.notes.push(format!(
+                    "one-way raise->hardirq: {}: no merged figure, not measured on every device \
+                     (per-device figures above)",
+                    m.mechanism
+                ));
+            }
         }
         // One host baseline per run, not one per guest.
         r.baselines.host_eventfd = Some(evfd.clone());

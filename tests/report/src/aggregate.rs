@@ -71,13 +71,22 @@ fn merge_row(a: &mut MechanismResult, b: &MechanismResult) -> Result<(), HistErr
         }
     }
     a.sources.sort_unstable();
+    // The one-way estimate of each device was converted with that device's
+    // own base and clock offset; the merged row merges those distributions
+    // (bound: the widest). A row with acks but no estimate makes the merged
+    // estimate incomplete, so it is left out rather than shown for a subset
+    // of the devices.
+    let incomplete = |r: &MechanismResult| r.raise_to_ack.is_some() && r.raise_to_hardirq.is_none();
+    let (a_incomplete, b_incomplete) = (incomplete(a), incomplete(b));
     merge_dist(&mut a.raise_to_ack, &b.raise_to_ack)?;
     merge_dist(&mut a.hardirq_to_bh, &b.hardirq_to_bh)?;
     merge_dist(&mut a.bh_run, &b.bh_run)?;
     a.raise_to_hardirq = match (a.raise_to_hardirq.take(), &b.raise_to_hardirq) {
+        _ if a_incomplete || b_incomplete => None,
         (Some(mut x), Some(y)) => {
             x.distribution.merge(&y.distribution)?;
             x.negative_samples += y.negative_samples;
+            x.below_base += y.below_base;
             x.error_bound_ns = x.error_bound_ns.max(y.error_bound_ns);
             Some(x)
         }
@@ -316,11 +325,13 @@ mod tests {
             .collect();
         assert_eq!(
             classes,
-            vec![
+            // conservation, then one-way consistency (skipped: not measured)
+            [
                 "irqstorm.s.tasklet",
                 "irqstorm.s.tasklet.sock0",
                 "irqstorm.s.tasklet.sock1"
             ]
+            .repeat(2)
         );
     }
 
@@ -355,5 +366,47 @@ mod tests {
             aggregate(std::slice::from_ref(&a)).unwrap().mechanisms,
             a.mechanisms
         );
+    }
+
+    #[test]
+    fn one_way_is_converted_per_device_then_merged() {
+        use crate::offset::{one_way_from_diffs, OffsetEstimate};
+        let est = |theta: i64, bound: u64| OffsetEstimate {
+            host_minus_guest_ns: theta,
+            error_bound_ns: bound,
+            delay_ns: 2 * bound,
+            samples: 1,
+            used: 1,
+            chosen: 0,
+            drift_ppm: None,
+        };
+        // two devices, two guests: different clock offsets, same latencies
+        let (e0, e1) = (est(7_000_000_000, 1_000), est(-3_000_000_000, 4_000));
+        let mut a = one("sock0", &["tasklet"], 1);
+        let mut b = one("sock1", &["tasklet"], 1);
+        let mut ow0 = one_way_from_diffs(&e0, [(10_000 - 7_000_000_000, 5)]).unwrap();
+        ow0.below_base = 2;
+        let ow1 = one_way_from_diffs(&e1, [(50_000 + 3_000_000_000, 5)]).unwrap();
+        a.mechanisms[0].raise_to_hardirq = Some(ow0);
+        b.mechanisms[0].raise_to_hardirq = Some(ow1);
+        let m = aggregate(&[a.clone(), b.clone()]).unwrap();
+        let ow = m.mechanisms[0].raise_to_hardirq.as_ref().unwrap();
+        assert_eq!(ow.distribution.count(), 10);
+        assert_eq!(ow.distribution.summary.min_ns, 10_000);
+        assert!(ow.distribution.summary.max_ns.abs_diff(50_000) <= 100);
+        assert_eq!((ow.below_base, ow.error_bound_ns), (2, 4_000));
+        // a device with acks but no estimate: no merged figure (not a subset)
+        b.mechanisms[0].raise_to_hardirq = None;
+        for inputs in [[a.clone(), b.clone()], [b, a]] {
+            let m = aggregate(&inputs).unwrap();
+            assert!(m.mechanisms[0].raise_to_hardirq.is_none());
+            assert_eq!(
+                m.per_device
+                    .iter()
+                    .filter(|r| r.raise_to_hardirq.is_some())
+                    .count(),
+                1
+            );
+        }
     }
 }

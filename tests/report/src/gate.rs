@@ -248,10 +248,139 @@ pub fn check_threshold(result: &RunResult, row: &MechanismResult, t: &ThresholdS
     c
 }
 
+/// The value at 1-based rank `k` of ascending `(value, count)` points.
+fn rank_value(points: &[(u64, u64)], k: u64) -> Option<u64> {
+    let mut seen = 0u64;
+    for &(v, c) in points {
+        seen += c;
+        if seen >= k {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// HDR quantization allowance for comparing two re-bucketed figures: the
+/// back ends keep 3 significant digits (bucket width <= value / 1024), and
+/// the one-way value went through two HDR recordings (raw difference in the
+/// back end, estimate in the report), raise->ack through one.
+fn hdr_slack_ns(one_way_ns: u64, ack_ns: u64) -> u64 {
+    one_way_ns / 500 + ack_ns / 1000 + 2
+}
+
+/// Consistency of the one-way estimate, one check per row (merged and per
+/// device) with raise->ack figures: a hard IRQ precedes its ack, so every
+/// event's true one-way raise->hardirq latency is <= its raise->ack
+/// latency, and every estimate is within `+/- error_bound_ns` of the truth.
+/// Hence `one_way.max <= raise_to_ack.max + bound`; and, when the one-way
+/// distribution plus `below_base` holds the same events as raise->ack,
+/// also p50 and p99 (ranks shifted by `below_base`, which are the lowest). A failure points at the offset's sign or
+/// the base, not at noise. Rows without an estimate get a skipped check.
+pub fn one_way_consistency_checks(result: &RunResult) -> Vec<Check> {
+    let mut out = Vec::new();
+    for row in result.mechanisms.iter().chain(result.per_device.iter()) {
+        let Some(ack) = row.raise_to_ack.as_ref().filter(|d| d.count() > 0) else {
+            continue;
+        };
+        let label = row_label(row);
+        let mut c = Check {
+            kind: CheckKind::Consistency,
+            name: "raise_to_hardirq <= raise_to_ack".into(),
+            mechanism: row.mechanism.clone(),
+            device: row.device.clone(),
+            figure: "raise_to_hardirq".into(),
+            outcome: Outcome::Skip,
+            measured: None,
+            limit: None,
+            unit: "ns".into(),
+            message: format!(
+                "{label}: one-way raise->hardirq not measured: nothing to compare with raise->ack"
+            ),
+        };
+        let Some(ow) = row
+            .raise_to_hardirq
+            .as_ref()
+            .filter(|o| o.distribution.count() > 0)
+        else {
+            out.push(c);
+            continue;
+        };
+        // Every stored one-way value is >= base + offset and every event
+        // below the base is < it, so below-base events are the lowest ranks
+        // of the full set: with the same events on both sides (one-way
+        // count + below_base == acks), the full set's rank k is the stored
+        // rank k - below_base.
+        let below = ow.below_base;
+        let n = ack.count();
+        let same_events = ow.distribution.count() + below == n;
+        let (opts, apts) = (ow.distribution.points(), ack.points());
+        let mut stats = Vec::new();
+        if same_events {
+            for (name, q) in [("p50", 0.50), ("p99", 0.99)] {
+                let k = ((q * n as f64).ceil() as u64).clamp(1, n);
+                if k > below {
+                    if let (Some(ov), Some(av)) =
+                        (rank_value(&opts, k - below), rank_value(&apts, k))
+                    {
+                        stats.push((name, ov, av));
+                    }
+                }
+            }
+        }
+        stats.push(("max", ow.distribution.summary.max_ns, ack.summary.max_ns));
+        let bound = ow.error_bound_ns;
+        let mut worst: Option<(i64, &str)> = None;
+        let mut parts = Vec::new();
+        for (name, ov, av) in &stats {
+            // excess over raise->ack beyond the HDR allowance, ns
+            let excess = *ov as i64 - *av as i64 - hdr_slack_ns(*ov, *av) as i64;
+            if worst.is_none_or(|(w, _)| excess > w) {
+                worst = Some((excess, name));
+            }
+            parts.push(format!(
+                "{name} {} vs {}",
+                fmt_ns(*ov as f64),
+                fmt_ns(*av as f64)
+            ));
+        }
+        let (excess, name) = worst.expect("max is always compared");
+        c.measured = Some(excess as f64);
+        c.limit = Some(bound as f64);
+        let detail = format!(
+            "one-way raise->hardirq vs raise->ack: {} (bound +/- {}{})",
+            parts.join(", "),
+            fmt_ns(bound as f64),
+            if same_events {
+                String::new()
+            } else {
+                format!(
+                    "; only max compared: {} one-way events + {} below base vs {} acks",
+                    ow.distribution.count(),
+                    ow.below_base,
+                    ack.count()
+                )
+            }
+        );
+        if excess > bound as i64 {
+            c.outcome = Outcome::Fail;
+            c.message = format!(
+                "{label}: {detail}: one-way {name} exceeds raise->ack {name} by more than the bound \
+                 (check the offset sign: host - guest)"
+            );
+        } else {
+            c.outcome = Outcome::Pass;
+            c.message = format!("{label}: {detail}: consistent");
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Evaluate conservation and every threshold of `scenario` on `result`'s
 /// merged rows.
 pub fn evaluate(scenario: &Scenario, result: &RunResult) -> Vec<Check> {
     let mut checks = conservation_checks(result);
+    checks.extend(one_way_consistency_checks(result));
     for t in scenario.threshold_specs() {
         let rows: Vec<&MechanismResult> = result
             .mechanisms
@@ -361,7 +490,15 @@ program = { mode = "periodic", period_us = 1000 }
         let mut r = result("kvm");
         let f = apply(&s, &mut r);
         assert!(f.is_empty(), "{f:?}");
-        assert_eq!(r.checks.len(), 4); // 2 conservation + 2 threshold
+        // 2 conservation + 2 one-way consistency (skipped: not measured) + 2 threshold
+        assert_eq!(r.checks.len(), 6);
+        assert_eq!(
+            r.checks
+                .iter()
+                .filter(|c| c.kind == CheckKind::Consistency && c.outcome == Outcome::Skip)
+                .count(),
+            2
+        );
         assert!(exit_message(&f).is_none());
     }
 
@@ -479,5 +616,69 @@ program = { mode = "periodic", period_us = 1000 }
             f[0].message,
             "threaded: bh_run.p99: no results for this mechanism"
         );
+    }
+
+    #[test]
+    fn one_way_must_not_exceed_raise_to_ack() {
+        use crate::model::OneWay;
+        let mut r = result("tcg");
+        let ack = r.mechanisms[0].raise_to_ack.clone().unwrap();
+        let n = ack.count();
+        let (amin, amax) = (ack.summary.min_ns, ack.summary.max_ns);
+        let ow = |v: u64, count: u64, below: u64, bound: u64| OneWay {
+            distribution: Distribution::from_buckets([(v, count)]).unwrap(),
+            negative_samples: 0,
+            error_bound_ns: bound,
+            below_base: below,
+        };
+        let checks = |r: &RunResult| -> Vec<Check> {
+            one_way_consistency_checks(r)
+                .into_iter()
+                .filter(|c| c.mechanism == "tasklet")
+                .collect()
+        };
+        // not measured: a skipped testcase, no figure
+        let c = checks(&r);
+        assert_eq!(c.len(), 1);
+        assert_eq!(
+            (c[0].kind, c[0].outcome),
+            (CheckKind::Consistency, Outcome::Skip)
+        );
+        // below raise->ack: passes
+        r.mechanisms[0].raise_to_hardirq = Some(ow(amin / 2, n, 0, 1_000));
+        r.finalize().unwrap();
+        let c = checks(&r);
+        assert_eq!(c[0].outcome, Outcome::Pass, "{}", c[0].message);
+        assert!(c[0].message.contains("p50"), "{}", c[0].message);
+        // above raise->ack max by more than the bound: fails, names the sign
+        r.mechanisms[0].raise_to_hardirq = Some(ow(amax * 2, n, 0, 1_000));
+        r.finalize().unwrap();
+        let c = checks(&r);
+        assert_eq!(c[0].outcome, Outcome::Fail);
+        assert!(c[0].message.contains("host - guest"), "{}", c[0].message);
+        // within the bound: passes
+        r.mechanisms[0].raise_to_hardirq = Some(ow(amax + 1_000, n, 0, amax));
+        r.finalize().unwrap();
+        assert_eq!(checks(&r)[0].outcome, Outcome::Pass);
+        // one event below base: the lowest rank, quantiles still compared
+        r.mechanisms[0].raise_to_hardirq = Some(ow(amin / 2, n - 1, 1, 1_000));
+        r.finalize().unwrap();
+        let c = checks(&r);
+        assert_eq!(c[0].outcome, Outcome::Pass);
+        assert!(c[0].message.contains("p50"), "{}", c[0].message);
+        // events missing (no hardirq stamp): only max is compared
+        r.mechanisms[0].raise_to_hardirq = Some(ow(amin / 2, n - 5, 1, 1_000));
+        r.finalize().unwrap();
+        let c = checks(&r);
+        assert_eq!(c[0].outcome, Outcome::Pass);
+        assert!(
+            c[0].message.contains("only max compared"),
+            "{}",
+            c[0].message
+        );
+        assert_eq!(rank_value(&[(5, 2), (9, 1)], 2), Some(5));
+        assert_eq!(rank_value(&[(5, 2), (9, 1)], 3), Some(9));
+        assert_eq!(rank_value(&[(5, 2)], 3), None);
+        assert!(!c[0].message.contains("p50"), "{}", c[0].message);
     }
 }

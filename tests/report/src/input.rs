@@ -23,7 +23,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::hist::{log2_index, Distribution, HistError, Log2Exact};
-use crate::model::{mechanism_id, GuestCounters, HostCounters, MechanismResult, ReferenceResult};
+use crate::model::{
+    mechanism_id, GuestCounters, HostCounters, MechanismResult, OneWay, ReferenceResult,
+};
+use crate::offset::{one_way_from_diffs, OffsetEstimate};
 use crate::scenario::Scenario;
 
 /// Errors reading back-end or guest output.
@@ -119,6 +122,71 @@ pub struct BackendMechanism {
     pub guest_bh_delay_ns: BackendHist,
     #[serde(default)]
     pub guest_bh_run_ns: BackendHist,
+    /// Raw cross-clock raise -> hardirq differences (device spec §9);
+    /// absent from older back ends.
+    #[serde(default)]
+    pub raw_raise_to_hardirq: Option<RawRaiseToHardirq>,
+}
+
+/// The back end's `raw_raise_to_hardirq`: `hardirq_ns` (guest clock) `-
+/// raise_ns` (host clock) of every ack with a hardirq stamp, stored as
+/// `diff - base_ns` (device spec §9).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RawRaiseToHardirq {
+    /// Per-device base; `null` until an ack with a hardirq stamp arrived.
+    #[serde(default)]
+    pub base_ns: Option<i64>,
+    /// Differences below the base (counted, value unknown).
+    #[serde(default)]
+    pub below_base: u64,
+    #[serde(default)]
+    pub diff_minus_base_ns: BackendHist,
+}
+
+impl RawRaiseToHardirq {
+    /// The raw differences `hardirq_ns - raise_ns` with counts
+    /// (`value + base_ns` per bucket), for
+    /// [`crate::offset::one_way_from_diffs`]. `Ok(None)` when there is no
+    /// base or no value.
+    pub fn diffs(&self, what: &str) -> Result<Option<Vec<(i64, u64)>>, InputError> {
+        let h = &self.diff_minus_base_ns;
+        let Some(base) = self.base_ns else {
+            return Ok(None);
+        };
+        if h.count == 0 {
+            return Ok(None);
+        }
+        let b = h.buckets.as_ref().ok_or_else(|| InputError::NoBuckets {
+            what: what.to_string(),
+            count: h.count,
+        })?;
+        Ok(Some(
+            b.iter()
+                .map(|x| {
+                    let (v, c) = x.pair();
+                    let d = (i128::from(v) + i128::from(base))
+                        .clamp(i128::from(i64::MIN), i128::from(i64::MAX));
+                    (d as i64, c)
+                })
+                .collect(),
+        ))
+    }
+
+    /// The one-way device-raise -> guest-hardirq distribution with the
+    /// device's offset estimate: each bucket is `value + base_ns +
+    /// host_minus_guest_ns`. `Ok(None)` when there is nothing to convert.
+    pub fn one_way(
+        &self,
+        estimate: &OffsetEstimate,
+        what: &str,
+    ) -> Result<Option<OneWay>, InputError> {
+        let Some(d) = self.diffs(what)? else {
+            return Ok(None);
+        };
+        let mut ow = one_way_from_diffs(estimate, d)?;
+        ow.below_base = self.below_base;
+        Ok(Some(ow))
+    }
 }
 
 /// Device-wide counters of the back end.
@@ -211,6 +279,91 @@ impl BackendStats {
             }
         }
         Ok(rows)
+    }
+
+    /// The raw raise -> hardirq data of a mechanism, if the back end sent it.
+    pub fn raw_raise_to_hardirq(&self, mechanism: &str) -> Option<&RawRaiseToHardirq> {
+        self.mechanisms
+            .iter()
+            .find(|m| m.name == mechanism)?
+            .raw_raise_to_hardirq
+            .as_ref()
+    }
+
+    /// Fill `raise_to_hardirq` of this device's `rows` (from
+    /// [`Self::rows`]) with the one-way estimate, using this device's
+    /// offset estimate (`None`: not measured). Never fabricates: a row
+    /// without data keeps `None`. Returns notes for `meta.notes`, labelled
+    /// with `device`: why the estimate is missing, or the offset applied
+    /// and the `below_base` / negative counts per mechanism.
+    pub fn apply_one_way(
+        &self,
+        rows: &mut [MechanismResult],
+        estimate: Option<&OffsetEstimate>,
+        device: &str,
+    ) -> Result<Vec<String>, InputError> {
+        let acked: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.raise_to_ack.is_some())
+            .map(|r| r.mechanism.as_str())
+            .collect();
+        if acked.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(est) = estimate else {
+            return Ok(vec![format!(
+                "{device}: one-way raise->hardirq: not measured: no clock offset estimate \
+                 (docs/clock-offset.md)"
+            )]);
+        };
+        let mut missing: Vec<String> = Vec::new();
+        let mut counts: Vec<String> = Vec::new();
+        for row in rows.iter_mut().filter(|r| r.raise_to_ack.is_some()) {
+            let n = row.mechanism.clone();
+            let raw = self.raw_raise_to_hardirq(&n);
+            let ow = match raw {
+                Some(raw) => raw.one_way(est, &format!("{n}.raw_raise_to_hardirq"))?,
+                None => None,
+            };
+            match (raw, ow) {
+                (None, _) => missing.push(format!(
+                    "{n} (no `raw_raise_to_hardirq` in the back end's stats: older back end)"
+                )),
+                (Some(raw), None) => missing.push(format!(
+                    "{n} (no ack with a hardirq stamp{})",
+                    if raw.below_base > 0 {
+                        format!("; {} below base", raw.below_base)
+                    } else {
+                        String::new()
+                    }
+                )),
+                (Some(_), Some(ow)) => {
+                    counts.push(format!(
+                        "{n} {} below base, {} negative",
+                        ow.below_base, ow.negative_samples
+                    ));
+                    row.raise_to_hardirq = Some(ow);
+                }
+            }
+        }
+        let mut notes = Vec::new();
+        if !counts.is_empty() {
+            notes.push(format!(
+                "{device}: one-way raise->hardirq = back-end raw difference + base + \
+                 (host - guest) {} ns, +/- {} ns; {} (below base: clock drift, not in the \
+                 distribution; negative: estimate < 0, recorded as 0)",
+                est.host_minus_guest_ns,
+                est.error_bound_ns,
+                counts.join("; ")
+            ));
+        }
+        if !missing.is_empty() {
+            notes.push(format!(
+                "{device}: one-way raise->hardirq: not measured for {}",
+                missing.join(", ")
+            ));
+        }
+        Ok(notes)
     }
 }
 
@@ -692,5 +845,122 @@ bh_wq               1000      1095      1200      2600      3071      4095      
         let r = t.reference.as_ref().unwrap();
         assert_eq!(r.bh_run.as_ref().unwrap().count(), 100);
         assert!(b.reference.is_none());
+    }
+
+    /// STATS with `raw_raise_to_hardirq` for tasklet only (bh_wq is shaped
+    /// like an older back end). Known clocks: guest ahead of the host by
+    /// 5 s (`host - guest = -5e9`), base = hardirq - ack of the first ack
+    /// = 5e9 - 40 us, so a stored value is `latency + 40 us`.
+    fn stats_with_raw() -> String {
+        STATS.replace(
+            r#""guest_bh_run_ns": {"count": 0}},"#,
+            r#""guest_bh_run_ns": {"count": 0},
+       "raw_raise_to_hardirq": {"base_ns": 4999960000, "below_base": 3,
+         "diff_minus_base_ns": {"count": 1990, "min": 60000, "max": 340000,
+           "buckets": [[60000, 1980], [340000, 10]]}}},"#,
+        )
+    }
+
+    fn est(host_minus_guest_ns: i64, bound: u64) -> OffsetEstimate {
+        OffsetEstimate {
+            host_minus_guest_ns,
+            error_bound_ns: bound,
+            delay_ns: 2 * bound,
+            samples: 1,
+            used: 1,
+            chosen: 0,
+            drift_ppm: None,
+        }
+    }
+
+    #[test]
+    fn raw_raise_to_hardirq_parses_and_is_optional() {
+        // older stats (no field) still parse
+        let old = parse_backend_stats(STATS).unwrap();
+        assert!(old.raw_raise_to_hardirq("tasklet").is_none());
+        let st = parse_backend_stats(&stats_with_raw()).unwrap();
+        let raw = st.raw_raise_to_hardirq("tasklet").unwrap();
+        assert_eq!((raw.base_ns, raw.below_base), (Some(4_999_960_000), 3));
+        assert_eq!(raw.diff_minus_base_ns.count, 1990);
+        // diff = value + base
+        assert_eq!(
+            raw.diffs("t").unwrap().unwrap(),
+            vec![(5_000_020_000, 1980), (5_000_300_000, 10)]
+        );
+        assert!(st.raw_raise_to_hardirq("bh_wq").is_none());
+        // null base (no hardirq stamp yet) and empty histogram: nothing
+        let none: RawRaiseToHardirq = serde_json::from_str(
+            r#"{"base_ns": null, "below_base": 0, "diff_minus_base_ns": {"count": 0}}"#,
+        )
+        .unwrap();
+        assert_eq!(none.diffs("t").unwrap(), None);
+        // values without buckets are an error, as for the other histograms
+        let nb: RawRaiseToHardirq = serde_json::from_str(
+            r#"{"base_ns": 1, "below_base": 0, "diff_minus_base_ns": {"count": 4}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            nb.diffs("t"),
+            Err(InputError::NoBuckets { count: 4, .. })
+        ));
+    }
+
+    #[test]
+    fn one_way_with_a_known_offset() {
+        let sc = parse(SCENARIO, "in.toml").unwrap();
+        let st = parse_backend_stats(&stats_with_raw()).unwrap();
+        let mut rows = st.rows(&sc, None).unwrap();
+        let e = est(-5_000_000_000, 2_000);
+        let notes = st.apply_one_way(&mut rows, Some(&e), "irqstorm0").unwrap();
+        let ow = rows[0].raise_to_hardirq.as_ref().unwrap();
+        let s = &ow.distribution.summary;
+        // value + base + offset = latency (HDR keeps 3 significant digits)
+        let close = |got: u64, want: u64| got.abs_diff(want) <= want / 500;
+        assert!(close(s.p50_ns, 20_000), "{s:?}");
+        assert!(close(s.max_ns, 300_000), "{s:?}");
+        assert_eq!(ow.distribution.count(), 1990);
+        assert_eq!(
+            (ow.below_base, ow.negative_samples, ow.error_bound_ns),
+            (3, 0, 2_000)
+        );
+        // bh_wq: older back end, so not measured, never invented
+        assert!(rows[1].raise_to_hardirq.is_none());
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[0].contains("-5000000000 ns, +/- 2000 ns"),
+            "{}",
+            notes[0]
+        );
+        assert!(
+            notes[0].contains("tasklet 3 below base, 0 negative"),
+            "{}",
+            notes[0]
+        );
+        assert!(
+            notes[1].starts_with("irqstorm0: one-way raise->hardirq: not measured for bh_wq"),
+            "{}",
+            notes[1]
+        );
+
+        // an offset 25 us too small makes the 20 us events negative: counted
+        let mut rows = st.rows(&sc, None).unwrap();
+        st.apply_one_way(&mut rows, Some(&est(-5_000_025_000, 30_000)), "d")
+            .unwrap();
+        let ow = rows[0].raise_to_hardirq.as_ref().unwrap();
+        assert_eq!((ow.negative_samples, ow.distribution.count()), (1980, 1990));
+        assert_eq!(ow.distribution.summary.min_ns, 0);
+
+        // no offset estimate: not measured, nothing filled
+        let mut rows = st.rows(&sc, None).unwrap();
+        let notes = st.apply_one_way(&mut rows, None, "irqstorm1").unwrap();
+        assert!(rows.iter().all(|r| r.raise_to_hardirq.is_none()));
+        assert_eq!(
+            notes,
+            vec![
+                "irqstorm1: one-way raise->hardirq: not measured: no clock offset estimate \
+                  (docs/clock-offset.md)"
+                    .to_string()
+            ]
+        );
     }
 }

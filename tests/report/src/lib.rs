@@ -8,9 +8,10 @@
 //!
 //! The real wiring is `xtask/src/scenario.rs` (guest side:
 //! `tests/guest/lib/scenario.sh`); the sketch below shows the call sequence.
-//! There, the one-way estimate is reported as not measured (a note in
-//! `meta.notes`): the back end's `stats` reply has neither per-event
-//! `(raise_ns, hardirq_ns)` pairs nor a histogram of their differences.
+//! There, the one-way estimate comes from the back end's per-mechanism
+//! `raw_raise_to_hardirq` histogram and each device's PING offset
+//! ([`input::BackendStats::apply_one_way`]); when either is missing it is
+//! reported as not measured (a note in `meta.notes`), never invented.
 //!
 //! ```no_run
 //! use irqstorm_report::{aggregate, baseline, gate, input, model, offset, render, scenario};
@@ -57,13 +58,16 @@
 //!     ref_latency: ref_lat.as_deref(),
 //!     ref_work: ref_work.as_deref(),
 //! })?;
-//! //    One-way raise -> hardirq: offset from PING exchanges, then
-//! //    (raise_ns, hardirq_ns) pairs of the mechanism's events.
+//! //    One-way raise -> hardirq: offset from this device's PING exchanges,
+//! //    applied to the back end's raw_raise_to_hardirq of each mechanism
+//! //    (notes say what was not measured and count below-base/negative).
 //! let pings = [offset::PingSample {
 //!     t1_guest_send_ns: 0, t2_host_recv_ns: 5, t3_host_send_ns: 6, t4_guest_recv_ns: 11,
 //! }];
 //! let est = offset::estimate(&pings)?;
-//! rows[0].raise_to_hardirq = Some(offset::one_way(&est, [(100, 120)])?);
+//! let notes = stats.apply_one_way(&mut rows, Some(&est), "irqstorm0")?;
+//! //    (with per-event (raise_ns, hardirq_ns) pairs instead:
+//! //    offset::one_way(&est, pairs))
 //!
 //! let mut result = model::RunResult::new(model::RunMeta {
 //!     scenario: sc.name.clone(),
@@ -77,6 +81,7 @@
 //!     ..Default::default()
 //! });
 //! result.mechanisms = rows;
+//! result.meta.notes.extend(notes);
 //! result.baselines.host_eventfd = Some(evfd);
 //! result.clock_offsets.push(model::DeviceOffset { device: "irqstorm0".into(), estimate: est });
 //! if !ramp.steps.is_empty() {

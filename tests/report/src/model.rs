@@ -182,6 +182,11 @@ pub struct OneWay {
     pub negative_samples: u64,
     /// Every value is within +/- this of the true one-way latency.
     pub error_bound_ns: u64,
+    /// Events whose raw clock difference fell below the back end's base
+    /// (`raw_raise_to_hardirq.below_base`, clock drift): counted, but their
+    /// value is unknown, so they are not in `distribution`.
+    #[serde(default)]
+    pub below_base: u64,
 }
 
 /// Results for one mechanism (and device, in `per_device`).
@@ -351,6 +356,9 @@ pub enum CheckKind {
     Threshold,
     /// The guest itself: a kernel WARNING/BUG/Oops/panic on its console.
     Guest,
+    /// Agreement between figures of one row, e.g. one-way raise->hardirq
+    /// <= raise->ack (up to the one-way error bound).
+    Consistency,
 }
 
 /// Outcome of one check.

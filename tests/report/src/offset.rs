@@ -145,6 +145,53 @@ fn drift_ppm(good: &[(usize, PingSample)]) -> Option<f64> {
     Some((b.offset_ns() - a.offset_ns()) as f64 / dt * 1e6)
 }
 
+/// Uncertainty of [`OffsetEstimate::drift_ppm`], ppm: the two offsets it
+/// compares (min-filtered first and last thirds of the consistent
+/// exchanges) are each only known within half their delay, so the drift is
+/// known within `(bound_first + bound_last) / elapsed`. `None` when there
+/// is no drift figure.
+pub fn drift_uncertainty_ppm(samples: &[PingSample]) -> Option<f64> {
+    let good: Vec<(usize, PingSample)> = samples
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, s)| s.is_consistent() && s.delay_ns() >= 0)
+        .collect();
+    if good.len() < 6 {
+        return None;
+    }
+    let third = good.len() / 3;
+    let (_, a) = min_filter(&good[..third])?;
+    let (_, b) = min_filter(&good[good.len() - third..])?;
+    let dt = b.t2_host_recv_ns as f64 - a.t2_host_recv_ns as f64;
+    if dt <= 0.0 {
+        return None;
+    }
+    let half = |s: &PingSample| (s.delay_ns().max(0) as u64).div_ceil(2) as f64;
+    Some((half(&a) + half(&b)) / dt * 1e6)
+}
+
+/// The error the estimate's drift figure could add to one-way estimates of
+/// events in the host-time window `[from_ns, to_ns]` (e.g. the back end's
+/// `since_ns`..`now_ns`), the offset having been measured at host time
+/// `chosen_host_ns` (the chosen exchange's `t2`): `|drift| x` the longest
+/// distance from the exchange to the window, ns. `None` without a drift
+/// figure. Not part of `error_bound_ns`: the drift figure is itself the
+/// difference of two offsets each within their own bound, so it is reported
+/// beside the bound (docs/clock-offset.md), not added to it.
+pub fn drift_allowance_ns(
+    estimate: &OffsetEstimate,
+    chosen_host_ns: u64,
+    from_ns: u64,
+    to_ns: u64,
+) -> Option<u64> {
+    let ppm = estimate.drift_ppm?;
+    let span = chosen_host_ns
+        .abs_diff(from_ns)
+        .max(chosen_host_ns.abs_diff(to_ns));
+    Some((ppm.abs() * span as f64 / 1e6).round() as u64)
+}
+
 /// Build the one-way raise -> hardirq distribution from `(raise_host_ns,
 /// hardirq_guest_ns)` pairs. Negative estimates are counted and clamped to 0.
 pub fn one_way<I>(estimate: &OffsetEstimate, pairs: I) -> Result<OneWay, HistError>
@@ -165,6 +212,7 @@ where
         distribution: Distribution::from_hdr(&h),
         negative_samples: negative,
         error_bound_ns: estimate.error_bound_ns,
+        below_base: 0,
     })
 }
 
@@ -194,6 +242,7 @@ where
         distribution: Distribution::from_hdr(&h),
         negative_samples: negative,
         error_bound_ns: estimate.error_bound_ns,
+        below_base: 0,
     })
 }
 
@@ -355,6 +404,23 @@ mod tests {
     }
 
     #[test]
+    fn drift_allowance_spans_the_window() {
+        let mut e = estimate(&[exchange(1_000, 0, 10, 1, 10)]).unwrap();
+        assert_eq!(drift_allowance_ns(&e, 20_000_000_000, 0, 1), None);
+        e.drift_ppm = Some(-5.0);
+        // chosen exchange 16 s after the window start: 5 ppm of 16 s
+        assert_eq!(
+            drift_allowance_ns(&e, 20_000_000_000, 4_000_000_000, 19_900_000_000),
+            Some(80_000)
+        );
+        // before the window: the far end counts
+        assert_eq!(
+            drift_allowance_ns(&e, 1_000_000_000, 2_000_000_000, 3_000_000_000),
+            Some(10_000)
+        );
+    }
+
+    #[test]
     fn drift_is_estimated() {
         // guest clock runs 100 ppm slow: theta grows by 100 ns per ms
         let v: Vec<PingSample> = (0..30u64)
@@ -367,6 +433,10 @@ mod tests {
         let e = estimate(&v).unwrap();
         let d = e.drift_ppm.unwrap();
         assert!((d - 100.0).abs() < 1.0, "{d}");
+        // bounds 2 us on each end, 200 ms apart (index 0 and 20): 20 ppm
+        let u = drift_uncertainty_ppm(&v).unwrap();
+        assert!((u - 20.0).abs() < 0.1, "{u}");
+        assert_eq!(drift_uncertainty_ppm(&v[..5]), None);
         assert_eq!(estimate(&v[..5]).unwrap().drift_ppm, None);
     }
 }

@@ -261,36 +261,7 @@ pub fn table(result: &RunResult) -> String {
             e.drift_ppm.map(|d| format!(", drift {d:.1} ppm")).unwrap_or_default()
         );
     }
-    let one_way: Vec<&MechanismResult> = result
-        .mechanisms
-        .iter()
-        .filter(|r| r.raise_to_hardirq.is_some())
-        .collect();
-    if !one_way.is_empty() {
-        let t = Table {
-            groups: vec![
-                ("".into(), 1),
-                ("one-way raise->hardirq estimate (us)".into(), 5),
-            ],
-            headers: ["mechanism", "p50", "p99", "max", "+/- bound", "negative"]
-                .map(String::from)
-                .to_vec(),
-            rows: one_way
-                .iter()
-                .filter_map(|r| {
-                    let o = r.raise_to_hardirq.as_ref()?;
-                    let s = &o.distribution.summary;
-                    Some(vec![
-                        r.mechanism.clone(),
-                        us(s.p50_ns),
-                        us(s.p99_ns),
-                        us(s.max_ns),
-                        us(o.error_bound_ns),
-                        o.negative_samples.to_string(),
-                    ])
-                })
-                .collect(),
-        };
+    if let Some(t) = one_way_table(result) {
         out.push('\n');
         out.push_str(&t.render());
     }
@@ -359,7 +330,9 @@ fn count_outcomes(checks: &[Check]) -> (usize, usize, usize) {
 /// the gate was not run.
 pub fn effective_checks(result: &RunResult) -> Vec<Check> {
     if result.checks.is_empty() {
-        conservation_checks(result)
+        let mut c = conservation_checks(result);
+        c.extend(crate::gate::one_way_consistency_checks(result));
+        c
     } else {
         result.checks.clone()
     }
@@ -401,6 +374,64 @@ pub fn xml_escape(s: &str) -> String {
         }
     }
     o
+}
+
+/// Rows of the one-way block: merged rows, then per-device rows of a
+/// multi-device run (each converted with its own device's offset).
+fn one_way_rows(result: &RunResult) -> Vec<Vec<String>> {
+    let per_device = result.per_device.iter().map(|r| (r, true));
+    result
+        .mechanisms
+        .iter()
+        .map(|r| (r, false))
+        .chain(per_device)
+        .filter_map(|(r, dev)| {
+            let o = r.raise_to_hardirq.as_ref()?;
+            let s = &o.distribution.summary;
+            let name = match (&r.device, dev) {
+                (Some(d), true) => format!("{}@{d}", r.mechanism),
+                _ => r.mechanism.clone(),
+            };
+            Some(vec![
+                name,
+                o.distribution.count().to_string(),
+                us(s.p50_ns),
+                us(s.p99_ns),
+                us(s.max_ns),
+                us(o.error_bound_ns),
+                o.below_base.to_string(),
+                o.negative_samples.to_string(),
+            ])
+        })
+        .collect()
+}
+
+const ONE_WAY_HEADERS: [&str; 8] = [
+    "mechanism",
+    "count",
+    "p50",
+    "p99",
+    "max",
+    "+/- bound",
+    "below base",
+    "negative",
+];
+
+/// The "one-way raise->hardirq (us, +/- bound)" block under the main
+/// table; `None` when no row has the estimate.
+fn one_way_table(result: &RunResult) -> Option<Table> {
+    let rows = one_way_rows(result);
+    if rows.is_empty() {
+        return None;
+    }
+    Some(Table {
+        groups: vec![
+            ("".into(), 1),
+            ("one-way raise->hardirq (us, +/- bound)".into(), 7),
+        ],
+        headers: ONE_WAY_HEADERS.map(String::from).to_vec(),
+        rows,
+    })
 }
 
 /// JUnit XML: one testsuite per run, one testcase per mechanism x check
@@ -455,6 +486,7 @@ pub fn junit(result: &RunResult) -> String {
             CheckKind::Conservation => "conservation",
             CheckKind::Threshold => "threshold",
             CheckKind::Guest => "guest",
+            CheckKind::Consistency => "consistency",
         };
         match c.outcome {
             Outcome::Pass => {
@@ -538,6 +570,24 @@ pub fn markdown(result: &RunResult, plots: &[String]) -> String {
     }
     if guest_is_log2(&result.mechanisms) {
         o.push_str("\nGuest figures (hardirq→bh, bh run) are log2 bucket upper edges.\n");
+    }
+    let ow = one_way_rows(result);
+    if !ow.is_empty() {
+        o.push_str(
+            "\n## One-way raise→hardirq (µs, ± bound)\n\n\
+             Device raise (host clock) → guest hard IRQ (guest clock), through the \
+             PING clock-offset estimate; every value is within ± bound of the true \
+             latency (docs/clock-offset.md).\n\n",
+        );
+        let _ = writeln!(o, "| {} |", ONE_WAY_HEADERS.join(" | "));
+        o.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        for r in ow {
+            let _ = writeln!(
+                o,
+                "| {} |",
+                r.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | ")
+            );
+        }
     }
     if f > 0 {
         o.push_str("\n## Failures\n\n");
@@ -651,6 +701,7 @@ pub(crate) mod tests {
                     distribution: Distribution::from_buckets([(15_000, 900)]).unwrap(),
                     negative_samples: 0,
                     error_bound_ns: 3_000,
+                    below_base: 0,
                 });
             }
             r.mechanisms.push(x);
@@ -739,9 +790,10 @@ pub(crate) mod tests {
         assert!(lines[hdr + 2].contains(" 1000 ") && lines[hdr + 2].contains(" 90 "));
         assert!(t.contains("host eventfd ping-pong (1000 round trips)"));
         assert!(t.contains("clock offset dev0: host - guest = -1234 ns +/- 3000 ns"));
-        assert!(t.contains("one-way raise->hardirq estimate (us)"));
+        assert!(t.contains("one-way raise->hardirq (us, +/- bound)"));
         assert!(t.contains("ramp stopped: coalesced/raised"));
-        assert!(t.contains("checks: 4 passed, 0 failed, 0 skipped"));
+        // 4 conservation, 1 one-way consistency (tasklet), 3 skipped (not measured)
+        assert!(t.contains("checks: 5 passed, 0 failed, 3 skipped"), "{t}");
     }
 
     #[test]
