@@ -790,7 +790,9 @@ impl Device {
             self.mark_latched();
             return (0, false);
         }
-        let mut retried = false;
+        // True once notifications were re-enabled and no buffer was taken
+        // since: a second empty ring then really is empty.
+        let mut rechecked = false;
         while !self.pending_order.is_empty() || self.standalone_fault_armed() {
             let chain = match q.iter(mem) {
                 Ok(mut it) => it.next(),
@@ -800,9 +802,14 @@ impl Device {
                 }
             };
             let Some(chain) = chain else {
-                // No buffer: ask for a kick when one arrives; re-check once for a race.
-                if !retried && !self.pending_order.is_empty() {
-                    retried = true;
+                // No buffer: ask for a kick when one arrives (with EVENT_IDX this
+                // publishes avail_event = next_avail), then re-check for buffers
+                // posted meanwhile. Every time the ring runs dry after progress,
+                // not just once: a stale avail_event would make the driver
+                // suppress its kicks and latched raises would wait forever once
+                // the sources stop. Bounded: each retry needs a buffer taken.
+                if !rechecked && !self.pending_order.is_empty() {
+                    rechecked = true;
                     if let Ok(true) = q.enable_notification(mem) {
                         continue;
                     }
@@ -810,6 +817,7 @@ impl Device {
                 self.mark_latched();
                 break;
             };
+            rechecked = false;
             let head = chain.head_index();
             let descs = match collect_chain(chain, mem, MAX_CHAIN_DESCS).and_then(|d| {
                 if d.iter().any(|x| !x.2) {
