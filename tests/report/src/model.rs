@@ -10,23 +10,9 @@ use crate::hist::{Distribution, HistError, LatencySummary};
 /// Version of the `report.json` schema.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// Bottom-half mechanisms, indexed by their id (device spec §6.5).
-pub const MECHANISMS: [&str; 14] = [
-    "hardirq",
-    "threaded",
-    "tasklet",
-    "tasklet_hi",
-    "bh_wq",
-    "bh_wq_highpri",
-    "wq_system",
-    "wq_highpri",
-    "wq_unbound",
-    "wq_dedicated",
-    "kthread",
-    "completion",
-    "timer_list",
-    "hrtimer",
-];
+/// Bottom-half mechanisms, indexed by their id (device spec §6.5): the
+/// back end's table, so both sides name them alike.
+pub use irqstorm_backend::protocol::MECHANISM_NAMES as MECHANISMS;
 
 /// Mechanisms whose bottom half runs in atomic context: the driver refuses
 /// `sleep` work on them.
