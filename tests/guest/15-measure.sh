@@ -4,23 +4,10 @@
 # mechanisms; prints the hardirq -> bottom-half-start summary (ns) and the rtla-style
 # histograms as KTAP diagnostics.
 . /tests/lib/ktap.sh
-mod="${IRQSTORM_MODULE:-/lib/modules/irqstorm.ko}"
-D=/sys/kernel/debug/irqstorm
+. /tests/lib/irqstorm.sh
 N=${IRQSTORM_MEASURE_EVENTS:-500}
 MECHS="hardirq threaded tasklet tasklet_hi bh_wq bh_wq_highpri wq_system wq_highpri wq_unbound wq_dedicated kthread completion timer_list hrtimer"
-find_dev() {
-	for p in /sys/bus/pci/devices/*; do
-		[ "$(cat "$p/vendor")" = 0x1af4 ] && [ "$(cat "$p/device")" = 0x1055 ] && { echo "$p"; return; }
-	done
-}
-P=$(find_dev)
-if [ -z "$P" ]; then
-	ktap_plan 1
-	ktap_skip "irqstorm device present" "no 1af4:1055 function (run with the device)"
-	ktap_finish
-fi
-[ -d $D ] || mount -t debugfs none /sys/kernel/debug 2>/dev/null
-grep -q '^irqstorm ' /proc/modules || insmod "$mod"
+irqstorm_require_device
 ktap_plan 2
 echo all > $D/reset
 echo "all work none" > $D/sources

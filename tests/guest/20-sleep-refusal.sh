@@ -2,21 +2,8 @@
 # Asking a non-sleepable mechanism to sleep is refused with -EINVAL and a message saying why;
 # sleepable mechanisms accept it.
 . /tests/lib/ktap.sh
-mod="${IRQSTORM_MODULE:-/lib/modules/irqstorm.ko}"
-D=/sys/kernel/debug/irqstorm
-find_dev() {
-	for p in /sys/bus/pci/devices/*; do
-		[ "$(cat "$p/vendor")" = 0x1af4 ] && [ "$(cat "$p/device")" = 0x1055 ] && { echo "$p"; return; }
-	done
-}
-P=$(find_dev)
-if [ -z "$P" ]; then
-	ktap_plan 1
-	ktap_skip "irqstorm device present" "no 1af4:1055 function (run with the device)"
-	ktap_finish
-fi
-[ -d $D ] || mount -t debugfs none /sys/kernel/debug 2>/dev/null
-grep -q '^irqstorm ' /proc/modules || insmod "$mod"
+. /tests/lib/irqstorm.sh
+irqstorm_require_device
 
 ktap_plan 15
 echo "all work none" > $D/sources

@@ -2,21 +2,8 @@
 # Device timers programmed from the guest over controlq (one-shot, periodic), and device
 # errors returned to the writer: OUT_OF_RANGE -> ERANGE, BUSY -> EBUSY; bad input -> EINVAL.
 . /tests/lib/ktap.sh
-mod="${IRQSTORM_MODULE:-/lib/modules/irqstorm.ko}"
-D=/sys/kernel/debug/irqstorm
-find_dev() {
-	for p in /sys/bus/pci/devices/*; do
-		[ "$(cat "$p/vendor")" = 0x1af4 ] && [ "$(cat "$p/device")" = 0x1055 ] && { echo "$p"; return; }
-	done
-}
-P=$(find_dev)
-if [ -z "$P" ]; then
-	ktap_plan 1
-	ktap_skip "irqstorm device present" "no 1af4:1055 function (run with the device)"
-	ktap_finish
-fi
-[ -d $D ] || mount -t debugfs none /sys/kernel/debug 2>/dev/null
-grep -q '^irqstorm ' /proc/modules || insmod "$mod"
+. /tests/lib/irqstorm.sh
+irqstorm_require_device
 dstat() { grep "^$1 " $D/ctrl | cut -d' ' -f2; }
 
 # expect_err NAME ERRTEXT CMD FILE

@@ -2,25 +2,12 @@
 # Teardown under load: 20 unbind/rebind and 20 rmmod/insmod cycles during a 10k events/s storm,
 # cycling the bottom half each time; no oops or WARN in dmesg, and the device works afterwards.
 . /tests/lib/ktap.sh
-mod="${IRQSTORM_MODULE:-/lib/modules/irqstorm.ko}"
-D=/sys/kernel/debug/irqstorm
+. /tests/lib/irqstorm.sh
 DRV=/sys/bus/pci/drivers/irqstorm
 CYCLES=${IRQSTORM_TEARDOWN_CYCLES:-20}
 MECHS="hardirq threaded tasklet tasklet_hi bh_wq bh_wq_highpri wq_system wq_highpri wq_unbound wq_dedicated kthread completion timer_list hrtimer"
-find_dev() {
-	for p in /sys/bus/pci/devices/*; do
-		[ "$(cat "$p/vendor")" = 0x1af4 ] && [ "$(cat "$p/device")" = 0x1055 ] && { echo "$p"; return; }
-	done
-}
-P=$(find_dev)
-if [ -z "$P" ]; then
-	ktap_plan 1
-	ktap_skip "irqstorm device present" "no 1af4:1055 function (run with the device)"
-	ktap_finish
-fi
+irqstorm_require_device
 BDF=$(basename "$P")
-[ -d /sys/kernel/debug ] && mount -t debugfs none /sys/kernel/debug 2>/dev/null
-grep -q '^irqstorm ' /proc/modules || insmod "$mod"
 problems() { dmesg | grep -cE '(WARNING:|BUG:|Oops|general protection fault|Call Trace:|refcount_t)'; }
 before=$(problems)
 

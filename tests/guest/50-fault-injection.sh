@@ -5,22 +5,9 @@
 # (back end `fault` command) and compares faults_injected with the guest's bad_total printed
 # here. Skips unless the device offers fault injection.
 . /tests/lib/ktap.sh
-mod="${IRQSTORM_MODULE:-/lib/modules/irqstorm.ko}"
-D=/sys/kernel/debug/irqstorm
+. /tests/lib/irqstorm.sh
 WAIT=${IRQSTORM_FAULT_WAIT:-30}
-find_dev() {
-	for p in /sys/bus/pci/devices/*; do
-		[ "$(cat "$p/vendor")" = 0x1af4 ] && [ "$(cat "$p/device")" = 0x1055 ] && { echo "$p"; return; }
-	done
-}
-P=$(find_dev)
-if [ -z "$P" ]; then
-	ktap_plan 1
-	ktap_skip "irqstorm device present" "no 1af4:1055 function (run with the device)"
-	ktap_finish
-fi
-[ -d $D ] || mount -t debugfs none /sys/kernel/debug 2>/dev/null
-grep -q '^irqstorm ' /proc/modules || insmod "$mod"
+irqstorm_require_device
 f=$(grep "^features " $D/stats | cut -d' ' -f2)
 if [ $(( f & 2 )) -eq 0 ]; then
 	ktap_plan 1
