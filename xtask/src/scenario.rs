@@ -863,26 +863,39 @@ fn run_with_backend(
         }) {
             let chosen = samples[e.chosen].t2_host_recv_ns;
             let unc = offset::drift_uncertainty_ppm(&samples);
-            if let (Some(a), Some(d), Some(u)) = (
-                offset::drift_allowance_ns(&e, chosen, stats.since_ns, stats.now_ns),
-                e.drift_ppm,
-                unc,
-            ) {
-                let what = if d.abs() > u {
-                    format!(
-                        "would add up to +/- {} us beyond the bound",
-                        a.div_ceil(1000)
-                    )
-                } else {
-                    "is not significant (within the PING bounds)".to_string()
+            // The offset is that of one PING; elsewhere in the phase it is off
+            // by up to (|drift| + its uncertainty) x the distance to that PING.
+            // That goes into each row's bound, so the bound stated is a bound.
+            if let (Some(d), Some(u)) = (e.drift_ppm, unc) {
+                let worst = offset::OffsetEstimate {
+                    drift_ppm: Some(d.abs() + u),
+                    ..e
                 };
+                if let Some(a) =
+                    offset::drift_allowance_ns(&worst, chosen, stats.since_ns, stats.now_ns)
+                {
+                    for ow in result
+                        .mechanisms
+                        .iter_mut()
+                        .filter_map(|r| r.raise_to_hardirq.as_mut())
+                    {
+                        ow.error_bound_ns = ow.error_bound_ns.saturating_add(a);
+                    }
+                    result.meta.notes.push(format!(
+                        "{label}: one-way raise->hardirq: bound = PING bound {} us + drift allowance \
+                         {} us: the offset is that of the PING at host {:.1} s, the measured phase \
+                         spans {:.1}..{:.1} s, drift {d:.1} +/- {u:.1} ppm (docs/clock-offset.md)",
+                        e.error_bound_ns.div_ceil(1000),
+                        a.div_ceil(1000),
+                        chosen as f64 / 1e9,
+                        stats.since_ns as f64 / 1e9,
+                        stats.now_ns as f64 / 1e9,
+                    ));
+                }
+            } else {
                 result.meta.notes.push(format!(
-                    "{label}: one-way raise->hardirq: the offset is that of the PING at host {:.1} s; \
-                     the measured phase spans {:.1}..{:.1} s; the drift of {d:.1} ppm (+/- {u:.1} ppm \
-                     from the PING bounds) {what} (not included; docs/clock-offset.md)",
-                    chosen as f64 / 1e9,
-                    stats.since_ns as f64 / 1e9,
-                    stats.now_ns as f64 / 1e9,
+                    "{label}: one-way raise->hardirq: too few PINGs for a drift figure; the bound \
+                     covers the offset at the chosen PING only (docs/clock-offset.md)"
                 ));
             }
         }
