@@ -228,6 +228,7 @@ pub(crate) fn show_ctrl(s: &Shared, f: &mut dyn Write) -> fmt::Result {
         OP_PING => {
             writeln!(f, "guest_ns {}", r.word(16))?;
             writeln!(f, "host_send_ns {}", r.word(24))?;
+            writeln!(f, "guest_recv_ns {}", r.recv_ns)?;
         }
         _ => {}
     }

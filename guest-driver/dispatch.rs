@@ -231,6 +231,8 @@ pub(crate) struct CtrlQ {
     busy: bool,
     done: bool,
     used_len: u32,
+    /// Hard IRQ time stamp of the last reply (see `CtrlReply::recv_ns`).
+    done_ns: u64,
 }
 
 /// Device-wide counters (guest side).
@@ -431,7 +433,7 @@ impl Queues {
         Ok(Self {
             evq: EventQ { vq: evq, bufs: ebuf, last_seq: [0; MAX_SOURCES] },
             ackq: AckQ { vq: avq, bufs: abuf, free, cur: None, fill: 0 },
-            ctrlq: CtrlQ { vq: cvq, buf: cbuf, busy: false, done: false, used_len: 0 },
+            ctrlq: CtrlQ { vq: cvq, buf: cbuf, busy: false, done: false, used_len: 0, done_ns: 0 },
         })
     }
 }
@@ -599,13 +601,14 @@ impl Shared {
         if self.is_stopping() {
             return false;
         }
-        self.poll_ctrlq();
+        self.poll_ctrlq(t);
         let wake = self.poll_eventq(t);
         self.flush_acks();
         wake || self.threaded_pending.load(Relaxed) || self.evq_more.load(Relaxed)
     }
 
-    fn poll_ctrlq(&self) {
+    /// `t` is the hard IRQ time stamp, kept with the reply.
+    fn poll_ctrlq(&self, t: u64) {
         let mut c = self.ctrlq.lock();
         loop {
             match c.vq.pop() {
@@ -617,6 +620,7 @@ impl Shared {
                 Pop::Ok(u) => {
                     c.done = true;
                     c.used_len = u.len;
+                    c.done_ns = t;
                     self.ctrl_done.complete();
                 }
                 Pop::BadId => {
@@ -988,6 +992,7 @@ impl Shared {
             for k in 0..CTRL_WORDS {
                 reply.words[k] = io_read!(g.buf, [try: CTRL_WORDS + k]);
             }
+            reply.recv_ns = g.done_ns;
         }
         *last = reply;
         if reply.status() != 0 {

@@ -189,6 +189,10 @@ impl Program {
 #[derive(Clone, Copy, Default)]
 pub(crate) struct CtrlReply {
     pub(crate) words: [u64; CTRL_WORDS],
+    /// Guest time of the hard IRQ that took the reply off the used ring (not
+    /// part of the wire record): a PING's t4, free of wake-up and user-space
+    /// delays that would bias the clock-offset estimate.
+    pub(crate) recv_ns: u64,
 }
 
 impl CtrlReply {

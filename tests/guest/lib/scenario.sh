@@ -65,15 +65,16 @@ do_pings() {
 	while [ $n -lt "$pings" ]; do
 		n=$((n + 1))
 		echo ping > $D/ctrl || continue
-		# t4: guest CLOCK_MONOTONIC without a fork: line 3 of /proc/timer_list
-		# is "now at N nsecs" (ktime_get).
-		{ read -r _; read -r _; read -r _ _ t4 _; } </proc/timer_list
-		t1="" t2="" t3=""
+		# t4 is the driver's hard-IRQ stamp of the reply (guest_recv_ns): a
+		# stamp taken here, after wake-up and the return to user space, would
+		# make the return path look slow and bias the offset estimate.
+		t1="" t2="" t3="" t4=""
 		while read -r k v; do
 			case "$k" in
 			host_ns) t2=$v ;;
 			guest_ns) t1=$v ;;
 			host_send_ns) t3=$v ;;
+			guest_recv_ns) t4=$v ;;
 			esac
 		done <$D/ctrl
 		echo "IRQSTORM_SC_PING $t1 $t2 $t3 $t4"
