@@ -1913,11 +1913,8 @@ mod tests {
         assert_eq!(d.next_deadline(), None);
     }
 
-    /// Raw raise->hardirq difference + base + (host - guest offset) gives
-    /// back each event's one-way latency, with no offset known to the device.
-    #[test]
-    fn raw_raise_to_hardirq_recovers_one_way_latency() {
-        const THETA: u64 = 5_000_000_000; // guest clock = host clock + THETA
+    /// A device whose storm on source 0 wrote two records into two buffers.
+    fn two_storm_records() -> (Device, [EventRecord; 2]) {
         let m = mem();
         let vq = MockSplitQueue::new(&m, 16);
         for i in 0..2u16 {
@@ -1928,7 +1925,15 @@ mod tests {
         d.configure(0, &storm(1000, 1), false);
         d.start(0, 0, T0).unwrap();
         d.service(T0 + 2 * MS, Some((&mut q, &m)));
-        let recs = [read_event(&m, 0x1000), read_event(&m, 0x1100)];
+        (d, [read_event(&m, 0x1000), read_event(&m, 0x1100)])
+    }
+
+    /// Raw raise->hardirq difference + base + (host - guest offset) gives
+    /// back each event's one-way latency, with no offset known to the device.
+    #[test]
+    fn raw_raise_to_hardirq_recovers_one_way_latency() {
+        const THETA: u64 = 5_000_000_000; // guest clock = host clock + THETA
+        let (mut d, recs) = two_storm_records();
         let one_way = [30_000u64, 70_000];
         for (r, l) in recs.iter().zip(one_way) {
             let hardirq_host = r.raise_ns + l;
@@ -1980,18 +1985,7 @@ mod tests {
 
     #[test]
     fn acks_parsed_matched_and_validated() {
-        let m = mem();
-        let vq = MockSplitQueue::new(&m, 16);
-        for i in 0..2u16 {
-            add_chain(&vq, i, &[(0x1000 + u64::from(i) * 0x100, 48, true)]);
-        }
-        let mut q: Queue = vq.create_queue().unwrap();
-        let mut d = device(0);
-        d.configure(0, &storm(1000, 1), false);
-        d.start(0, 0, T0).unwrap();
-        d.service(T0 + 2 * MS, Some((&mut q, &m)));
-        let r1 = read_event(&m, 0x1000);
-        let r2 = read_event(&m, 0x1100);
+        let (mut d, [r1, r2]) = two_storm_records();
         let ack = |r: &EventRecord, mech: u8| AckRecord {
             seq: r.seq,
             source: r.source,
