@@ -14,7 +14,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use irqstorm_harness::args::shell_quote;
 use irqstorm_harness::boot::{self, Backend, BackendSpec};
 use irqstorm_report::model::{self, Check, RampStep, RunResult};
-use irqstorm_report::scenario::{self as sc, DrivenBy, Phase, Scenario};
+use irqstorm_report::scenario::{self as sc, ConfigureBodyExt as _, DrivenBy, Phase, Scenario};
 use irqstorm_report::{aggregate, baseline, gate, input, offset, render};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;

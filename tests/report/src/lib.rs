@@ -15,6 +15,7 @@
 //!
 //! ```no_run
 //! use irqstorm_report::{aggregate, baseline, gate, input, model, offset, render, scenario};
+//! use irqstorm_report::scenario::ConfigureBodyExt as _;
 //! # fn stats_reply() -> String { String::new() }
 //! # fn debugfs(_: &str) -> Option<String> { None }
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -284,45 +284,32 @@ pub struct Program {
     pub seed: u64,
 }
 
-/// The CONFIGURE body of a program (spec §6.1.2), in device units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConfigureBody {
-    pub mode: u8,
-    pub jitter: u8,
-    pub burst: u16,
-    pub rate_hz: u32,
-    pub period_ns: u64,
-    pub count: u64,
-    pub duration_ns: u64,
-    pub jitter_ns: u64,
-    pub moderation_events: u32,
-    pub moderation_delay_us: u32,
-    pub seed: u64,
+/// The CONFIGURE body of a program (spec §6.1.2), in device units: the back
+/// end's wire struct.
+pub use irqstorm_backend::protocol::ConfigureBody;
+use irqstorm_backend::protocol::{Jitter as WireJitter, Mode as WireMode};
+
+/// Host-control-socket views of a CONFIGURE body (spec §9).
+pub trait ConfigureBodyExt {
+    /// Name of `mode` as the host control socket spells it.
+    fn mode_name(&self) -> &'static str;
+    /// Name of `jitter` as the host control socket spells it.
+    fn jitter_name(&self) -> &'static str;
+    /// The host control socket's `configure` request for `source` on
+    /// `device`, one JSON line.
+    fn control_configure(&self, source: u16, device: u32) -> serde_json::Value;
 }
 
-impl ConfigureBody {
-    /// Name of `mode` as the host control socket spells it (spec §9).
-    pub fn mode_name(&self) -> &'static str {
-        match self.mode {
-            1 => "oneshot",
-            2 => "periodic",
-            3 => "storm",
-            _ => "off",
-        }
+impl ConfigureBodyExt for ConfigureBody {
+    fn mode_name(&self) -> &'static str {
+        WireMode::from_u8(self.mode).map_or("off", WireMode::name)
     }
 
-    /// Name of `jitter` as the host control socket spells it (spec §9).
-    pub fn jitter_name(&self) -> &'static str {
-        match self.jitter {
-            1 => "uniform",
-            2 => "exponential",
-            _ => "none",
-        }
+    fn jitter_name(&self) -> &'static str {
+        WireJitter::from_u8(self.jitter).map_or("none", WireJitter::name)
     }
 
-    /// The host control socket's `configure` request for `source` on
-    /// `device` (spec §9), one JSON line.
-    pub fn control_configure(&self, source: u16, device: u32) -> serde_json::Value {
+    fn control_configure(&self, source: u16, device: u32) -> serde_json::Value {
         serde_json::json!({
             "cmd": "configure",
             "device": device,

@@ -24,6 +24,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use irqstorm_report::scenario::ConfigureBodyExt as _;
 use irqstorm_report::{aggregate, baseline, gate, input, model, render, scenario};
 
 const USAGE: &str = "usage:
