@@ -371,6 +371,22 @@ fn read_descs(mem: &GuestMemoryMmap, descs: &[(u64, u32, bool)], out: &mut [u8])
     off == out.len()
 }
 
+/// The next available chain, if any; a ring the driver left inconsistent
+/// (e.g. an avail index too far ahead) counts as a queue error.
+fn next_chain<'a>(
+    q: &mut Queue,
+    mem: &'a GuestMemoryMmap,
+    c: &mut DeviceCounters,
+) -> Option<DescriptorChain<&'a GuestMemoryMmap>> {
+    match q.iter(mem) {
+        Ok(mut it) => it.next(),
+        Err(_) => {
+            c.queue_errors += 1;
+            None
+        }
+    }
+}
+
 fn add_used(q: &mut Queue, mem: &GuestMemoryMmap, head: u16, len: u32, c: &mut DeviceCounters) {
     if q.add_used(mem, head, len).is_err() {
         c.queue_errors += 1;
@@ -794,13 +810,7 @@ impl Device {
         // since: a second empty ring then really is empty.
         let mut rechecked = false;
         while !self.pending_order.is_empty() || self.standalone_fault_armed() {
-            let chain = match q.iter(mem) {
-                Ok(mut it) => it.next(),
-                Err(_) => {
-                    self.c.queue_errors += 1;
-                    None
-                }
-            };
+            let chain = next_chain(q, mem, &mut self.c);
             let Some(chain) = chain else {
                 // No buffer: ask for a kick when one arrives (with EVENT_IDX this
                 // publishes avail_event = next_avail), then re-check for buffers
@@ -1135,13 +1145,7 @@ impl Device {
     pub fn process_ctrlq(&mut self, q: &mut Queue, mem: &GuestMemoryMmap) -> CtrlOutcome {
         let mut out = CtrlOutcome::default();
         loop {
-            let chain = match q.iter(mem) {
-                Ok(mut it) => it.next(),
-                Err(_) => {
-                    self.c.queue_errors += 1;
-                    None
-                }
-            };
+            let chain = next_chain(q, mem, &mut self.c);
             let Some(chain) = chain else { break };
             let head = chain.head_index();
             let now = now_ns();
@@ -1270,13 +1274,7 @@ impl Device {
         let mut out = QueueOutcome::default();
         let mut buf = [0u8; ACK_SIZE * MAX_ACKS_PER_BUFFER];
         loop {
-            let chain = match q.iter(mem) {
-                Ok(mut it) => it.next(),
-                Err(_) => {
-                    self.c.queue_errors += 1;
-                    None
-                }
-            };
+            let chain = next_chain(q, mem, &mut self.c);
             let Some(chain) = chain else { break };
             let ack_ns = now_ns();
             let head = chain.head_index();
