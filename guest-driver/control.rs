@@ -116,19 +116,28 @@ fn configure_start(s: &Shared, src: u16, p: &Program) -> Result<u64> {
     Ok(r.word(16))
 }
 
-/// `timer`: "SRC oneshot DELAY_NS" | "SRC periodic PERIOD_NS [COUNT]" | "stop SRC|all".
-pub(crate) fn timer_cmd(s: &Shared, cmd: &str) -> Result {
-    let mut w = cmd.split_whitespace();
+/// The leading word of `timer` and `storm`: "stop SRC|all" is carried out
+/// here (`None`); otherwise the one source the rest of the command programs.
+fn stop_or_source(s: &Shared, w: &mut core::str::SplitWhitespace<'_>) -> Result<Option<u16>> {
     let a = w.next().ok_or(EINVAL)?;
     if a == "stop" {
         let src = source(s, w.next())?;
         s.ctrl(&CtrlRequest::new(OP_STOP, src, 0))?;
-        return Ok(());
+        return Ok(None);
     }
     let src = source(s, Some(a))?;
     if src == SOURCE_ALL {
         return Err(EINVAL);
     }
+    Ok(Some(src))
+}
+
+/// `timer`: "SRC oneshot DELAY_NS" | "SRC periodic PERIOD_NS [COUNT]" | "stop SRC|all".
+pub(crate) fn timer_cmd(s: &Shared, cmd: &str) -> Result {
+    let mut w = cmd.split_whitespace();
+    let Some(src) = stop_or_source(s, &mut w)? else {
+        return Ok(());
+    };
     let mut p = Program::default();
     match w.next().ok_or(EINVAL)? {
         "oneshot" => {
@@ -149,16 +158,9 @@ pub(crate) fn timer_cmd(s: &Shared, cmd: &str) -> Result {
 /// `storm`: "SRC RATE_HZ [BURST [DURATION_MS [COUNT [exp]]]]" | "stop SRC|all".
 pub(crate) fn storm_cmd(s: &Shared, cmd: &str) -> Result {
     let mut w = cmd.split_whitespace();
-    let a = w.next().ok_or(EINVAL)?;
-    if a == "stop" {
-        let src = source(s, w.next())?;
-        s.ctrl(&CtrlRequest::new(OP_STOP, src, 0))?;
+    let Some(src) = stop_or_source(s, &mut w)? else {
         return Ok(());
-    }
-    let src = source(s, Some(a))?;
-    if src == SOURCE_ALL {
-        return Err(EINVAL);
-    }
+    };
     let mut p = Program { mode: MODE_STORM, ..Default::default() };
     p.rate_hz = num(w.next())?;
     p.burst = num_or(w.next(), 1)?;
