@@ -1664,7 +1664,7 @@ program = { mode = "periodic", period_us = 1000 }
 
     #[test]
     fn every_scenario_file_validates() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios");
         let mut n = 0;
         for e in std::fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
@@ -1680,7 +1680,7 @@ program = { mode = "periodic", period_us = 1000 }
     #[test]
     fn docs_example_validates() {
         let doc = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/scenarios.md"),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/scenarios.md"),
         )
         .unwrap();
         let start = doc
@@ -1694,7 +1694,7 @@ program = { mode = "periodic", period_us = 1000 }
 
     #[test]
     fn default_scenario_covers_every_mechanism_with_timer_and_storm() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios");
         let s = load(dir.join("default.toml")).unwrap();
         for m in MECHANISMS {
             let modes: BTreeSet<_> = s
@@ -1966,7 +1966,7 @@ max = 1.5
 
     #[test]
     fn plan_has_warmup_measure_and_ramp_steps() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios");
         let s = load(dir.join("storm-ramp.toml")).unwrap();
         let p = s.plan();
         assert_eq!(p[0].phase, Phase::Warmup);
@@ -2010,7 +2010,7 @@ max = 1.5
 
     #[test]
     fn control_socket_requests() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios");
         let s = load(dir.join("default.toml")).unwrap();
         let plan = s.plan();
         let storm = plan[1].starts.iter().find(|x| x.id == 14).unwrap();

@@ -31,7 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| "target/irqstorm-demo".into());
     let sc = scenario::load(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../scenarios/default.toml"
+        "/../tests/scenarios/default.toml"
     ))?;
     let mut r = RunResult::new(RunMeta {
         scenario: format!("{} (synthetic demo)", sc.name),

@@ -22,7 +22,7 @@ fn tmp(name: &str) -> PathBuf {
 
 #[test]
 fn validate_accepts_the_scenarios_and_rejects_bad_ones() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -146,7 +146,7 @@ fn render_writes_the_report_and_gates() {
 
 #[test]
 fn plan_prints_control_socket_requests() {
-    let sc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/storm-ramp.toml");
+    let sc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios/storm-ramp.toml");
     let out = bin()
         .arg("plan")
         .arg("--scenario")
