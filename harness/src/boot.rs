@@ -547,10 +547,11 @@ impl Drop for Backend {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn result(console: &str) -> BootResult {
+    /// A finished boot with this console (1 s, log `/tmp/c.log`).
+    pub(crate) fn result(console: &str) -> BootResult {
         BootResult {
             console: console.into(),
             stderr: String::new(),

@@ -126,3 +126,4 @@ pub mod model;
 pub mod offset;
 pub mod render;
 pub mod scenario;
+pub mod utc;

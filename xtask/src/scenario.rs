@@ -448,24 +448,6 @@ pub fn kernel_version(console: &str) -> Option<String> {
     })
 }
 
-fn utc_now_rfc3339() -> String {
-    let s = irqstorm_harness::report::utc_stamp(std::time::SystemTime::now());
-    // 20261122T064000Z -> 2026-11-22T06:40:00Z
-    if s.len() >= 16 {
-        format!(
-            "{}-{}-{}T{}:{}:{}Z",
-            &s[0..4],
-            &s[4..6],
-            &s[6..8],
-            &s[9..11],
-            &s[11..13],
-            &s[13..15]
-        )
-    } else {
-        s
-    }
-}
-
 fn accel_name(a: Accel) -> &'static str {
     match a {
         Accel::Kvm => "kvm",
@@ -476,7 +458,7 @@ fn accel_name(a: Accel) -> &'static str {
 /// Run the scenario, build, gate and write the report.
 pub fn run(repo: &Path, g: &Guest, o: &Opts) -> Result<Outcome> {
     let t0 = Instant::now();
-    let start_time = utc_now_rfc3339();
+    let start_time = irqstorm_report::utc::UtcTime::now().rfc3339();
     let s = sc::load(o.scenario).map_err(|e| anyhow!("{e}"))?;
     s.check_accel(accel_name(o.accel)).map_err(|e| anyhow!(e))?;
     // Guest-driven sources must be expressible in debugfs before we boot.

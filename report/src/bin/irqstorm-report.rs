@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use irqstorm_report::scenario::ConfigureBodyExt as _;
-use irqstorm_report::{aggregate, baseline, gate, input, model, render, scenario};
+use irqstorm_report::{aggregate, baseline, gate, input, model, render, scenario, utc};
 
 const USAGE: &str = "usage:
   irqstorm-report validate FILE.toml...
@@ -77,30 +77,6 @@ impl Opts {
             .map(|p| std::fs::read_to_string(p).map_err(|e| format!("{p}: {e}")))
             .transpose()
     }
-}
-
-fn now_rfc3339() -> String {
-    // UTC from the system clock, without a date crate (civil-from-days).
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 fn validate(files: &[String]) -> Res<ExitCode> {
@@ -195,7 +171,7 @@ fn render_cmd(args: &[String]) -> Res<ExitCode> {
         scenario: sc.name.clone(),
         scenario_file: sc_path.to_string(),
         accelerator: accel,
-        start_time: now_rfc3339(),
+        start_time: utc::UtcTime::now().rfc3339(),
         duration_ns: sc.duration_ms * 1_000_000,
         warmup_ns: sc.warmup_ms * 1_000_000,
         devices: vec![label],
