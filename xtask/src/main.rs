@@ -537,17 +537,17 @@ fn cmd_doctor(g: &Global) -> Result<ExitCode> {
             name: format!("QEMU with {}", qemu::DEVICE),
             version: None,
             ok: false,
-            fix: Some(format!("{e:#}")),
+            fix: Some(setup::Fix::Advice(format!("{e:#}"))),
             info: false,
         },
         Err(_) => setup::Check {
             name: format!("QEMU with {} ({})", qemu::DEVICE, qemu::NEEDED),
             version: None,
             ok: false,
-            fix: Some(format!(
+            fix: Some(setup::Fix::Advice(format!(
                 "none yet: `cargo xtask run` provisions trixie-backports QEMU into {}",
                 qemu::provisioned_dir(&cache).display()
-            )),
+            ))),
             info: true,
         },
     });
@@ -558,7 +558,7 @@ fn cmd_doctor(g: &Global) -> Result<ExitCode> {
             version: Some(t.display().to_string()),
             ok: t.join("Makefile").exists(),
             fix: (!t.join("Makefile").exists())
-                .then(|| format!("{} is not a kernel tree", t.display())),
+                .then(|| setup::Fix::Advice(format!("{} is not a kernel tree", t.display()))),
             info: false,
         }),
         None => {
@@ -574,8 +574,10 @@ fn cmd_doctor(g: &Global) -> Result<ExitCode> {
                 version: cached.then(|| "a kernel build is cached".into()),
                 ok: cached,
                 fix: (!cached).then(|| {
-                    "none needed: `cargo xtask run` downloads and builds it (~6 min on 2 cores)"
-                        .into()
+                    setup::Fix::Advice(
+                        "none needed: `cargo xtask run` downloads and builds it (~6 min on 2 cores)"
+                            .into(),
+                    )
                 }),
                 info: true,
             });
@@ -586,7 +588,7 @@ fn cmd_doctor(g: &Global) -> Result<ExitCode> {
         name: "KVM (/dev/kvm; --accel auto probes it, TCG otherwise)".into(),
         version: None,
         ok: kvm,
-        fix: (!kvm).then(|| "none needed: guests run under TCG".into()),
+        fix: (!kvm).then(|| setup::Fix::Advice("none needed: guests run under TCG".into())),
         info: true,
     });
     setup::print_checks(&checks);
