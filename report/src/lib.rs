@@ -1,12 +1,12 @@
 //! # irqstorm-report
 //!
 //! Scenario files, end-to-end latency reports and CI gating for irqstorm
-//! runs. This crate does no I/O to QEMU or the guest: `cargo xtask run`
-//! drives the run and hands the numbers to it.
+//! runs. This crate does no I/O to QEMU or the guest: the harness's runner
+//! (`cargo xtask run`) drives the run and hands the numbers to it.
 //!
 //! ## Wiring it into `cargo xtask run --scenario F --report-dir D`
 //!
-//! The real wiring is `xtask/src/scenario.rs` (guest side:
+//! The real wiring is `harness/src/scenario/` (guest side:
 //! `tests/guest/lib/scenario.sh`); the sketch below shows the call sequence.
 //! There, the one-way estimate comes from the back end's per-mechanism
 //! `raw_raise_to_hardirq` histogram and each device's PING offset

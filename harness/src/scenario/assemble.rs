@@ -6,7 +6,7 @@ use irqstorm_report::model::{self, EventfdBaseline, RampResult, RunMeta, RunResu
 use irqstorm_report::scenario::Scenario;
 use irqstorm_report::{aggregate, input, offset};
 
-use super::console::{device_summary, kernel_version, pings, section};
+use super::console::{guest_dump, kernel_version, pings};
 use super::RunError;
 
 /// What every device's result shares.
@@ -33,29 +33,14 @@ pub fn device_result(
     let dev_label = (n > 1).then_some(label.as_str());
     let stats = input::parse_backend_stats(stats_text)?;
     let mut rows = stats.rows(s, dev_label)?;
-    let stats_dump = section(console, "stats");
-    let summary = stats_dump.as_deref().and_then(device_summary);
-    let (lat, work, rlat) = (
-        section(console, "hist"),
-        section(console, "hist_work"),
-        section(console, "hist_local"),
-    );
-    if summary.is_none() {
+    let dump = guest_dump(console);
+    if dump.summary.is_none() {
         return Err(RunError::Guest(format!(
             "guest {i}: no debugfs stats dump on the console ({})",
             console_log.display()
         )));
     }
-    input::apply_guest(
-        &mut rows,
-        &input::GuestTexts {
-            summary: summary.as_deref(),
-            latency: lat.as_deref(),
-            work: work.as_deref(),
-            ref_latency: rlat.as_deref(),
-            ref_work: None,
-        },
-    )?;
+    input::apply_guest(&mut rows, &dump.texts())?;
     let mut result = RunResult::new(RunMeta {
         kernel_version: kernel_version(console).unwrap_or_else(|| sh.meta.kernel_version.clone()),
         devices: vec![label.clone()],

@@ -2,6 +2,7 @@
 //! dumps between `IRQSTORM_SC_BEGIN`/`END` markers, PING exchanges and the
 //! kernel version.
 
+use irqstorm_report::input::GuestDump;
 use irqstorm_report::offset;
 
 /// The text between `IRQSTORM_SC_BEGIN name` and `IRQSTORM_SC_END name`
@@ -46,6 +47,20 @@ pub fn device_summary(stats: &str) -> Option<String> {
         }
     }
     on.then_some(out)
+}
+
+/// The guest's debugfs dumps on the console: the device-events summary
+/// (of `stats`), the `hist`, `hist_work` and `hist_local` tables.
+pub fn guest_dump(console: &str) -> GuestDump {
+    GuestDump {
+        summary: section(console, "stats")
+            .as_deref()
+            .and_then(device_summary),
+        latency: section(console, "hist"),
+        work: section(console, "hist_work"),
+        ref_latency: section(console, "hist_local"),
+        ref_work: None,
+    }
 }
 
 /// PING exchanges printed by the guest.
@@ -95,28 +110,15 @@ mod tests {
         )
         .unwrap();
         let stats = section(REAL_CONSOLE, "stats").expect("stats dump");
-        let summary = device_summary(&stats).expect("device events table");
-        let (lat, work, rlat) = (
-            section(REAL_CONSOLE, "hist").expect("hist"),
-            section(REAL_CONSOLE, "hist_work").expect("hist_work"),
-            section(REAL_CONSOLE, "hist_local").expect("hist_local"),
-        );
+        let dump = guest_dump(REAL_CONSOLE);
+        assert!(dump.summary.is_some(), "device events table");
+        assert!(dump.latency.is_some() && dump.work.is_some() && dump.ref_latency.is_some());
         let mut rows: Vec<model::MechanismResult> = sc
             .mechanisms()
             .iter()
             .map(|m| model::MechanismResult::new(m, None))
             .collect();
-        input::apply_guest(
-            &mut rows,
-            &input::GuestTexts {
-                summary: Some(&summary),
-                latency: Some(&lat),
-                work: Some(&work),
-                ref_latency: Some(&rlat),
-                ref_work: None,
-            },
-        )
-        .unwrap();
+        input::apply_guest(&mut rows, &dump.texts()).unwrap();
         // The guest's device-wide counter equals the sum of the rows.
         let records: u64 = stats
             .lines()

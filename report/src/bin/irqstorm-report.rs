@@ -161,26 +161,14 @@ fn render_cmd(o: &RenderOpts) -> Res<ExitCode> {
     let mut rows = stats
         .rows(&sc, None)
         .map_err(|e| format!("{stats_path}: {e}"))?;
-    let (summary, lat, work) = (
-        read_opt(o.summary.as_deref())?,
-        read_opt(o.latency.as_deref())?,
-        read_opt(o.work.as_deref())?,
-    );
-    let (rlat, rwork) = (
-        read_opt(o.ref_latency.as_deref())?,
-        read_opt(o.ref_work.as_deref())?,
-    );
-    input::apply_guest(
-        &mut rows,
-        &input::GuestTexts {
-            summary: summary.as_deref(),
-            latency: lat.as_deref(),
-            work: work.as_deref(),
-            ref_latency: rlat.as_deref(),
-            ref_work: rwork.as_deref(),
-        },
-    )
-    .map_err(|e| e.to_string())?;
+    let dump = input::GuestDump {
+        summary: read_opt(o.summary.as_deref())?,
+        latency: read_opt(o.latency.as_deref())?,
+        work: read_opt(o.work.as_deref())?,
+        ref_latency: read_opt(o.ref_latency.as_deref())?,
+        ref_work: read_opt(o.ref_work.as_deref())?,
+    };
+    input::apply_guest(&mut rows, &dump.texts()).map_err(|e| e.to_string())?;
     let mut result = model::RunResult::new(model::RunMeta {
         scenario: sc.name.clone(),
         scenario_file: sc_path.to_string(),
