@@ -50,7 +50,7 @@ impl Scenario {
     /// per ramp step. A ramp step runs only the ramped sources, the step's
     /// rate split evenly between them (at least 1/s each), without count or
     /// duration limits (the step's end stops them); the ramp stops early
-    /// when [`Ramp::stop_reason`] says so.
+    /// when [`Ramp::stop_reason`](super::Ramp::stop_reason) says so.
     pub fn plan(&self) -> Vec<PhasePlan> {
         let all: Vec<SourceStart> = self
             .sources

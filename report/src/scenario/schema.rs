@@ -441,7 +441,7 @@ impl Scenario {
     }
 
     /// The validated thresholds (those that fail validation are skipped;
-    /// [`load`] and [`parse`] already rejected them).
+    /// [`load`](super::load) and [`parse`](super::parse) already rejected them).
     pub fn threshold_specs(&self) -> Vec<ThresholdSpec> {
         let m = self.mechanisms();
         self.thresholds
