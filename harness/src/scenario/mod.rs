@@ -14,7 +14,6 @@
 
 pub mod assemble;
 pub mod console;
-mod ctl;
 pub mod guest_side;
 mod guests;
 pub mod phases;
@@ -26,12 +25,17 @@ use irqstorm_report::model::{self, Check, RunResult};
 use irqstorm_report::scenario::{self as sc, DrivenBy, Scenario};
 use irqstorm_report::{baseline, gate as report_gate};
 
+use irqstorm_protocol::client::Client;
+use irqstorm_protocol::control::{InfoReply, Request};
+
 use crate::args::shell_quote;
 use crate::boot::{self, Backend, BackendSpec, BootError};
 use crate::progress::{fmt_dur, step};
-use ctl::Ctl;
 use guest_side::{guest_cmdline, guest_start_line};
 use guests::Guests;
+
+/// How long a control-socket reply may take.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What the guest prints when its scenario set-up is done.
 pub const READY: &str = "IRQSTORM_SC_READY";
@@ -60,8 +64,11 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Control(String),
+    #[error(transparent)]
+    Control(#[from] irqstorm_protocol::client::Error),
+    /// A request the control socket cannot carry.
+    #[error(transparent)]
+    Request(#[from] irqstorm_protocol::control::Error),
     #[error("{0}")]
     Guest(String),
     #[error(transparent)]
@@ -183,10 +190,10 @@ pub fn run(o: &RunSpec) -> Result<Outcome, RunError> {
 }
 
 /// Check the scenario against every device's `info` limits.
-fn check_devices(s: &Scenario, ctl: &mut Ctl, n: u32) -> Result<(), RunError> {
+fn check_devices(s: &Scenario, ctl: &mut Client, n: u32) -> Result<(), RunError> {
     for d in 0..n {
-        let info = ctl.req(serde_json::json!({"cmd": "info", "device": d}))?;
-        let limits = s.device.with_info(&info).map_err(RunError::Control)?;
+        let info = ctl.call::<InfoReply>(&Request::Info { device: Some(d) })?;
+        let limits = s.device.with_info(&info);
         if let Err(p) = s.validate_against(&limits) {
             let msgs: Vec<String> = p
                 .iter()
@@ -267,7 +274,7 @@ fn run_with_backend(
     n: u32,
     (t0, start_time): (Instant, String),
 ) -> Result<(RunResult, Vec<Check>), RunError> {
-    let mut ctl = Ctl::connect(&spec.control_socket_path())?;
+    let mut ctl = Client::connect(&spec.control_socket_path(), CONTROL_TIMEOUT)?;
     check_devices(s, &mut ctl, n)?;
     let (mut guests, logs) = boot_guests(o, s, spec, n)?;
     guests.wait_all(READY, o.timeout, "boot and scenario set-up")?;

@@ -5,13 +5,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use irqstorm_protocol::client::Client;
+use irqstorm_protocol::control::{Done, Request, Sources, StartReply, StatsReply, StopReply};
 use irqstorm_report::model::{self, RampResult, RampStep};
-use irqstorm_report::scenario::{
-    ConfigureBodyExt as _, DrivenBy, Phase, PhasePlan, Scenario, SourceStart,
-};
+use irqstorm_report::scenario::{DrivenBy, Phase, PhasePlan, Scenario, SourceStart};
 use irqstorm_report::{input, render};
 
-use super::ctl::Ctl;
 use super::guest_side::guest_start_line;
 use super::guests::Guests;
 use super::{per_device_name, RunError};
@@ -30,7 +29,7 @@ pub struct Collected {
 /// of the measured phase are also written to `dir`.
 pub fn run_phases(
     s: &Scenario,
-    ctl: &mut Ctl,
+    ctl: &mut Client,
     guests: &mut Guests,
     n: u32,
     dir: &Path,
@@ -51,13 +50,16 @@ pub fn run_phases(
         };
         if matches!(phase.phase, Phase::RampStep { .. }) {
             for d in 0..n {
-                ctl.req(serde_json::json!({"cmd": "reset_stats", "device": d}))?;
+                ctl.call::<Done>(&Request::ResetStats { device: Some(d) })?;
             }
         }
         let pstart = Instant::now();
         guest_starts += run_sources(&phase, &name, ctl, guests, n, pstart, (run_start, total_ms))?;
         for d in 0..n {
-            ctl.req(serde_json::json!({"cmd": "stop", "device": d, "source": "all"}))?;
+            ctl.call::<StopReply>(&Request::Stop {
+                device: Some(d),
+                source: Some(Sources::All),
+            })?;
         }
         if let Some(note) = settle(&name, ctl, guests, n)? {
             out.notes.push(note);
@@ -65,7 +67,7 @@ pub fn run_phases(
         match phase.phase {
             Phase::Warmup => {
                 for d in 0..n {
-                    ctl.req(serde_json::json!({"cmd": "reset_stats", "device": d}))?;
+                    ctl.call::<Done>(&Request::ResetStats { device: Some(d) })?;
                 }
                 guests.send_all("reset")?;
                 guests.wait_all(
@@ -76,8 +78,7 @@ pub fn run_phases(
             }
             Phase::Measure => {
                 for d in 0..n {
-                    let text = ctl
-                        .raw(&serde_json::json!({"cmd": "stats", "device": d, "buckets": true}))?;
+                    let text = stats_with_buckets(ctl, d)?;
                     let file = dir.join(per_device_name("backend-stats", "json", d, n));
                     std::fs::write(&file, &text).map_err(|source| RunError::Io {
                         what: format!("write {}", file.display()),
@@ -114,7 +115,7 @@ pub fn run_phases(
 fn run_sources(
     phase: &PhasePlan,
     name: &str,
-    ctl: &mut Ctl,
+    ctl: &mut Client,
     guests: &mut Guests,
     n: u32,
     pstart: Instant,
@@ -125,8 +126,8 @@ fn run_sources(
         match st.driven_by {
             DrivenBy::Host => {
                 for d in 0..n {
-                    ctl.req(st.body.control_configure(st.id, d))?;
-                    ctl.req(st.control_start(d))?;
+                    ctl.call::<Done>(&st.control_configure(d)?)?;
+                    ctl.call::<StartReply>(&st.control_start(d))?;
                 }
             }
             DrivenBy::Guest => {
@@ -155,7 +156,7 @@ fn run_sources(
             }
         }
         if Instant::now() >= next_progress {
-            let t = ctl.totals(n)?;
+            let t = totals(ctl, n)?;
             eprintln!(
                 "  {}",
                 render::progress_line(
@@ -183,7 +184,7 @@ fn run_sources(
 /// later). Returns a note when it did not settle within 10 s.
 fn settle(
     name: &str,
-    ctl: &mut Ctl,
+    ctl: &mut Client,
     guests: &mut Guests,
     n: u32,
 ) -> Result<Option<String>, RunError> {
@@ -191,7 +192,7 @@ fn settle(
     let mut last = [u64::MAX; 5];
     let mut stable = 0;
     loop {
-        let t = ctl.totals(n)?;
+        let t = totals(ctl, n)?;
         if t[4] == 0 && t[3] == last[3] && t[2] == last[2] {
             stable += 1;
         } else {
@@ -219,7 +220,7 @@ fn settle(
 /// One ramp step's figures, summed over devices.
 fn ramp_step(
     s: &Scenario,
-    ctl: &mut Ctl,
+    ctl: &mut Client,
     n: u32,
     rate_hz: u32,
     pstart: Instant,
@@ -227,7 +228,7 @@ fn ramp_step(
     let mut host = model::HostCounters::default();
     let mut p99: Option<u64> = None;
     for d in 0..n {
-        let text = ctl.raw(&serde_json::json!({"cmd": "stats", "device": d, "buckets": true}))?;
+        let text = stats_with_buckets(ctl, d)?;
         let st = input::parse_backend_stats(&text)?;
         for row in st.rows(s, None)? {
             host.raised += row.host.raised;
@@ -252,4 +253,33 @@ fn ramp_step(
         host.raised, host.coalesced, host.pending, host.dropped
     );
     Ok(step)
+}
+
+/// Device `d`'s `stats` reply with buckets, the line as the back end wrote
+/// it (saved verbatim; irqstorm-report reads it).
+fn stats_with_buckets(ctl: &mut Client, d: u32) -> Result<String, RunError> {
+    let req = Request::Stats {
+        device: Some(d),
+        buckets: Some(true),
+    };
+    Ok(ctl.send_line(&req.to_line(), req.cmd())?)
+}
+
+/// raised, coalesced, acked, records and pending, summed over devices `0..n`.
+fn totals(ctl: &mut Client, n: u32) -> Result<[u64; 5], RunError> {
+    let mut t = [0u64; 5];
+    for d in 0..n {
+        let r = ctl.call::<StatsReply>(&Request::Stats {
+            device: Some(d),
+            buckets: None,
+        })?;
+        let x = &r.stats.totals;
+        for (sum, v) in t
+            .iter_mut()
+            .zip([x.raised, x.coalesced, x.acked, x.records, x.pending])
+        {
+            *sum += v;
+        }
+    }
+    Ok(t)
 }

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use irqstorm_report::scenario::ConfigureBodyExt as _;
+use irqstorm_protocol::control::Request;
 use irqstorm_report::{aggregate, baseline, gate, input, model, render, scenario, utc};
 
 #[derive(Parser)]
@@ -204,6 +204,7 @@ fn aggregate_cmd(sc_path: &str, out: &Path, reports: &[String]) -> Res<ExitCode>
 
 fn plan_cmd(sc_path: &str, device: u32) -> Res<ExitCode> {
     let sc = scenario::load(sc_path).map_err(|e| e.to_string())?;
+    let dev = Some(device);
     let mut out = String::new();
     for phase in sc.plan() {
         let _ = writeln!(out, "# {} for {} ms", phase.phase.name(), phase.duration_ms);
@@ -215,28 +216,30 @@ fn plan_cmd(sc_path: &str, device: u32) -> Res<ExitCode> {
                     s.id
                 );
             }
-            let _ = writeln!(out, "{}", s.body.control_configure(s.id, device));
+            let req = s
+                .control_configure(device)
+                .map_err(|e| format!("source {}: {e}", s.id))?;
+            out.push_str(&req.to_line());
         }
         for s in &phase.starts {
-            let _ = writeln!(out, "{}", s.control_start(device));
+            out.push_str(&s.control_start(device).to_line());
         }
         let _ = writeln!(out, "# wait {} ms, then", phase.duration_ms);
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::json!({"cmd": "stop", "device": device})
-        );
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::json!({"cmd": "stats", "device": device, "buckets": true})
-        );
+        let after = [
+            Request::Stop {
+                device: dev,
+                source: None,
+            },
+            Request::Stats {
+                device: dev,
+                buckets: Some(true),
+            },
+        ];
+        for req in &after {
+            out.push_str(&req.to_line());
+        }
         if phase.phase == scenario::Phase::Warmup {
-            let _ = writeln!(
-                out,
-                "{}",
-                serde_json::json!({"cmd": "reset_stats", "device": device})
-            );
+            out.push_str(&Request::ResetStats { device: dev }.to_line());
         }
     }
     // a closed pipe (`| head`) is not an error

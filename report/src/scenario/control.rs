@@ -1,23 +1,24 @@
 //! The scenario's side of the back end's host control socket (spec §9):
-//! `configure` and `start` requests and the limits of an `info` reply.
+//! `configure` and `start` requests and the limits of an `info` reply, as
+//! the typed requests and replies of irqstorm-protocol (which alone spells
+//! the JSON).
+
+use irqstorm_protocol::control::{self, Configure, InfoReply, Request, Sources};
+use irqstorm_protocol::wire::{Jitter as WireJitter, Mode as WireMode};
 
 use super::plan::SourceStart;
 use super::schema::DeviceLimits;
 
-/// The CONFIGURE body of a program (spec §6.1.2), in device units: the back
-/// end's wire struct.
-pub use irqstorm_backend::protocol::ConfigureBody;
-use irqstorm_backend::protocol::{Jitter as WireJitter, Mode as WireMode};
+/// The CONFIGURE body of a program (spec §6.1.2), in device units: the
+/// wire struct.
+pub use irqstorm_protocol::wire::ConfigureBody;
 
-/// Host-control-socket views of a CONFIGURE body (spec §9).
+/// Names of a CONFIGURE body's codes, as the host control socket spells them.
 pub trait ConfigureBodyExt {
-    /// Name of `mode` as the host control socket spells it.
+    /// Name of `mode` (`off` for an unknown code).
     fn mode_name(&self) -> &'static str;
-    /// Name of `jitter` as the host control socket spells it.
+    /// Name of `jitter` (`none` for an unknown code).
     fn jitter_name(&self) -> &'static str;
-    /// The host control socket's `configure` request for `source` on
-    /// `device`, one JSON line.
-    fn control_configure(&self, source: u16, device: u32) -> serde_json::Value;
 }
 
 impl ConfigureBodyExt for ConfigureBody {
@@ -28,63 +29,36 @@ impl ConfigureBodyExt for ConfigureBody {
     fn jitter_name(&self) -> &'static str {
         WireJitter::from_u8(self.jitter).map_or("none", WireJitter::name)
     }
-
-    fn control_configure(&self, source: u16, device: u32) -> serde_json::Value {
-        serde_json::json!({
-            "cmd": "configure",
-            "device": device,
-            "source": source,
-            "mode": self.mode_name(),
-            "jitter": self.jitter_name(),
-            "burst": self.burst,
-            "rate_hz": self.rate_hz,
-            "period_ns": self.period_ns,
-            "count": self.count,
-            "duration_ns": self.duration_ns,
-            "jitter_ns": self.jitter_ns,
-            "moderation_events": self.moderation_events,
-            "moderation_delay_us": self.moderation_delay_us,
-            "seed": self.seed,
-        })
-    }
 }
 
 impl SourceStart {
-    /// The host control socket's `start` request (spec §9).
-    pub fn control_start(&self, device: u32) -> serde_json::Value {
-        serde_json::json!({
-            "cmd": "start",
-            "device": device,
-            "source": self.id,
-            "start_delay_ns": self.start_delay_ms * 1_000_000,
-        })
+    /// The `configure` request for this source on `device`, every field
+    /// given.
+    pub fn control_configure(&self, device: u32) -> Result<Request, control::Error> {
+        Configure::from_body(Some(device), self.id, &self.body).map(Request::Configure)
+    }
+
+    /// The `start` request for this source on `device`.
+    pub fn control_start(&self, device: u32) -> Request {
+        Request::Start {
+            device: Some(device),
+            source: Some(Sources::One(self.id)),
+            start_delay_ns: Some(self.start_delay_ms * 1_000_000),
+        }
     }
 }
 
 impl DeviceLimits {
-    /// The limits from the host control socket's `info` reply (spec §9);
-    /// `moderation` is taken from `self` (the feature is negotiated later).
-    pub fn with_info(&self, info: &serde_json::Value) -> Result<DeviceLimits, String> {
-        let get = |k: &str| -> Result<u64, String> {
-            info.get(k)
-                .and_then(|v| v.as_u64())
-                .ok_or_else(|| format!("info reply lacks `{k}`"))
-        };
-        let narrow = |k: &str, max: u64| -> Result<u64, String> {
-            let v = get(k)?;
-            if v > max {
-                Err(format!("info reply: `{k}` = {v} is out of range"))
-            } else {
-                Ok(v)
-            }
-        };
-        Ok(DeviceLimits {
-            num_sources: narrow("num_sources", u16::MAX as u64)? as u16,
-            max_rate_hz: narrow("max_rate_hz", u32::MAX as u64)? as u32,
-            min_period_ns: narrow("min_period_ns", u32::MAX as u64)? as u32,
-            max_burst: narrow("max_burst", u32::MAX as u64)? as u32,
+    /// The limits from an `info` reply; `moderation` is taken from `self`
+    /// (the feature is negotiated later).
+    pub fn with_info(&self, info: &InfoReply) -> DeviceLimits {
+        DeviceLimits {
+            num_sources: info.num_sources,
+            max_rate_hz: info.max_rate_hz,
+            min_period_ns: info.min_period_ns,
+            max_burst: info.max_burst,
             moderation: self.moderation,
-        })
+        }
     }
 }
 
@@ -92,7 +66,13 @@ impl DeviceLimits {
 mod tests {
     use super::*;
     use crate::scenario::load;
+    use irqstorm_protocol::control::{Reply, Response};
     use std::path::Path;
+
+    /// A request as the JSON object it is sent as.
+    fn json(r: &Request) -> serde_json::Value {
+        serde_json::from_str(&r.to_line()).unwrap()
+    }
 
     #[test]
     fn control_socket_requests() {
@@ -100,19 +80,26 @@ mod tests {
         let s = load(dir.join("default.toml")).unwrap();
         let plan = s.plan();
         let storm = plan[1].starts.iter().find(|x| x.id == 14).unwrap();
-        let c = storm.body.control_configure(storm.id, 2);
+        let c = json(&storm.control_configure(2).unwrap());
         assert_eq!(c["cmd"], "configure");
         assert_eq!(c["device"], 2);
+        assert_eq!(c["source"], 14);
         assert_eq!(c["mode"], "storm");
         assert_eq!(c["jitter"], "exponential");
         assert_eq!(c["rate_hz"], 5000);
         assert_eq!(c["burst"], 8);
         assert_eq!(c["period_ns"], 0);
         assert_eq!(c["duration_ns"], 1_000_000_000u64);
-        let st = storm.control_start(2);
+        // every field is given: nothing is left to the socket's defaults
+        assert_eq!(c.as_object().unwrap().len(), 14, "{c}");
+        let st = json(&storm.control_start(2));
         assert_eq!(st["start_delay_ns"], 1_000_000_000u64);
+        assert_eq!(
+            (st["cmd"].as_str(), st["source"].as_u64()),
+            (Some("start"), Some(14))
+        );
         let timer = plan[1].starts.iter().find(|x| x.id == 0).unwrap();
-        let c = timer.body.control_configure(0, 0);
+        let c = json(&timer.control_configure(0).unwrap());
         assert_eq!(
             (
                 c["mode"].as_str(),
@@ -123,18 +110,36 @@ mod tests {
         );
         assert_eq!(c["jitter_ns"], 100_000);
 
-        let info = serde_json::json!({"num_sources": 4, "max_rate_hz": 1000, "min_period_ns": 2000, "max_burst": 8, "max_outstanding": 5});
-        let lim = s.device.with_info(&info).unwrap();
+        let info = InfoReply {
+            device: 0,
+            devices: 1,
+            virtio_id: 21,
+            connected: true,
+            num_sources: 4,
+            max_rate_hz: 1000,
+            max_outstanding: 5,
+            min_period_ns: 2000,
+            max_burst: 8,
+            device_features: 0,
+            negotiated_features: 0,
+            host_ns: 0,
+        };
+        let lim = s.device.with_info(&info);
         assert_eq!(
             (lim.num_sources, lim.max_rate_hz, lim.max_burst),
             (4, 1000, 8)
         );
         let e = s.validate_against(&lim).unwrap_err();
         assert!(e.iter().any(|p| p.field == "sources[4].id"), "{e:?}");
-        assert!(s
-            .device
-            .with_info(&serde_json::json!({}))
-            .unwrap_err()
-            .contains("num_sources"));
+        // an info reply without the limits is refused when it is read
+        let mut partial = serde_json::to_value(info).unwrap();
+        partial.as_object_mut().unwrap().remove("num_sources");
+        partial["ok"] = true.into();
+        let bad = Request::Info { device: None }.parse_reply(&partial.to_string());
+        assert!(bad.unwrap_err().to_string().contains("num_sources"));
+        let good = Request::Info { device: None }
+            .parse_reply(&Reply::Ok(info).to_line())
+            .unwrap();
+        assert_eq!(good, Reply::Ok(Response::Info(info)));
     }
 }
