@@ -15,7 +15,6 @@
 //!
 //! ```no_run
 //! use irqstorm_report::{aggregate, baseline, gate, input, model, offset, render, scenario};
-//! use irqstorm_report::scenario::ConfigureBodyExt as _;
 //! # fn stats_reply() -> String { String::new() }
 //! # fn debugfs(_: &str) -> Option<String> { None }
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,10 +30,11 @@
 //! let mut ramp = model::RampResult::default();
 //! for phase in sc.plan() {
 //!     for s in &phase.starts {
-//!         // Host-driven: one JSON line each to the control socket (spec §9).
+//!         // Host-driven: one request each to the control socket (spec §9;
+//!         // irqstorm-protocol's `Request`, sent by its `Client`).
 //!         // Guest-driven (s.driven_by == Guest): the driver sends s.body as
 //!         // CONFIGURE (spec §6.1.2) and START with the same delay.
-//!         let _configure = s.body.control_configure(s.id, 0);
+//!         let _configure = s.control_configure(0)?;
 //!         let _start = s.control_start(0);
 //!     }
 //!     // ... every second print
