@@ -185,3 +185,70 @@ impl Drop for Guests {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in for QEMU: the guest script's handshake over the console.
+    const FAKE_GUEST: &str = "echo IRQSTORM_SC_READY; read l; echo \"IRQSTORM_SC_ACK $l\"; \
+                              echo oops >&2; read l; echo IRQSTORM_SC_FAIL $l";
+
+    fn guests(n: usize, dir: &Path) -> Guests {
+        let argvs = vec![vec!["-c".to_string(), FAKE_GUEST.to_string()]; n];
+        let logs: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("c{i}.log"))).collect();
+        Guests::spawn(Path::new("/bin/sh"), argvs, &logs, false).unwrap()
+    }
+
+    #[test]
+    fn console_handshake_commands_and_logs() {
+        let dir = std::env::temp_dir().join(format!("irqstorm-guests-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut g = guests(2, &dir);
+        let t = Duration::from_secs(10);
+        g.wait_all("IRQSTORM_SC_READY", t, "set-up").unwrap();
+        g.send_all("reset").unwrap();
+        g.wait_all("IRQSTORM_SC_ACK reset", t, "reset").unwrap();
+        // a failure line of the guest script ends the wait with its text
+        g.send_all("dump").unwrap();
+        let e = g.wait_all("IRQSTORM_SC_ACK dump", t, "dump").unwrap_err();
+        assert!(e.to_string().contains("IRQSTORM_SC_FAIL dump"), "{e}");
+        g.finish(Duration::from_secs(10));
+        // stderr has its own reader thread: give its line time to arrive
+        let deadline = Instant::now() + t;
+        while !(0..g.len()).all(|i| g.console(i).contains("oops")) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            g.drain();
+        }
+        for i in 0..g.len() {
+            // stderr lines are part of the console, as QEMU's are
+            assert!(
+                g.console(i).contains("[qemu stderr] oops\n"),
+                "{}",
+                g.console(i)
+            );
+            let log = std::fs::read_to_string(dir.join(format!("c{i}.log"))).unwrap();
+            assert!(log.starts_with("IRQSTORM_SC_READY\n"), "{log}");
+        }
+        drop(g);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_guest_that_exits_ends_the_wait() {
+        let dir = std::env::temp_dir().join(format!("irqstorm-guests-x-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let argvs = vec![vec!["-c".to_string(), "echo booting".to_string()]];
+        let mut g =
+            Guests::spawn(Path::new("/bin/sh"), argvs, &[dir.join("c.log")], false).unwrap();
+        let e = g
+            .wait_all("IRQSTORM_SC_READY", Duration::from_secs(10), "set-up")
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("guest 0 exited while waiting"),
+            "{e}"
+        );
+        drop(g);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
