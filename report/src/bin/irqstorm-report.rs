@@ -51,8 +51,10 @@ enum Cmd {
     Render(RenderOpts),
     /// Merge the report.json files of several devices.
     Aggregate {
+        /// Scenario file (TOML) whose gates apply.
         #[arg(long, value_name = "F")]
         scenario: String,
+        /// Report directory.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
         #[arg(required = true, value_name = "REPORT.json")]
@@ -60,8 +62,10 @@ enum Cmd {
     },
     /// Print the run's phases as host control-socket requests.
     Plan {
+        /// Scenario file (TOML).
         #[arg(long, value_name = "F")]
         scenario: String,
+        /// Device index the requests name.
         #[arg(long, value_name = "N", default_value_t = 0)]
         device: u32,
     },
@@ -69,31 +73,40 @@ enum Cmd {
 
 #[derive(Args)]
 struct RenderOpts {
+    /// Scenario file (TOML).
     #[arg(long, value_name = "F")]
     scenario: String,
     /// The back end's `stats` reply (with buckets).
     #[arg(long, value_name = "STATS.json")]
     stats: String,
+    /// Report directory.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// Device label of the run.
     #[arg(long, value_name = "L", default_value = "irqstorm0")]
     device_label: String,
+    /// Accelerator the run used.
     #[arg(long, value_name = "tcg|kvm", default_value = "tcg")]
     accel: String,
-    /// The guest's debugfs tables.
+    /// The guest's debugfs device-events summary table.
     #[arg(long, value_name = "F")]
     summary: Option<String>,
+    /// The guest's hardirq->bh histogram.
     #[arg(long, value_name = "F")]
     latency: Option<String>,
+    /// The guest's bottom-half run-time histogram.
     #[arg(long, value_name = "F")]
     work: Option<String>,
+    /// The hardirq->bh histogram of the guest's local reference source.
     #[arg(long, value_name = "F")]
     ref_latency: Option<String>,
+    /// The bottom-half run-time histogram of the local reference source.
     #[arg(long, value_name = "F")]
     ref_work: Option<String>,
     /// Host eventfd round trips for the baseline (0 skips it).
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     eventfd: usize,
+    /// Console log to copy into the report directory.
     #[arg(long, value_name = "LOG")]
     console: Option<PathBuf>,
 }
