@@ -98,7 +98,7 @@ pub enum Fix {
     RustupComponent(String),
     /// `cargo install --locked CRATE@VERSION`
     CargoInstall { krate: String, version: String },
-    /// Not a command (e.g. "install rustup: https://rustup.rs").
+    /// Not a command (e.g. "install rustup: <https://rustup.rs>").
     Advice(String),
 }
 
