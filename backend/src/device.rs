@@ -23,6 +23,9 @@ use crate::protocol::{
 };
 use crate::schedule::{Limits, Program, Schedule, MAX_DELAY_NS};
 
+/// Kinds of injected faults (§7): defined with the wire formats.
+pub use irqstorm_protocol::wire::FaultKind;
+
 /// Histogram range: 1 ns .. 60 s, 3 significant digits.
 const HIST_MAX_NS: u64 = 60_000_000_000;
 /// Most raises taken in one `service` call (bounds the time the lock is held).
@@ -109,49 +112,6 @@ pub struct SourceCounters {
     pub acked_raises: u64,
     /// Records written with the LATCHED flag.
     pub latched_records: u64,
-}
-
-/// Kinds of injected faults (§7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FaultKind {
-    /// A valid record whose head id is put on the used ring twice.
-    DupUsedId,
-    /// A bogus record returned with used length 16.
-    ShortLen,
-    /// A bogus record returned with a used length 64 bytes beyond the buffer.
-    LongLen,
-    /// A bogus record with `source = num_sources`.
-    BadSource,
-    /// A bogus record with `count = 0`.
-    ZeroCount,
-    /// The next per-source number of the source with the next real record skips one.
-    SeqGap,
-}
-
-impl FaultKind {
-    /// Parses a host control API name.
-    pub fn from_name(s: &str) -> Option<Self> {
-        Some(match s {
-            "dup_used_id" => Self::DupUsedId,
-            "short_len" => Self::ShortLen,
-            "long_len" => Self::LongLen,
-            "bad_source" => Self::BadSource,
-            "zero_count" => Self::ZeroCount,
-            "seq_gap" => Self::SeqGap,
-            _ => return None,
-        })
-    }
-    /// Name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::DupUsedId => "dup_used_id",
-            Self::ShortLen => "short_len",
-            Self::LongLen => "long_len",
-            Self::BadSource => "bad_source",
-            Self::ZeroCount => "zero_count",
-            Self::SeqGap => "seq_gap",
-        }
-    }
 }
 
 #[derive(Debug, Default)]

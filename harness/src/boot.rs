@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -81,9 +81,107 @@ pub struct BootResult {
     pub console_log: PathBuf,
 }
 
-enum Msg {
-    Line(String),
-    Eof,
+/// A console line (`\r` removed), or the end of a console, from the QEMU
+/// with this index.
+pub(crate) enum ConsoleMsg {
+    Line(usize, String),
+    Eof(usize),
+}
+
+/// Where QEMU's stderr goes.
+pub(crate) enum StderrTo {
+    /// Read whole, returned by [`Launched::finish_stderr`].
+    Collect,
+    /// Sent as console lines `[qemu stderr] ...`.
+    Console,
+}
+
+/// A started QEMU whose console lines arrive on the channel given to
+/// [`launch`].
+pub(crate) struct Launched {
+    pub child: Child,
+    /// The console input, when launched with `interactive`.
+    pub stdin: Option<ChildStdin>,
+    reader: std::thread::JoinHandle<()>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Launched {
+    /// Wait for the console reader; the collected stderr ([`StderrTo::Collect`]).
+    pub fn finish_stderr(self) -> String {
+        let _ = self.reader.join();
+        self.stderr.and_then(|h| h.join().ok()).unwrap_or_default()
+    }
+}
+
+/// Start `program args` (QEMU with `-serial stdio`) with its console piped
+/// to `tx` as QEMU number `index`; `interactive` keeps its stdin open.
+pub(crate) fn launch(
+    program: &Path,
+    args: &[OsString],
+    env: &[(OsString, OsString)],
+    index: usize,
+    interactive: bool,
+    stderr_to: StderrTo,
+    tx: mpsc::Sender<ConsoleMsg>,
+) -> Result<Launched, BootError> {
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(if interactive {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| BootError::Spawn {
+            program: program.display().to_string(),
+            source,
+        })?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out_tx = tx.clone();
+    let reader = std::thread::spawn(move || {
+        let mut r = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match r.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    // Serial output uses \r\n; keep the log plain.
+                    let s = String::from_utf8_lossy(&buf).replace('\r', "");
+                    if out_tx.send(ConsoleMsg::Line(index, s)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = out_tx.send(ConsoleMsg::Eof(index));
+    });
+    let stderr = match stderr_to {
+        StderrTo::Collect => Some(std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = stderr.read_to_end(&mut s);
+            String::from_utf8_lossy(&s).into_owned()
+        })),
+        StderrTo::Console => {
+            std::thread::spawn(move || {
+                for l in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+                    let _ = tx.send(ConsoleMsg::Line(index, format!("[qemu stderr] {l}\n")));
+                }
+            });
+            None
+        }
+    };
+    Ok(Launched {
+        stdin: child.stdin.take(),
+        child,
+        reader,
+        stderr,
+    })
 }
 
 /// Run QEMU as described. Returns `Err` only if it could not be started or
@@ -94,41 +192,16 @@ pub fn boot(spec: &BootSpec) -> Result<BootResult, BootError> {
     }
     let mut log = File::create(&spec.console_log).map_err(io_err(&spec.console_log))?;
     let start = Instant::now();
-    let mut cmd = Command::new(&spec.program);
-    cmd.args(&spec.args)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|source| BootError::Spawn {
-        program: spec.program.display().to_string(),
-        source,
-    })?;
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
     let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut r = BufReader::new(stdout);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match r.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let s = String::from_utf8_lossy(&buf).into_owned();
-                    if tx.send(Msg::Line(s)).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-        let _ = tx.send(Msg::Eof);
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = stderr.read_to_end(&mut s);
-        String::from_utf8_lossy(&s).into_owned()
-    });
+    let mut qemu = launch(
+        &spec.program,
+        &spec.args,
+        &spec.env,
+        0,
+        false,
+        StderrTo::Collect,
+        tx,
+    )?;
 
     let deadline = start + spec.timeout;
     let mut console = String::new();
@@ -141,9 +214,7 @@ pub fn boot(spec: &BootSpec) -> Result<BootResult, BootError> {
             break;
         }
         match rx.recv_timeout(deadline - now) {
-            Ok(Msg::Line(l)) => {
-                // Serial output uses \r\n; keep the log plain.
-                let clean = l.replace('\r', "");
+            Ok(ConsoleMsg::Line(_, clean)) => {
                 log.write_all(clean.as_bytes())
                     .map_err(io_err(&spec.console_log))?;
                 if spec.echo {
@@ -160,7 +231,7 @@ pub fn boot(spec: &BootSpec) -> Result<BootResult, BootError> {
                     }
                 }
             }
-            Ok(Msg::Eof) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Ok(ConsoleMsg::Eof(_)) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 timed_out = true;
                 break;
@@ -168,14 +239,15 @@ pub fn boot(spec: &BootSpec) -> Result<BootResult, BootError> {
         }
     }
     let status = if timed_out || marker_seen {
-        kill_hard(&mut child);
+        kill_hard(&mut qemu.child);
         None
     } else {
         // stdout closed: QEMU is exiting. Bound the wait anyway.
-        wait_bounded(&mut child, Duration::from_secs(10))
+        wait_bounded(&mut qemu.child, Duration::from_secs(10))
     };
-    let _ = reader.join();
-    let stderr = err_reader.join().unwrap_or_default();
+    // The reader ends once the channel is gone (a stop marker or timeout).
+    drop(rx);
+    let stderr = qemu.finish_stderr();
     if timed_out {
         let _ = writeln!(
             log,
@@ -197,12 +269,12 @@ pub fn boot(spec: &BootSpec) -> Result<BootResult, BootError> {
     })
 }
 
-fn kill_hard(child: &mut Child) {
+pub(crate) fn kill_hard(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
 
-fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+pub(crate) fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let end = Instant::now() + limit;
     loop {
         match child.try_wait() {
@@ -547,10 +619,11 @@ impl Drop for Backend {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn result(console: &str) -> BootResult {
+    /// A finished boot with this console (1 s, log `/tmp/c.log`).
+    pub(crate) fn result(console: &str) -> BootResult {
         BootResult {
             console: console.into(),
             stderr: String::new(),

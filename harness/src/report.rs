@@ -2,6 +2,7 @@
 
 use crate::boot::Evaluation;
 use crate::ktap::{Outcome, Suite};
+use irqstorm_report::render::xml_escape;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -14,22 +15,6 @@ pub fn write(dir: &Path, name: &str, ev: &Evaluation) -> std::io::Result<(PathBu
     std::fs::write(&json, body + "\n")?;
     std::fs::write(&xml, junit(name, ev))?;
     Ok((json, xml))
-}
-
-fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => {}
-            c => o.push(c),
-        }
-    }
-    o
 }
 
 struct Case {
@@ -91,7 +76,7 @@ pub fn junit(name: &str, ev: &Evaluation) -> String {
     let _ = writeln!(
         x,
         r#"<testsuite name="{}" tests="{}" failures="{}" skipped="{}" time="{:.3}">"#,
-        esc(name),
+        xml_escape(name),
         cases.len() + 1,
         failures,
         skipped,
@@ -106,8 +91,8 @@ pub fn junit(name: &str, ev: &Evaluation) -> String {
         let _ = write!(
             x,
             r#"<failure message="{}">{}</failure>"#,
-            esc(&boot_fail[0]),
-            esc(&boot_fail.join("\n"))
+            xml_escape(&boot_fail[0]),
+            xml_escape(&boot_fail.join("\n"))
         );
     }
     let _ = writeln!(x, "</testcase>");
@@ -115,8 +100,8 @@ pub fn junit(name: &str, ev: &Evaluation) -> String {
         let _ = write!(
             x,
             r#"  <testcase classname="{}" name="{}">"#,
-            esc(&c.class),
-            esc(&c.name)
+            xml_escape(&c.class),
+            xml_escape(&c.name)
         );
         match c.outcome {
             Outcome::Ok => {}
@@ -124,18 +109,19 @@ pub fn junit(name: &str, ev: &Evaluation) -> String {
                 let _ = write!(
                     x,
                     r#"<skipped message="{}"/>"#,
-                    esc(c.message.as_deref().unwrap_or(""))
+                    xml_escape(c.message.as_deref().unwrap_or(""))
                 );
             }
             Outcome::NotOk => {
                 let _ = write!(
                     x,
                     r#"<failure message="not ok{}"/>"#,
-                    esc(&c
-                        .message
-                        .as_deref()
-                        .map(|m| format!(": {m}"))
-                        .unwrap_or_default())
+                    xml_escape(
+                        &c.message
+                            .as_deref()
+                            .map(|m| format!(": {m}"))
+                            .unwrap_or_default()
+                    )
                 );
             }
         }
@@ -144,54 +130,17 @@ pub fn junit(name: &str, ev: &Evaluation) -> String {
     let _ = writeln!(
         x,
         "  <system-out>console log: {}</system-out>",
-        esc(&ev.console_log.display().to_string())
+        xml_escape(&ev.console_log.display().to_string())
     );
     let _ = writeln!(x, "</testsuite>");
     x
 }
 
-/// A UTC timestamp like `20261122T063500Z`, for run directory names.
-pub fn utc_stamp(t: std::time::SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86400, secs % 86400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::boot::{evaluate, BootResult};
-    use std::time::Duration;
-
-    fn result(console: &str) -> BootResult {
-        BootResult {
-            console: console.into(),
-            stderr: String::new(),
-            status: None,
-            timed_out: false,
-            stop_marker_seen: false,
-            duration: Duration::from_millis(1500),
-            console_log: "/tmp/console.log".into(),
-        }
-    }
+    use crate::boot::evaluate;
+    use crate::boot::tests::result;
 
     #[test]
     fn junit_lists_nested_results_and_failures() {
@@ -204,13 +153,5 @@ mod tests {
         );
         assert!(x.contains(r#"name="10-x"><skipped message="SKIP none"/>"#));
         assert!(x.contains(r#"tests="4" failures="2" skipped="1""#), "{x}");
-    }
-
-    #[test]
-    fn utc_stamp_known_dates() {
-        let t = |s| std::time::UNIX_EPOCH + Duration::from_secs(s);
-        assert_eq!(utc_stamp(t(0)), "19700101T000000Z");
-        assert_eq!(utc_stamp(t(951_782_400)), "20000229T000000Z");
-        assert_eq!(utc_stamp(t(1_795_329_296)), "20261122T063456Z");
     }
 }

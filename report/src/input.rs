@@ -562,6 +562,28 @@ pub struct GuestTexts<'a> {
     pub ref_work: Option<&'a str>,
 }
 
+/// [`GuestTexts`], owned: read from files or cut from a guest console.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuestDump {
+    pub summary: Option<String>,
+    pub latency: Option<String>,
+    pub work: Option<String>,
+    pub ref_latency: Option<String>,
+    pub ref_work: Option<String>,
+}
+
+impl GuestDump {
+    pub fn texts(&self) -> GuestTexts<'_> {
+        GuestTexts {
+            summary: self.summary.as_deref(),
+            latency: self.latency.as_deref(),
+            work: self.work.as_deref(),
+            ref_latency: self.ref_latency.as_deref(),
+            ref_work: self.ref_work.as_deref(),
+        }
+    }
+}
+
 /// Add what the guest reports to the rows: guest counters from the
 /// summary; hardirq->bh and bh run time from the guest's histograms where
 /// the back end gave none; the reference source as `reference`.

@@ -1,12 +1,12 @@
 //! # irqstorm-report
 //!
 //! Scenario files, end-to-end latency reports and CI gating for irqstorm
-//! runs. This crate does no I/O to QEMU or the guest: `cargo xtask run`
-//! drives the run and hands the numbers to it.
+//! runs. This crate does no I/O to QEMU or the guest: the harness's runner
+//! (`cargo xtask run`) drives the run and hands the numbers to it.
 //!
 //! ## Wiring it into `cargo xtask run --scenario F --report-dir D`
 //!
-//! The real wiring is `xtask/src/scenario.rs` (guest side:
+//! The real wiring is `harness/src/scenario/` (guest side:
 //! `tests/guest/lib/scenario.sh`); the sketch below shows the call sequence.
 //! There, the one-way estimate comes from the back end's per-mechanism
 //! `raw_raise_to_hardirq` histogram and each device's PING offset
@@ -15,7 +15,6 @@
 //!
 //! ```no_run
 //! use irqstorm_report::{aggregate, baseline, gate, input, model, offset, render, scenario};
-//! use irqstorm_report::scenario::ConfigureBodyExt as _;
 //! # fn stats_reply() -> String { String::new() }
 //! # fn debugfs(_: &str) -> Option<String> { None }
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,10 +30,11 @@
 //! let mut ramp = model::RampResult::default();
 //! for phase in sc.plan() {
 //!     for s in &phase.starts {
-//!         // Host-driven: one JSON line each to the control socket (spec §9).
+//!         // Host-driven: one request each to the control socket (spec §9;
+//!         // irqstorm-protocol's `Request`, sent by its `Client`).
 //!         // Guest-driven (s.driven_by == Guest): the driver sends s.body as
 //!         // CONFIGURE (spec §6.1.2) and START with the same delay.
-//!         let _configure = s.body.control_configure(s.id, 0);
+//!         let _configure = s.control_configure(0)?;
 //!         let _start = s.control_start(0);
 //!     }
 //!     // ... every second print
@@ -126,3 +126,4 @@ pub mod model;
 pub mod offset;
 pub mod render;
 pub mod scenario;
+pub mod utc;

@@ -7,9 +7,10 @@
 //! guest driver counted ([`GUEST_TOTAL`] line): every injected fault was
 //! detected and skipped, none slipped through, none was invented.
 
-use irqstorm_backend::control;
 use irqstorm_harness::boot::{Evaluation, LineHook};
-use serde_json::{json, Value};
+use irqstorm_protocol::client::{Client, DEFAULT_TIMEOUT};
+use irqstorm_protocol::control::{FaultReply, Request, StatsReply};
+use irqstorm_protocol::wire::FaultKind;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -19,17 +20,10 @@ use std::time::{Duration, Instant};
 pub const READY_MARKER: &str = "IRQSTORM_FAULT_READY";
 /// Printed by the guest with the driver's bad-record total.
 pub const GUEST_TOTAL: &str = "IRQSTORM_GUEST_BAD_TOTAL=";
-/// Every fault kind the back end can inject.
-pub const KINDS: [&str; 6] = [
-    "dup_used_id",
-    "short_len",
-    "long_len",
-    "bad_source",
-    "zero_count",
-    "seq_gap",
-];
 /// Faults of each kind.
 pub const PER_KIND: u64 = 5;
+/// [`PER_KIND`] as the `fault` request carries it.
+const PER_KIND_REQ: u32 = PER_KIND as u32;
 /// How long one kind may take to be written (the guest storm runs at 2 kHz).
 const KIND_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -116,41 +110,40 @@ fn check(injected: Outcome, detected: Option<u64>) -> Result<String, String> {
     ))
 }
 
-fn faults_injected(ctl: &Path) -> Result<u64, String> {
-    let v = request(ctl, json!({"cmd": "stats"}))?;
-    v["stats"]["device"]["faults_injected"]
-        .as_u64()
-        .ok_or_else(|| format!("stats reply has no stats.device.faults_injected: {v}"))
-}
-
-fn request(ctl: &Path, req: Value) -> Result<Value, String> {
-    let v = control::request(ctl, &req).map_err(|e| format!("{req}: {e}"))?;
-    if v["ok"] != Value::Bool(true) {
-        return Err(format!("{req} refused: {v}"));
-    }
-    Ok(v)
+fn faults_injected(ctl: &mut Client) -> Result<u64, String> {
+    let r: StatsReply = ctl
+        .call(&Request::Stats {
+            device: None,
+            buckets: None,
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(r.stats.device.faults_injected)
 }
 
 /// Arms each kind and waits until the back end wrote it; returns how many
 /// faults were injected in all.
-fn inject_all(ctl: &Path) -> Outcome {
-    let before = faults_injected(ctl)?;
+fn inject_all(path: &Path) -> Outcome {
+    let mut ctl = Client::connect(path, DEFAULT_TIMEOUT).map_err(|e| e.to_string())?;
+    let before = faults_injected(&mut ctl)?;
     let mut want = before;
-    for kind in KINDS {
-        request(
-            ctl,
-            json!({"cmd": "fault", "kind": kind, "count": PER_KIND}),
-        )?;
+    for kind in FaultKind::ALL {
+        ctl.call::<FaultReply>(&Request::Fault {
+            device: None,
+            kind,
+            count: Some(PER_KIND_REQ),
+        })
+        .map_err(|e| e.to_string())?;
         want += PER_KIND;
         let deadline = Instant::now() + KIND_TIMEOUT;
         loop {
-            let n = faults_injected(ctl)?;
+            let n = faults_injected(&mut ctl)?;
             if n >= want {
                 break;
             }
             if Instant::now() >= deadline {
                 return Err(format!(
-                    "{kind}: {} of {PER_KIND} written after {}s (is the guest storm running?)",
+                    "{}: {} of {PER_KIND} written after {}s (is the guest storm running?)",
+                    kind.name(),
                     PER_KIND - (want - n),
                     KIND_TIMEOUT.as_secs()
                 ));
@@ -158,7 +151,7 @@ fn inject_all(ctl: &Path) -> Outcome {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    Ok(faults_injected(ctl)? - before)
+    Ok(faults_injected(&mut ctl)? - before)
 }
 
 #[cfg(test)]

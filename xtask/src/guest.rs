@@ -182,7 +182,7 @@ pub fn choose_accel(repo: &Path, cache: &Path, g: &Guest, opt: AccelOpt) -> Resu
 pub fn new_run_dir(repo: &Path) -> Result<PathBuf> {
     let runs = repo.join("target/irqstorm/runs");
     std::fs::create_dir_all(&runs)?;
-    let stamp = report::utc_stamp(std::time::SystemTime::now());
+    let stamp = irqstorm_report::utc::UtcTime::now().stamp();
     let mut dir = runs.join(&stamp);
     let mut n = 1;
     while dir.exists() {

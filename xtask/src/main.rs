@@ -11,8 +11,10 @@ mod setup;
 mod util;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::builder::TypedValueParser as _;
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use guest::{AccelOpt, Device, Guest};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
@@ -69,8 +71,9 @@ struct GuestOpts {
     /// Run only these guest scripts (comma-separated, e.g. "00-module" or "module").
     #[arg(long, value_name = "NAMES")]
     only: Option<String>,
-    /// Device mode: start the vhost-user back end and add the irqstorm device.
-    #[arg(long, env = "IRQSTORM_DEVICE", value_parser = clap::builder::BoolishValueParser::new())]
+    /// Device mode: start the vhost-user back end and add the irqstorm device
+    /// [env: IRQSTORM_DEVICE=]
+    #[arg(long)]
     device: bool,
     /// Back end binary (default: build target/release/irqstorm-backend).
     #[arg(long, env = "IRQSTORM_BACKEND", value_name = "PATH")]
@@ -87,6 +90,50 @@ struct GuestOpts {
     /// Extra kernel command line (e.g. "irqstorm.foo=1").
     #[arg(long, value_name = "ARGS")]
     cmdline: Option<String>,
+}
+
+/// The variable that turns device mode on like `--device` does.
+const DEVICE_ENV: &str = "IRQSTORM_DEVICE";
+
+impl GuestOpts {
+    /// Apply `IRQSTORM_DEVICE` (a bool-ish value, as clap takes it: 1/0,
+    /// true/false, yes/no, on/off) when `--device` is not given. The value
+    /// is passed in, so tests need not touch the process environment.
+    fn with_device_env(mut self, value: Option<&OsStr>) -> Result<GuestOpts, clap::Error> {
+        if let (false, Some(v)) = (self.device, value) {
+            let mut cmd = Cli::command();
+            cmd.build();
+            // `--device` of `run`, built, so errors name it as clap does.
+            let arg = cmd
+                .find_subcommand("run")
+                .and_then(|c| c.get_arguments().find(|a| a.get_id() == "device"));
+            self.device = clap::builder::BoolishValueParser::new().parse_ref(&cmd, arg, v)?;
+        }
+        Ok(self)
+    }
+}
+
+impl Cmd {
+    /// [`GuestOpts::with_device_env`] on the command's guest options.
+    fn with_device_env(self, value: Option<&OsStr>) -> Result<Cmd, clap::Error> {
+        Ok(match self {
+            Cmd::Run { guest, sc } => Cmd::Run {
+                guest: guest.with_device_env(value)?,
+                sc,
+            },
+            Cmd::Test {
+                guest,
+                guest_only,
+                no_scenario,
+            } => Cmd::Test {
+                guest: guest.with_device_env(value)?,
+                guest_only,
+                no_scenario,
+            },
+            Cmd::Shell(o) => Cmd::Shell(o.with_device_env(value)?),
+            Cmd::Doctor => Cmd::Doctor,
+        })
+    }
 }
 
 #[derive(Args, Clone, Default)]
@@ -141,7 +188,14 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp(None)
         .init();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    cli.cmd = match cli
+        .cmd
+        .with_device_env(std::env::var_os(DEVICE_ENV).as_deref())
+    {
+        Ok(cmd) => cmd,
+        Err(e) => e.exit(),
+    };
     let r = match &cli.cmd {
         Cmd::Run { guest, sc } => cmd_run(&cli.global, guest, sc),
         Cmd::Test {
@@ -483,17 +537,17 @@ fn cmd_doctor(g: &Global) -> Result<ExitCode> {
             name: format!("QEMU with {}", qemu::DEVICE),
             version: None,
             ok: false,
-            fix: Some(format!("{e:#}")),
+            fix: Some(setup::Fix::Advice(format!("{e:#}"))),
             info: false,
         },
         Err(_) => setup::Check {
             name: format!("QEMU with {} ({})", qemu::DEVICE, qemu::NEEDED),
             version: None,
             ok: false,
-            fix: Some(format!(
+            fix: Some(setup::Fix::Advice(format!(
                 "none yet: `cargo xtask run` provisions trixie-backports QEMU into {}",
                 qemu::provisioned_dir(&cache).display()
-            )),
+            ))),
             info: true,
         },
     });
@@ -504,7 +558,7 @@ fn cmd_doctor(g: &Global) -> Result<ExitCode> {
             version: Some(t.display().to_string()),
             ok: t.join("Makefile").exists(),
             fix: (!t.join("Makefile").exists())
-                .then(|| format!("{} is not a kernel tree", t.display())),
+                .then(|| setup::Fix::Advice(format!("{} is not a kernel tree", t.display()))),
             info: false,
         }),
         None => {
@@ -520,8 +574,10 @@ fn cmd_doctor(g: &Global) -> Result<ExitCode> {
                 version: cached.then(|| "a kernel build is cached".into()),
                 ok: cached,
                 fix: (!cached).then(|| {
-                    "none needed: `cargo xtask run` downloads and builds it (~6 min on 2 cores)"
-                        .into()
+                    setup::Fix::Advice(
+                        "none needed: `cargo xtask run` downloads and builds it (~6 min on 2 cores)"
+                            .into(),
+                    )
                 }),
                 info: true,
             });
@@ -532,7 +588,7 @@ fn cmd_doctor(g: &Global) -> Result<ExitCode> {
         name: "KVM (/dev/kvm; --accel auto probes it, TCG otherwise)".into(),
         version: None,
         ok: kvm,
-        fix: (!kvm).then(|| "none needed: guests run under TCG".into()),
+        fix: (!kvm).then(|| setup::Fix::Advice("none needed: guests run under TCG".into())),
         info: true,
     });
     setup::print_checks(&checks);
@@ -589,14 +645,22 @@ mod tests {
 
     #[test]
     fn device_env_accepts_1() {
-        // SAFETY: test-only; no other test reads this variable.
-        unsafe { std::env::set_var("IRQSTORM_DEVICE", "1") };
-        let cli = Cli::try_parse_from(["xtask", "run"]);
-        unsafe { std::env::remove_var("IRQSTORM_DEVICE") };
-        let Cmd::Run { guest: o, .. } = cli.unwrap().cmd else {
-            panic!("not run")
+        let device = |args: &[&str], env: Option<&str>| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            match cli.cmd.with_device_env(env.map(OsStr::new)) {
+                Ok(Cmd::Run { guest, .. }) => Ok(guest.device),
+                Ok(_) => panic!("not run"),
+                Err(e) => Err(e.kind()),
+            }
         };
-        assert!(o.device);
+        assert_eq!(device(&["xtask", "run"], Some("1")), Ok(true));
+        assert_eq!(device(&["xtask", "run"], Some("off")), Ok(false));
+        assert_eq!(device(&["xtask", "run"], None), Ok(false));
+        assert_eq!(device(&["xtask", "run", "--device"], Some("0")), Ok(true));
+        assert_eq!(
+            device(&["xtask", "run"], Some("maybe")),
+            Err(clap::error::ErrorKind::ValueValidation)
+        );
     }
 
     #[test]

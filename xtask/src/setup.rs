@@ -1,7 +1,7 @@
 //! Prerequisites: check (doctor), install (as root), or print the fix.
 
 use crate::util::{self, step};
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -88,12 +88,57 @@ pub fn dpkg_versions(pkgs: &[&str]) -> BTreeMap<String, String> {
     m
 }
 
+/// How to fix a missing prerequisite: a command set-up can run (as argv,
+/// never through a shell), or advice for a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fix {
+    /// `apt-get install --no-install-recommends PKG...`
+    AptInstall(Vec<String>),
+    /// `rustup component add NAME`
+    RustupComponent(String),
+    /// `cargo install --locked CRATE@VERSION`
+    CargoInstall { krate: String, version: String },
+    /// Not a command (e.g. "install rustup: <https://rustup.rs>").
+    Advice(String),
+}
+
+impl Fix {
+    /// The command as argv; `None` for advice.
+    pub fn argv(&self) -> Option<Vec<String>> {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        Some(match self {
+            Fix::AptInstall(pkgs) => {
+                let mut a = v(&["apt-get", "install", "--no-install-recommends"]);
+                a.extend(pkgs.iter().cloned());
+                a
+            }
+            Fix::RustupComponent(c) => v(&["rustup", "component", "add", c]),
+            Fix::CargoInstall { krate, version } => v(&[
+                "cargo",
+                "install",
+                "--locked",
+                &format!("{krate}@{version}"),
+            ]),
+            Fix::Advice(_) => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for Fix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fix::Advice(a) => f.write_str(a),
+            cmd => f.write_str(&cmd.argv().unwrap_or_default().join(" ")),
+        }
+    }
+}
+
 /// One line of the doctor's report.
 pub struct Check {
     pub name: String,
     pub version: Option<String>,
     pub ok: bool,
-    pub fix: Option<String>,
+    pub fix: Option<Fix>,
     /// Informational only: never blocks.
     pub info: bool,
 }
@@ -125,7 +170,7 @@ fn rustup_component(name: &str) -> Check {
         name: format!("rustup component {name}"),
         version: ver,
         ok,
-        fix: (!ok).then(|| format!("rustup component add {name}")),
+        fix: (!ok).then(|| Fix::RustupComponent(name.to_string())),
         info: false,
     }
 }
@@ -141,9 +186,7 @@ pub fn checks() -> Vec<Check> {
         out.push(Check {
             name: format!("{p} ({why})"),
             ok: v.is_some(),
-            fix: v
-                .is_none()
-                .then(|| format!("apt-get install --no-install-recommends {p}")),
+            fix: v.is_none().then(|| Fix::AptInstall(vec![p.to_string()])),
             version: v,
             info: false,
         });
@@ -154,7 +197,7 @@ pub fn checks() -> Vec<Check> {
         ok: rustc.is_some(),
         fix: rustc
             .is_none()
-            .then(|| "install rustup: https://rustup.rs".to_string()),
+            .then(|| Fix::Advice("install rustup: https://rustup.rs".to_string())),
         version: rustc,
         info: false,
     });
@@ -169,7 +212,10 @@ pub fn checks() -> Vec<Check> {
         name: format!("bindgen-cli {BINDGEN_VERSION} (in ~/.cargo/bin)"),
         version: bg,
         ok: bg_ok,
-        fix: (!bg_ok).then(|| format!("cargo install --locked bindgen-cli@{BINDGEN_VERSION}")),
+        fix: (!bg_ok).then(|| Fix::CargoInstall {
+            krate: "bindgen-cli".into(),
+            version: BINDGEN_VERSION.into(),
+        }),
         info: false,
     });
     let lc = Path::new(util::LIBCLANG_PATH).join("libclang.so");
@@ -177,8 +223,7 @@ pub fn checks() -> Vec<Check> {
         name: format!("libclang at {}", util::LIBCLANG_PATH),
         version: None,
         ok: lc.exists(),
-        fix: (!lc.exists())
-            .then(|| "apt-get install --no-install-recommends libclang-19-dev".to_string()),
+        fix: (!lc.exists()).then(|| Fix::AptInstall(vec!["libclang-19-dev".to_string()])),
         info: false,
     });
     out
@@ -202,28 +247,26 @@ pub fn print_checks(checks: &[Check]) {
     }
 }
 
-/// The commands that fix everything missing.
-fn fix_commands(missing: &[&Check]) -> Vec<String> {
+/// The fixes for everything missing: one apt-get install with every
+/// package first, then the others, each once.
+fn fix_commands(missing: &[&Check]) -> Vec<Fix> {
     let pkgs: Vec<String> = missing
         .iter()
-        .filter_map(|c| c.fix.as_deref())
-        .filter_map(|f| f.strip_prefix("apt-get install --no-install-recommends "))
-        .map(str::to_string)
+        .filter_map(|c| match &c.fix {
+            Some(Fix::AptInstall(p)) => Some(p.iter().cloned()),
+            _ => None,
+        })
+        .flatten()
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
     let mut cmds = Vec::new();
     if !pkgs.is_empty() {
-        cmds.push(format!(
-            "apt-get install --no-install-recommends {}",
-            pkgs.join(" ")
-        ));
+        cmds.push(Fix::AptInstall(pkgs));
     }
-    for c in missing {
-        if let Some(f) = &c.fix {
-            if !f.starts_with("apt-get") && !cmds.contains(f) {
-                cmds.push(f.clone());
-            }
+    for f in missing.iter().filter_map(|c| c.fix.as_ref()) {
+        if !matches!(f, Fix::AptInstall(_)) && !cmds.contains(f) {
+            cmds.push(f.clone());
         }
     }
     cmds
@@ -245,10 +288,9 @@ pub fn ensure() -> Result<()> {
         }
         eprintln!("run these commands, then try again:");
         for c in &cmds {
-            if c.starts_with("apt-get") {
-                eprintln!("  sudo {c}");
-            } else {
-                eprintln!("  {c}");
+            match c {
+                Fix::AptInstall(_) => eprintln!("  sudo {c}"),
+                _ => eprintln!("  {c}"),
             }
         }
         bail!(
@@ -256,22 +298,24 @@ pub fn ensure() -> Result<()> {
             missing.len()
         );
     }
-    if let Some(c) = cmds.iter().find(|c| {
-        !["apt-get ", "rustup ", "cargo "]
-            .iter()
-            .any(|p| c.starts_with(p))
-    }) {
-        bail!("cannot set up automatically: {c}");
-    }
-    for c in &cmds {
-        if c.starts_with("apt-get install") {
-            install_packages(c)?;
+    // Every fix must be a command before any runs.
+    let runs = cmds
+        .iter()
+        .map(|c| {
+            c.argv()
+                .map(|argv| (c, argv))
+                .ok_or_else(|| anyhow!("cannot set up automatically: {c}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for (c, argv) in runs {
+        if let Fix::AptInstall(pkgs) = c {
+            install_packages(pkgs)?;
         } else {
             step(&format!("set-up: {c}"));
+            // With PATH changed, the child's PATH finds the program too.
             util::run(
-                Command::new("sh")
-                    .arg("-c")
-                    .arg(c)
+                Command::new(&argv[0])
+                    .args(&argv[1..])
                     .env("PATH", util::tool_path()),
             )?;
         }
@@ -289,13 +333,9 @@ pub fn ensure() -> Result<()> {
 
 /// Install Debian packages from the system's own sources, refusing any plan
 /// that would upgrade libc6.
-fn install_packages(cmd: &str) -> Result<()> {
-    let pkgs: Vec<&str> = cmd
-        .trim_start_matches("apt-get install --no-install-recommends ")
-        .split_whitespace()
-        .collect();
+fn install_packages(pkgs: &[String]) -> Result<()> {
     step(&format!("set-up: apt-get install {}", pkgs.join(" ")));
-    let simulate = |pkgs: &[&str]| {
+    let simulate = |pkgs: &[String]| {
         Command::new("apt-get")
             .args(["-s", "install", "--no-install-recommends"])
             .args(pkgs)
@@ -303,11 +343,11 @@ fn install_packages(cmd: &str) -> Result<()> {
             .stdin(Stdio::null())
             .output()
     };
-    let mut sim = simulate(&pkgs)?;
+    let mut sim = simulate(pkgs)?;
     if !sim.status.success() {
         step("set-up: apt-get update (package lists missing or stale)");
         util::run(Command::new("apt-get").arg("update"))?;
-        sim = simulate(&pkgs)?;
+        sim = simulate(pkgs)?;
     }
     let plan = String::from_utf8_lossy(&sim.stdout);
     if !sim.status.success() {
@@ -329,7 +369,7 @@ fn install_packages(cmd: &str) -> Result<()> {
     util::run(
         Command::new("apt-get")
             .args(["install", "-y", "--no-install-recommends"])
-            .args(&pkgs)
+            .args(pkgs)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
 }
@@ -338,36 +378,68 @@ fn install_packages(cmd: &str) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn missing(name: &str, fix: &str) -> Check {
+    fn missing(name: &str, fix: Fix) -> Check {
         Check {
             name: name.into(),
             version: None,
             ok: false,
-            fix: Some(fix.into()),
+            fix: Some(fix),
             info: false,
         }
     }
 
+    fn apt(p: &str) -> Fix {
+        Fix::AptInstall(vec![p.into()])
+    }
+
     #[test]
     fn fix_commands_group_packages_first() {
-        let a = missing("bc", "apt-get install --no-install-recommends bc");
-        let b = missing("rust-src", "rustup component add rust-src");
-        let c = missing("flex", "apt-get install --no-install-recommends flex");
-        let d = missing(
-            "libclang",
-            "apt-get install --no-install-recommends libclang-19-dev",
-        );
-        let e = missing(
-            "libclang pkg",
-            "apt-get install --no-install-recommends libclang-19-dev",
-        );
+        let a = missing("bc", apt("bc"));
+        let b = missing("rust-src", Fix::RustupComponent("rust-src".into()));
+        let c = missing("flex", apt("flex"));
+        let d = missing("libclang", apt("libclang-19-dev"));
+        let e = missing("libclang pkg", apt("libclang-19-dev"));
         let cmds = fix_commands(&[&a, &b, &c, &d, &e]);
         assert_eq!(
-            cmds,
+            cmds.iter().map(Fix::to_string).collect::<Vec<_>>(),
             vec![
                 "apt-get install --no-install-recommends bc flex libclang-19-dev".to_string(),
                 "rustup component add rust-src".to_string()
             ]
         );
+        assert_eq!(
+            cmds[0].argv().unwrap(),
+            [
+                "apt-get",
+                "install",
+                "--no-install-recommends",
+                "bc",
+                "flex",
+                "libclang-19-dev"
+            ]
+        );
+    }
+
+    #[test]
+    fn fixes_are_argv_not_shell_text() {
+        let cargo = Fix::CargoInstall {
+            krate: "bindgen-cli".into(),
+            version: BINDGEN_VERSION.into(),
+        };
+        assert_eq!(
+            cargo.argv().unwrap(),
+            ["cargo", "install", "--locked", "bindgen-cli@0.73.2"]
+        );
+        assert_eq!(
+            cargo.to_string(),
+            "cargo install --locked bindgen-cli@0.73.2"
+        );
+        assert_eq!(
+            Fix::RustupComponent("clippy".into()).argv().unwrap(),
+            ["rustup", "component", "add", "clippy"]
+        );
+        let advice = Fix::Advice("install rustup: https://rustup.rs".into());
+        assert_eq!(advice.argv(), None);
+        assert_eq!(advice.to_string(), "install rustup: https://rustup.rs");
     }
 }

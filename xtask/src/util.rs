@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub use irqstorm_harness::progress::{fmt_dur, step};
+
 /// The repository root (parent of xtask/).
 pub fn repo_root() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -268,15 +270,6 @@ fn trunc(s: &str, n: usize) -> String {
     }
 }
 
-pub fn fmt_dur(d: Duration) -> String {
-    let s = d.as_secs();
-    if s >= 60 {
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
-}
-
 /// An exclusive lock on the cache (several xtasks share one cache).
 pub struct CacheLock(#[allow(dead_code)] File);
 
@@ -328,9 +321,4 @@ pub fn with_tmp_dir<T>(final_dir: &Path, f: impl FnOnce(&Path) -> Result<T>) -> 
         let _ = std::fs::remove_dir_all(&tmp);
     }
     r
-}
-
-/// Step header.
-pub fn step(msg: &str) {
-    eprintln!("==> {msg}");
 }

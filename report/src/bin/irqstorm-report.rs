@@ -24,89 +24,102 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use irqstorm_report::scenario::ConfigureBodyExt as _;
-use irqstorm_report::{aggregate, baseline, gate, input, model, render, scenario};
+use clap::{Args, Parser, Subcommand};
+use irqstorm_protocol::control::Request;
+use irqstorm_report::{aggregate, baseline, gate, input, model, render, scenario, utc};
 
-const USAGE: &str = "usage:
-  irqstorm-report validate FILE.toml...
-  irqstorm-report render --scenario F --stats STATS.json --out DIR [--device-label L] [--accel tcg|kvm]
-      [--summary F] [--latency F] [--work F] [--ref-latency F] [--ref-work F] [--eventfd N] [--console LOG]
-  irqstorm-report aggregate --scenario F --out DIR REPORT.json...
-  irqstorm-report plan --scenario F [--device N]";
+#[derive(Parser)]
+#[command(
+    name = "irqstorm-report",
+    about = "Scenario checks and reports from saved irqstorm run data",
+    // A repeated option takes its last value.
+    args_override_self = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Validate scenario files.
+    Validate {
+        #[arg(required = true, value_name = "FILE.toml")]
+        files: Vec<String>,
+    },
+    /// Report, gate and write the report directory from a back end `stats` reply.
+    Render(RenderOpts),
+    /// Merge the report.json files of several devices.
+    Aggregate {
+        /// Scenario file (TOML) whose gates apply.
+        #[arg(long, value_name = "F")]
+        scenario: String,
+        /// Report directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(required = true, value_name = "REPORT.json")]
+        reports: Vec<String>,
+    },
+    /// Print the run's phases as host control-socket requests.
+    Plan {
+        /// Scenario file (TOML).
+        #[arg(long, value_name = "F")]
+        scenario: String,
+        /// Device index the requests name.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        device: u32,
+    },
+}
+
+#[derive(Args)]
+struct RenderOpts {
+    /// Scenario file (TOML).
+    #[arg(long, value_name = "F")]
+    scenario: String,
+    /// The back end's `stats` reply (with buckets).
+    #[arg(long, value_name = "STATS.json")]
+    stats: String,
+    /// Report directory.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Device label of the run.
+    #[arg(long, value_name = "L", default_value = "irqstorm0")]
+    device_label: String,
+    /// Accelerator the run used.
+    #[arg(long, value_name = "tcg|kvm", default_value = "tcg")]
+    accel: String,
+    /// The guest's debugfs device-events summary table.
+    #[arg(long, value_name = "F")]
+    summary: Option<String>,
+    /// The guest's hardirq->bh histogram.
+    #[arg(long, value_name = "F")]
+    latency: Option<String>,
+    /// The guest's bottom-half run-time histogram.
+    #[arg(long, value_name = "F")]
+    work: Option<String>,
+    /// The hardirq->bh histogram of the guest's local reference source.
+    #[arg(long, value_name = "F")]
+    ref_latency: Option<String>,
+    /// The bottom-half run-time histogram of the local reference source.
+    #[arg(long, value_name = "F")]
+    ref_work: Option<String>,
+    /// Host eventfd round trips for the baseline (0 skips it).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    eventfd: usize,
+    /// Console log to copy into the report directory.
+    #[arg(long, value_name = "LOG")]
+    console: Option<PathBuf>,
+}
 
 type Res<T> = Result<T, String>;
 
-/// `--key value` options and positional arguments.
-struct Opts {
-    kv: Vec<(String, String)>,
-    pos: Vec<String>,
-}
-
-impl Opts {
-    fn parse(args: &[String], keys: &[&str]) -> Res<Opts> {
-        let mut o = Opts {
-            kv: Vec::new(),
-            pos: Vec::new(),
-        };
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            if let Some(k) = a.strip_prefix("--") {
-                if !keys.contains(&k) {
-                    return Err(format!("unknown option --{k}"));
-                }
-                let v = it.next().ok_or_else(|| format!("--{k} needs a value"))?;
-                o.kv.push((k.to_string(), v.clone()));
-            } else {
-                o.pos.push(a.clone());
-            }
-        }
-        Ok(o)
-    }
-    fn get(&self, k: &str) -> Option<&str> {
-        self.kv
-            .iter()
-            .rev()
-            .find(|(a, _)| a == k)
-            .map(|(_, v)| v.as_str())
-    }
-    fn need(&self, k: &str) -> Res<&str> {
-        self.get(k).ok_or_else(|| format!("--{k} is required"))
-    }
-    fn file(&self, k: &str) -> Res<Option<String>> {
-        self.get(k)
-            .map(|p| std::fs::read_to_string(p).map_err(|e| format!("{p}: {e}")))
-            .transpose()
-    }
-}
-
-fn now_rfc3339() -> String {
-    // UTC from the system clock, without a date crate (civil-from-days).
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+/// The text of an optional input file.
+fn read_opt(path: Option<&str>) -> Res<Option<String>> {
+    path.map(|p| std::fs::read_to_string(p).map_err(|e| format!("{p}: {e}")))
+        .transpose()
 }
 
 fn validate(files: &[String]) -> Res<ExitCode> {
-    if files.is_empty() {
-        return Err("validate: no files".into());
-    }
     let mut bad = 0;
     for f in files {
         match scenario::load(f) {
@@ -149,53 +162,31 @@ fn finish(
     })
 }
 
-fn render_cmd(args: &[String]) -> Res<ExitCode> {
-    let o = Opts::parse(
-        args,
-        &[
-            "scenario",
-            "stats",
-            "out",
-            "device-label",
-            "accel",
-            "summary",
-            "latency",
-            "work",
-            "ref-latency",
-            "ref-work",
-            "eventfd",
-            "console",
-        ],
-    )?;
-    let sc_path = o.need("scenario")?;
+fn render_cmd(o: &RenderOpts) -> Res<ExitCode> {
+    let sc_path = o.scenario.as_str();
     let sc = scenario::load(sc_path).map_err(|e| e.to_string())?;
-    let accel = o.get("accel").unwrap_or("tcg").to_string();
+    let accel = o.accel.clone();
     sc.check_accel(&accel)?;
-    let stats_path = o.need("stats")?;
+    let stats_path = o.stats.as_str();
     let text = std::fs::read_to_string(stats_path).map_err(|e| format!("{stats_path}: {e}"))?;
     let stats = input::parse_backend_stats(&text).map_err(|e| format!("{stats_path}: {e}"))?;
-    let label = o.get("device-label").unwrap_or("irqstorm0").to_string();
+    let label = o.device_label.clone();
     let mut rows = stats
         .rows(&sc, None)
         .map_err(|e| format!("{stats_path}: {e}"))?;
-    let (summary, lat, work) = (o.file("summary")?, o.file("latency")?, o.file("work")?);
-    let (rlat, rwork) = (o.file("ref-latency")?, o.file("ref-work")?);
-    input::apply_guest(
-        &mut rows,
-        &input::GuestTexts {
-            summary: summary.as_deref(),
-            latency: lat.as_deref(),
-            work: work.as_deref(),
-            ref_latency: rlat.as_deref(),
-            ref_work: rwork.as_deref(),
-        },
-    )
-    .map_err(|e| e.to_string())?;
+    let dump = input::GuestDump {
+        summary: read_opt(o.summary.as_deref())?,
+        latency: read_opt(o.latency.as_deref())?,
+        work: read_opt(o.work.as_deref())?,
+        ref_latency: read_opt(o.ref_latency.as_deref())?,
+        ref_work: read_opt(o.ref_work.as_deref())?,
+    };
+    input::apply_guest(&mut rows, &dump.texts()).map_err(|e| e.to_string())?;
     let mut result = model::RunResult::new(model::RunMeta {
         scenario: sc.name.clone(),
         scenario_file: sc_path.to_string(),
         accelerator: accel,
-        start_time: now_rfc3339(),
+        start_time: utc::UtcTime::now().rfc3339(),
         duration_ns: sc.duration_ms * 1_000_000,
         warmup_ns: sc.warmup_ms * 1_000_000,
         devices: vec![label],
@@ -203,44 +194,30 @@ fn render_cmd(args: &[String]) -> Res<ExitCode> {
         ..Default::default()
     });
     result.mechanisms = rows;
-    let n: usize = o
-        .get("eventfd")
-        .unwrap_or("10000")
-        .parse()
-        .map_err(|_| "--eventfd takes a number".to_string())?;
+    let n = o.eventfd;
     if n > 0 {
         result.baselines.host_eventfd =
             Some(baseline::host_eventfd_pingpong(n).map_err(|e| e.to_string())?);
     }
     result.finalize().map_err(|e| e.to_string())?;
-    let console = o.get("console").map(PathBuf::from);
-    finish(&sc, result, Path::new(o.need("out")?), console.as_deref())
+    finish(&sc, result, &o.out, o.console.as_deref())
 }
 
-fn aggregate_cmd(args: &[String]) -> Res<ExitCode> {
-    let o = Opts::parse(args, &["scenario", "out"])?;
-    let sc = scenario::load(o.need("scenario")?).map_err(|e| e.to_string())?;
-    if o.pos.is_empty() {
-        return Err("aggregate: no report.json files".into());
-    }
+fn aggregate_cmd(sc_path: &str, out: &Path, reports: &[String]) -> Res<ExitCode> {
+    let sc = scenario::load(sc_path).map_err(|e| e.to_string())?;
     let mut results = Vec::new();
-    for p in &o.pos {
+    for p in reports {
         let text = std::fs::read_to_string(p).map_err(|e| format!("{p}: {e}"))?;
         let r: model::RunResult = serde_json::from_str(&text).map_err(|e| format!("{p}: {e}"))?;
         results.push(r);
     }
     let merged = aggregate::aggregate(&results).map_err(|e| e.to_string())?;
-    finish(&sc, merged, Path::new(o.need("out")?), None)
+    finish(&sc, merged, out, None)
 }
 
-fn plan_cmd(args: &[String]) -> Res<ExitCode> {
-    let o = Opts::parse(args, &["scenario", "device"])?;
-    let sc = scenario::load(o.need("scenario")?).map_err(|e| e.to_string())?;
-    let device: u32 = o
-        .get("device")
-        .unwrap_or("0")
-        .parse()
-        .map_err(|_| "--device takes a number".to_string())?;
+fn plan_cmd(sc_path: &str, device: u32) -> Res<ExitCode> {
+    let sc = scenario::load(sc_path).map_err(|e| e.to_string())?;
+    let dev = Some(device);
     let mut out = String::new();
     for phase in sc.plan() {
         let _ = writeln!(out, "# {} for {} ms", phase.phase.name(), phase.duration_ms);
@@ -252,28 +229,30 @@ fn plan_cmd(args: &[String]) -> Res<ExitCode> {
                     s.id
                 );
             }
-            let _ = writeln!(out, "{}", s.body.control_configure(s.id, device));
+            let req = s
+                .control_configure(device)
+                .map_err(|e| format!("source {}: {e}", s.id))?;
+            out.push_str(&req.to_line());
         }
         for s in &phase.starts {
-            let _ = writeln!(out, "{}", s.control_start(device));
+            out.push_str(&s.control_start(device).to_line());
         }
         let _ = writeln!(out, "# wait {} ms, then", phase.duration_ms);
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::json!({"cmd": "stop", "device": device})
-        );
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::json!({"cmd": "stats", "device": device, "buckets": true})
-        );
+        let after = [
+            Request::Stop {
+                device: dev,
+                source: None,
+            },
+            Request::Stats {
+                device: dev,
+                buckets: Some(true),
+            },
+        ];
+        for req in &after {
+            out.push_str(&req.to_line());
+        }
         if phase.phase == scenario::Phase::Warmup {
-            let _ = writeln!(
-                out,
-                "{}",
-                serde_json::json!({"cmd": "reset_stats", "device": device})
-            );
+            out.push_str(&Request::ResetStats { device: dev }.to_line());
         }
     }
     // a closed pipe (`| head`) is not an error
@@ -282,17 +261,17 @@ fn plan_cmd(args: &[String]) -> Res<ExitCode> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let r = match args.first().map(String::as_str) {
-        Some("validate") => validate(&args[1..]),
-        Some("render") => render_cmd(&args[1..]),
-        Some("aggregate") => aggregate_cmd(&args[1..]),
-        Some("plan") => plan_cmd(&args[1..]),
-        Some("-h" | "--help") => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        _ => Err(USAGE.to_string()),
+    // Usage errors exit 2 (clap's code), `--help` 0.
+    let cli = Cli::parse();
+    let r = match &cli.cmd {
+        Cmd::Validate { files } => validate(files),
+        Cmd::Render(o) => render_cmd(o),
+        Cmd::Aggregate {
+            scenario,
+            out,
+            reports,
+        } => aggregate_cmd(scenario, out, reports),
+        Cmd::Plan { scenario, device } => plan_cmd(scenario, *device),
     };
     match r {
         Ok(c) => c,

@@ -1,0 +1,133 @@
+//! The guest's side of a scenario run: the kernel command line words the
+//! guest script `tests/guest/lib/scenario.sh` reads, and the debugfs writes
+//! that start guest-driven sources.
+
+use irqstorm_report::model;
+use irqstorm_report::scenario::{ConfigureBodyExt as _, Scenario, SourceStart};
+
+use super::RunError;
+
+/// PING exchanges the guest does for the clock offset.
+pub const PINGS: u32 = 16;
+
+/// The kernel command line words carrying the scenario's guest side.
+pub fn guest_cmdline(s: &Scenario) -> String {
+    let src: Vec<String> = s
+        .sources
+        .iter()
+        .map(|x| {
+            let kind = serde_json::to_value(x.work.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| "none".into());
+            format!("{}:{}:{}:{}", x.id, x.mechanism, kind, x.work.us)
+        })
+        .collect();
+    // The local reference source cycles through a mask of mechanism ids
+    // (every reference mechanism, `threaded` included: the driver's eventq
+    // drain-continuation race that stalled it is fixed).
+    let mask: u32 = s
+        .reference_mechanisms()
+        .iter()
+        .filter_map(|m| model::mechanism_id(m))
+        .fold(0, |a, id| a | (1u32 << id));
+    let reference = if mask == 0 {
+        "off".to_string()
+    } else {
+        format!("{}:{mask:x}", s.reference.period_us)
+    };
+    format!(
+        "irqstorm_sc_src={} irqstorm_sc_ref={reference} irqstorm_sc_pings={PINGS}",
+        src.join(",")
+    )
+}
+
+/// The debugfs write (file, arguments) that starts a guest-driven source.
+pub fn guest_start_line(s: &SourceStart) -> Result<(String, String), RunError> {
+    let b = &s.body;
+    if b.jitter_name() == "uniform" || b.moderation_events > 0 || b.moderation_delay_us > 0 {
+        return Err(RunError::Scenario(format!(
+            "source {}: the driver's debugfs timer/storm interface has no uniform jitter or \
+             moderation; use driven_by = \"host\" for this source",
+            s.id
+        )));
+    }
+    match b.mode_name() {
+        "periodic" => Ok((
+            "timer".into(),
+            format!(
+                "{} periodic {}{}",
+                s.id,
+                b.period_ns,
+                if b.count > 0 {
+                    format!(" {}", b.count)
+                } else {
+                    String::new()
+                }
+            ),
+        )),
+        "oneshot" => Ok(("timer".into(), format!("{} oneshot {}", s.id, b.period_ns))),
+        "storm" => Ok((
+            "storm".into(),
+            format!(
+                "{} {} {} {} {}{}",
+                s.id,
+                b.rate_hz,
+                b.burst.max(1),
+                b.duration_ns / 1_000_000,
+                b.count,
+                if b.jitter_name() == "exponential" {
+                    " exp"
+                } else {
+                    ""
+                }
+            ),
+        )),
+        m => Err(RunError::Scenario(format!(
+            "source {}: mode {m} cannot be guest-driven",
+            s.id
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use irqstorm_report::scenario as sc;
+
+    #[test]
+    fn cmdline_carries_sources_and_reference_mask() {
+        let s = sc::parse(
+            r#"
+name = "t"
+duration_ms = 100
+[reference]
+period_us = 500
+[[sources]]
+id = 0
+mechanism = "tasklet"
+program = { mode = "periodic", period_us = 1000 }
+work = { kind = "busy", us = 5 }
+[[sources]]
+id = 1
+mechanism = "threaded"
+program = { mode = "storm", rate_hz = 1000, burst = 2, duration_ms = 10 }
+"#,
+            "t",
+        )
+        .unwrap();
+        let c = guest_cmdline(&s);
+        assert!(
+            c.contains("irqstorm_sc_src=0:tasklet:busy:5,1:threaded:none:0"),
+            "{c}"
+        );
+        // threaded = 1, tasklet = 2.
+        assert!(c.contains("irqstorm_sc_ref=500:6"), "{c}");
+        let plan = s.plan();
+        let st = plan[0].starts[1];
+        assert_eq!(
+            guest_start_line(&st).unwrap(),
+            ("storm".to_string(), "1 1000 2 10 0".to_string())
+        );
+    }
+}

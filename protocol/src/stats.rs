@@ -1,0 +1,387 @@
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+//! The `stats` object of the host control socket (docs/device-spec.md §9),
+//! written by the back end and read by the report.
+//!
+//! Every field the back end always sends is required and no unknown field is
+//! accepted, so a renamed or misspelt field is an error instead of a silent
+//! zero. Optional on the wire: a histogram's summary (absent when empty) and
+//! buckets (only on request), and `raw_raise_to_hardirq` (absent from older
+//! back ends' saved stats, which the report still reads).
+
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::wire::Mode;
+
+/// One HDR bucket: `[value_ns, count]` (the bucket's highest value).
+pub type Bucket = (u64, u64);
+
+/// Summary of a non-empty histogram, in ns.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistSummary {
+    /// Smallest value.
+    pub min: u64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest value.
+    pub max: u64,
+    /// Mean.
+    pub mean: f64,
+}
+
+/// A histogram: `{"count": 0}` when empty, else the count, the summary
+/// fields and, when requested, `buckets` (those with a non-zero count).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Hist {
+    /// Values recorded.
+    pub count: u64,
+    /// `None` exactly when `count` is 0.
+    pub summary: Option<HistSummary>,
+    /// Present when the request asked for buckets and `count` > 0.
+    pub buckets: Option<Vec<Bucket>>,
+}
+
+/// The histogram as it is spelt on the wire (flat, summary fields optional).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistWire {
+    count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    min: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    p50: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    p90: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    p99: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    p999: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mean: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    buckets: Option<Vec<Bucket>>,
+}
+
+impl Serialize for Hist {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let m = self.summary;
+        HistWire {
+            count: self.count,
+            min: m.map(|m| m.min),
+            p50: m.map(|m| m.p50),
+            p90: m.map(|m| m.p90),
+            p99: m.map(|m| m.p99),
+            p999: m.map(|m| m.p999),
+            max: m.map(|m| m.max),
+            mean: m.map(|m| m.mean),
+            buckets: self.buckets.clone(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Hist {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = HistWire::deserialize(d)?;
+        let fields = [
+            ("min", w.min),
+            ("p50", w.p50),
+            ("p90", w.p90),
+            ("p99", w.p99),
+            ("p999", w.p999),
+            ("max", w.max),
+        ];
+        if w.count == 0 {
+            let extra = fields
+                .iter()
+                .find(|(_, v)| v.is_some())
+                .map(|(k, _)| *k)
+                .or(w.mean.map(|_| "mean"))
+                .or(w.buckets.as_ref().map(|_| "buckets"));
+            return match extra {
+                Some(k) => Err(de::Error::custom(format!(
+                    "empty histogram (count 0) with field `{k}`"
+                ))),
+                None => Ok(Self::default()),
+            };
+        }
+        let need = |(k, v): (&str, Option<u64>)| {
+            v.ok_or_else(|| {
+                de::Error::custom(format!(
+                    "histogram with count {} lacks field `{k}`",
+                    w.count
+                ))
+            })
+        };
+        let [min, p50, p90, p99, p999, max] = fields;
+        let summary = HistSummary {
+            min: need(min)?,
+            p50: need(p50)?,
+            p90: need(p90)?,
+            p99: need(p99)?,
+            p999: need(p999)?,
+            max: need(max)?,
+            mean: w.mean.ok_or_else(|| {
+                de::Error::custom(format!(
+                    "histogram with count {} lacks field `mean`",
+                    w.count
+                ))
+            })?,
+        };
+        Ok(Self {
+            count: w.count,
+            summary: Some(summary),
+            buckets: w.buckets,
+        })
+    }
+}
+
+/// Sums over all sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Totals {
+    /// Raises.
+    pub raised: u64,
+    /// Records written.
+    pub records: u64,
+    /// `records + coalesced`: raises that reached the driver.
+    pub delivered: u64,
+    /// Sum of `count - 1` over written records.
+    pub coalesced: u64,
+    /// Raises latched and not yet written.
+    pub pending: u64,
+    /// Raises lost to a device reset while latched.
+    pub dropped_on_reset: u64,
+    /// Records acknowledged.
+    pub acked: u64,
+    /// The §5.2 conservation equation holds for every source.
+    pub conserved: bool,
+}
+
+/// Device-wide counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceStats {
+    /// Malformed controlq chains / requests.
+    pub malformed_ctrl: u64,
+    /// Malformed eventq buffers.
+    pub malformed_event: u64,
+    /// Malformed ackq buffers.
+    pub malformed_ack: u64,
+    /// Sum of the three `malformed_*` counters.
+    pub malformed: u64,
+    /// Control requests answered.
+    pub ctrl_requests: u64,
+    /// Acks that matched no outstanding record, or named an unknown mechanism.
+    pub bad_acks: u64,
+    /// Unacked records evicted from the outstanding table.
+    pub ack_evicted: u64,
+    /// Used-buffer notifications sent on eventq.
+    pub notifications: u64,
+    /// Notifications suppressed by the driver (EVENT_IDX / NO_INTERRUPT).
+    pub suppressed: u64,
+    /// Faults injected.
+    pub faults_injected: u64,
+    /// Queue access errors.
+    pub queue_errors: u64,
+    /// Device resets.
+    pub resets: u64,
+}
+
+/// Per-source counters (§5.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceStats {
+    /// Source index.
+    pub source: u16,
+    /// Configured mode.
+    pub mode: Mode,
+    /// A program is running.
+    pub running: bool,
+    /// Raises.
+    pub raised: u64,
+    /// Records written.
+    pub records: u64,
+    /// `records + coalesced`.
+    pub delivered: u64,
+    /// Sum of `count - 1` over written records.
+    pub coalesced: u64,
+    /// Records written with the LATCHED flag.
+    pub latched_records: u64,
+    /// Raises latched and not yet written.
+    pub pending: u64,
+    /// Raises lost to a device reset while latched.
+    pub dropped_on_reset: u64,
+    /// Records acknowledged.
+    pub acked: u64,
+    /// Raises covered by acknowledged records.
+    pub acked_raises: u64,
+    /// Last per-source number given out.
+    pub source_seq: u64,
+    /// `raised = records + coalesced + pending + dropped_on_reset`.
+    pub conserved: bool,
+    /// Host raise -> ack arrival latency.
+    pub latency_ns: Hist,
+}
+
+/// Raw cross-clock raise -> hardirq differences of a mechanism: `hardirq_ns`
+/// (guest clock) `- raise_ns` (host clock), stored as `diff - base_ns`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRaiseToHardirq {
+    /// Per-device base; `null` until an ack with a hardirq stamp arrived
+    /// (always sent: required, but nullable).
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub base_ns: Option<i64>,
+    /// Differences below the base (counted, value unknown).
+    pub below_base: u64,
+    /// `diff - base_ns` of every other ack with a hardirq stamp.
+    pub diff_minus_base_ns: Hist,
+}
+
+/// Per-mechanism statistics (only mechanisms that have acks are listed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MechanismStats {
+    /// Mechanism id (§6.5).
+    pub id: u8,
+    /// Mechanism name ([`crate::wire::MECHANISM_NAMES`]).
+    pub name: String,
+    /// Records acknowledged.
+    pub acked: u64,
+    /// Raises covered by them.
+    pub acked_raises: u64,
+    /// Host raise -> ack arrival latency.
+    pub latency_ns: Hist,
+    /// Guest hardirq -> bottom-half start.
+    pub guest_bh_delay_ns: Hist,
+    /// Guest bottom-half run time.
+    pub guest_bh_run_ns: Hist,
+    /// Always sent by this back end; absent from older back ends' stats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_raise_to_hardirq: Option<RawRaiseToHardirq>,
+}
+
+/// The `stats` object of a device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stats {
+    /// Time the current stats epoch began.
+    pub since_ns: u64,
+    /// Time of the reply.
+    pub now_ns: u64,
+    /// Features the driver negotiated.
+    pub negotiated_features: u64,
+    /// Unacked records.
+    pub outstanding: u64,
+    /// Sums over the sources.
+    pub totals: Totals,
+    /// Device-wide counters.
+    pub device: DeviceStats,
+    /// One entry per source, by index.
+    pub sources: Vec<SourceStats>,
+    /// Mechanisms with acks, by id.
+    pub mechanisms: Vec<MechanismStats>,
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn hist(count: u64) -> serde_json::Value {
+        if count == 0 {
+            return json!({"count": 0});
+        }
+        json!({"count": count, "min": 1, "p50": 2, "p90": 3, "p99": 4, "p999": 5,
+               "max": 6, "mean": 2.5, "buckets": [[2, count]]})
+    }
+
+    /// Shaped exactly like the back end's `stats` object.
+    pub(crate) fn stats_json() -> serde_json::Value {
+        json!({
+            "since_ns": 1, "now_ns": 2, "negotiated_features": 3, "outstanding": 0,
+            "totals": {"raised": 4, "records": 4, "delivered": 4, "coalesced": 0,
+                       "pending": 0, "dropped_on_reset": 0, "acked": 4, "conserved": true},
+            "device": {"malformed_ctrl": 0, "malformed_event": 0, "malformed_ack": 0,
+                       "malformed": 0, "ctrl_requests": 1, "bad_acks": 0, "ack_evicted": 0,
+                       "notifications": 4, "suppressed": 0, "faults_injected": 0,
+                       "queue_errors": 0, "resets": 0},
+            "sources": [{"source": 0, "mode": "storm", "running": false, "raised": 4,
+                         "records": 4, "delivered": 4, "coalesced": 0, "latched_records": 0,
+                         "pending": 0, "dropped_on_reset": 0, "acked": 4, "acked_raises": 4,
+                         "source_seq": 4, "conserved": true, "latency_ns": hist(0)}],
+            "mechanisms": [{"id": 4, "name": "bh_wq", "acked": 4, "acked_raises": 4,
+                            "latency_ns": hist(4), "guest_bh_delay_ns": hist(4),
+                            "guest_bh_run_ns": hist(0),
+                            "raw_raise_to_hardirq": {"base_ns": null, "below_base": 0,
+                                                     "diff_minus_base_ns": hist(0)}}]
+        })
+    }
+
+    #[test]
+    fn stats_round_trip_unchanged() {
+        let v = stats_json();
+        let s: Stats = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(s.mechanisms[0].latency_ns.summary.unwrap().mean, 2.5);
+        assert_eq!(s.mechanisms[0].latency_ns.buckets, Some(vec![(2, 4)]));
+        assert_eq!(s.sources[0].mode, Mode::Storm);
+        assert_eq!(serde_json::to_value(&s).unwrap(), v);
+        // Older back ends: no raw_raise_to_hardirq.
+        let mut old = v;
+        old["mechanisms"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("raw_raise_to_hardirq");
+        let s: Stats = serde_json::from_value(old.clone()).unwrap();
+        assert!(s.mechanisms[0].raw_raise_to_hardirq.is_none());
+        assert_eq!(serde_json::to_value(&s).unwrap(), old);
+    }
+
+    fn err(v: serde_json::Value) -> String {
+        serde_json::from_value::<Stats>(v).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn typos_and_missing_fields_are_rejected() {
+        let mut v = stats_json();
+        let d = v["device"].as_object_mut().unwrap();
+        let n = d.remove("faults_injected").unwrap();
+        d.insert("fault_injected".into(), n);
+        assert!(err(v).contains("unknown field `fault_injected`"));
+
+        let mut v = stats_json();
+        v["sources"][0].as_object_mut().unwrap().remove("pending");
+        assert!(err(v).contains("missing field `pending`"));
+
+        let mut v = stats_json();
+        v["mechanisms"][0]["latency_ns"]
+            .as_object_mut()
+            .unwrap()
+            .remove("p99");
+        assert!(err(v).contains("histogram with count 4 lacks field `p99`"));
+
+        let mut v = stats_json();
+        v["mechanisms"][0]["guest_bh_run_ns"]["p50"] = json!(1);
+        assert!(err(v).contains("empty histogram (count 0) with field `p50`"));
+
+        let mut v = stats_json();
+        v["mechanisms"][0]["raw_raise_to_hardirq"]
+            .as_object_mut()
+            .unwrap()
+            .remove("base_ns");
+        assert!(err(v).contains("missing field `base_ns`"));
+
+        let mut v = stats_json();
+        v["sources"][0]["mode"] = json!("fast");
+        assert!(err(v).contains(r#""mode" must be off|oneshot|periodic|storm"#));
+    }
+}

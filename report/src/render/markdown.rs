@@ -1,0 +1,118 @@
+//! The Markdown summary (`summary.md`).
+
+use std::fmt::Write as _;
+
+use super::table::{guest_is_log2, main_table, one_way_rows, ONE_WAY_HEADERS};
+use super::{count_outcomes, effective_checks, fmt_ns};
+use crate::model::{Outcome, RunResult};
+
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// Short Markdown summary (verdict, metadata, table, failures, plots).
+pub fn markdown(result: &RunResult, plots: &[String]) -> String {
+    let m = &result.meta;
+    let checks = effective_checks(result);
+    let (p, f, s) = count_outcomes(&checks);
+    let verdict = if f == 0 { "PASS" } else { "FAIL" };
+    let mut o = format!("# irqstorm: {} — {verdict}\n\n", md_cell(&m.scenario));
+    o.push_str("| | |\n|---|---|\n");
+    for (k, v) in [
+        ("scenario file", m.scenario_file.clone()),
+        ("accelerator", m.accelerator.clone()),
+        ("QEMU", m.qemu_version.clone()),
+        ("guest kernel", m.kernel_version.clone()),
+        ("start", m.start_time.clone()),
+        ("measured", fmt_ns(m.duration_ns as f64)),
+        ("devices", m.devices.join(", ")),
+        ("checks", format!("{p} passed, {f} failed, {s} skipped")),
+    ] {
+        if !v.is_empty() {
+            let _ = writeln!(o, "| {k} | {} |", md_cell(&v));
+        }
+    }
+    o.push_str("\n## Latency by mechanism (us)\n\n");
+    o.push_str(
+        "| mechanism | events | coalesced | raise→ack p50 | p99 | p99.9 | max | hardirq→bh p50 | p99 | max | bh run p50 | max | ×ref | ×evfd |\n",
+    );
+    o.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for r in main_table(&result.mechanisms, false).rows {
+        let _ = writeln!(
+            o,
+            "| {} |",
+            r.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | ")
+        );
+    }
+    if guest_is_log2(&result.mechanisms) {
+        o.push_str("\nGuest figures (hardirq→bh, bh run) are log2 bucket upper edges.\n");
+    }
+    let ow = one_way_rows(result);
+    if !ow.is_empty() {
+        o.push_str(
+            "\n## One-way raise→hardirq (µs, ± bound)\n\n\
+             Device raise (host clock) → guest hard IRQ (guest clock), through the \
+             PING clock-offset estimate; every value is within ± bound of the true \
+             latency (docs/clock-offset.md).\n\n",
+        );
+        let _ = writeln!(o, "| {} |", ONE_WAY_HEADERS.join(" | "));
+        o.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        for r in ow {
+            let _ = writeln!(
+                o,
+                "| {} |",
+                r.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | ")
+            );
+        }
+    }
+    if f > 0 {
+        o.push_str("\n## Failures\n\n");
+        for c in checks.iter().filter(|c| c.outcome == Outcome::Fail) {
+            let _ = writeln!(o, "- {}", md_cell(&c.message));
+        }
+    }
+    if !result.clock_offsets.is_empty() {
+        o.push_str("\n## Clock offset\n\n");
+        for d in &result.clock_offsets {
+            let _ = writeln!(
+                o,
+                "- {}: host − guest = {} ns ± {} ns",
+                md_cell(&d.device),
+                d.estimate.host_minus_guest_ns,
+                d.estimate.error_bound_ns
+            );
+        }
+    }
+    if !result.meta.notes.is_empty() {
+        o.push_str("\n## Notes\n\n");
+        for n in &result.meta.notes {
+            let _ = writeln!(o, "- {}", md_cell(n));
+        }
+    }
+    if !plots.is_empty() {
+        o.push_str("\n## Plots\n\n");
+        for p in plots {
+            let _ = writeln!(o, "- [{p}]({p})");
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::tests::sample_result;
+
+    #[test]
+    fn markdown_summary_has_verdict_and_rows() {
+        let mut r = sample_result();
+        let md = markdown(&r, &["cdf-raise_to_ack.svg".into()]);
+        assert!(md.starts_with("# irqstorm: demo<&> — PASS"));
+        assert!(md.contains("| tasklet | 1000 | 90 |"));
+        assert!(md.contains("[cdf-raise_to_ack.svg](cdf-raise_to_ack.svg)"));
+        r.mechanisms[0].host.raised = 5;
+        let md = markdown(&r, &[]);
+        assert!(md.contains("— FAIL"));
+        assert!(md.contains("## Failures\n\n- hardirq: conservation violated: raised 5"));
+    }
+}

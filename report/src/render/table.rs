@@ -1,0 +1,382 @@
+//! The rtla-style console table (`table.txt`): one row per mechanism, the
+//! baselines, the one-way block, per-device rows and the check results.
+
+use std::fmt::Write as _;
+
+use super::{count_outcomes, effective_checks, fmt_ns, us};
+use crate::hist::{LatencySummary, Resolution};
+use crate::model::{summary, MechanismResult, Outcome, RunResult};
+
+fn cell_us(s: Option<&LatencySummary>, f: impl Fn(&LatencySummary) -> u64) -> String {
+    s.map_or_else(|| "-".to_string(), |s| us(f(s)))
+}
+
+fn cell_ratio(r: Option<f64>) -> String {
+    r.map_or_else(|| "-".to_string(), |r| format!("{r:.1}x"))
+}
+
+/// A table with grouped column headers, right-aligned except column 0.
+pub(super) struct Table {
+    groups: Vec<(String, usize)>,
+    headers: Vec<String>,
+    pub(super) rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn render(&self) -> String {
+        let n = self.headers.len();
+        let mut w: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        for r in &self.rows {
+            for (i, c) in r.iter().enumerate().take(n) {
+                w[i] = w[i].max(c.chars().count());
+            }
+        }
+        // widen groups so their titles fit
+        let mut col = 0;
+        for (title, span) in &self.groups {
+            let inner: usize = w[col..col + span].iter().sum::<usize>() + 2 * (span - 1);
+            let need = title.chars().count();
+            if need > inner {
+                w[col + span - 1] += need - inner;
+            }
+            col += span;
+        }
+        let mut out = String::new();
+        // group line
+        let mut col = 0;
+        let mut line = String::new();
+        for (gi, (title, span)) in self.groups.iter().enumerate() {
+            let width: usize = w[col..col + span].iter().sum::<usize>() + 2 * (span - 1);
+            if gi > 0 {
+                line.push_str(" | ");
+            }
+            let pad = width - title.chars().count();
+            let left = if gi == 0 { 0 } else { pad / 2 };
+            let _ = write!(
+                line,
+                "{}{}{}",
+                " ".repeat(left),
+                title,
+                " ".repeat(pad - left)
+            );
+            col += span;
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+        let fmt_row = |cells: &[String]| -> String {
+            let mut line = String::new();
+            let mut col = 0;
+            for (gi, (_, span)) in self.groups.iter().enumerate() {
+                if gi > 0 {
+                    line.push_str(" | ");
+                }
+                for k in 0..*span {
+                    let i = col + k;
+                    let c = cells.get(i).map(String::as_str).unwrap_or("");
+                    if k > 0 {
+                        line.push_str("  ");
+                    }
+                    if i == 0 {
+                        let _ = write!(line, "{c:<width$}", width = w[i]);
+                    } else {
+                        let _ = write!(line, "{c:>width$}", width = w[i]);
+                    }
+                }
+                col += span;
+            }
+            line.trim_end().to_string()
+        };
+        out.push_str(&fmt_row(&self.headers));
+        out.push('\n');
+        for r in &self.rows {
+            out.push_str(&fmt_row(r));
+            out.push('\n');
+        }
+        out
+    }
+}
+
+pub(super) fn main_table(rows: &[MechanismResult], label_device: bool) -> Table {
+    let first = if label_device {
+        "mechanism@device"
+    } else {
+        "mechanism"
+    };
+    let groups = vec![
+        ("".to_string(), 3),
+        ("raise->ack (us)".to_string(), 4),
+        ("hardirq->bh (us)".to_string(), 3),
+        ("bh run (us)".to_string(), 2),
+        ("p99 ratio".to_string(), 2),
+    ];
+    let headers = [
+        first,
+        "events",
+        "coalesced",
+        "p50",
+        "p99",
+        "p99.9",
+        "max",
+        "p50",
+        "p99",
+        "max",
+        "p50",
+        "max",
+        "ref",
+        "evfd",
+    ]
+    .map(String::from)
+    .to_vec();
+    let rows = rows
+        .iter()
+        .map(|r| {
+            let ra = summary(&r.raise_to_ack);
+            let hb = summary(&r.hardirq_to_bh);
+            let br = summary(&r.bh_run);
+            let name = match (&r.device, label_device) {
+                (Some(d), true) => format!("{}@{d}", r.mechanism),
+                _ => r.mechanism.clone(),
+            };
+            vec![
+                name,
+                r.host.raised.to_string(),
+                r.host.coalesced.to_string(),
+                cell_us(ra, |s| s.p50_ns),
+                cell_us(ra, |s| s.p99_ns),
+                cell_us(ra, |s| s.p999_ns),
+                cell_us(ra, |s| s.max_ns),
+                cell_us(hb, |s| s.p50_ns),
+                cell_us(hb, |s| s.p99_ns),
+                cell_us(hb, |s| s.max_ns),
+                cell_us(br, |s| s.p50_ns),
+                cell_us(br, |s| s.max_ns),
+                cell_ratio(r.ratios.hardirq_to_bh_p99_vs_ref_hrtimer),
+                cell_ratio(r.ratios.raise_to_ack_p99_vs_host_eventfd),
+            ]
+        })
+        .collect();
+    Table {
+        groups,
+        headers,
+        rows,
+    }
+}
+
+pub(super) fn guest_is_log2(rows: &[MechanismResult]) -> bool {
+    rows.iter().any(|r| {
+        [&r.hardirq_to_bh, &r.bh_run]
+            .into_iter()
+            .flatten()
+            .any(|d| d.summary.resolution == Resolution::Log2UpperEdge)
+    })
+}
+
+/// The rtla-style side-by-side table, one row per mechanism, plus the
+/// baselines, the one-way estimates, per-device rows and check results.
+pub fn table(result: &RunResult) -> String {
+    let m = &result.meta;
+    let warmup = if m.warmup_ns == 0 {
+        "no warm-up".to_string()
+    } else {
+        format!("warm-up {}", fmt_ns(m.warmup_ns as f64))
+    };
+    let mut out = format!(
+        "irqstorm: scenario {} | accel {} | {} device(s) | measured {} ({warmup})\n\n",
+        m.scenario,
+        m.accelerator,
+        m.devices.len(),
+        fmt_ns(m.duration_ns as f64),
+    );
+    out.push_str(&main_table(&result.mechanisms, false).render());
+    if guest_is_log2(&result.mechanisms) {
+        out.push_str("(guest hardirq->bh and bh run figures are log2 bucket upper edges: true value < shown)\n");
+    }
+    out.push_str(
+        "ratios: ref = hardirq->bh p99 / guest hrtimer reference p99 (same mechanism); \
+         evfd = raise->ack p99 / host eventfd round-trip p99\n",
+    );
+    if let Some(e) = &result.baselines.host_eventfd {
+        let (o, r) = (&e.one_way.summary, &e.round_trip.summary);
+        let _ = writeln!(
+            out,
+            "host eventfd ping-pong ({} round trips): one-way p50 {} p99 {} max {}; round trip p50 {} p99 {} max {}",
+            e.round_trips,
+            fmt_ns(o.p50_ns as f64),
+            fmt_ns(o.p99_ns as f64),
+            fmt_ns(o.max_ns as f64),
+            fmt_ns(r.p50_ns as f64),
+            fmt_ns(r.p99_ns as f64),
+            fmt_ns(r.max_ns as f64)
+        );
+    }
+    for n in &result.meta.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+    for o in &result.clock_offsets {
+        let e = &o.estimate;
+        let _ =
+            writeln!(
+            out,
+            "clock offset {}: host - guest = {} ns +/- {} ns (min delay {} ns, {} of {} pings{})",
+            o.device,
+            e.host_minus_guest_ns,
+            e.error_bound_ns,
+            e.delay_ns,
+            e.used,
+            e.samples,
+            e.drift_ppm.map(|d| format!(", drift {d:.1} ppm")).unwrap_or_default()
+        );
+    }
+    if let Some(t) = one_way_table(result) {
+        out.push('\n');
+        out.push_str(&t.render());
+    }
+    if !result.per_device.is_empty() {
+        out.push_str("\nper device:\n");
+        out.push_str(&main_table(&result.per_device, true).render());
+    }
+    if let Some(ramp) = &result.ramp {
+        let t = Table {
+            groups: vec![("".into(), 1), ("rate ramp".into(), 5)],
+            headers: [
+                "rate_hz",
+                "raised",
+                "coalesced %",
+                "loss %",
+                "raise->ack p99 (us)",
+                "step",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows: ramp
+                .steps
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    vec![
+                        s.rate_hz.to_string(),
+                        s.host.raised.to_string(),
+                        format!("{:.2}", s.coalesced_ratio() * 100.0),
+                        format!("{:.2}", s.loss_ratio() * 100.0),
+                        s.raise_to_ack_p99_ns.map_or("-".into(), us),
+                        (i + 1).to_string(),
+                    ]
+                })
+                .collect(),
+        };
+        out.push('\n');
+        out.push_str(&t.render());
+        let _ = writeln!(
+            out,
+            "ramp stopped: {}; sustained rate: {}",
+            if ramp.stop_reason.is_empty() {
+                "-"
+            } else {
+                &ramp.stop_reason
+            },
+            ramp.sustained_rate_hz
+                .map_or("-".into(), |r| format!("{r} events/s"))
+        );
+    }
+    let checks = effective_checks(result);
+    let (p, f, s) = count_outcomes(&checks);
+    let _ = writeln!(out, "\nchecks: {p} passed, {f} failed, {s} skipped");
+    for c in checks.iter().filter(|c| c.outcome == Outcome::Fail) {
+        let _ = writeln!(out, "FAIL {}", c.message);
+    }
+    out
+}
+
+/// Rows of the one-way block: merged rows, then per-device rows of a
+/// multi-device run (each converted with its own device's offset).
+pub(super) fn one_way_rows(result: &RunResult) -> Vec<Vec<String>> {
+    let per_device = result.per_device.iter().map(|r| (r, true));
+    result
+        .mechanisms
+        .iter()
+        .map(|r| (r, false))
+        .chain(per_device)
+        .filter_map(|(r, dev)| {
+            let o = r.raise_to_hardirq.as_ref()?;
+            let s = &o.distribution.summary;
+            let name = match (&r.device, dev) {
+                (Some(d), true) => format!("{}@{d}", r.mechanism),
+                _ => r.mechanism.clone(),
+            };
+            Some(vec![
+                name,
+                o.distribution.count().to_string(),
+                us(s.p50_ns),
+                us(s.p99_ns),
+                us(s.max_ns),
+                us(o.error_bound_ns),
+                o.below_base.to_string(),
+                o.negative_samples.to_string(),
+            ])
+        })
+        .collect()
+}
+
+pub(super) const ONE_WAY_HEADERS: [&str; 8] = [
+    "mechanism",
+    "count",
+    "p50",
+    "p99",
+    "max",
+    "+/- bound",
+    "below base",
+    "negative",
+];
+
+/// The "one-way raise->hardirq (us, +/- bound)" block under the main
+/// table; `None` when no row has the estimate.
+fn one_way_table(result: &RunResult) -> Option<Table> {
+    let rows = one_way_rows(result);
+    if rows.is_empty() {
+        return None;
+    }
+    Some(Table {
+        groups: vec![
+            ("".into(), 1),
+            ("one-way raise->hardirq (us, +/- bound)".into(), 7),
+        ],
+        headers: ONE_WAY_HEADERS.map(String::from).to_vec(),
+        rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::tests::sample_result;
+
+    #[test]
+    fn table_columns_align() {
+        let r = sample_result();
+        let t = table(&r);
+        let lines: Vec<&str> = t.lines().collect();
+        let hdr = lines
+            .iter()
+            .position(|l| l.starts_with("mechanism "))
+            .unwrap();
+        assert!(
+            lines[hdr - 1].contains("raise->ack (us)")
+                && lines[hdr - 1].contains("hardirq->bh (us)")
+        );
+        // every row has its separators at the header's positions
+        let seps: Vec<usize> = lines[hdr].match_indices('|').map(|(i, _)| i).collect();
+        assert_eq!(seps.len(), 4);
+        for l in &lines[hdr + 1..hdr + 5] {
+            let s: Vec<usize> = l.match_indices('|').map(|(i, _)| i).collect();
+            assert_eq!(s, seps, "{l}");
+        }
+        assert!(lines[hdr + 1].starts_with("hardirq "));
+        assert!(lines[hdr + 2].contains(" 1000 ") && lines[hdr + 2].contains(" 90 "));
+        assert!(t.contains("host eventfd ping-pong (1000 round trips)"));
+        assert!(t.contains("clock offset dev0: host - guest = -1234 ns +/- 3000 ns"));
+        assert!(t.contains("one-way raise->hardirq (us, +/- bound)"));
+        assert!(t.contains("ramp stopped: coalesced/raised"));
+        // 4 conservation, 1 one-way consistency (tasklet), 3 skipped (not measured)
+        assert!(t.contains("checks: 5 passed, 0 failed, 3 skipped"), "{t}");
+    }
+}

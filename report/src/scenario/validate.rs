@@ -1,0 +1,584 @@
+//! Validation of a parsed scenario against device limits (spec §4, §5,
+//! §6.1.2, §6.5): every problem is collected with its field path.
+
+use std::collections::BTreeSet;
+
+use super::schema::{
+    DeviceLimits, DrivenBy, Jitter, Mode, Ramp, Scenario, Source, WorkKind, MAX_PERIOD_US,
+    MAX_RAMP_STEPS, MAX_WORK_US,
+};
+use super::threshold::threshold_spec;
+use super::Problem;
+use crate::model::{is_sleepable, mechanism_id, MECHANISMS};
+
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+}
+
+impl Scenario {
+    /// Validate against the device limits the scenario declares.
+    pub fn validate(&self) -> Result<(), Vec<Problem>> {
+        self.validate_against(&self.device)
+    }
+
+    /// Validate against given device limits (e.g. those GET_INFO reported).
+    pub fn validate_against(&self, dev: &DeviceLimits) -> Result<(), Vec<Problem>> {
+        let mut p = Problems(Vec::new());
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        {
+            p.add(
+                "name",
+                format!("`{}`: use 1+ characters of [A-Za-z0-9_.-]", self.name),
+            );
+        }
+        if self.duration_ms == 0 {
+            p.add("duration_ms", "must be > 0");
+        }
+        if self.duration_ms > 3_600_000 {
+            p.add("duration_ms", "at most 3600000 (1 h)");
+        }
+        if self.warmup_ms > 600_000 {
+            p.add("warmup_ms", "at most 600000 (10 min)");
+        }
+        if !(1..=64).contains(&self.guest.smp) {
+            p.add("guest.smp", format!("{}: must be 1..=64", self.guest.smp));
+        }
+        if !(1..=64).contains(&dev.num_sources) {
+            p.add(
+                "device.num_sources",
+                format!("{}: must be 1..=64 (spec §4)", dev.num_sources),
+            );
+        }
+        if dev.max_rate_hz == 0 {
+            p.add("device.max_rate_hz", "must be > 0");
+        }
+        if dev.max_burst == 0 || dev.max_burst > u16::MAX as u32 {
+            p.add("device.max_burst", "must be 1..=65535 (a u16 on the wire)");
+        }
+        if self.sources.is_empty() {
+            p.add("sources", "at least one source is needed");
+        }
+        let mut ids = BTreeSet::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            self.validate_source(i, s, dev, &mut ids, &mut p);
+        }
+        self.validate_rate_sum(dev, &mut p);
+        // reference
+        if self.reference.enabled {
+            if self.reference.period_us == 0 || self.reference.period_us > 1_000_000 {
+                p.add(
+                    "reference.period_us",
+                    format!("{}: must be 1..=1000000", self.reference.period_us),
+                );
+            }
+            for (i, m) in self.reference.mechanisms.iter().enumerate() {
+                if mechanism_id(m).is_none() {
+                    p.add(
+                        format!("reference.mechanisms[{i}]"),
+                        format!("unknown mechanism `{m}`"),
+                    );
+                }
+            }
+        }
+        if let Some(r) = &self.ramp {
+            self.validate_ramp(r, dev, &mut p);
+        }
+        let mechs = self.mechanisms();
+        for (i, t) in self.thresholds.iter().enumerate() {
+            if let Err(errs) = threshold_spec(t, &mechs, &self.reference) {
+                for (f, m) in errs {
+                    p.add(format!("thresholds[{i}].{f}"), m);
+                }
+            }
+        }
+        if p.0.is_empty() {
+            Ok(())
+        } else {
+            Err(p.0)
+        }
+    }
+
+    fn validate_source(
+        &self,
+        i: usize,
+        s: &Source,
+        dev: &DeviceLimits,
+        ids: &mut BTreeSet<u16>,
+        p: &mut Problems,
+    ) {
+        let f = |x: &str| format!("sources[{i}].{x}");
+        if s.id >= dev.num_sources {
+            p.add(
+                f("id"),
+                format!(
+                    "{}: must be < device.num_sources ({})",
+                    s.id, dev.num_sources
+                ),
+            );
+        }
+        if !ids.insert(s.id) {
+            p.add(f("id"), format!("duplicate source id {}", s.id));
+        }
+        if mechanism_id(&s.mechanism).is_none() {
+            p.add(
+                f("mechanism"),
+                format!(
+                    "unknown mechanism `{}` (one of {})",
+                    s.mechanism,
+                    MECHANISMS.join(", ")
+                ),
+            );
+        } else if s.work.kind == WorkKind::Sleep && !is_sleepable(&s.mechanism) {
+            p.add(
+                f("work.kind"),
+                format!(
+                    "`sleep` work on `{}`: its bottom half runs in atomic context and cannot sleep (the driver refuses it); use `busy` or a sleepable mechanism",
+                    s.mechanism
+                ),
+            );
+        }
+        match s.work.kind {
+            WorkKind::None if s.work.us != 0 => {
+                p.add(f("work.us"), "must be 0 with kind = \"none\"")
+            }
+            WorkKind::Busy | WorkKind::Sleep if s.work.us == 0 => {
+                p.add(f("work.us"), "must be > 0 for busy/sleep work")
+            }
+            _ => {}
+        }
+        if s.work.us > MAX_WORK_US {
+            p.add(
+                f("work.us"),
+                format!("{}: at most {MAX_WORK_US}", s.work.us),
+            );
+        }
+        let m = &s.moderation;
+        if m.events > 1024 {
+            p.add(
+                f("moderation.events"),
+                format!("{}: must be 0..=1024 (spec §6.1.2)", m.events),
+            );
+        }
+        if m.delay_us > 1_000_000 {
+            p.add(
+                f("moderation.delay_us"),
+                format!("{}: must be 0..=1000000 (spec §6.1.2)", m.delay_us),
+            );
+        }
+        // the host control socket may use moderation without the feature
+        // (spec §9); the guest driver needs it negotiated
+        if (m.events > 1 || m.delay_us > 0) && !dev.moderation && s.driven_by == DrivenBy::Guest {
+            p.add(
+                f("moderation"),
+                "needs device.moderation = true (IRQSTORM_F_MODERATION) for a guest-driven source",
+            );
+        }
+        if m.events <= 1 && m.delay_us > 0 {
+            p.add(
+                f("moderation.delay_us"),
+                "has no effect unless moderation.events > 1 (spec §5.3)",
+            );
+        }
+        let g = &s.program;
+        let pf = |x: &str| format!("sources[{i}].program.{x}");
+        match g.mode {
+            Mode::Oneshot | Mode::Periodic => {
+                if g.period_us == 0 {
+                    p.add(pf("period_us"), "required (> 0) for oneshot/periodic");
+                } else if g.period_us > MAX_PERIOD_US {
+                    p.add(
+                        pf("period_us"),
+                        format!(
+                            "{}: at most {MAX_PERIOD_US} (1 hour, spec §6.1.2)",
+                            g.period_us
+                        ),
+                    );
+                } else if g.mode == Mode::Periodic
+                    && g.period_us.saturating_mul(1000) < dev.min_period_ns as u64
+                {
+                    p.add(
+                        pf("period_us"),
+                        format!(
+                            "{} us is below device.min_period_ns ({} ns)",
+                            g.period_us, dev.min_period_ns
+                        ),
+                    );
+                }
+                if g.rate_hz != 0 {
+                    p.add(pf("rate_hz"), "only for storm programs");
+                }
+                if g.burst > 1 {
+                    p.add(pf("burst"), "only for storm programs (0 or 1 here)");
+                }
+                if g.mode == Mode::Oneshot && g.jitter != Jitter::None {
+                    p.add(
+                        pf("jitter"),
+                        "jitter applies to periodic and storm programs only",
+                    );
+                }
+            }
+            Mode::Storm => {
+                if g.period_us != 0 {
+                    p.add(
+                        pf("period_us"),
+                        "not used by storm programs (use rate_hz and burst)",
+                    );
+                }
+                if g.rate_hz == 0 {
+                    p.add(pf("rate_hz"), "required (> 0) for storm");
+                } else if g.rate_hz > dev.max_rate_hz {
+                    p.add(
+                        pf("rate_hz"),
+                        format!(
+                            "{}: above device.max_rate_hz ({})",
+                            g.rate_hz, dev.max_rate_hz
+                        ),
+                    );
+                }
+                if g.burst > dev.max_burst {
+                    p.add(
+                        pf("burst"),
+                        format!("{}: above device.max_burst ({})", g.burst, dev.max_burst),
+                    );
+                }
+                if let Some(gap) = g.nominal_gap_ns() {
+                    if gap < dev.min_period_ns as u64 {
+                        p.add(
+                            pf("rate_hz"),
+                            format!(
+                                "inter-burst gap burst/rate_hz = {gap} ns is below device.min_period_ns ({} ns): raise burst or lower rate_hz",
+                                dev.min_period_ns
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        match g.jitter {
+            Jitter::Uniform => match g.nominal_gap_ns() {
+                Some(gap) if g.jitter_us.saturating_mul(1000) >= gap => p.add(
+                    pf("jitter_us"),
+                    format!(
+                        "{} us must be below the nominal gap ({gap} ns)",
+                        g.jitter_us
+                    ),
+                ),
+                _ if g.jitter_us == 0 => {
+                    p.add(pf("jitter_us"), "uniform jitter needs jitter_us > 0")
+                }
+                _ => {}
+            },
+            _ if g.jitter_us != 0 => p.add(pf("jitter_us"), "only with jitter = \"uniform\""),
+            _ => {}
+        }
+        if g.mode == Mode::Oneshot && (g.count > 1 || g.duration_ms != 0) {
+            p.add(
+                pf("count"),
+                "a oneshot program raises one event; count/duration_ms do not apply",
+            );
+        }
+        if s.start_delay_ms >= self.duration_ms && self.duration_ms > 0 {
+            p.add(
+                f("start_delay_ms"),
+                format!("{} ms: starts after the run ends", s.start_delay_ms),
+            );
+        }
+    }
+
+    /// The sum of the rates of the sources running at the same time must stay
+    /// within `max_rate_hz` (spec §4, §6.1.2).
+    fn validate_rate_sum(&self, dev: &DeviceLimits, p: &mut Problems) {
+        let end = |s: &Source| -> u64 {
+            let d = if s.program.duration_ms == 0 {
+                u64::MAX
+            } else {
+                s.program.duration_ms
+            };
+            s.start_delay_ms.saturating_add(d)
+        };
+        let mut worst = (0.0f64, 0u64);
+        for a in &self.sources {
+            let t = a.start_delay_ms;
+            let sum: f64 = self
+                .sources
+                .iter()
+                .filter(|s| s.start_delay_ms <= t && t < end(s))
+                .map(|s| s.program.rate_hz())
+                .sum();
+            if sum > worst.0 {
+                worst = (sum, t);
+            }
+        }
+        if worst.0 > dev.max_rate_hz as f64 {
+            p.add(
+                "sources",
+                format!(
+                    "sources running together at t = {} ms raise {:.0} events/s, above device.max_rate_hz ({}); stagger them with start_delay_ms/duration_ms or lower the rates",
+                    worst.1, worst.0, dev.max_rate_hz
+                ),
+            );
+        }
+    }
+
+    fn validate_ramp(&self, r: &Ramp, dev: &DeviceLimits, p: &mut Problems) {
+        if r.start_hz == 0 {
+            p.add("ramp.start_hz", "must be > 0");
+        }
+        if r.max_hz < r.start_hz {
+            p.add(
+                "ramp.max_hz",
+                format!("{} is below start_hz ({})", r.max_hz, r.start_hz),
+            );
+        }
+        if r.max_hz > dev.max_rate_hz {
+            p.add(
+                "ramp.max_hz",
+                format!(
+                    "{}: above device.max_rate_hz ({})",
+                    r.max_hz, dev.max_rate_hz
+                ),
+            );
+        }
+        match (r.step_hz, r.step_factor) {
+            (Some(0), None) => p.add("ramp.step_hz", "must be > 0"),
+            (None, Some(f)) if !(f.is_finite() && f > 1.0) => {
+                p.add("ramp.step_factor", format!("{f}: must be > 1"))
+            }
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => p.add("ramp", "give exactly one of step_hz and step_factor"),
+        }
+        if r.step_duration_ms == 0 {
+            p.add("ramp.step_duration_ms", "must be > 0");
+        }
+        for (k, v) in [
+            ("stop_coalesced_ratio", r.stop_coalesced_ratio),
+            ("stop_loss_ratio", r.stop_loss_ratio),
+        ] {
+            if !(v > 0.0 && v <= 1.0) {
+                p.add(format!("ramp.{k}"), format!("{v}: must be in (0, 1]"));
+            }
+        }
+        let n = r.rates().len();
+        if n >= MAX_RAMP_STEPS {
+            p.add(
+                "ramp",
+                format!("more than {MAX_RAMP_STEPS} steps; use a larger step"),
+            );
+        }
+        let targets = self.ramp_sources();
+        if targets.is_empty() {
+            p.add("ramp.sources", "the ramp needs at least one storm source");
+        }
+        for (i, id) in r.sources.iter().enumerate() {
+            match self.sources.iter().find(|s| s.id == *id) {
+                None => p.add(
+                    format!("ramp.sources[{i}]"),
+                    format!("no source with id {id}"),
+                ),
+                Some(s) if s.program.mode != Mode::Storm => p.add(
+                    format!("ramp.sources[{i}]"),
+                    format!("source {id} is not a storm source"),
+                ),
+                _ => {}
+            }
+        }
+        // each step's per-source rate must keep the gap above min_period_ns
+        if let (Some(&top), false) = (r.rates().last(), targets.is_empty()) {
+            let per = top as u64 / targets.len() as u64;
+            for id in &targets {
+                if let Some(s) = self.sources.iter().find(|s| s.id == *id) {
+                    let burst = s.program.burst.max(1) as u64;
+                    if per > 0 && burst * 1_000_000_000 / per < dev.min_period_ns as u64 {
+                        p.add(
+                            "ramp.max_hz",
+                            format!(
+                                "at {top} events/s source {id} (burst {burst}) would need gaps below device.min_period_ns ({} ns)",
+                                dev.min_period_ns
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario::fixtures::{problems, with, MINIMAL};
+
+    #[test]
+    fn ranges_checked_against_device_limits() {
+        let text = r#"
+name = "bad name!"
+duration_ms = 0
+[guest]
+smp = 0
+[device]
+num_sources = 2
+max_burst = 16
+min_period_ns = 50000
+[[sources]]
+id = 2
+mechanism = "tasklet"
+program = { mode = "periodic", period_us = 10, rate_hz = 5 }
+moderation = { events = 2000, delay_us = 2000000 }
+[[sources]]
+id = 1
+mechanism = "bogus"
+program = { mode = "storm", rate_hz = 100000, burst = 32, jitter = "uniform", jitter_us = 400 }
+[[sources]]
+id = 1
+mechanism = "threaded"
+program = { mode = "storm" }
+work = { kind = "busy" }
+"#;
+        let e = problems(text).join("\n");
+        for want in [
+            "name: `bad name!`",
+            "duration_ms: must be > 0",
+            "guest.smp: 0",
+            "sources[0].id: 2: must be < device.num_sources (2)",
+            "sources[0].program.period_us: 10 us is below device.min_period_ns (50000 ns)",
+            "sources[0].program.rate_hz: only for storm",
+            "sources[0].moderation.events: 2000",
+            "sources[0].moderation.delay_us: 2000000",
+            "sources[1].mechanism: unknown mechanism `bogus`",
+            "sources[1].program.burst: 32: above device.max_burst (16)",
+            "sources[1].program.jitter_us: 400 us must be below the nominal gap (320000 ns)",
+            "sources[2].id: duplicate source id 1",
+            "sources[2].program.rate_hz: required",
+            "sources[2].work.us: must be > 0",
+        ] {
+            assert!(e.contains(want), "missing `{want}` in:\n{e}");
+        }
+    }
+
+    #[test]
+    fn storm_gap_and_rate_sum() {
+        let t = with(
+            r#"
+[[sources]]
+id = 1
+mechanism = "bh_wq"
+program = { mode = "storm", rate_hz = 450000 }
+[device]
+min_period_ns = 10000
+"#,
+        );
+        let e = problems(&t).join("\n");
+        assert!(
+            e.contains(
+                "inter-burst gap burst/rate_hz = 2222 ns is below device.min_period_ns (10000 ns)"
+            ),
+            "{e}"
+        );
+        assert!(!e.contains("above device.max_rate_hz"), "{e}");
+        let t = with(
+            r#"
+[device]
+max_rate_hz = 100000
+[[sources]]
+id = 1
+mechanism = "bh_wq"
+program = { mode = "storm", rate_hz = 60000, burst = 8 }
+[[sources]]
+id = 2
+mechanism = "bh_wq"
+program = { mode = "storm", rate_hz = 60000, burst = 8 }
+"#,
+        );
+        let e = problems(&t).join("\n");
+        assert!(
+            e.contains("raise 121000 events/s, above device.max_rate_hz (100000)"),
+            "{e}"
+        );
+        // staggered: no overlap, fine
+        let t = t.replace(
+            "rate_hz = 60000, burst = 8 }\n[[sources]]",
+            "rate_hz = 60000, burst = 8, duration_ms = 200 }\n[[sources]]",
+        ) + "start_delay_ms = 300\n";
+        assert!(problems(&t).is_empty(), "{:?}", problems(&t));
+    }
+
+    #[test]
+    fn sleep_on_atomic_mechanisms_rejected_with_reason() {
+        for m in crate::model::NON_SLEEPABLE {
+            let t = MINIMAL.replace("\"tasklet\"", &format!("\"{m}\""))
+                + "work = { kind = \"sleep\", us = 50 }\n";
+            let e = problems(&t).join("\n");
+            assert!(
+                e.contains("sources[0].work.kind: `sleep` work on"),
+                "{m}: {e}"
+            );
+            assert!(e.contains("atomic context"), "{e}");
+        }
+        for m in [
+            "threaded",
+            "wq_system",
+            "wq_dedicated",
+            "kthread",
+            "completion",
+            "wq_unbound",
+        ] {
+            let t = MINIMAL.replace("\"tasklet\"", &format!("\"{m}\""))
+                + "work = { kind = \"sleep\", us = 50 }\n";
+            assert!(problems(&t).is_empty(), "{m}: {:?}", problems(&t));
+        }
+    }
+
+    #[test]
+    fn moderation_and_period_limits() {
+        let t = MINIMAL.replace("period_us = 1000 }", "period_us = 4000000000 }")
+            + "moderation = { delay_us = 50 }\n";
+        let e = problems(&t).join("\n");
+        assert!(
+            e.contains("program.period_us: 4000000000: at most 3600000000"),
+            "{e}"
+        );
+        assert!(
+            e.contains("moderation.delay_us: has no effect unless moderation.events > 1"),
+            "{e}"
+        );
+        let t = with("[device]\nmoderation = false\n").replace(
+            "period_us = 1000 }",
+            "period_us = 1000 }\nmoderation = { events = 4 }\ndriven_by = \"guest\"",
+        );
+        let e = problems(&t).join("\n");
+        assert!(
+            e.contains("sources[0].moderation: needs device.moderation = true"),
+            "{e}"
+        );
+        // the host may moderate without the feature
+        assert!(problems(&t.replace("driven_by = \"guest\"", "driven_by = \"host\"")).is_empty());
+    }
+
+    #[test]
+    fn ramp_validation() {
+        let t = with(
+            "[ramp]\nsources = [0, 7]\nstart_hz = 100\nmax_hz = 50\nstep_hz = 10\nstep_factor = 1.5\nstep_duration_ms = 0\nstop_coalesced_ratio = 2.0\n",
+        );
+        let e = problems(&t).join("\n");
+        for want in [
+            "ramp.max_hz: 50 is below start_hz (100)",
+            "ramp: give exactly one of step_hz and step_factor",
+            "ramp.step_duration_ms: must be > 0",
+            "ramp.stop_coalesced_ratio: 2: must be in (0, 1]",
+            "ramp.sources[0]: source 0 is not a storm source",
+            "ramp.sources[1]: no source with id 7",
+        ] {
+            assert!(e.contains(want), "missing `{want}` in:\n{e}");
+        }
+    }
+}
