@@ -3,8 +3,10 @@
 //! Text commands shared by the debugfs control files and the sysfs attributes.
 
 use crate::{
-    dispatch::{Mech, Shared, WorkKind},
     local,
+    mech::Mech,
+    shared::Shared,
+    sources::WorkKind,
     protocol::*,
 };
 use core::fmt::{self, Write};

@@ -5,8 +5,9 @@
 
 use crate::{
     control,
-    dispatch::{Mech, Shared},
-    local,
+    bh, local,
+    mech::Mech,
+    shared::Shared,
     stats::{write_hist, write_summary, Origin},
 };
 use core::fmt;
@@ -123,7 +124,7 @@ fn r_stats(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         u8::from(s.storm.in_storm.load(Relaxed)), s.storm.storms.load(Relaxed))?;
     write!(f, "fifo")?;
     for m in Mech::ALL {
-        write!(f, " {}", s.fifo_len(m))?;
+        write!(f, " {}", bh::fifo_len(s, m))?;
     }
     writeln!(f)?;
     writeln!(f, "local_running {}", u8::from(local::running(s)))?;

@@ -7,7 +7,9 @@
 //! For `threaded` the callback wakes the device's IRQ thread with `irq_wake_thread()`.
 
 use crate::{
-    dispatch::{Item, Mech, Shared, NUM_MECH},
+    bh::{self, fifo::Item},
+    mech::{Mech, NUM_MECH},
+    shared::Shared,
     kwrap::clock::now_ns,
     stats::Origin,
 };
@@ -76,8 +78,8 @@ impl HrTimerCallback for LocalSrc {
         this.ticks.store(n, Relaxed);
         if let Some(m) = next_mech(s) {
             let it = Item { seq: n, count: 1, source: 0, hard_ns: t, origin: Origin::Local };
-            if s.dispatch(it, m) {
-                s.wake_irq_thread();
+            if bh::dispatch(s, it, m) {
+                bh::threaded::wake(s);
             }
         } else {
             s.cnt.local_skipped.add(1, Relaxed);

@@ -3,10 +3,19 @@
 //! A kthread sleeping on a wait queue (mechanism 10 `kthread`): `CondVar` over the fifo lock,
 //! woken by `notify_one()` from the hard IRQ handler.
 
-use crate::dispatch::{Mech, Shared};
+use crate::{kwrap::kthread::KThread, mech::Mech, shared::Shared};
+use kernel::{prelude::*, sync::Arc};
+
+pub(super) fn schedule(s: &Shared) {
+    s.kt_wait.notify_one();
+}
+
+pub(super) fn spawn(s: &Arc<Shared>) -> Result<KThread> {
+    KThread::spawn(s.clone(), run, c"irqstorm_kthread", false)
+}
 
 /// One iteration of the thread loop (`kwrap::kthread` repeats it until `kthread_stop`).
-pub(crate) fn run(s: &Shared) {
+fn run(s: &Shared) {
     {
         let mut g = s.fifos.lock();
         if g[Mech::Kthread as usize].is_empty() && !s.is_stopping() {
@@ -14,5 +23,5 @@ pub(crate) fn run(s: &Shared) {
             let _ = s.kt_wait.wait_interruptible_timeout(&mut g, kernel::time::msecs_to_jiffies(100));
         }
     }
-    s.run_bh(Mech::Kthread);
+    super::run(s, Mech::Kthread);
 }

@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The device state shared by the hard IRQ handler, every bottom half and the control files:
+//! device info, queues, counters, statistics, per-source configuration, bottom-half objects.
+//! Each job's code lives with its job: `eventq`, `ackq`, `ctrlq`, `sources`, `dispatch` (hard
+//! IRQ), `bh/` (bottom halves), `storm_detect`, `local`.
+
+use crate::{
+    ackq::AckQ,
+    bh::fifo::Fifo,
+    ctrlq::CtrlQ,
+    eventq::EventQ,
+    kwrap::{
+        completion::Completion, hrtimer::HrTimerArm, kthread::KThread, tasklet::Tasklet,
+        timer_list::Timer, workqueue::OwnedQueue,
+    },
+    mech::{Mech, NUM_MECH},
+    protocol::*,
+    stats::Stats,
+    virtio_pci::Transport,
+};
+use kernel::{
+    new_condvar, new_mutex, new_spinlock_irq, pci,
+    prelude::*,
+    sync::{
+        atomic::{Atomic, Relaxed},
+        aref::ARef,
+        Arc, CondVar, Mutex, SpinLockIrq,
+    },
+    time::hrtimer::HrTimer,
+    workqueue::Work,
+};
+
+/// Device-wide counters (guest side).
+pub(crate) struct Counters {
+    pub(crate) irqs: Atomic<u64>,
+    pub(crate) records: Atomic<u64>,
+    pub(crate) raises: Atomic<u64>,
+    pub(crate) latched: Atomic<u64>,
+    pub(crate) finals: Atomic<u64>,
+    pub(crate) bad_id: Atomic<u64>,
+    pub(crate) bad_len: Atomic<u64>,
+    pub(crate) bad_source: Atomic<u64>,
+    pub(crate) bad_count: Atomic<u64>,
+    pub(crate) seq_gap: Atomic<u64>,
+    pub(crate) budget_exhausted: Atomic<u64>,
+    pub(crate) fifo_overflow: Atomic<u64>,
+    pub(crate) acks_posted: Atomic<u64>,
+    pub(crate) ack_bufs: Atomic<u64>,
+    pub(crate) acks_dropped: Atomic<u64>,
+    pub(crate) ack_bad_id: Atomic<u64>,
+    pub(crate) ctrl_requests: Atomic<u64>,
+    pub(crate) ctrl_errors: Atomic<u64>,
+    pub(crate) ctrl_timeouts: Atomic<u64>,
+    pub(crate) local_events: Atomic<u64>,
+    pub(crate) local_skipped: Atomic<u64>,
+    pub(crate) sleep_refused: Atomic<u64>,
+    pub(crate) uevents: Atomic<u64>,
+    pub(crate) helper_runs: Atomic<u64>,
+    pub(crate) helper_errors: Atomic<u64>,
+}
+
+macro_rules! zero_counters {
+    ($($f:ident),*) => { Counters { $($f: Atomic::new(0)),* } };
+}
+
+impl Counters {
+    pub(crate) fn reset(&self) {
+        for c in [
+            &self.irqs, &self.records, &self.raises, &self.latched, &self.finals, &self.bad_id,
+            &self.bad_len, &self.bad_source, &self.bad_count, &self.seq_gap,
+            &self.budget_exhausted, &self.fifo_overflow, &self.acks_posted, &self.ack_bufs,
+            &self.acks_dropped, &self.ack_bad_id, &self.ctrl_requests, &self.ctrl_errors,
+            &self.ctrl_timeouts, &self.local_events, &self.local_skipped, &self.sleep_refused,
+            &self.uevents, &self.helper_runs, &self.helper_errors,
+        ] {
+            c.store(0, Relaxed);
+        }
+    }
+
+    fn new() -> Self {
+        zero_counters!(
+            irqs, records, raises, latched, finals, bad_id, bad_len, bad_source, bad_count,
+            seq_gap, budget_exhausted, fifo_overflow, acks_posted, ack_bufs, acks_dropped,
+            ack_bad_id, ctrl_requests, ctrl_errors, ctrl_timeouts, local_events, local_skipped,
+            sleep_refused, uevents, helper_runs, helper_errors
+        )
+    }
+}
+
+
+#[derive(Clone, Copy)]
+pub(crate) struct DevInfo {
+    pub(crate) num_sources: u16,
+    pub(crate) max_rate_hz: u32,
+    pub(crate) max_outstanding: u32,
+    pub(crate) min_period_ns: u32,
+    pub(crate) max_burst: u32,
+    pub(crate) features: u64,
+}
+
+/// State shared by the IRQ handlers and all bottom halves.
+#[pin_data]
+pub(crate) struct Shared {
+    pub(crate) pdev: ARef<pci::Device>,
+    pub(crate) t: Transport,
+    pub(crate) info: DevInfo,
+    #[pin]
+    pub(crate) evq: SpinLockIrq<EventQ>,
+    #[pin]
+    pub(crate) ackq: SpinLockIrq<AckQ>,
+    #[pin]
+    pub(crate) ctrlq: SpinLockIrq<CtrlQ>,
+    #[pin]
+    pub(crate) ctrl_lock: Mutex<CtrlReply>,
+    #[pin]
+    pub(crate) ctrl_done: Completion,
+    #[pin]
+    pub(crate) fifos: SpinLockIrq<KVec<Fifo>>,
+    #[pin]
+    pub(crate) stats: SpinLockIrq<Stats>,
+    pub(crate) cnt: Counters,
+    pub(crate) src_mech: [Atomic<u32>; MAX_SOURCES],
+    pub(crate) src_work: [Atomic<u32>; MAX_SOURCES],
+    pub(crate) src_work_us: [Atomic<u32>; MAX_SOURCES],
+    pub(crate) stopping: Atomic<bool>,
+    pub(crate) evq_more: Atomic<bool>,
+    pub(crate) threaded_pending: Atomic<bool>,
+    /// Mechanisms the local reference source cycles through (bit mask).
+    pub(crate) local_mask: Atomic<u32>,
+    pub(crate) local_next: Atomic<u32>,
+    /// IRQ-thread waker (irq, cookie); cookie 0 = none. Set after the IRQ is requested.
+    pub(crate) waker_irq: Atomic<u32>,
+    pub(crate) waker_cookie: Atomic<u64>,
+    // Bottom halves (the work items, tasklets and timers are found back by `container_of`
+    // from their field; the kernel's `impl_has_work!` / `impl_has_hr_timer!` need direct fields).
+    #[pin]
+    pub(crate) tasklet: Tasklet<Shared, 2>,
+    #[pin]
+    pub(crate) tasklet_hi: Tasklet<Shared, 3>,
+    #[pin]
+    pub(crate) w_bh: Work<Shared, 4>,
+    #[pin]
+    pub(crate) w_bh_hi: Work<Shared, 5>,
+    #[pin]
+    pub(crate) w_sys: Work<Shared, 6>,
+    #[pin]
+    pub(crate) w_hi: Work<Shared, 7>,
+    #[pin]
+    pub(crate) w_unbound: Work<Shared, 8>,
+    #[pin]
+    pub(crate) w_ded: Work<Shared, 9>,
+    pub(crate) wq: OwnedQueue,
+    #[pin]
+    pub(crate) kt_wait: CondVar,
+    #[pin]
+    pub(crate) comp: Completion,
+    #[pin]
+    pub(crate) threads: Mutex<KVec<KThread>>,
+    #[pin]
+    pub(crate) timer: Timer<Shared, 12>,
+    #[pin]
+    pub(crate) hrt: HrTimer<Shared>,
+    #[pin]
+    pub(crate) hrt_arm: HrTimerArm<Shared>,
+    // Storm detector.
+    #[pin]
+    pub(crate) storm: crate::storm_detect::StormDetector,
+    #[pin]
+    pub(crate) w_storm: Work<Shared, 20>,
+    #[pin]
+    pub(crate) local: Mutex<Option<crate::local::LocalHandle>>,
+}
+
+pub(crate) struct Queues {
+    evq: EventQ,
+    ackq: AckQ,
+    ctrlq: CtrlQ,
+}
+
+impl Queues {
+    /// Allocates and programs the three virtqueues (not yet enabled).
+    pub(crate) fn new(pdev: &pci::Device<kernel::device::Bound>, t: &Transport, event_idx: bool) -> Result<Self> {
+        let dev = pdev.as_ref();
+        let ctrlq = CtrlQ::new(dev, t, event_idx)?;
+        let evq = EventQ::new(dev, t, event_idx)?;
+        let ackq = AckQ::new(dev, t, event_idx)?;
+        Ok(Self { evq, ackq, ctrlq })
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(
+        pdev: &pci::Device<kernel::device::Bound>,
+        t: Transport,
+        info: DevInfo,
+        q: Queues,
+        default_mech: Mech,
+    ) -> Result<Arc<Self>> {
+        let fifos = {
+            let mut v = KVec::with_capacity(NUM_MECH, GFP_KERNEL)?;
+            for _ in 0..NUM_MECH {
+                v.push(Fifo::new()?, GFP_KERNEL)?;
+            }
+            v
+        };
+        let stats = Stats::new()?;
+        let wq = OwnedQueue::new(c"irqstorm_wq", crate::kwrap::workqueue::WQ_PERCPU, 0)?;
+        let dm = default_mech as u32;
+        Arc::pin_init(
+            try_pin_init!(Self {
+                pdev: pdev.into(),
+                t,
+                info,
+                evq <- new_spinlock_irq!(q.evq, "irqstorm_evq"),
+                ackq <- new_spinlock_irq!(q.ackq, "irqstorm_ackq"),
+                ctrlq <- new_spinlock_irq!(q.ctrlq, "irqstorm_ctrlq"),
+                ctrl_lock <- new_mutex!(CtrlReply::default(), "irqstorm_ctrl"),
+                ctrl_done <- Completion::new(),
+                fifos <- new_spinlock_irq!(fifos, "irqstorm_fifos"),
+                stats <- new_spinlock_irq!(stats, "irqstorm_stats"),
+                cnt: Counters::new(),
+                src_mech: [const { Atomic::new(0) }; MAX_SOURCES],
+                src_work: [const { Atomic::new(0) }; MAX_SOURCES],
+                src_work_us: [const { Atomic::new(0) }; MAX_SOURCES],
+                stopping: Atomic::new(false),
+                evq_more: Atomic::new(false),
+                threaded_pending: Atomic::new(false),
+                local_mask: Atomic::new(crate::local::DEFAULT_MASK),
+                local_next: Atomic::new(0),
+                waker_irq: Atomic::new(0),
+                waker_cookie: Atomic::new(0),
+                tasklet <- Tasklet::new(),
+                tasklet_hi <- Tasklet::new(),
+                w_bh <- kernel::new_work!("irqstorm::bh_wq"),
+                w_bh_hi <- kernel::new_work!("irqstorm::bh_wq_highpri"),
+                w_sys <- kernel::new_work!("irqstorm::wq_system"),
+                w_hi <- kernel::new_work!("irqstorm::wq_highpri"),
+                w_unbound <- kernel::new_work!("irqstorm::wq_unbound"),
+                w_ded <- kernel::new_work!("irqstorm::wq_dedicated"),
+                wq,
+                kt_wait <- new_condvar!("irqstorm_kthread"),
+                comp <- Completion::new(),
+                threads <- new_mutex!(KVec::new(), "irqstorm_threads"),
+                timer <- Timer::new(c"irqstorm_bh_timer", kernel::static_lock_class!()),
+                hrt <- HrTimer::new(),
+                hrt_arm <- HrTimerArm::new(),
+                storm <- crate::storm_detect::StormDetector::new(),
+                w_storm <- kernel::new_work!("irqstorm::storm"),
+                local <- new_mutex!(None, "irqstorm_local"),
+            }? Error),
+            GFP_KERNEL,
+        )
+        .inspect(|s| {
+            for m in s.src_mech.iter() {
+                m.store(dm, Relaxed);
+            }
+        })
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Relaxed)
+    }
+
+    pub(crate) fn stats_snapshot(&self) -> Result<Stats> {
+        let mut snap = Stats::new()?;
+        snap.copy_from(&self.stats.lock());
+        Ok(snap)
+    }
+
+    // ---------------------------------------------------------------- teardown
+
+    /// Stops everything that can produce or run work. Process context; the caller then resets
+    /// the device, synchronizes the IRQ and drops the handles.
+    pub(crate) fn quiesce_sources(self: &Arc<Self>) {
+        self.stopping.store(true, Relaxed);
+        crate::storm_detect::StormDetector::shutdown(self);
+        crate::local::stop(self);
+        crate::bh::threaded::set_waker(self, crate::kwrap::irq::ThreadWaker::NONE);
+    }
+
+}
