@@ -6,6 +6,8 @@
 //! implements [`TaskletCallback<ID>`]. Scheduling takes an `Arc<Owner>`: every queued instance
 //! holds one reference, which the callback releases after running, so the owner outlives every
 //! pending or running callback and callers need no `unsafe`.
+//! The owner's teardown kills the tasklet before dropping its last reference, so that the
+//! owner is never dropped from a callback (softirq context).
 //!
 //! Tasklets are deprecated upstream in favour of BH workqueues (`system_bh`,
 //! `system_bh_highpri`, since 6.9); the driver shows both side by side.

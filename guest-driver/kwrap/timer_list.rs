@@ -7,6 +7,8 @@
 //! implements [`TimerCallback<ID>`]. Arming takes an `Arc<Owner>`: a pending timer holds one
 //! reference, released by its callback or by [`Timer::shutdown`], so the owner outlives every
 //! pending or running callback and callers need no `unsafe`.
+//! The owner's teardown shuts the timer down before dropping its last reference, so that the
+//! owner is never dropped from a callback (softirq context).
 
 use super::clock::jiffies;
 use core::marker::{PhantomData, PhantomPinned};
