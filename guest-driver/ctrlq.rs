@@ -4,7 +4,7 @@
 //! timeout, the hard IRQ handler takes the reply off the used ring.
 
 use crate::{
-    kwrap::clock::jiffies,
+    kwrap::{clock::jiffies, completion::Completion},
     protocol::*,
     shared::Shared,
     virtio_pci::Transport,
@@ -14,8 +14,9 @@ use kernel::{
     device::{Bound, Device},
     dma::Coherent,
     io::{io_read, io_write},
+    new_mutex, new_spinlock_irq,
     prelude::*,
-    sync::atomic::Relaxed,
+    sync::{atomic::Relaxed, Mutex, SpinLockIrq},
 };
 
 /// Queue size we ask for.
@@ -48,16 +49,38 @@ impl CtrlQ {
     }
 }
 
+/// The control channel: the queue, the last reply (also serialises requests) and the
+/// completion the hard IRQ handler signals.
+#[pin_data]
+pub(crate) struct ControlChannel {
+    #[pin]
+    pub(crate) q: SpinLockIrq<CtrlQ>,
+    #[pin]
+    pub(crate) last: Mutex<CtrlReply>,
+    #[pin]
+    pub(crate) done: Completion,
+}
+
+impl ControlChannel {
+    pub(crate) fn new(q: CtrlQ) -> impl PinInit<Self> {
+        pin_init!(Self {
+            q <- new_spinlock_irq!(q, "irqstorm_ctrlq"),
+            last <- new_mutex!(CtrlReply::default(), "irqstorm_ctrl"),
+            done <- Completion::new(),
+        })
+    }
+}
+
 impl Shared {
     /// Sends a control request and waits (with a timeout) for the reply. Process context.
     pub(crate) fn ctrl(&self, req: &CtrlRequest) -> Result<CtrlReply> {
-        let mut last = self.ctrl_lock.lock();
+        let mut last = self.control.last.lock();
         if self.is_stopping() {
             return Err(ENODEV);
         }
         self.cnt.ctrl_requests.add(1, Relaxed);
         {
-            let mut g = self.ctrlq.lock();
+            let mut g = self.control.q.lock();
             let c = &mut *g;
             if c.busy && !c.done {
                 // A previous request timed out and the device still holds the buffer.
@@ -77,8 +100,8 @@ impl Shared {
         loop {
             let now = jiffies();
             let left = deadline.saturating_sub(now);
-            let got = left > 0 && self.ctrl_done.wait_timeout(left);
-            let g = self.ctrlq.lock();
+            let got = left > 0 && self.control.done.wait_timeout(left);
+            let g = self.control.q.lock();
             if g.done {
                 break;
             }
@@ -91,7 +114,7 @@ impl Shared {
         }
         let mut reply = CtrlReply::default();
         {
-            let mut g = self.ctrlq.lock();
+            let mut g = self.control.q.lock();
             g.busy = false;
             if (g.used_len as usize) < CTRL_SIZE {
                 self.cnt.ctrl_errors.add(1, Relaxed);
@@ -118,7 +141,7 @@ impl Shared {
 
     /// `t` is the hard IRQ time stamp, kept with the reply.
     pub(crate) fn poll_ctrlq(&self, t: u64) {
-        let mut c = self.ctrlq.lock();
+        let mut c = self.control.q.lock();
         loop {
             match c.vq.pop() {
                 Pop::Empty => {
@@ -130,7 +153,7 @@ impl Shared {
                     c.done = true;
                     c.used_len = u.len;
                     c.done_ns = t;
-                    self.ctrl_done.complete();
+                    self.control.done.complete();
                 }
                 Pop::BadId => {
                     self.cnt.bad_id.add(1, Relaxed);

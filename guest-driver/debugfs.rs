@@ -116,7 +116,7 @@ fn r_stats(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             a.vq.size, a.vq.in_flight(), a.vq.kicks, a.vq.kicks_suppressed, a.vq.bad_ids)?;
     }
     {
-        let c = s.ctrlq.lock();
+        let c = s.control.q.lock();
         writeln!(f, "controlq size {} kicks {}", c.vq.size, c.vq.kicks)?;
     }
     writeln!(f, "storm rate {} peak {} threshold {} in_storm {} storms {}",
@@ -163,7 +163,7 @@ fn r_helper(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
 }
 fn r_local(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "running {} mask {:#x} events {}", u8::from(local::running(s)),
-        s.local_mask.load(Relaxed), s.cnt.local_events.load(Relaxed))
+        s.local.mask.load(Relaxed), s.cnt.local_events.load(Relaxed))
 }
 fn r_none(_s: &Arc<Shared>, _f: &mut fmt::Formatter<'_>) -> fmt::Result {
     Ok(())

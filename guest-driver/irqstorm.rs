@@ -170,7 +170,7 @@ impl<'bound> IrqstormData<'bound> {
                 dev_warn!(pdev.as_ref(), "device refused the config vector\n");
             }
             {
-                let mut c = s.ctrlq.lock();
+                let mut c = s.control.q.lock();
                 c.vq.enable_cb();
             }
             {

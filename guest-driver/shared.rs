@@ -8,14 +8,16 @@
 use crate::{
     ackq::AckQ,
     bh::fifo::Fifo,
-    ctrlq::CtrlQ,
+    bh::threaded::IrqThread,
+    ctrlq::{ControlChannel, CtrlQ},
+    local::LocalState,
+    sources::SourceConfig,
     eventq::EventQ,
     kwrap::{
         completion::Completion, hrtimer::HrTimerArm, kthread::KThread, tasklet::Tasklet,
         timer_list::Timer, workqueue::OwnedQueue,
     },
     mech::{Mech, NUM_MECH},
-    protocol::*,
     stats::Stats,
     virtio_pci::Transport,
 };
@@ -110,28 +112,16 @@ pub(crate) struct Shared {
     #[pin]
     pub(crate) ackq: SpinLockIrq<AckQ>,
     #[pin]
-    pub(crate) ctrlq: SpinLockIrq<CtrlQ>,
-    #[pin]
-    pub(crate) ctrl_lock: Mutex<CtrlReply>,
-    #[pin]
-    pub(crate) ctrl_done: Completion,
+    pub(crate) control: ControlChannel,
     #[pin]
     pub(crate) fifos: SpinLockIrq<KVec<Fifo>>,
     #[pin]
     pub(crate) stats: SpinLockIrq<Stats>,
     pub(crate) cnt: Counters,
-    pub(crate) src_mech: [Atomic<u32>; MAX_SOURCES],
-    pub(crate) src_work: [Atomic<u32>; MAX_SOURCES],
-    pub(crate) src_work_us: [Atomic<u32>; MAX_SOURCES],
+    pub(crate) sources: SourceConfig,
     pub(crate) stopping: Atomic<bool>,
     pub(crate) evq_more: Atomic<bool>,
-    pub(crate) threaded_pending: Atomic<bool>,
-    /// Mechanisms the local reference source cycles through (bit mask).
-    pub(crate) local_mask: Atomic<u32>,
-    pub(crate) local_next: Atomic<u32>,
-    /// IRQ-thread waker (irq, cookie); cookie 0 = none. Set after the IRQ is requested.
-    pub(crate) waker_irq: Atomic<u32>,
-    pub(crate) waker_cookie: Atomic<u64>,
+    pub(crate) irq_thread: IrqThread,
     // Bottom halves (the work items, tasklets and timers are found back by `container_of`
     // from their field; the kernel's `impl_has_work!` / `impl_has_hr_timer!` need direct fields).
     #[pin]
@@ -169,7 +159,7 @@ pub(crate) struct Shared {
     #[pin]
     pub(crate) w_storm: Work<Shared, 20>,
     #[pin]
-    pub(crate) local: Mutex<Option<crate::local::LocalHandle>>,
+    pub(crate) local: LocalState,
 }
 
 pub(crate) struct Queues {
@@ -214,22 +204,14 @@ impl Shared {
                 info,
                 evq <- new_spinlock_irq!(q.evq, "irqstorm_evq"),
                 ackq <- new_spinlock_irq!(q.ackq, "irqstorm_ackq"),
-                ctrlq <- new_spinlock_irq!(q.ctrlq, "irqstorm_ctrlq"),
-                ctrl_lock <- new_mutex!(CtrlReply::default(), "irqstorm_ctrl"),
-                ctrl_done <- Completion::new(),
+                control <- ControlChannel::new(q.ctrlq),
                 fifos <- new_spinlock_irq!(fifos, "irqstorm_fifos"),
                 stats <- new_spinlock_irq!(stats, "irqstorm_stats"),
                 cnt: Counters::new(),
-                src_mech: [const { Atomic::new(0) }; MAX_SOURCES],
-                src_work: [const { Atomic::new(0) }; MAX_SOURCES],
-                src_work_us: [const { Atomic::new(0) }; MAX_SOURCES],
+                sources: SourceConfig::new(),
                 stopping: Atomic::new(false),
                 evq_more: Atomic::new(false),
-                threaded_pending: Atomic::new(false),
-                local_mask: Atomic::new(crate::local::DEFAULT_MASK),
-                local_next: Atomic::new(0),
-                waker_irq: Atomic::new(0),
-                waker_cookie: Atomic::new(0),
+                irq_thread: IrqThread::new(),
                 tasklet <- Tasklet::new(),
                 tasklet_hi <- Tasklet::new(),
                 w_bh <- kernel::new_work!("irqstorm::bh_wq"),
@@ -247,12 +229,12 @@ impl Shared {
                 hrt_arm <- HrTimerArm::new(),
                 storm <- crate::storm_detect::StormDetector::new(),
                 w_storm <- kernel::new_work!("irqstorm::storm"),
-                local <- new_mutex!(None, "irqstorm_local"),
+                local <- LocalState::new(),
             }? Error),
             GFP_KERNEL,
         )
         .inspect(|s| {
-            for m in s.src_mech.iter() {
+            for m in s.sources.mech.iter() {
                 m.store(dm, Relaxed);
             }
         })

@@ -4,7 +4,10 @@
 //! their bottom half does (sysfs `mechanism` / `work`, debugfs `sources`).
 
 use crate::{mech::Mech, protocol::MAX_SOURCES, shared::Shared};
-use kernel::{prelude::*, sync::atomic::Relaxed};
+use kernel::{
+    prelude::*,
+    sync::atomic::{Atomic, Relaxed},
+};
 
 /// Simulated work per source.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -31,6 +34,23 @@ impl WorkKind {
     }
 }
 
+/// Mechanism and simulated work (kind, microseconds) of every source.
+pub(crate) struct SourceConfig {
+    pub(crate) mech: [Atomic<u32>; MAX_SOURCES],
+    pub(crate) work: [Atomic<u32>; MAX_SOURCES],
+    pub(crate) work_us: [Atomic<u32>; MAX_SOURCES],
+}
+
+impl SourceConfig {
+    pub(crate) fn new() -> Self {
+        Self {
+            mech: [const { Atomic::new(0) }; MAX_SOURCES],
+            work: [const { Atomic::new(0) }; MAX_SOURCES],
+            work_us: [const { Atomic::new(0) }; MAX_SOURCES],
+        }
+    }
+}
+
 /// Whether `w` cannot run in mechanism `m` (sleeping in a context that must not sleep).
 pub(crate) fn refuses_sleep(m: Mech, w: WorkKind) -> bool {
     w == WorkKind::Sleep && !m.can_sleep()
@@ -47,7 +67,7 @@ pub(crate) fn work_in_range(w: WorkKind, us: u32) -> bool {
 
 impl Shared {
     pub(crate) fn mech_of(&self, source: u16) -> Mech {
-        Mech::from_u32(self.src_mech[source as usize % MAX_SOURCES].load(Relaxed)).unwrap_or(Mech::Hardirq)
+        Mech::from_u32(self.sources.mech[source as usize % MAX_SOURCES].load(Relaxed)).unwrap_or(Mech::Hardirq)
     }
 
     /// Sets the mechanism of `source`; refuses a non-sleepable one if the source sleeps.
@@ -55,7 +75,7 @@ impl Shared {
         if source >= self.info.num_sources as usize {
             return Err(EINVAL);
         }
-        let w = WorkKind::from_u32(self.src_work[source].load(Relaxed));
+        let w = WorkKind::from_u32(self.sources.work[source].load(Relaxed));
         if refuses_sleep(m, w) {
             self.cnt.sleep_refused.add(1, Relaxed);
             pr_warn!(
@@ -64,7 +84,7 @@ impl Shared {
             );
             return Err(EINVAL);
         }
-        self.src_mech[source].store(m as u32, Relaxed);
+        self.sources.mech[source].store(m as u32, Relaxed);
         Ok(())
     }
 
@@ -85,15 +105,15 @@ impl Shared {
         if !work_in_range(w, us) {
             return Err(ERANGE);
         }
-        self.src_work_us[source].store(us, Relaxed);
-        self.src_work[source].store(w as u32, Relaxed);
+        self.sources.work_us[source].store(us, Relaxed);
+        self.sources.work[source].store(w as u32, Relaxed);
         Ok(())
     }
 
     pub(crate) fn work_of(&self, source: usize) -> (WorkKind, u32) {
         (
-            WorkKind::from_u32(self.src_work[source].load(Relaxed)),
-            self.src_work_us[source].load(Relaxed),
+            WorkKind::from_u32(self.sources.work[source].load(Relaxed)),
+            self.sources.work_us[source].load(Relaxed),
         )
     }
 }
