@@ -7,27 +7,22 @@
 
 use crate::{
     ackq::AckQ,
-    bh::fifo::Fifo,
-    bh::threaded::IrqThread,
+    bh::{threaded::IrqThread, BhState},
     ctrlq::{ControlChannel, CtrlQ},
-    local::LocalState,
-    sources::SourceConfig,
     eventq::EventQ,
-    kwrap::{
-        completion::Completion, hrtimer::HrTimerArm, kthread::KThread, tasklet::Tasklet,
-        timer_list::Timer, workqueue::OwnedQueue,
-    },
-    mech::{Mech, NUM_MECH},
+    local::LocalState,
+    mech::Mech,
+    sources::SourceConfig,
     stats::Stats,
     virtio_pci::Transport,
 };
 use kernel::{
-    new_condvar, new_mutex, new_spinlock_irq, pci,
+    new_spinlock_irq, pci,
     prelude::*,
     sync::{
         atomic::{Atomic, Relaxed},
         aref::ARef,
-        Arc, CondVar, Mutex, SpinLockIrq,
+        Arc, SpinLockIrq,
     },
     time::hrtimer::HrTimer,
     workqueue::Work,
@@ -114,20 +109,16 @@ pub(crate) struct Shared {
     #[pin]
     pub(crate) control: ControlChannel,
     #[pin]
-    pub(crate) fifos: SpinLockIrq<KVec<Fifo>>,
-    #[pin]
     pub(crate) stats: SpinLockIrq<Stats>,
     pub(crate) cnt: Counters,
     pub(crate) sources: SourceConfig,
     pub(crate) stopping: Atomic<bool>,
     pub(crate) evq_more: Atomic<bool>,
     pub(crate) irq_thread: IrqThread,
-    // Bottom halves (the work items, tasklets and timers are found back by `container_of`
-    // from their field; the kernel's `impl_has_work!` / `impl_has_hr_timer!` need direct fields).
     #[pin]
-    pub(crate) tasklet: Tasklet<Shared, 2>,
-    #[pin]
-    pub(crate) tasklet_hi: Tasklet<Shared, 3>,
+    pub(crate) bh: BhState,
+    // The bottom halves' work items and hrtimer are found back by `container_of` from their
+    // field, and the kernel's `impl_has_work!` / `impl_has_hr_timer!` need direct fields.
     #[pin]
     pub(crate) w_bh: Work<Shared, 4>,
     #[pin]
@@ -140,19 +131,8 @@ pub(crate) struct Shared {
     pub(crate) w_unbound: Work<Shared, 8>,
     #[pin]
     pub(crate) w_ded: Work<Shared, 9>,
-    pub(crate) wq: OwnedQueue,
-    #[pin]
-    pub(crate) kt_wait: CondVar,
-    #[pin]
-    pub(crate) comp: Completion,
-    #[pin]
-    pub(crate) threads: Mutex<KVec<KThread>>,
-    #[pin]
-    pub(crate) timer: Timer<Shared, 12>,
     #[pin]
     pub(crate) hrt: HrTimer<Shared>,
-    #[pin]
-    pub(crate) hrt_arm: HrTimerArm<Shared>,
     // Storm detector.
     #[pin]
     pub(crate) storm: crate::storm_detect::StormDetector,
@@ -187,15 +167,8 @@ impl Shared {
         q: Queues,
         default_mech: Mech,
     ) -> Result<Arc<Self>> {
-        let fifos = {
-            let mut v = KVec::with_capacity(NUM_MECH, GFP_KERNEL)?;
-            for _ in 0..NUM_MECH {
-                v.push(Fifo::new()?, GFP_KERNEL)?;
-            }
-            v
-        };
+        let bh = BhState::new()?;
         let stats = Stats::new()?;
-        let wq = OwnedQueue::new(c"irqstorm_wq", crate::kwrap::workqueue::WQ_PERCPU, 0)?;
         let dm = default_mech as u32;
         Arc::pin_init(
             try_pin_init!(Self {
@@ -205,28 +178,20 @@ impl Shared {
                 evq <- new_spinlock_irq!(q.evq, "irqstorm_evq"),
                 ackq <- new_spinlock_irq!(q.ackq, "irqstorm_ackq"),
                 control <- ControlChannel::new(q.ctrlq),
-                fifos <- new_spinlock_irq!(fifos, "irqstorm_fifos"),
                 stats <- new_spinlock_irq!(stats, "irqstorm_stats"),
                 cnt: Counters::new(),
                 sources: SourceConfig::new(),
                 stopping: Atomic::new(false),
                 evq_more: Atomic::new(false),
                 irq_thread: IrqThread::new(),
-                tasklet <- Tasklet::new(),
-                tasklet_hi <- Tasklet::new(),
+                bh <- bh,
                 w_bh <- kernel::new_work!("irqstorm::bh_wq"),
                 w_bh_hi <- kernel::new_work!("irqstorm::bh_wq_highpri"),
                 w_sys <- kernel::new_work!("irqstorm::wq_system"),
                 w_hi <- kernel::new_work!("irqstorm::wq_highpri"),
                 w_unbound <- kernel::new_work!("irqstorm::wq_unbound"),
                 w_ded <- kernel::new_work!("irqstorm::wq_dedicated"),
-                wq,
-                kt_wait <- new_condvar!("irqstorm_kthread"),
-                comp <- Completion::new(),
-                threads <- new_mutex!(KVec::new(), "irqstorm_threads"),
-                timer <- Timer::new(c"irqstorm_bh_timer", kernel::static_lock_class!()),
                 hrt <- HrTimer::new(),
-                hrt_arm <- HrTimerArm::new(),
                 storm <- crate::storm_detect::StormDetector::new(),
                 w_storm <- kernel::new_work!("irqstorm::storm"),
                 local <- LocalState::new(),

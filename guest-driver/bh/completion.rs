@@ -11,7 +11,7 @@ use crate::{
 use kernel::{prelude::*, sync::Arc};
 
 pub(super) fn schedule(s: &Shared) {
-    s.comp.complete();
+    s.bh.comp.complete();
 }
 
 pub(super) fn spawn(s: &Arc<Shared>) -> Result<KThread> {
@@ -21,6 +21,6 @@ pub(super) fn spawn(s: &Arc<Shared>) -> Result<KThread> {
 /// One iteration of the waiter loop.
 fn run(s: &Shared) {
     // Timed out or completed: drain either way (a timeout only bounds stop latency).
-    let _ = s.comp.wait_timeout(msecs_to_jiffies(100));
+    let _ = s.bh.comp.wait_timeout(msecs_to_jiffies(100));
     super::run(s, Mech::Completion);
 }

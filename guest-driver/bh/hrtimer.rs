@@ -30,9 +30,9 @@ impl HrTimerCallback for Shared {
 
 /// Keeps the handle that allows re-arming from hard IRQ context (released in teardown).
 pub(super) fn install(s: &Arc<Shared>) {
-    s.hrt_arm.install(s.clone(), Delta::from_secs(3600));
+    s.bh.hrt_arm.install(s.clone(), Delta::from_secs(3600));
 }
 
 pub(super) fn schedule(s: &Shared) {
-    s.hrt_arm.start(Delta::ZERO);
+    s.bh.hrt_arm.start(Delta::ZERO);
 }

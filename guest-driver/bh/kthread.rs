@@ -7,7 +7,7 @@ use crate::{kwrap::kthread::KThread, mech::Mech, shared::Shared};
 use kernel::{prelude::*, sync::Arc};
 
 pub(super) fn schedule(s: &Shared) {
-    s.kt_wait.notify_one();
+    s.bh.kt_wait.notify_one();
 }
 
 pub(super) fn spawn(s: &Arc<Shared>) -> Result<KThread> {
@@ -17,10 +17,10 @@ pub(super) fn spawn(s: &Arc<Shared>) -> Result<KThread> {
 /// One iteration of the thread loop (`kwrap::kthread` repeats it until `kthread_stop`).
 fn run(s: &Shared) {
     {
-        let mut g = s.fifos.lock();
+        let mut g = s.bh.fifos.lock();
         if g[Mech::Kthread as usize].is_empty() && !s.is_stopping() {
             // The timeout only bounds how long a stop request can go unnoticed.
-            let _ = s.kt_wait.wait_interruptible_timeout(&mut g, kernel::time::msecs_to_jiffies(100));
+            let _ = s.bh.kt_wait.wait_interruptible_timeout(&mut g, kernel::time::msecs_to_jiffies(100));
         }
     }
     super::run(s, Mech::Kthread);

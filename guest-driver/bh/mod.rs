@@ -11,19 +11,26 @@
 use crate::{
     kwrap::{
         clock::now_ns,
+        completion::Completion,
         delay::{msleep, usleep_range},
-        workqueue::flush_work,
+        hrtimer::HrTimerArm,
+        kthread::KThread,
+        tasklet::Tasklet,
+        timer_list::Timer,
+        workqueue::{flush_work, OwnedQueue, WQ_PERCPU},
     },
+    mech::NUM_MECH,
     mech::Mech,
     protocol::*,
     shared::Shared,
     sources::WorkKind,
     stats::Origin,
 };
-use fifo::Item;
+use fifo::{Fifo, Item};
 use kernel::{
+    new_condvar, new_mutex, new_spinlock_irq,
     prelude::*,
-    sync::{atomic::Relaxed, Arc},
+    sync::{atomic::Relaxed, Arc, CondVar, Mutex, SpinLockIrq},
     time::{delay::udelay, Delta},
 };
 
@@ -37,6 +44,52 @@ pub(crate) mod threaded;
 pub(crate) mod timer_list;
 pub(crate) mod workqueue;
 
+/// The bottom halves' part of the device state (the work items and the hrtimer are direct
+/// fields of `Shared`, see there).
+#[pin_data]
+pub(crate) struct BhState {
+    /// Events waiting for each mechanism.
+    #[pin]
+    pub(crate) fifos: SpinLockIrq<KVec<Fifo>>,
+    #[pin]
+    pub(crate) tasklet: Tasklet<Shared, 2>,
+    #[pin]
+    pub(crate) tasklet_hi: Tasklet<Shared, 3>,
+    /// The driver's own queue (`wq_dedicated`).
+    pub(crate) wq: OwnedQueue,
+    #[pin]
+    pub(crate) kt_wait: CondVar,
+    #[pin]
+    pub(crate) comp: Completion,
+    #[pin]
+    pub(crate) threads: Mutex<KVec<KThread>>,
+    #[pin]
+    pub(crate) timer: Timer<Shared, 12>,
+    #[pin]
+    pub(crate) hrt_arm: HrTimerArm<Shared>,
+}
+
+impl BhState {
+    pub(crate) fn new() -> Result<impl PinInit<Self>> {
+        let mut fifos = KVec::with_capacity(NUM_MECH, GFP_KERNEL)?;
+        for _ in 0..NUM_MECH {
+            fifos.push(Fifo::new()?, GFP_KERNEL)?;
+        }
+        let wq = OwnedQueue::new(c"irqstorm_wq", WQ_PERCPU, 0)?;
+        Ok(pin_init!(Self {
+            fifos <- new_spinlock_irq!(fifos, "irqstorm_fifos"),
+            tasklet <- Tasklet::new(),
+            tasklet_hi <- Tasklet::new(),
+            wq,
+            kt_wait <- new_condvar!("irqstorm_kthread"),
+            comp <- Completion::new(),
+            threads <- new_mutex!(KVec::new(), "irqstorm_threads"),
+            timer <- Timer::new(c"irqstorm_bh_timer", kernel::static_lock_class!()),
+            hrt_arm <- HrTimerArm::new(),
+        }))
+    }
+}
+
 /// Hands `it` to mechanism `m`. Returns `true` if the IRQ thread must be woken.
 /// Called from hard IRQ context (device IRQ or the local hard hrtimer).
 pub(crate) fn dispatch(s: &Arc<Shared>, it: Item, m: Mech) -> bool {
@@ -44,7 +97,7 @@ pub(crate) fn dispatch(s: &Arc<Shared>, it: Item, m: Mech) -> bool {
         process(s, it, m);
         return false;
     }
-    if !s.fifos.lock()[m as usize].push(it) {
+    if !s.bh.fifos.lock()[m as usize].push(it) {
         // Never lose an event: account for it right here.
         s.cnt.fifo_overflow.add(1, Relaxed);
         process_nowork(s, it, m);
@@ -72,7 +125,7 @@ fn schedule(s: &Arc<Shared>, m: Mech) -> bool {
 /// Runs bottom half `m`: processes everything queued for it, then posts the acks.
 pub(crate) fn run(s: &Shared, m: Mech) {
     loop {
-        let it = s.fifos.lock()[m as usize].pop();
+        let it = s.bh.fifos.lock()[m as usize].pop();
         let Some(it) = it else { break };
         process(s, it, m);
     }
@@ -80,7 +133,7 @@ pub(crate) fn run(s: &Shared, m: Mech) {
 }
 
 pub(crate) fn fifo_len(s: &Shared, m: Mech) -> usize {
-    s.fifos.lock()[m as usize].len()
+    s.bh.fifos.lock()[m as usize].len()
 }
 
 fn simulate(s: &Shared, it: &Item, m: Mech) {
@@ -144,7 +197,7 @@ fn account(s: &Shared, it: Item, m: Mech, start: u64, end: u64) {
 /// Process-context set-up once the device runs: the kthread and completion waiter threads,
 /// and the hrtimer handle that makes re-arming from hard IRQ context safe.
 pub(crate) fn start(s: &Arc<Shared>) -> Result {
-    let mut th = s.threads.lock();
+    let mut th = s.bh.threads.lock();
     th.push(kthread::spawn(s)?, GFP_KERNEL)?;
     th.push(completion::spawn(s)?, GFP_KERNEL)?;
     drop(th);
@@ -154,27 +207,27 @@ pub(crate) fn start(s: &Arc<Shared>) -> Result {
 
 /// After the device is reset and the IRQ synchronized: kill/flush every bottom half.
 pub(crate) fn quiesce(s: &Arc<Shared>) {
-    s.tasklet.kill();
-    s.tasklet_hi.kill();
+    s.bh.tasklet.kill();
+    s.bh.tasklet_hi.kill();
     flush_work(&s.w_bh);
     flush_work(&s.w_bh_hi);
     flush_work(&s.w_sys);
     flush_work(&s.w_hi);
     flush_work(&s.w_unbound);
     flush_work(&s.w_ded);
-    s.wq.flush();
+    s.bh.wq.flush();
     flush_work(&s.w_storm);
     timer_list::shutdown(s);
-    let mut th = s.threads.lock();
+    let mut th = s.bh.threads.lock();
     {
         // Wake the waiters so they see the stop request promptly.
-        let _f = s.fifos.lock();
-        s.kt_wait.notify_all();
+        let _f = s.bh.fifos.lock();
+        s.bh.kt_wait.notify_all();
     }
-    s.comp.complete();
+    s.bh.comp.complete();
     while let Some(mut k) = th.pop() {
         k.stop();
     }
     drop(th);
-    s.hrt_arm.release();
+    s.bh.hrt_arm.release();
 }

@@ -11,8 +11,8 @@ use crate::{
 use kernel::sync::{Arc, ArcBorrow};
 
 impl_has_tasklet! {
-    impl HasTasklet<2> for Shared { self.tasklet }
-    impl HasTasklet<3> for Shared { self.tasklet_hi }
+    impl HasTasklet<2> for Shared { self.bh.tasklet }
+    impl HasTasklet<3> for Shared { self.bh.tasklet_hi }
 }
 
 /// `TASKLET_SOFTIRQ` callback.

@@ -13,7 +13,7 @@ use kernel::sync::{Arc, ArcBorrow};
 const ID: u64 = Mech::TimerList as u64;
 
 impl_has_timer! {
-    impl HasTimer<ID> for Shared { self.timer }
+    impl HasTimer<ID> for Shared { self.bh.timer }
 }
 
 impl TimerCallback<ID> for Shared {

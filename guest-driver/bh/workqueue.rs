@@ -49,6 +49,6 @@ pub(super) fn schedule(s: &Arc<Shared>, m: Mech) {
         Mech::WqSystem => system_percpu().enqueue::<Arc<Shared>, 6>(s.clone()),
         Mech::WqHighpri => workqueue::system_highpri().enqueue::<Arc<Shared>, 7>(s.clone()),
         Mech::WqUnbound => workqueue::system_unbound().enqueue::<Arc<Shared>, 8>(s.clone()),
-        _ => s.wq.queue().enqueue::<Arc<Shared>, 9>(s.clone()),
+        _ => s.bh.wq.queue().enqueue::<Arc<Shared>, 9>(s.clone()),
     };
 }
