@@ -3,8 +3,10 @@
 //! Text commands shared by the debugfs control files and the sysfs attributes.
 
 use crate::{
-    dispatch::{Mech, Shared, WorkKind},
     local,
+    mech::Mech,
+    shared::Shared,
+    sources::WorkKind,
     protocol::*,
 };
 use core::fmt::{self, Write};
@@ -203,7 +205,7 @@ pub(crate) fn ctrl_cmd(s: &Shared, cmd: &str) -> Result {
 }
 
 pub(crate) fn show_ctrl(s: &Shared, f: &mut dyn Write) -> fmt::Result {
-    let r = *s.ctrl_lock.lock();
+    let r = *s.control.last.lock();
     writeln!(f, "opcode {}", r.opcode())?;
     writeln!(f, "status {} {}", r.status(), status_name(r.status()))?;
     writeln!(f, "host_ns {}", r.word(8))?;

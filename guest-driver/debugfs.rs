@@ -5,8 +5,9 @@
 
 use crate::{
     control,
-    dispatch::{Mech, Shared},
-    local,
+    bh, local,
+    mech::Mech,
+    shared::Shared,
     stats::{write_hist, write_summary, Origin},
 };
 use core::fmt;
@@ -115,7 +116,7 @@ fn r_stats(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             a.vq.size, a.vq.in_flight(), a.vq.kicks, a.vq.kicks_suppressed, a.vq.bad_ids)?;
     }
     {
-        let c = s.ctrlq.lock();
+        let c = s.control.q.lock();
         writeln!(f, "controlq size {} kicks {}", c.vq.size, c.vq.kicks)?;
     }
     writeln!(f, "storm rate {} peak {} threshold {} in_storm {} storms {}",
@@ -123,7 +124,7 @@ fn r_stats(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         u8::from(s.storm.in_storm.load(Relaxed)), s.storm.storms.load(Relaxed))?;
     write!(f, "fifo")?;
     for m in Mech::ALL {
-        write!(f, " {}", s.fifo_len(m))?;
+        write!(f, " {}", bh::fifo_len(s, m))?;
     }
     writeln!(f)?;
     writeln!(f, "local_running {}", u8::from(local::running(s)))?;
@@ -162,7 +163,7 @@ fn r_helper(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
 }
 fn r_local(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "running {} mask {:#x} events {}", u8::from(local::running(s)),
-        s.local_mask.load(Relaxed), s.cnt.local_events.load(Relaxed))
+        s.local.mask.load(Relaxed), s.cnt.local_events.load(Relaxed))
 }
 fn r_none(_s: &Arc<Shared>, _f: &mut fmt::Formatter<'_>) -> fmt::Result {
     Ok(())

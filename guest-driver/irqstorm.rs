@@ -5,8 +5,10 @@
 //! each stage.
 //!
 //! Layout: `virtio_pci` (modern transport), `virtqueue` (split rings in DMA memory),
-//! `protocol` (records), `dispatch` (shared state, hard IRQ drain, dispatch, acks, controlq),
-//! `bh/` (one file per bottom half), `stats`, `local` (reference source), `storm_detect`,
+//! `protocol` (records), `shared` (the device state), `eventq` / `ackq` / `ctrlq` (one file
+//! per virtqueue), `dispatch` (the IRQ handler), `mech` (the mechanism catalogue), `bh/` (one
+//! file per bottom half), `sources` (per-source configuration), `stats`, `local` (reference
+//! source), `storm_detect`,
 //! `debugfs`, `sysfs`, `control` (text commands), and `kwrap/`, the only place that touches
 //! `kernel::bindings`.
 
@@ -16,27 +18,30 @@ use kernel::{
     pci,
     prelude::*,
     sync::{atomic::Relaxed, Arc},
-    time::{
-        hrtimer::{ArcHrTimerHandle, HrTimerHandle, HrTimerPointer},
-        Delta,
-    },
 };
 
+mod ackq;
 mod bh;
 mod control;
+mod ctrlq;
 mod debugfs;
 mod dispatch;
+mod eventq;
 mod kwrap;
 mod local;
+mod mech;
 mod protocol;
+mod shared;
+mod sources;
 mod stats;
 mod storm_detect;
 mod sysfs;
 mod virtio_pci;
 mod virtqueue;
 
-use bh::threaded::IrqHandler;
-use dispatch::{DevInfo, Mech, Queues, Shared};
+use dispatch::IrqHandler;
+use mech::Mech;
+use shared::{DevInfo, Queues, Shared};
 use protocol::*;
 use virtio_pci::*;
 
@@ -47,11 +52,10 @@ const IRQSTORM_VIRTIO_ID: u32 = 21;
 struct IrqstormData<'bound> {
     pdev: &'bound pci::Device,
     shared: Arc<Shared>,
-    // Drop order matters: files first, then the IRQ (free_irq), then the hrtimer handle.
+    // Drop order matters: files first, then the IRQ (free_irq).
     _sysfs: Option<kwrap::sysfs::DevAttrs<Shared>>,
     _debugfs: Option<debugfs::DebugFs>,
     irq: kwrap::irq::MsixIrq<'bound, IrqHandler>,
-    _hrt: ArcHrTimerHandle<Shared>,
 }
 
 struct IrqstormDriver;
@@ -160,13 +164,13 @@ impl<'bound> IrqstormData<'bound> {
             }
         };
 
-        s.set_waker(irq.waker());
+        bh::threaded::set_waker(s, irq.waker());
         let r = (|| -> Result {
             if s.t.set_config_vector(0)? == NO_VECTOR {
                 dev_warn!(pdev.as_ref(), "device refused the config vector\n");
             }
             {
-                let mut c = s.ctrlq.lock();
+                let mut c = s.control.q.lock();
                 c.vq.enable_cb();
             }
             {
@@ -191,30 +195,17 @@ impl<'bound> IrqstormData<'bound> {
             Ok(())
         })();
         // Process-context bottom halves.
-        let r = r.and_then(|()| {
-            let mut th = s.threads.lock();
-            th.push(
-                kwrap::kthread::KThread::spawn(s.clone(), bh::kthread::run, c"irqstorm_kthread", false)?,
-                GFP_KERNEL,
-            )?;
-            th.push(
-                kwrap::kthread::KThread::spawn(s.clone(), bh::completion::run, c"irqstorm_compl", false)?,
-                GFP_KERNEL,
-            )?;
-            Ok(())
-        });
+        let r = r.and_then(|()| bh::start(s));
         if let Err(e) = r {
             // The device may already DMA into our rings: stop it before anything is freed.
             let _ = s.t.add_status(S_FAILED);
             s.quiesce_sources();
             let _ = s.t.reset();
             irq.synchronize();
-            s.quiesce_bottom_halves();
+            bh::quiesce(s);
             return Err(e);
         }
-        let mut hrt = s.clone().start(Delta::from_secs(3600));
-        hrt.cancel();
-        s.storm.start();
+        storm_detect::StormDetector::start(s);
 
         match s.ctrl(&CtrlRequest::new(OP_GET_INFO, 0, 0)) {
             Ok(r) => dev_info!(
@@ -235,7 +226,7 @@ impl<'bound> IrqstormData<'bound> {
             .inspect_err(|e| dev_warn!(pdev.as_ref(), "sysfs: {:?}\n", e))
             .ok();
 
-        Ok(Self { pdev, shared, _sysfs: sys, _debugfs: dbg, irq, _hrt: hrt })
+        Ok(Self { pdev, shared, _sysfs: sys, _debugfs: dbg, irq })
     }
 
     /// Teardown under load: stop sources, reset the device, synchronize the IRQ, then kill and
@@ -247,7 +238,7 @@ impl<'bound> IrqstormData<'bound> {
             dev_warn!(self.pdev.as_ref(), "reset failed: {:?}\n", e);
         }
         self.irq.synchronize();
-        s.quiesce_bottom_halves();
+        bh::quiesce(s);
         dev_info!(
             self.pdev.as_ref(),
             "irqstorm: unbound after {} records ({} acks posted, {} dropped)\n",

@@ -7,15 +7,18 @@
 //! For `threaded` the callback wakes the device's IRQ thread with `irq_wake_thread()`.
 
 use crate::{
-    dispatch::{Item, Mech, Shared, NUM_MECH},
+    bh::{self, fifo::Item},
+    mech::{Mech, NUM_MECH},
+    shared::Shared,
     kwrap::clock::now_ns,
     stats::Origin,
 };
 use kernel::{
+    new_mutex,
     prelude::*,
     sync::{
         atomic::{Atomic, Relaxed},
-        Arc, ArcBorrow,
+        Arc, ArcBorrow, Mutex,
     },
     time::{
         hrtimer::{
@@ -28,6 +31,26 @@ use kernel::{
 
 /// Every mechanism.
 pub(crate) const DEFAULT_MASK: u32 = (1 << NUM_MECH) - 1;
+
+/// The reference source's part of the device state.
+#[pin_data]
+pub(crate) struct LocalState {
+    /// Mechanisms the local reference source cycles through (bit mask).
+    pub(crate) mask: Atomic<u32>,
+    next: Atomic<u32>,
+    #[pin]
+    handle: Mutex<Option<LocalHandle>>,
+}
+
+impl LocalState {
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            mask: Atomic::new(DEFAULT_MASK),
+            next: Atomic::new(0),
+            handle <- new_mutex!(None, "irqstorm_local"),
+        })
+    }
+}
 
 #[pin_data]
 pub(crate) struct LocalSrc {
@@ -48,15 +71,15 @@ kernel::impl_has_hr_timer! {
 pub(crate) type LocalHandle = ArcHrTimerHandle<LocalSrc>;
 
 fn next_mech(s: &Shared) -> Option<Mech> {
-    let mask = s.local_mask.load(Relaxed) & DEFAULT_MASK;
+    let mask = s.local.mask.load(Relaxed) & DEFAULT_MASK;
     if mask == 0 {
         return None;
     }
-    let start = s.local_next.load(Relaxed);
+    let start = s.local.next.load(Relaxed);
     for k in 0..NUM_MECH as u32 {
         let i = (start + k) % NUM_MECH as u32;
         if mask & (1 << i) != 0 {
-            s.local_next.store((i + 1) % NUM_MECH as u32, Relaxed);
+            s.local.next.store((i + 1) % NUM_MECH as u32, Relaxed);
             return Mech::from_u32(i);
         }
     }
@@ -76,8 +99,8 @@ impl HrTimerCallback for LocalSrc {
         this.ticks.store(n, Relaxed);
         if let Some(m) = next_mech(s) {
             let it = Item { seq: n, count: 1, source: 0, hard_ns: t, origin: Origin::Local };
-            if s.dispatch(it, m) {
-                s.wake_irq_thread();
+            if bh::dispatch(s, it, m) {
+                bh::threaded::wake(s);
             }
         } else {
             s.cnt.local_skipped.add(1, Relaxed);
@@ -95,12 +118,12 @@ pub(crate) fn start(s: &Arc<Shared>, period_us: u32, mask: Option<u32>) -> Resul
     if s.is_stopping() {
         return Err(ENODEV);
     }
-    let mut l = s.local.lock();
+    let mut l = s.local.handle.lock();
     if l.is_some() {
         return Err(EBUSY);
     }
     if let Some(m) = mask {
-        s.local_mask.store(m & DEFAULT_MASK, Relaxed);
+        s.local.mask.store(m & DEFAULT_MASK, Relaxed);
     }
     let period_ns = i64::from(period_us) * 1000;
     let src = Arc::pin_init(
@@ -118,10 +141,10 @@ pub(crate) fn start(s: &Arc<Shared>, period_us: u32, mask: Option<u32>) -> Resul
 
 /// Stops it (dropping the handle cancels the timer and waits for a running callback).
 pub(crate) fn stop(s: &Shared) {
-    let h = s.local.lock().take();
+    let h = s.local.handle.lock().take();
     drop(h);
 }
 
 pub(crate) fn running(s: &Shared) -> bool {
-    s.local.lock().is_some()
+    s.local.handle.lock().is_some()
 }

@@ -207,3 +207,59 @@ impl CtrlReply {
         self.words[off / 8]
     }
 }
+
+#[kernel::prelude::kunit_tests(irqstorm_protocol)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_record_decodes_the_packed_word() {
+        let w = [7, 9, 100, 200, 300, 3 | 5 << 32 | (EV_LATCHED as u64 | EV_FINAL as u64) << 48];
+        let r = EventRecord::decode(&w);
+        assert_eq!(r.seq, 7);
+        assert_eq!(r.source_seq, 9);
+        assert_eq!(r.due_ns, 100);
+        assert_eq!(r.raise_ns, 200);
+        assert_eq!(r.write_ns, 300);
+        assert_eq!(r.count, 3);
+        assert_eq!(r.source, 5);
+        assert_eq!(r.flags, EV_LATCHED | EV_FINAL);
+    }
+
+    #[test]
+    fn ack_record_encodes_source_mechanism_count() {
+        let a = AckRecord {
+            seq: 1,
+            source: 2,
+            mechanism: 13,
+            count: 4,
+            hardirq_ns: 5,
+            bh_start_ns: 6,
+            bh_end_ns: 7,
+            post_ns: 8,
+        };
+        assert_eq!(a.encode(), [1, 2 | 13 << 16 | 4 << 32, 5, 6, 7, 8]);
+    }
+
+    #[test]
+    fn control_request_and_program_layout() {
+        let r = CtrlRequest::new(OP_STATS, SOURCE_ALL, 1);
+        assert_eq!(r.words[0], 5 | 0xffff << 16 | 1 << 32);
+        let p = Program { mode: MODE_STORM, jitter: 2, burst: 4, rate_hz: 10_000, ..Default::default() };
+        let q = p.to_request(1);
+        assert_eq!(q.words[0], u64::from(OP_CONFIGURE) | 1 << 16);
+        assert_eq!(q.words[1], 3 | 2 << 8 | 4 << 16 | 10_000 << 32);
+    }
+
+    #[test]
+    fn status_codes() {
+        assert!(status_to_result(0).is_ok());
+        assert!(status_to_result(1) == Err(kernel::error::code::EINVAL));
+        assert!(status_to_result(2) == Err(kernel::error::code::ERANGE));
+        assert!(status_to_result(3) == Err(kernel::error::code::EBUSY));
+        assert!(status_to_result(4) == Err(kernel::error::code::EOPNOTSUPP));
+        assert!(status_to_result(9) == Err(kernel::error::code::EIO));
+        assert_eq!(status_name(2), "OUT_OF_RANGE");
+        assert_eq!(status_name(9), "?");
+    }
+}

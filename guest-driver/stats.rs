@@ -3,7 +3,7 @@
 //! Per-mechanism statistics: log2 histograms (ns) with 4 linear sub-buckets per power of two,
 //! for hardirq -> bottom-half-start latency and bottom-half run time.
 
-use crate::dispatch::{Mech, NUM_MECH};
+use crate::mech::{Mech, NUM_MECH};
 use core::fmt;
 use kernel::prelude::*;
 
@@ -234,4 +234,54 @@ pub(crate) fn write_hist(st: &Stats, o: Origin, work: bool, f: &mut fmt::Formatt
         foot(f, "max:", &|s| s.lat_max)?;
     }
     Ok(())
+}
+
+#[kernel::prelude::kunit_tests(irqstorm_stats)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_exact_below_four_then_four_per_power_of_two() {
+        for v in 0..4u64 {
+            assert_eq!(bucket(v), v as usize);
+            assert_eq!(bucket_lo(v as usize), v);
+        }
+        assert_eq!(bucket(4), 4);
+        assert_eq!(bucket(5), 5);
+        assert_eq!(bucket(7), 7);
+        assert_eq!(bucket(8), 8);
+        assert_eq!(bucket(9), 8);
+        assert_eq!(bucket(10), 9);
+        // The largest value lands in bucket 62 * 4 + 3: the `NBUCKETS - 1` cap is never hit.
+        assert_eq!(bucket(u64::MAX), 62 * 4 + 3);
+        assert!(bucket(u64::MAX) < NBUCKETS);
+    }
+
+    #[test]
+    fn bucket_lo_is_the_smallest_value_of_its_bucket() {
+        for i in 0..(62 * 4) {
+            let lo = bucket_lo(i);
+            assert_eq!(bucket(lo), i);
+            if lo > 0 {
+                assert!(bucket(lo - 1) < i);
+            }
+        }
+    }
+
+    #[test]
+    fn percentiles_are_bucket_upper_bounds_capped_at_max() {
+        let mut s = MechStats::ZERO;
+        assert_eq!(s.lat_pct(50), 0);
+        for lat in [1000u64, 1000, 1000, 5000] {
+            s.record(2, lat, 10);
+        }
+        assert_eq!(s.events, 4);
+        assert_eq!(s.raises, 8);
+        assert_eq!(s.lat_min, 1000);
+        assert_eq!(s.lat_max, 5000);
+        let p50 = s.lat_pct(50);
+        assert!(p50 >= 1000 && p50 < 5000);
+        assert_eq!(p50, bucket_lo(bucket(1000) + 1) - 1);
+        assert_eq!(s.lat_pct(99), 5000);
+    }
 }

@@ -6,12 +6,12 @@
 //! Falling below half the threshold ends the storm (uevent "calm").
 
 use crate::{
-    dispatch::Shared,
     kwrap::{
         clock::{msecs_to_jiffies, now_ns},
-        timer_list::Timer,
+        timer_list::{impl_has_timer, Timer, TimerCallback},
         usermode,
     },
+    shared::Shared,
 };
 use kernel::{
     new_mutex,
@@ -26,10 +26,13 @@ use kernel::{
 
 const SAMPLE_MS: u32 = 100;
 
+/// Timer id of the sampling timer (distinct from the bottom halves' mechanism ids).
+const TIMER_ID: u64 = 21;
+
 #[pin_data]
 pub(crate) struct StormDetector {
     #[pin]
-    timer: Timer<Shared>,
+    timer: Timer<Shared, TIMER_ID>,
     /// Events/s that start a storm; 0 disables the detector.
     pub(crate) threshold: Atomic<u64>,
     last_records: Atomic<u64>,
@@ -46,15 +49,9 @@ pub(crate) struct StormDetector {
 }
 
 impl StormDetector {
-    /// # Safety
-    ///
-    /// `owner` must point to the pinned `Shared` (always inside an `Arc`) containing `Self`.
-    pub(crate) unsafe fn new(owner: *const Shared) -> impl PinInit<Self> {
+    pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
-            // SAFETY: per this function's contract; the timer is shut down on drop.
-            timer <- unsafe {
-                Timer::new(owner, sample, c"irqstorm_storm_detect", kernel::static_lock_class!())
-            },
+            timer <- Timer::new(c"irqstorm_storm_detect", kernel::static_lock_class!()),
             threshold: Atomic::new(5000),
             last_records: Atomic::new(0),
             last_ns: Atomic::new(0),
@@ -68,18 +65,32 @@ impl StormDetector {
         })
     }
 
-    pub(crate) fn start(&self) {
-        self.last_ns.store(now_ns(), Relaxed);
-        self.timer.arm_in_jiffies(msecs_to_jiffies(SAMPLE_MS));
+    pub(crate) fn start(s: &Arc<Shared>) {
+        s.storm.last_ns.store(now_ns(), Relaxed);
+        Timer::<Shared, TIMER_ID>::arm_in_jiffies(s, msecs_to_jiffies(SAMPLE_MS));
     }
 
-    pub(crate) fn shutdown(&self) {
-        self.timer.shutdown();
+    pub(crate) fn shutdown(s: &Arc<Shared>) {
+        Timer::<Shared, TIMER_ID>::shutdown(s);
+    }
+}
+
+kernel::impl_has_work! {
+    impl HasWork<Self, 20> for Shared { self.w_storm }
+}
+
+impl_has_timer! {
+    impl HasTimer<TIMER_ID> for Shared { self.storm.timer }
+}
+
+impl TimerCallback<TIMER_ID> for Shared {
+    fn run(this: ArcBorrow<'_, Self>) {
+        sample(&this.into());
     }
 }
 
 /// Timer callback (softirq): compute the rate, detect edges, defer the reporting.
-fn sample(s: &Shared) {
+fn sample(s: &Arc<Shared>) {
     let d = &s.storm;
     let now = now_ns();
     let rec = s.cnt.records.load(Relaxed);
@@ -106,13 +117,10 @@ fn sample(s: &Shared) {
         d.in_storm.store(st, Relaxed);
         d.report_storm.store(st, Relaxed);
         d.report_rate.store(rate.max(1), Relaxed);
-        // SAFETY: `Shared` is only ever allocated inside an `Arc` (`Shared::new`) and the
-        // timer is shut down before that `Arc` can be released, so the refcount is non-zero.
-        let arc: Arc<Shared> = unsafe { ArcBorrow::from_raw(core::ptr::from_ref(s)) }.into();
-        let _ = workqueue::system_unbound().enqueue::<Arc<Shared>, 20>(arc);
+        let _ = workqueue::system_unbound().enqueue::<Arc<Shared>, 20>(s.clone());
     }
     if !s.is_stopping() {
-        d.timer.arm_in_jiffies(msecs_to_jiffies(SAMPLE_MS));
+        Timer::<Shared, TIMER_ID>::arm_in_jiffies(s, msecs_to_jiffies(SAMPLE_MS));
     }
 }
 

@@ -3,7 +3,7 @@
 //! sysfs attributes on the PCI device (`/sys/bus/pci/devices/<bdf>/`):
 //! `mechanism` (rw), `work` (rw), `counters` (ro).
 
-use crate::{control, dispatch::Shared, kwrap::sysfs::{AttrDef, AttrOps, SysfsBuf}};
+use crate::{control, shared::Shared, kwrap::sysfs::{AttrDef, AttrOps, SysfsBuf}};
 use kernel::prelude::*;
 
 pub(crate) static ATTRS: [AttrDef; 3] = [

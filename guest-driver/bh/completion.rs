@@ -4,13 +4,23 @@
 //! `complete()`, the waiter returns from `wait_for_completion_timeout()` and drains.
 
 use crate::{
-    dispatch::{Mech, Shared},
-    kwrap::clock::msecs_to_jiffies,
+    kwrap::{clock::msecs_to_jiffies, kthread::KThread},
+    mech::Mech,
+    shared::Shared,
 };
+use kernel::{prelude::*, sync::Arc};
+
+pub(super) fn schedule(s: &Shared) {
+    s.bh.comp.complete();
+}
+
+pub(super) fn spawn(s: &Arc<Shared>) -> Result<KThread> {
+    KThread::spawn(s.clone(), run, c"irqstorm_compl", false)
+}
 
 /// One iteration of the waiter loop.
-pub(crate) fn run(s: &Shared) {
+fn run(s: &Shared) {
     // Timed out or completed: drain either way (a timeout only bounds stop latency).
-    let _ = s.comp.wait_timeout(msecs_to_jiffies(100));
-    s.run_bh(Mech::Completion);
+    let _ = s.bh.comp.wait_timeout(msecs_to_jiffies(100));
+    super::run(s, Mech::Completion);
 }

@@ -3,12 +3,12 @@
 //! `hrtimer` in soft mode (mechanism 13): deferred processing in `HRTIMER_SOFTIRQ`, armed with
 //! a zero relative expiry from the hard IRQ handler.
 
-use crate::dispatch::{Mech, Shared};
+use crate::{mech::Mech, shared::Shared};
 use kernel::{
     sync::{Arc, ArcBorrow},
     time::{
         hrtimer::{HrTimerCallback, HrTimerCallbackContext, HrTimerRestart, RelativeSoftMode},
-        Monotonic,
+        Delta, Monotonic,
     },
 };
 
@@ -23,7 +23,16 @@ impl HrTimerCallback for Shared {
     type Pointer<'a> = Arc<Self>;
 
     fn run(this: ArcBorrow<'_, Self>, _ctx: HrTimerCallbackContext<'_, Self>) -> HrTimerRestart {
-        this.run_bh(Mech::Hrtimer);
+        super::run(&this, Mech::Hrtimer);
         HrTimerRestart::NoRestart
     }
+}
+
+/// Keeps the handle that allows re-arming from hard IRQ context (released in teardown).
+pub(super) fn install(s: &Arc<Shared>) {
+    s.bh.hrt_arm.install(s.clone(), Delta::from_secs(3600));
+}
+
+pub(super) fn schedule(s: &Shared) {
+    s.bh.hrt_arm.start(Delta::ZERO);
 }

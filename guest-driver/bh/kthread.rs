@@ -3,16 +3,25 @@
 //! A kthread sleeping on a wait queue (mechanism 10 `kthread`): `CondVar` over the fifo lock,
 //! woken by `notify_one()` from the hard IRQ handler.
 
-use crate::dispatch::{Mech, Shared};
+use crate::{kwrap::kthread::KThread, mech::Mech, shared::Shared};
+use kernel::{prelude::*, sync::Arc};
+
+pub(super) fn schedule(s: &Shared) {
+    s.bh.kt_wait.notify_one();
+}
+
+pub(super) fn spawn(s: &Arc<Shared>) -> Result<KThread> {
+    KThread::spawn(s.clone(), run, c"irqstorm_kthread", false)
+}
 
 /// One iteration of the thread loop (`kwrap::kthread` repeats it until `kthread_stop`).
-pub(crate) fn run(s: &Shared) {
+fn run(s: &Shared) {
     {
-        let mut g = s.fifos.lock();
+        let mut g = s.bh.fifos.lock();
         if g[Mech::Kthread as usize].is_empty() && !s.is_stopping() {
             // The timeout only bounds how long a stop request can go unnoticed.
-            let _ = s.kt_wait.wait_interruptible_timeout(&mut g, kernel::time::msecs_to_jiffies(100));
+            let _ = s.bh.kt_wait.wait_interruptible_timeout(&mut g, kernel::time::msecs_to_jiffies(100));
         }
     }
-    s.run_bh(Mech::Kthread);
+    super::run(s, Mech::Kthread);
 }

@@ -1,14 +1,233 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The bottom halves, one small file each. Every one of them ends in
-//! [`crate::dispatch::Shared::run_bh`], which stamps start/end, runs the source's simulated
-//! work, updates the mechanism's histograms and posts the acks (batched).
+//! The bottom halves, one file per mechanism family. Each file owns both halves of its
+//! mechanism: `schedule` (what the hard IRQ side does for an event) and the deferred callback
+//! (work item, tasklet, timer, thread loop), which ends in [`run`].
+//!
+//! The hard IRQ side reaches them only through [`dispatch`]; no file here imports it back.
+//! [`run`] stamps start/end, runs the source's simulated work, updates the mechanism's
+//! histograms and posts the acks (batched).
+
+use crate::{
+    kwrap::{
+        clock::now_ns,
+        completion::Completion,
+        delay::{msleep, usleep_range},
+        hrtimer::HrTimerArm,
+        kthread::KThread,
+        tasklet::Tasklet,
+        timer_list::Timer,
+        workqueue::{flush_work, OwnedQueue, WQ_PERCPU},
+    },
+    mech::NUM_MECH,
+    mech::Mech,
+    protocol::*,
+    shared::Shared,
+    sources::WorkKind,
+    stats::Origin,
+};
+use fifo::{Fifo, Item};
+use kernel::{
+    new_condvar, new_mutex, new_spinlock_irq,
+    prelude::*,
+    sync::{atomic::Relaxed, Arc, CondVar, Mutex, SpinLockIrq},
+    time::{delay::udelay, Delta},
+};
 
 pub(crate) mod bh_wq;
 pub(crate) mod completion;
+pub(crate) mod fifo;
 pub(crate) mod hrtimer;
 pub(crate) mod kthread;
 pub(crate) mod tasklet;
 pub(crate) mod threaded;
 pub(crate) mod timer_list;
 pub(crate) mod workqueue;
+
+/// The bottom halves' part of the device state (the work items and the hrtimer are direct
+/// fields of `Shared`, see there).
+#[pin_data]
+pub(crate) struct BhState {
+    /// Events waiting for each mechanism.
+    #[pin]
+    pub(crate) fifos: SpinLockIrq<KVec<Fifo>>,
+    #[pin]
+    pub(crate) tasklet: Tasklet<Shared, 2>,
+    #[pin]
+    pub(crate) tasklet_hi: Tasklet<Shared, 3>,
+    /// The driver's own queue (`wq_dedicated`).
+    pub(crate) wq: OwnedQueue,
+    #[pin]
+    pub(crate) kt_wait: CondVar,
+    #[pin]
+    pub(crate) comp: Completion,
+    #[pin]
+    pub(crate) threads: Mutex<KVec<KThread>>,
+    #[pin]
+    pub(crate) timer: Timer<Shared, 12>,
+    #[pin]
+    pub(crate) hrt_arm: HrTimerArm<Shared>,
+}
+
+impl BhState {
+    pub(crate) fn new() -> Result<impl PinInit<Self>> {
+        let mut fifos = KVec::with_capacity(NUM_MECH, GFP_KERNEL)?;
+        for _ in 0..NUM_MECH {
+            fifos.push(Fifo::new()?, GFP_KERNEL)?;
+        }
+        let wq = OwnedQueue::new(c"irqstorm_wq", WQ_PERCPU, 0)?;
+        Ok(pin_init!(Self {
+            fifos <- new_spinlock_irq!(fifos, "irqstorm_fifos"),
+            tasklet <- Tasklet::new(),
+            tasklet_hi <- Tasklet::new(),
+            wq,
+            kt_wait <- new_condvar!("irqstorm_kthread"),
+            comp <- Completion::new(),
+            threads <- new_mutex!(KVec::new(), "irqstorm_threads"),
+            timer <- Timer::new(c"irqstorm_bh_timer", kernel::static_lock_class!()),
+            hrt_arm <- HrTimerArm::new(),
+        }))
+    }
+}
+
+/// Hands `it` to mechanism `m`. Returns `true` if the IRQ thread must be woken.
+/// Called from hard IRQ context (device IRQ or the local hard hrtimer).
+pub(crate) fn dispatch(s: &Arc<Shared>, it: Item, m: Mech) -> bool {
+    if m == Mech::Hardirq {
+        process(s, it, m);
+        return false;
+    }
+    if !s.bh.fifos.lock()[m as usize].push(it) {
+        // Never lose an event: account for it right here.
+        s.cnt.fifo_overflow.add(1, Relaxed);
+        process_nowork(s, it, m);
+        return false;
+    }
+    schedule(s, m)
+}
+
+/// Schedules the deferred part of `m`. Returns `true` if the IRQ thread must be woken.
+fn schedule(s: &Arc<Shared>, m: Mech) -> bool {
+    match m {
+        Mech::Hardirq => {}
+        Mech::Threaded => return threaded::schedule(s),
+        Mech::Tasklet | Mech::TaskletHi => tasklet::schedule(s, m),
+        Mech::BhWq | Mech::BhWqHighpri => bh_wq::schedule(s, m),
+        Mech::WqSystem | Mech::WqHighpri | Mech::WqUnbound | Mech::WqDedicated => workqueue::schedule(s, m),
+        Mech::Kthread => kthread::schedule(s),
+        Mech::Completion => completion::schedule(s),
+        Mech::TimerList => timer_list::schedule(s),
+        Mech::Hrtimer => hrtimer::schedule(s),
+    }
+    false
+}
+
+/// Runs bottom half `m`: processes everything queued for it, then posts the acks.
+pub(crate) fn run(s: &Shared, m: Mech) {
+    loop {
+        let it = s.bh.fifos.lock()[m as usize].pop();
+        let Some(it) = it else { break };
+        process(s, it, m);
+    }
+    s.flush_acks();
+}
+
+pub(crate) fn fifo_len(s: &Shared, m: Mech) -> usize {
+    s.bh.fifos.lock()[m as usize].len()
+}
+
+fn simulate(s: &Shared, it: &Item, m: Mech) {
+    // No simulated work for local events, nor while tearing down (drain fast).
+    if it.origin != Origin::Device || s.is_stopping() {
+        return;
+    }
+    let (w, us) = s.work_of(it.source as usize % MAX_SOURCES);
+    match w {
+        WorkKind::None => {}
+        WorkKind::Busy => udelay(Delta::from_micros(i64::from(us))),
+        WorkKind::Sleep => {
+            // Refused at configuration time for atomic mechanisms; re-checked here.
+            if m.can_sleep() {
+                if us >= 20_000 {
+                    msleep(us / 1000);
+                } else {
+                    let us = u64::from(us);
+                    usleep_range(us, us + us / 4 + 1);
+                }
+            }
+        }
+    }
+}
+
+/// Processes one item in mechanism `m`: stamps, simulated work, statistics, ack.
+fn process(s: &Shared, it: Item, m: Mech) {
+    let start = now_ns();
+    simulate(s, &it, m);
+    let end = now_ns();
+    account(s, it, m, start, end);
+}
+
+fn process_nowork(s: &Shared, it: Item, m: Mech) {
+    let start = now_ns();
+    account(s, it, m, start, start);
+}
+
+fn account(s: &Shared, it: Item, m: Mech, start: u64, end: u64) {
+    s.stats.lock().get_mut(it.origin, m).record(
+        it.count,
+        start.saturating_sub(it.hard_ns),
+        end.saturating_sub(start),
+    );
+    if it.origin == Origin::Device {
+        s.push_ack(&AckRecord {
+            seq: it.seq,
+            source: it.source,
+            mechanism: m as u8,
+            count: it.count,
+            hardirq_ns: it.hard_ns,
+            bh_start_ns: start,
+            bh_end_ns: end,
+            post_ns: 0,
+        });
+    } else {
+        s.cnt.local_events.add(1, Relaxed);
+    }
+}
+
+/// Process-context set-up once the device runs: the kthread and completion waiter threads,
+/// and the hrtimer handle that makes re-arming from hard IRQ context safe.
+pub(crate) fn start(s: &Arc<Shared>) -> Result {
+    let mut th = s.bh.threads.lock();
+    th.push(kthread::spawn(s)?, GFP_KERNEL)?;
+    th.push(completion::spawn(s)?, GFP_KERNEL)?;
+    drop(th);
+    hrtimer::install(s);
+    Ok(())
+}
+
+/// After the device is reset and the IRQ synchronized: kill/flush every bottom half.
+pub(crate) fn quiesce(s: &Arc<Shared>) {
+    s.bh.tasklet.kill();
+    s.bh.tasklet_hi.kill();
+    flush_work(&s.w_bh);
+    flush_work(&s.w_bh_hi);
+    flush_work(&s.w_sys);
+    flush_work(&s.w_hi);
+    flush_work(&s.w_unbound);
+    flush_work(&s.w_ded);
+    s.bh.wq.flush();
+    flush_work(&s.w_storm);
+    timer_list::shutdown(s);
+    let mut th = s.bh.threads.lock();
+    {
+        // Wake the waiters so they see the stop request promptly.
+        let _f = s.bh.fifos.lock();
+        s.bh.kt_wait.notify_all();
+    }
+    s.bh.comp.complete();
+    while let Some(mut k) = th.pop() {
+        k.stop();
+    }
+    drop(th);
+    s.bh.hrt_arm.release();
+}

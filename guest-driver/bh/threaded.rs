@@ -1,49 +1,53 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Hard IRQ handler and threaded IRQ handler (mechanisms 0 `hardirq` and 1 `threaded`).
-//!
-//! The hard handler stamps the guest time, drains the eventq with a budget and dispatches;
-//! it returns `WakeThread` when the threaded path was chosen for some event or the budget ran
-//! out (the thread then continues draining the eventq).
+//! The threaded IRQ handler as a bottom half (mechanism 1 `threaded`): the hard handler
+//! returns `WakeThread` (see `dispatch.rs`); the local reference source wakes the thread with
+//! `irq_wake_thread()`.
 
-use crate::{
-    dispatch::{Mech, Shared},
-    kwrap::clock::now_ns,
-};
+use crate::{kwrap::irq::ThreadWaker, mech::Mech, shared::Shared};
 use core::sync::atomic::Ordering;
-use kernel::{
-    irq::{IrqReturn, ThreadedHandler, ThreadedIrqReturn},
-    sync::{atomic::Relaxed, Arc},
-};
+use kernel::sync::atomic::{Atomic, Relaxed};
 
-/// The IRQ handler (MSI-X entry 0 serves config changes and every queue).
-pub(crate) struct IrqHandler {
-    pub(crate) shared: Arc<Shared>,
+/// The IRQ thread as a bottom half.
+pub(crate) struct IrqThread {
+    /// Some event waits for the thread.
+    pending: Atomic<bool>,
+    /// IRQ-thread waker (irq, cookie); cookie 0 = none. Set after the IRQ is requested.
+    waker_irq: Atomic<u32>,
+    waker_cookie: Atomic<u64>,
 }
 
-impl ThreadedHandler for IrqHandler {
-    fn handle(&self) -> ThreadedIrqReturn {
-        if self.shared.hardirq() {
-            ThreadedIrqReturn::WakeThread
-        } else {
-            ThreadedIrqReturn::Handled
-        }
+impl IrqThread {
+    pub(crate) fn new() -> Self {
+        Self { pending: Atomic::new(false), waker_irq: Atomic::new(0), waker_cookie: Atomic::new(0) }
     }
+}
 
-    fn handle_threaded(&self) -> IrqReturn {
-        let s = &self.shared;
-        // Continue a drain the hard handler left because of its budget. `evq_more` is written
-        // only under the eventq lock by the drain that just ran, so it is `false` only once
-        // some drain emptied the ring and re-armed `used_event` (with EVENT_IDX nothing else
-        // brings the eventq back). A hard IRQ that exhausts its budget while this thread runs
-        // sets it and returns `WakeThread` (IRQTF_RUNTHREAD): the thread then runs again. The
-        // local reference source may wake this thread at any time; that is harmless.
-        while s.evq_more.load(Relaxed) && !s.is_stopping() {
-            s.poll_eventq(now_ns());
-        }
-        s.threaded_pending.store(false, Relaxed);
-        core::sync::atomic::fence(Ordering::SeqCst);
-        s.run_bh(Mech::Threaded);
-        IrqReturn::Handled
-    }
+/// Marks work for the IRQ thread; `true`: the hard handler must return `WakeThread`.
+pub(super) fn schedule(s: &Shared) -> bool {
+    s.irq_thread.pending.store(true, Relaxed);
+    true
+}
+
+/// The IRQ thread's share: everything queued for `threaded`.
+pub(crate) fn run(s: &Shared) {
+    s.irq_thread.pending.store(false, Relaxed);
+    core::sync::atomic::fence(Ordering::SeqCst);
+    super::run(s, Mech::Threaded);
+}
+
+/// Whether some event waits for the IRQ thread.
+pub(crate) fn pending(s: &Shared) -> bool {
+    s.irq_thread.pending.load(Relaxed)
+}
+
+pub(crate) fn set_waker(s: &Shared, w: ThreadWaker) {
+    let (irq, cookie) = w.raw_parts();
+    s.irq_thread.waker_irq.store(irq, Relaxed);
+    s.irq_thread.waker_cookie.store(cookie, Relaxed);
+}
+
+/// Wakes the IRQ thread (used by the local reference source for `threaded`).
+pub(crate) fn wake(s: &Shared) {
+    ThreadWaker::from_raw_parts(s.irq_thread.waker_irq.load(Relaxed), s.irq_thread.waker_cookie.load(Relaxed)).wake();
 }

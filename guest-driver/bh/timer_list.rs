@@ -2,9 +2,31 @@
 
 //! `timer_list` (mechanism 12): deferred processing at the next jiffy, in the timer softirq.
 
-use crate::dispatch::{Mech, Shared};
+use crate::{
+    kwrap::timer_list::{impl_has_timer, Timer, TimerCallback},
+    mech::Mech,
+    shared::Shared,
+};
+use kernel::sync::{Arc, ArcBorrow};
 
-/// Timer callback.
-pub(crate) fn run(s: &Shared) {
-    s.run_bh(Mech::TimerList);
+/// Timer id of the bottom-half timer (the mechanism id).
+const ID: u64 = Mech::TimerList as u64;
+
+impl_has_timer! {
+    impl HasTimer<ID> for Shared { self.bh.timer }
+}
+
+impl TimerCallback<ID> for Shared {
+    fn run(this: ArcBorrow<'_, Self>) {
+        super::run(&this, Mech::TimerList);
+    }
+}
+
+pub(super) fn schedule(s: &Arc<Shared>) {
+    Timer::<Shared, ID>::arm_in_jiffies(s, 0);
+}
+
+/// Deactivates the timer for good (teardown). Process context.
+pub(super) fn shutdown(s: &Arc<Shared>) {
+    Timer::<Shared, ID>::shutdown(s);
 }

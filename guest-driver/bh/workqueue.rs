@@ -3,33 +3,52 @@
 //! Process-context workqueues: 6 `system_wq` (7.3 name: `system_percpu_wq`), 7 `system_highpri_wq`, 8 `system_unbound_wq`,
 //! 9 the driver's own `alloc_workqueue` queue (`kwrap::workqueue::OwnedQueue`).
 
-use crate::dispatch::{Mech, Shared};
-use kernel::{sync::Arc, workqueue::WorkItem};
+use crate::{kwrap::workqueue::system_percpu, mech::Mech, shared::Shared};
+use kernel::{
+    sync::Arc,
+    workqueue::{self, WorkItem},
+};
+
+kernel::impl_has_work! {
+    impl HasWork<Self, 6> for Shared { self.w_sys }
+    impl HasWork<Self, 7> for Shared { self.w_hi }
+    impl HasWork<Self, 8> for Shared { self.w_unbound }
+    impl HasWork<Self, 9> for Shared { self.w_ded }
+}
 
 impl WorkItem<6> for Shared {
     type Pointer = Arc<Shared>;
     fn run(this: Arc<Shared>) {
-        this.run_bh(Mech::WqSystem);
+        super::run(&this, Mech::WqSystem);
     }
 }
 
 impl WorkItem<7> for Shared {
     type Pointer = Arc<Shared>;
     fn run(this: Arc<Shared>) {
-        this.run_bh(Mech::WqHighpri);
+        super::run(&this, Mech::WqHighpri);
     }
 }
 
 impl WorkItem<8> for Shared {
     type Pointer = Arc<Shared>;
     fn run(this: Arc<Shared>) {
-        this.run_bh(Mech::WqUnbound);
+        super::run(&this, Mech::WqUnbound);
     }
 }
 
 impl WorkItem<9> for Shared {
     type Pointer = Arc<Shared>;
     fn run(this: Arc<Shared>) {
-        this.run_bh(Mech::WqDedicated);
+        super::run(&this, Mech::WqDedicated);
     }
+}
+
+pub(super) fn schedule(s: &Arc<Shared>, m: Mech) {
+    let _ = match m {
+        Mech::WqSystem => system_percpu().enqueue::<Arc<Shared>, 6>(s.clone()),
+        Mech::WqHighpri => workqueue::system_highpri().enqueue::<Arc<Shared>, 7>(s.clone()),
+        Mech::WqUnbound => workqueue::system_unbound().enqueue::<Arc<Shared>, 8>(s.clone()),
+        _ => s.bh.wq.queue().enqueue::<Arc<Shared>, 9>(s.clone()),
+    };
 }

@@ -9,6 +9,7 @@
 pub(crate) mod clock;
 pub(crate) mod completion;
 pub(crate) mod delay;
+pub(crate) mod hrtimer;
 pub(crate) mod irq;
 pub(crate) mod kthread;
 pub(crate) mod sysfs;

@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The catalogue of bottom-half mechanisms (spec §6.5): ids, names, execution contexts.
+//! A leaf module: the bottom halves themselves are in `bh/`.
+
+pub(crate) const NUM_MECH: usize = 14;
+
+/// Bottom-half mechanism ids (spec §6.5).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub(crate) enum Mech {
+    Hardirq = 0,
+    Threaded = 1,
+    Tasklet = 2,
+    TaskletHi = 3,
+    BhWq = 4,
+    BhWqHighpri = 5,
+    WqSystem = 6,
+    WqHighpri = 7,
+    WqUnbound = 8,
+    WqDedicated = 9,
+    Kthread = 10,
+    Completion = 11,
+    TimerList = 12,
+    Hrtimer = 13,
+}
+
+impl Mech {
+    pub(crate) const ALL: [Mech; NUM_MECH] = [
+        Mech::Hardirq,
+        Mech::Threaded,
+        Mech::Tasklet,
+        Mech::TaskletHi,
+        Mech::BhWq,
+        Mech::BhWqHighpri,
+        Mech::WqSystem,
+        Mech::WqHighpri,
+        Mech::WqUnbound,
+        Mech::WqDedicated,
+        Mech::Kthread,
+        Mech::Completion,
+        Mech::TimerList,
+        Mech::Hrtimer,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Mech::Hardirq => "hardirq",
+            Mech::Threaded => "threaded",
+            Mech::Tasklet => "tasklet",
+            Mech::TaskletHi => "tasklet_hi",
+            Mech::BhWq => "bh_wq",
+            Mech::BhWqHighpri => "bh_wq_highpri",
+            Mech::WqSystem => "wq_system",
+            Mech::WqHighpri => "wq_highpri",
+            Mech::WqUnbound => "wq_unbound",
+            Mech::WqDedicated => "wq_dedicated",
+            Mech::Kthread => "kthread",
+            Mech::Completion => "completion",
+            Mech::TimerList => "timer_list",
+            Mech::Hrtimer => "hrtimer",
+        }
+    }
+
+    pub(crate) fn from_u32(v: u32) -> Option<Mech> {
+        Mech::ALL.get(v as usize).copied()
+    }
+
+    /// Parses a name or a numeric id.
+    pub(crate) fn parse(s: &str) -> Option<Mech> {
+        if let Ok(v) = s.parse::<u32>() {
+            return Mech::from_u32(v);
+        }
+        Mech::ALL.iter().copied().find(|m| m.name() == s)
+    }
+
+    /// Whether the mechanism runs in a context that may sleep.
+    pub(crate) fn can_sleep(self) -> bool {
+        matches!(
+            self,
+            Mech::Threaded
+                | Mech::WqSystem
+                | Mech::WqHighpri
+                | Mech::WqUnbound
+                | Mech::WqDedicated
+                | Mech::Kthread
+                | Mech::Completion
+        )
+    }
+
+    /// The execution context, for messages.
+    pub(crate) fn context(self) -> &'static str {
+        match self {
+            Mech::Hardirq => "hard IRQ context",
+            Mech::Tasklet | Mech::TaskletHi => "softirq context (tasklet)",
+            Mech::BhWq | Mech::BhWqHighpri => "softirq context (BH workqueue)",
+            Mech::TimerList => "softirq context (timer_list callback)",
+            Mech::Hrtimer => "softirq context (hrtimer callback)",
+            _ => "process context",
+        }
+    }
+}
+
+#[kernel::prelude::kunit_tests(irqstorm_mech)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_match_the_spec_order() {
+        for (i, m) in Mech::ALL.iter().enumerate() {
+            assert_eq!(*m as usize, i);
+            assert_eq!(Mech::from_u32(i as u32), Some(*m));
+        }
+        assert_eq!(Mech::from_u32(NUM_MECH as u32), None);
+    }
+
+    #[test]
+    fn parse_accepts_names_and_ids() {
+        for m in Mech::ALL {
+            assert_eq!(Mech::parse(m.name()), Some(m));
+        }
+        assert_eq!(Mech::parse("0"), Some(Mech::Hardirq));
+        assert_eq!(Mech::parse("13"), Some(Mech::Hrtimer));
+        assert_eq!(Mech::parse("tasklet_hi"), Some(Mech::TaskletHi));
+        assert_eq!(Mech::parse("14"), None);
+        assert_eq!(Mech::parse("-1"), None);
+        assert_eq!(Mech::parse(""), None);
+        assert_eq!(Mech::parse("Tasklet"), None);
+        assert_eq!(Mech::parse("wq"), None);
+    }
+
+    #[test]
+    fn only_process_context_mechanisms_sleep() {
+        let sleepers = Mech::ALL.iter().filter(|m| m.can_sleep()).count();
+        assert_eq!(sleepers, 7);
+        for m in Mech::ALL {
+            assert_eq!(m.can_sleep(), m.context() == "process context");
+        }
+    }
+}

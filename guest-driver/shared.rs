@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The device state shared by the hard IRQ handler, every bottom half and the control files:
+//! device info, queues, counters, statistics, per-source configuration, bottom-half objects.
+//! Each job's code lives with its job: `eventq`, `ackq`, `ctrlq`, `sources`, `dispatch` (hard
+//! IRQ), `bh/` (bottom halves), `storm_detect`, `local`.
+
+use crate::{
+    ackq::AckQ,
+    bh::{threaded::IrqThread, BhState},
+    ctrlq::{ControlChannel, CtrlQ},
+    eventq::EventQ,
+    local::LocalState,
+    mech::Mech,
+    sources::SourceConfig,
+    stats::Stats,
+    virtio_pci::Transport,
+};
+use kernel::{
+    new_spinlock_irq, pci,
+    prelude::*,
+    sync::{
+        atomic::{Atomic, Relaxed},
+        aref::ARef,
+        Arc, SpinLockIrq,
+    },
+    time::hrtimer::HrTimer,
+    workqueue::Work,
+};
+
+/// Device-wide counters (guest side).
+pub(crate) struct Counters {
+    pub(crate) irqs: Atomic<u64>,
+    pub(crate) records: Atomic<u64>,
+    pub(crate) raises: Atomic<u64>,
+    pub(crate) latched: Atomic<u64>,
+    pub(crate) finals: Atomic<u64>,
+    pub(crate) bad_id: Atomic<u64>,
+    pub(crate) bad_len: Atomic<u64>,
+    pub(crate) bad_source: Atomic<u64>,
+    pub(crate) bad_count: Atomic<u64>,
+    pub(crate) seq_gap: Atomic<u64>,
+    pub(crate) budget_exhausted: Atomic<u64>,
+    pub(crate) fifo_overflow: Atomic<u64>,
+    pub(crate) acks_posted: Atomic<u64>,
+    pub(crate) ack_bufs: Atomic<u64>,
+    pub(crate) acks_dropped: Atomic<u64>,
+    pub(crate) ack_bad_id: Atomic<u64>,
+    pub(crate) ctrl_requests: Atomic<u64>,
+    pub(crate) ctrl_errors: Atomic<u64>,
+    pub(crate) ctrl_timeouts: Atomic<u64>,
+    pub(crate) local_events: Atomic<u64>,
+    pub(crate) local_skipped: Atomic<u64>,
+    pub(crate) sleep_refused: Atomic<u64>,
+    pub(crate) uevents: Atomic<u64>,
+    pub(crate) helper_runs: Atomic<u64>,
+    pub(crate) helper_errors: Atomic<u64>,
+}
+
+macro_rules! zero_counters {
+    ($($f:ident),*) => { Counters { $($f: Atomic::new(0)),* } };
+}
+
+impl Counters {
+    pub(crate) fn reset(&self) {
+        for c in [
+            &self.irqs, &self.records, &self.raises, &self.latched, &self.finals, &self.bad_id,
+            &self.bad_len, &self.bad_source, &self.bad_count, &self.seq_gap,
+            &self.budget_exhausted, &self.fifo_overflow, &self.acks_posted, &self.ack_bufs,
+            &self.acks_dropped, &self.ack_bad_id, &self.ctrl_requests, &self.ctrl_errors,
+            &self.ctrl_timeouts, &self.local_events, &self.local_skipped, &self.sleep_refused,
+            &self.uevents, &self.helper_runs, &self.helper_errors,
+        ] {
+            c.store(0, Relaxed);
+        }
+    }
+
+    fn new() -> Self {
+        zero_counters!(
+            irqs, records, raises, latched, finals, bad_id, bad_len, bad_source, bad_count,
+            seq_gap, budget_exhausted, fifo_overflow, acks_posted, ack_bufs, acks_dropped,
+            ack_bad_id, ctrl_requests, ctrl_errors, ctrl_timeouts, local_events, local_skipped,
+            sleep_refused, uevents, helper_runs, helper_errors
+        )
+    }
+}
+
+
+#[derive(Clone, Copy)]
+pub(crate) struct DevInfo {
+    pub(crate) num_sources: u16,
+    pub(crate) max_rate_hz: u32,
+    pub(crate) max_outstanding: u32,
+    pub(crate) min_period_ns: u32,
+    pub(crate) max_burst: u32,
+    pub(crate) features: u64,
+}
+
+/// State shared by the IRQ handlers and all bottom halves.
+#[pin_data]
+pub(crate) struct Shared {
+    pub(crate) pdev: ARef<pci::Device>,
+    pub(crate) t: Transport,
+    pub(crate) info: DevInfo,
+    #[pin]
+    pub(crate) evq: SpinLockIrq<EventQ>,
+    #[pin]
+    pub(crate) ackq: SpinLockIrq<AckQ>,
+    #[pin]
+    pub(crate) control: ControlChannel,
+    #[pin]
+    pub(crate) stats: SpinLockIrq<Stats>,
+    pub(crate) cnt: Counters,
+    pub(crate) sources: SourceConfig,
+    pub(crate) stopping: Atomic<bool>,
+    pub(crate) evq_more: Atomic<bool>,
+    pub(crate) irq_thread: IrqThread,
+    #[pin]
+    pub(crate) bh: BhState,
+    // The bottom halves' work items and hrtimer are found back by `container_of` from their
+    // field, and the kernel's `impl_has_work!` / `impl_has_hr_timer!` need direct fields.
+    #[pin]
+    pub(crate) w_bh: Work<Shared, 4>,
+    #[pin]
+    pub(crate) w_bh_hi: Work<Shared, 5>,
+    #[pin]
+    pub(crate) w_sys: Work<Shared, 6>,
+    #[pin]
+    pub(crate) w_hi: Work<Shared, 7>,
+    #[pin]
+    pub(crate) w_unbound: Work<Shared, 8>,
+    #[pin]
+    pub(crate) w_ded: Work<Shared, 9>,
+    #[pin]
+    pub(crate) hrt: HrTimer<Shared>,
+    // Storm detector.
+    #[pin]
+    pub(crate) storm: crate::storm_detect::StormDetector,
+    #[pin]
+    pub(crate) w_storm: Work<Shared, 20>,
+    #[pin]
+    pub(crate) local: LocalState,
+}
+
+pub(crate) struct Queues {
+    evq: EventQ,
+    ackq: AckQ,
+    ctrlq: CtrlQ,
+}
+
+impl Queues {
+    /// Allocates and programs the three virtqueues (not yet enabled).
+    pub(crate) fn new(pdev: &pci::Device<kernel::device::Bound>, t: &Transport, event_idx: bool) -> Result<Self> {
+        let dev = pdev.as_ref();
+        let ctrlq = CtrlQ::new(dev, t, event_idx)?;
+        let evq = EventQ::new(dev, t, event_idx)?;
+        let ackq = AckQ::new(dev, t, event_idx)?;
+        Ok(Self { evq, ackq, ctrlq })
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(
+        pdev: &pci::Device<kernel::device::Bound>,
+        t: Transport,
+        info: DevInfo,
+        q: Queues,
+        default_mech: Mech,
+    ) -> Result<Arc<Self>> {
+        let bh = BhState::new()?;
+        let stats = Stats::new()?;
+        let dm = default_mech as u32;
+        Arc::pin_init(
+            try_pin_init!(Self {
+                pdev: pdev.into(),
+                t,
+                info,
+                evq <- new_spinlock_irq!(q.evq, "irqstorm_evq"),
+                ackq <- new_spinlock_irq!(q.ackq, "irqstorm_ackq"),
+                control <- ControlChannel::new(q.ctrlq),
+                stats <- new_spinlock_irq!(stats, "irqstorm_stats"),
+                cnt: Counters::new(),
+                sources: SourceConfig::new(),
+                stopping: Atomic::new(false),
+                evq_more: Atomic::new(false),
+                irq_thread: IrqThread::new(),
+                bh <- bh,
+                w_bh <- kernel::new_work!("irqstorm::bh_wq"),
+                w_bh_hi <- kernel::new_work!("irqstorm::bh_wq_highpri"),
+                w_sys <- kernel::new_work!("irqstorm::wq_system"),
+                w_hi <- kernel::new_work!("irqstorm::wq_highpri"),
+                w_unbound <- kernel::new_work!("irqstorm::wq_unbound"),
+                w_ded <- kernel::new_work!("irqstorm::wq_dedicated"),
+                hrt <- HrTimer::new(),
+                storm <- crate::storm_detect::StormDetector::new(),
+                w_storm <- kernel::new_work!("irqstorm::storm"),
+                local <- LocalState::new(),
+            }? Error),
+            GFP_KERNEL,
+        )
+        .inspect(|s| {
+            for m in s.sources.mech.iter() {
+                m.store(dm, Relaxed);
+            }
+        })
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Relaxed)
+    }
+
+    pub(crate) fn stats_snapshot(&self) -> Result<Stats> {
+        let mut snap = Stats::new()?;
+        snap.copy_from(&self.stats.lock());
+        Ok(snap)
+    }
+
+    // ---------------------------------------------------------------- teardown
+
+    /// Stops everything that can produce or run work. Process context; the caller then resets
+    /// the device, synchronizes the IRQ and drops the handles.
+    pub(crate) fn quiesce_sources(self: &Arc<Self>) {
+        self.stopping.store(true, Relaxed);
+        crate::storm_detect::StormDetector::shutdown(self);
+        crate::local::stop(self);
+        crate::bh::threaded::set_waker(self, crate::kwrap::irq::ThreadWaker::NONE);
+    }
+
+}

@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Per-source configuration: the mechanism each source's events go to and the simulated work
+//! their bottom half does (sysfs `mechanism` / `work`, debugfs `sources`).
+
+use crate::{mech::Mech, protocol::MAX_SOURCES, shared::Shared};
+use kernel::{
+    prelude::*,
+    sync::atomic::{Atomic, Relaxed},
+};
+
+/// Simulated work per source.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WorkKind {
+    None = 0,
+    Busy = 1,
+    Sleep = 2,
+}
+
+impl WorkKind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            WorkKind::None => "none",
+            WorkKind::Busy => "busy",
+            WorkKind::Sleep => "sleep",
+        }
+    }
+    pub(crate) fn from_u32(v: u32) -> WorkKind {
+        match v {
+            1 => WorkKind::Busy,
+            2 => WorkKind::Sleep,
+            _ => WorkKind::None,
+        }
+    }
+}
+
+/// Mechanism and simulated work (kind, microseconds) of every source.
+pub(crate) struct SourceConfig {
+    pub(crate) mech: [Atomic<u32>; MAX_SOURCES],
+    pub(crate) work: [Atomic<u32>; MAX_SOURCES],
+    pub(crate) work_us: [Atomic<u32>; MAX_SOURCES],
+}
+
+impl SourceConfig {
+    pub(crate) fn new() -> Self {
+        Self {
+            mech: [const { Atomic::new(0) }; MAX_SOURCES],
+            work: [const { Atomic::new(0) }; MAX_SOURCES],
+            work_us: [const { Atomic::new(0) }; MAX_SOURCES],
+        }
+    }
+}
+
+/// Whether `w` cannot run in mechanism `m` (sleeping in a context that must not sleep).
+pub(crate) fn refuses_sleep(m: Mech, w: WorkKind) -> bool {
+    w == WorkKind::Sleep && !m.can_sleep()
+}
+
+/// Bounds of the simulated work: busy-wait at most 10 ms, sleep at most 1 s.
+pub(crate) fn work_in_range(w: WorkKind, us: u32) -> bool {
+    match w {
+        WorkKind::None => true,
+        WorkKind::Busy => us <= 10_000,
+        WorkKind::Sleep => us <= 1_000_000,
+    }
+}
+
+impl Shared {
+    pub(crate) fn mech_of(&self, source: u16) -> Mech {
+        Mech::from_u32(self.sources.mech[source as usize % MAX_SOURCES].load(Relaxed)).unwrap_or(Mech::Hardirq)
+    }
+
+    /// Sets the mechanism of `source`; refuses a non-sleepable one if the source sleeps.
+    pub(crate) fn set_mech(&self, source: usize, m: Mech) -> Result {
+        if source >= self.info.num_sources as usize {
+            return Err(EINVAL);
+        }
+        let w = WorkKind::from_u32(self.sources.work[source].load(Relaxed));
+        if refuses_sleep(m, w) {
+            self.cnt.sleep_refused.add(1, Relaxed);
+            pr_warn!(
+                "source {}: refusing mechanism {}: the source's work sleeps, and {} runs in {}, which must not sleep\n",
+                source, m.name(), m.name(), m.context()
+            );
+            return Err(EINVAL);
+        }
+        self.sources.mech[source].store(m as u32, Relaxed);
+        Ok(())
+    }
+
+    /// Sets the simulated work of `source`; refuses to sleep in a non-sleepable mechanism.
+    pub(crate) fn set_work(&self, source: usize, w: WorkKind, us: u32) -> Result {
+        if source >= self.info.num_sources as usize {
+            return Err(EINVAL);
+        }
+        let m = self.mech_of(source as u16);
+        if refuses_sleep(m, w) {
+            self.cnt.sleep_refused.add(1, Relaxed);
+            pr_warn!(
+                "source {}: refusing to sleep: mechanism {} runs in {}, which must not sleep (use busy-wait, or a threaded/workqueue/kthread/completion mechanism)\n",
+                source, m.name(), m.context()
+            );
+            return Err(EINVAL);
+        }
+        if !work_in_range(w, us) {
+            return Err(ERANGE);
+        }
+        self.sources.work_us[source].store(us, Relaxed);
+        self.sources.work[source].store(w as u32, Relaxed);
+        Ok(())
+    }
+
+    pub(crate) fn work_of(&self, source: usize) -> (WorkKind, u32) {
+        (
+            WorkKind::from_u32(self.sources.work[source].load(Relaxed)),
+            self.sources.work_us[source].load(Relaxed),
+        )
+    }
+}
+
+#[kernel::prelude::kunit_tests(irqstorm_sources)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_kind_ids_round_trip() {
+        for w in [WorkKind::None, WorkKind::Busy, WorkKind::Sleep] {
+            assert!(WorkKind::from_u32(w as u32) == w);
+        }
+        assert!(WorkKind::from_u32(7) == WorkKind::None);
+        assert_eq!(WorkKind::Sleep.name(), "sleep");
+    }
+
+    #[test]
+    fn sleeping_is_refused_outside_process_context() {
+        for m in Mech::ALL {
+            assert_eq!(refuses_sleep(m, WorkKind::Sleep), !m.can_sleep());
+            assert!(!refuses_sleep(m, WorkKind::Busy));
+            assert!(!refuses_sleep(m, WorkKind::None));
+        }
+    }
+
+    #[test]
+    fn work_bounds() {
+        assert!(work_in_range(WorkKind::Busy, 10_000));
+        assert!(!work_in_range(WorkKind::Busy, 10_001));
+        assert!(work_in_range(WorkKind::Sleep, 1_000_000));
+        assert!(!work_in_range(WorkKind::Sleep, 1_000_001));
+        assert!(work_in_range(WorkKind::None, u32::MAX));
+    }
+}
