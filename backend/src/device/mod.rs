@@ -1,0 +1,370 @@
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+//! The irqstorm device model (docs/device-spec.md §5-§7), one job per file:
+//! `sources` (programs, raising, latching), `eventq` (event records and
+//! notification), `ctrlq` (control requests), `ackq` (ack accounting and the
+//! cross-clock differences), `faults` (fault injection), `chain` (descriptor
+//! chains) and `stats` (histograms and the `stats` reply).
+//!
+//! Everything here works on a `virtio_queue::Queue` and a `GuestMemoryMmap`
+//! given by the caller, so the same code runs under the vhost-user daemon, the
+//! generator thread, and the unit tests (virtio-queue's `MockSplitQueue`).
+
+mod ackq;
+mod chain;
+mod ctrlq;
+mod eventq;
+mod faults;
+mod sources;
+mod stats;
+#[cfg(test)]
+mod test_util;
+
+use std::collections::VecDeque;
+
+use hdrhistogram::Histogram;
+use thiserror::Error as ThisError;
+
+use crate::protocol::{
+    DeviceConfig, Mode, IRQSTORM_F_FAULT_INJECT, IRQSTORM_F_MODERATION, NUM_MECHANISMS,
+};
+use crate::schedule::{Limits, Program, Schedule};
+
+pub use stats::hist_json;
+
+/// Kinds of injected faults (§7): defined with the wire formats.
+pub use irqstorm_protocol::wire::FaultKind;
+
+/// Most raises taken in one `service` call (bounds the time the lock is held).
+pub const SERVICE_BUDGET: usize = 4096;
+
+/// Errors of the device model.
+#[derive(Debug, ThisError)]
+pub enum Error {
+    /// The queue could not be iterated (not ready or bad avail index).
+    #[error("queue error: {0}")]
+    Queue(#[from] virtio_queue::Error),
+}
+
+/// Reads `CLOCK_MONOTONIC` in ns.
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own; CLOCK_MONOTONIC
+    // is always available on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
+
+/// Per-source counters (§5.2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SourceCounters {
+    /// Raises.
+    pub raised: u64,
+    /// Records written.
+    pub records: u64,
+    /// Sum of `count - 1` over written records.
+    pub coalesced: u64,
+    /// Raises lost to a device reset while latched.
+    pub dropped_on_reset: u64,
+    /// Records acknowledged.
+    pub acked: u64,
+    /// Raises covered by acknowledged records.
+    pub acked_raises: u64,
+    /// Records written with the LATCHED flag.
+    pub latched_records: u64,
+}
+
+#[derive(Debug, Default)]
+struct Latched {
+    pending: u64,
+    first_due: u64,
+    first_raise: u64,
+    last_seq: u64,
+    final_: bool,
+    latched: bool,
+}
+
+#[derive(Debug)]
+struct Source {
+    program: Program,
+    sched: Option<Schedule>,
+    /// Last per-source number given out.
+    source_seq: u64,
+    latch: Latched,
+    c: SourceCounters,
+    unnotified: u32,
+    oldest_unnotified_ns: Option<u64>,
+    lat: Option<Histogram<u64>>,
+}
+
+impl Source {
+    fn new() -> Self {
+        Self {
+            program: Program::default(),
+            sched: None,
+            source_seq: 0,
+            latch: Latched::default(),
+            c: SourceCounters::default(),
+            unnotified: 0,
+            oldest_unnotified_ns: None,
+            lat: None,
+        }
+    }
+    fn running(&self) -> bool {
+        self.sched.as_ref().is_some_and(|s| s.next_due().is_some())
+    }
+}
+
+#[derive(Debug, Default)]
+struct Mechanism {
+    acked: u64,
+    acked_raises: u64,
+    /// Host raise -> host ack arrival.
+    lat: Option<Histogram<u64>>,
+    /// Guest hardirq -> bottom-half start.
+    bh_delay: Option<Histogram<u64>>,
+    /// Guest bottom-half start -> end.
+    bh_run: Option<Histogram<u64>>,
+    /// Raw cross-clock differences `hardirq_guest - raise_host - base`
+    /// (see [`Device::clock_diff_base`]); the report adds the base and the
+    /// estimated host-guest offset to get device-raise -> guest-hardirq.
+    raw_raise_to_hardirq: Option<Histogram<u64>>,
+    /// Differences that fell below the base (clock drift); counted, not lost.
+    raw_below_base: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Outstanding {
+    seq: u64,
+    source: u16,
+    raise_ns: u64,
+    count: u32,
+    acked: bool,
+}
+
+/// Device-wide counters.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct DeviceCounters {
+    /// Malformed controlq chains / requests.
+    pub malformed_ctrl: u64,
+    /// Malformed eventq buffers.
+    pub malformed_event: u64,
+    /// Malformed ackq buffers.
+    pub malformed_ack: u64,
+    /// Control requests answered.
+    pub ctrl_requests: u64,
+    /// Acks that matched no outstanding record, or named an unknown mechanism.
+    pub bad_acks: u64,
+    /// Unacked records evicted from the outstanding table.
+    pub ack_evicted: u64,
+    /// Used-buffer notifications sent on eventq.
+    pub notifications: u64,
+    /// Notifications suppressed by the driver (EVENT_IDX / NO_INTERRUPT).
+    pub suppressed: u64,
+    /// Faults injected.
+    pub faults_injected: u64,
+    /// Queue access errors (not-ready queue, bad avail index, used ring write failure).
+    pub queue_errors: u64,
+    /// Device resets.
+    pub resets: u64,
+}
+
+impl DeviceCounters {
+    fn malformed(&self) -> u64 {
+        self.malformed_ctrl + self.malformed_event + self.malformed_ack
+    }
+}
+
+/// What a caller must do after a queue operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueOutcome {
+    /// Buffers put on the used ring.
+    pub used: usize,
+    /// Send a used-buffer notification now.
+    pub signal: bool,
+}
+
+/// Result of a control request, for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CtrlOutcome {
+    /// Queue outcome.
+    pub q: QueueOutcome,
+    /// Source programs changed: the generator must recompute its deadline.
+    pub wake_generator: bool,
+}
+
+/// The device state (one per vhost-user socket).
+#[derive(Debug)]
+pub struct Device {
+    limits: Limits,
+    fault_injection: bool,
+    negotiated: u64,
+    sources: Vec<Source>,
+    pending_order: VecDeque<u16>,
+    next_seq: u64,
+    outstanding: VecDeque<Outstanding>,
+    mechs: Vec<Mechanism>,
+    /// Base of the raw raise->hardirq differences: `hardirq_guest - ack_host`
+    /// of the first ack with a hardirq stamp. Since a hardirq precedes its
+    /// ack, every later `hardirq - raise - base` is >= that event's true
+    /// one-way latency (up to drift), so values stay at latency magnitudes
+    /// (precise in an HDR histogram) whatever the clock offset is.
+    clock_diff_base: Option<i64>,
+    c: DeviceCounters,
+    fault: Option<(FaultKind, u32)>,
+    total_unnotified: u32,
+    /// Time the current stats epoch began.
+    stats_since_ns: u64,
+}
+
+impl Device {
+    /// A device with `limits`; `fault_injection` enables `IRQSTORM_F_FAULT_INJECT`.
+    pub fn new(limits: Limits, fault_injection: bool) -> Self {
+        Self {
+            limits,
+            fault_injection,
+            negotiated: 0,
+            sources: (0..limits.num_sources).map(|_| Source::new()).collect(),
+            pending_order: VecDeque::new(),
+            next_seq: 1,
+            outstanding: VecDeque::new(),
+            mechs: (0..NUM_MECHANISMS).map(|_| Mechanism::default()).collect(),
+            clock_diff_base: None,
+            c: DeviceCounters::default(),
+            fault: None,
+            total_unnotified: 0,
+            stats_since_ns: now_ns(),
+        }
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Device feature bits offered (device-specific ones only).
+    pub fn device_features(&self) -> u64 {
+        let mut f = 1u64 << IRQSTORM_F_MODERATION;
+        if self.fault_injection {
+            f |= 1 << IRQSTORM_F_FAULT_INJECT;
+        }
+        f
+    }
+
+    /// Records the negotiated features.
+    pub fn set_negotiated(&mut self, f: u64) {
+        self.negotiated = f;
+    }
+
+    /// True if nothing happened since the last reset (no record written, no
+    /// program configured, nothing latched).
+    pub fn is_pristine(&self) -> bool {
+        self.next_seq == 1
+            && self.pending_order.is_empty()
+            && self
+                .sources
+                .iter()
+                .all(|s| s.program.mode == Mode::Off && s.source_seq == 0)
+    }
+
+    /// Negotiated features.
+    pub fn negotiated(&self) -> u64 {
+        self.negotiated
+    }
+
+    fn has(&self, bit: u32) -> bool {
+        self.negotiated & (1u64 << bit) != 0
+    }
+
+    /// The configuration space.
+    pub fn config(&self) -> DeviceConfig {
+        DeviceConfig {
+            num_sources: self.limits.num_sources,
+            max_rate_hz: self.limits.max_rate_hz,
+            max_outstanding: self.limits.max_outstanding,
+            min_period_ns: self.limits.min_period_ns,
+            max_burst: self.limits.max_burst,
+        }
+    }
+
+    /// Device-wide counters.
+    pub fn counters(&self) -> DeviceCounters {
+        self.c
+    }
+
+    /// Counters of one source.
+    pub fn source_counters(&self, s: u16) -> Option<SourceCounters> {
+        self.sources.get(usize::from(s)).map(|x| x.c)
+    }
+
+    /// Raises latched on a source now.
+    pub fn pending(&self, s: u16) -> u64 {
+        self.sources
+            .get(usize::from(s))
+            .map_or(0, |x| x.latch.pending)
+    }
+
+    /// Whether written records wait for a moderated notification (the
+    /// generator then has a moderation deadline).
+    pub fn has_unnotified(&self) -> bool {
+        self.total_unnotified > 0
+    }
+
+    /// Whether a source is running.
+    pub fn is_running(&self, s: u16) -> bool {
+        self.sources
+            .get(usize::from(s))
+            .is_some_and(Source::running)
+    }
+
+    /// Conservation check of §5.2 for every source.
+    pub fn conservation_holds(&self) -> bool {
+        self.sources.iter().all(|s| {
+            s.c.raised == s.c.records + s.c.coalesced + s.latch.pending + s.c.dropped_on_reset
+        })
+    }
+
+    /// Device reset (vhost-user reset or disconnect): stops every source,
+    /// counts latched raises in `dropped_on_reset`, forgets programs,
+    /// per-source numbers, the outstanding table and pending faults.
+    pub fn reset(&mut self) {
+        for s in &mut self.sources {
+            s.sched = None;
+            s.program = Program::default();
+            s.c.dropped_on_reset += s.latch.pending;
+            s.latch = Latched::default();
+            s.source_seq = 0;
+            s.unnotified = 0;
+            s.oldest_unnotified_ns = None;
+        }
+        self.pending_order.clear();
+        self.outstanding.clear();
+        self.next_seq = 1;
+        self.fault = None;
+        self.total_unnotified = 0;
+        self.negotiated = 0;
+        self.c.resets += 1;
+    }
+
+    /// Zeroes the counters and histograms. Raises still latched stay counted
+    /// as raised, so conservation keeps holding.
+    pub fn reset_stats(&mut self) {
+        for s in &mut self.sources {
+            s.c = SourceCounters {
+                raised: s.latch.pending,
+                ..SourceCounters::default()
+            };
+            s.lat = None;
+        }
+        for m in &mut self.mechs {
+            *m = Mechanism::default();
+        }
+        self.clock_diff_base = None;
+        self.c = DeviceCounters::default();
+        self.stats_since_ns = now_ns();
+    }
+}
