@@ -7,9 +7,10 @@
 //! guest driver counted ([`GUEST_TOTAL`] line): every injected fault was
 //! detected and skipped, none slipped through, none was invented.
 
-use irqstorm_backend::control;
 use irqstorm_harness::boot::{Evaluation, LineHook};
-use serde_json::{json, Value};
+use irqstorm_protocol::client::{Client, DEFAULT_TIMEOUT};
+use irqstorm_protocol::control::{FaultReply, Request, StatsReply};
+use irqstorm_protocol::wire::FaultKind;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -20,16 +21,9 @@ pub const READY_MARKER: &str = "IRQSTORM_FAULT_READY";
 /// Printed by the guest with the driver's bad-record total.
 pub const GUEST_TOTAL: &str = "IRQSTORM_GUEST_BAD_TOTAL=";
 /// Every fault kind the back end can inject.
-pub const KINDS: [&str; 6] = [
-    "dup_used_id",
-    "short_len",
-    "long_len",
-    "bad_source",
-    "zero_count",
-    "seq_gap",
-];
+pub const KINDS: [FaultKind; 6] = FaultKind::ALL;
 /// Faults of each kind.
-pub const PER_KIND: u64 = 5;
+pub const PER_KIND: u32 = 5;
 /// How long one kind may take to be written (the guest storm runs at 2 kHz).
 const KIND_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -117,18 +111,19 @@ fn check(injected: Outcome, detected: Option<u64>) -> Result<String, String> {
 }
 
 fn faults_injected(ctl: &Path) -> Result<u64, String> {
-    let v = request(ctl, json!({"cmd": "stats"}))?;
-    v["stats"]["device"]["faults_injected"]
-        .as_u64()
-        .ok_or_else(|| format!("stats reply has no stats.device.faults_injected: {v}"))
+    let stats = Request::Stats {
+        device: None,
+        buckets: None,
+    };
+    let r: StatsReply = call(ctl, &stats)?;
+    Ok(r.stats.device.faults_injected)
 }
 
-fn request(ctl: &Path, req: Value) -> Result<Value, String> {
-    let v = control::request(ctl, &req).map_err(|e| format!("{req}: {e}"))?;
-    if v["ok"] != Value::Bool(true) {
-        return Err(format!("{req} refused: {v}"));
-    }
-    Ok(v)
+/// One request on a new connection; a refusal is an error with its reason.
+fn call<T: serde::de::DeserializeOwned>(ctl: &Path, req: &Request) -> Result<T, String> {
+    Client::connect(ctl, DEFAULT_TIMEOUT)
+        .and_then(|mut c| c.call(req))
+        .map_err(|e| e.to_string())
 }
 
 /// Arms each kind and waits until the back end wrote it; returns how many
@@ -137,11 +132,13 @@ fn inject_all(ctl: &Path) -> Outcome {
     let before = faults_injected(ctl)?;
     let mut want = before;
     for kind in KINDS {
-        request(
-            ctl,
-            json!({"cmd": "fault", "kind": kind, "count": PER_KIND}),
-        )?;
-        want += PER_KIND;
+        let arm = Request::Fault {
+            device: None,
+            kind,
+            count: Some(PER_KIND),
+        };
+        call::<FaultReply>(ctl, &arm)?;
+        want += u64::from(PER_KIND);
         let deadline = Instant::now() + KIND_TIMEOUT;
         loop {
             let n = faults_injected(ctl)?;
@@ -151,7 +148,7 @@ fn inject_all(ctl: &Path) -> Outcome {
             if Instant::now() >= deadline {
                 return Err(format!(
                     "{kind}: {} of {PER_KIND} written after {}s (is the guest storm running?)",
-                    PER_KIND - (want - n),
+                    u64::from(PER_KIND) - (want - n),
                     KIND_TIMEOUT.as_secs()
                 ));
             }
