@@ -456,10 +456,22 @@ mod tests {
             (r#"{"nocmd":1}"#, "missing \"cmd\""),
             (r#"{"cmd":"nope"}"#, "unknown cmd \"nope\""),
             (r#"{"cmd":"info","device":2}"#, "no device 2 (have 2)"),
-            (r#"{"cmd":"info","device":-1}"#, "info: invalid value: integer `-1`"),
-            (r#"{"cmd":"info","extra":true}"#, "info: unknown field `extra`"),
-            (r#"{"cmd":"configure","mode":"storm"}"#, "missing field `source`"),
-            (r#"{"cmd":"configure","source":70000,"mode":"storm"}"#, "`70000`"),
+            (
+                r#"{"cmd":"info","device":-1}"#,
+                "info: invalid value: integer `-1`",
+            ),
+            (
+                r#"{"cmd":"info","extra":true}"#,
+                "info: unknown field `extra`",
+            ),
+            (
+                r#"{"cmd":"configure","mode":"storm"}"#,
+                "missing field `source`",
+            ),
+            (
+                r#"{"cmd":"configure","source":70000,"mode":"storm"}"#,
+                "`70000`",
+            ),
             (
                 r#"{"cmd":"configure","source":0,"mode":"fast"}"#,
                 "\"mode\" must be off|oneshot|periodic|storm",
@@ -480,9 +492,15 @@ mod tests {
                 r#"{"cmd":"configure","source":0,"mode":"storm","seed":1.5}"#,
                 "`1.5`",
             ),
-            (r#"{"cmd":"start","source":"some"}"#, "\"source\" must be an index or \"all\""),
+            (
+                r#"{"cmd":"start","source":"some"}"#,
+                "\"source\" must be an index or \"all\"",
+            ),
             (r#"{"cmd":"stats","buckets":1}"#, "expected a boolean"),
-            (r#"{"cmd":"fault","kind":"melt"}"#, "\"kind\" must be dup_used_id|"),
+            (
+                r#"{"cmd":"fault","kind":"melt"}"#,
+                "\"kind\" must be dup_used_id|",
+            ),
             (
                 r#"{"cmd":"fault","kind":"short_len","count":4294967296}"#,
                 "`4294967296`",

@@ -12,7 +12,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// Bottom-half mechanisms, indexed by their id (device spec §6.5): the
 /// back end's table, so both sides name them alike.
-pub use irqstorm_backend::protocol::MECHANISM_NAMES as MECHANISMS;
+pub use irqstorm_protocol::wire::MECHANISM_NAMES as MECHANISMS;
 
 /// Mechanisms whose bottom half runs in atomic context: the driver refuses
 /// `sleep` work on them.

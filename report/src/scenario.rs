@@ -286,8 +286,8 @@ pub struct Program {
 
 /// The CONFIGURE body of a program (spec §6.1.2), in device units: the back
 /// end's wire struct.
-pub use irqstorm_backend::protocol::ConfigureBody;
-use irqstorm_backend::protocol::{Jitter as WireJitter, Mode as WireMode};
+pub use irqstorm_protocol::wire::ConfigureBody;
+use irqstorm_protocol::wire::{Jitter as WireJitter, Mode as WireMode};
 
 /// Host-control-socket views of a CONFIGURE body (spec §9).
 pub trait ConfigureBodyExt {

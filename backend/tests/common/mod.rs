@@ -395,7 +395,10 @@ impl Backend {
     pub fn ctl(&self, v: Value) -> Value {
         let p = self.dir.join("ctl.sock");
         wait_for("control socket", Duration::from_secs(20), || {
-            let reply = Client::connect(&p, DEFAULT_TIMEOUT).ok()?.call_value(&v).ok()?;
+            let reply = Client::connect(&p, DEFAULT_TIMEOUT)
+                .ok()?
+                .call_value(&v)
+                .ok()?;
             serde_json::to_value(reply).ok()
         })
     }
