@@ -332,11 +332,9 @@ pub fn ctl_request(device: u32, cmd: &CtlCmd) -> Result<CtlRequest, String> {
             kind,
             count: Some(count),
         },
+        // Sent as given: `--device` does not apply to `raw`.
         CtlCmd::Raw { ref json } => {
-            let mut v: Value = serde_json::from_str(json).map_err(|e| format!("bad JSON: {e}"))?;
-            if let (Some(d), Some(o)) = (device, v.as_object_mut()) {
-                o.insert("device".into(), d.into());
-            }
+            let v = serde_json::from_str(json).map_err(|e| format!("bad JSON: {e}"))?;
             return Ok(CtlRequest::Raw(v));
         }
     }))
@@ -603,6 +601,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(wire(v), json!({"cmd":"info"}));
+        let raw = CtlCmd::Raw {
+            json: r#"{"cmd":"info"}"#.into(),
+        };
+        assert_eq!(wire(ctl_request(1, &raw).unwrap()), json!({"cmd":"info"}));
         let v = ctl_request(
             1,
             &CtlCmd::Fault {
