@@ -230,8 +230,7 @@ impl Server {
                 }
             }
             Request::Stats { buckets, .. } => {
-                let stats = lock(&dev.dev).stats_json(buckets.unwrap_or(false));
-                let stats = serde_json::from_value(stats).map_err(|e| format!("stats: {e}"))?;
+                let stats = lock(&dev.dev).stats(buckets.unwrap_or(false));
                 Reply::Ok(Response::Stats(Box::new(StatsReply {
                     device: di,
                     stats,

@@ -10,7 +10,6 @@ use std::collections::VecDeque;
 
 use hdrhistogram::Histogram;
 use log::{debug, warn};
-use serde_json::{json, Value};
 use thiserror::Error as ThisError;
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestMemoryBackend, GuestMemoryMmap};
@@ -25,6 +24,10 @@ use crate::schedule::{Limits, Program, Schedule, MAX_DELAY_NS};
 
 /// Kinds of injected faults (§7): defined with the wire formats.
 pub use irqstorm_protocol::wire::FaultKind;
+
+use irqstorm_protocol::stats::{
+    DeviceStats, Hist, HistSummary, MechanismStats, RawRaiseToHardirq, SourceStats, Stats, Totals,
+};
 
 /// Histogram range: 1 ns .. 60 s, 3 significant digits.
 const HIST_MAX_NS: u64 = 60_000_000_000;
@@ -67,36 +70,33 @@ fn record(h: &mut Option<Histogram<u64>>, v: u64) {
     }
 }
 
-/// Summary of a histogram as JSON (count, min, p50, p90, p99, p99.9, max, mean).
-pub fn hist_json(h: &Option<Histogram<u64>>, buckets: bool) -> Value {
+/// A histogram for the `stats` reply: count, summary (count, min, p50, p90,
+/// p99, p99.9, max, mean) and, on request, the non-empty buckets.
+pub fn hist_stats(h: &Option<Histogram<u64>>, buckets: bool) -> Hist {
     match h {
-        None => json!({"count": 0}),
-        Some(h) if h.is_empty() => json!({"count": 0}),
-        Some(h) => {
-            let mut v = json!({
-                "count": h.len(),
-                "min": h.min(),
-                "p50": h.value_at_quantile(0.5),
-                "p90": h.value_at_quantile(0.9),
-                "p99": h.value_at_quantile(0.99),
-                "p999": h.value_at_quantile(0.999),
-                "max": h.max(),
-                "mean": h.mean(),
-            });
-            if buckets {
-                let b: Vec<Value> = h
-                    .iter_recorded()
-                    .map(|x| json!([x.value_iterated_to(), x.count_at_value()]))
-                    .collect();
-                v["buckets"] = Value::Array(b);
-            }
-            v
-        }
+        Some(h) if !h.is_empty() => Hist {
+            count: h.len(),
+            summary: Some(HistSummary {
+                min: h.min(),
+                p50: h.value_at_quantile(0.5),
+                p90: h.value_at_quantile(0.9),
+                p99: h.value_at_quantile(0.99),
+                p999: h.value_at_quantile(0.999),
+                max: h.max(),
+                mean: h.mean(),
+            }),
+            buckets: buckets.then(|| {
+                h.iter_recorded()
+                    .map(|x| (x.value_iterated_to(), x.count_at_value()))
+                    .collect()
+            }),
+        },
+        _ => Hist::default(),
     }
 }
 
 /// Per-source counters (§5.2).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SourceCounters {
     /// Raises.
     pub raised: u64,
@@ -183,7 +183,7 @@ struct Outstanding {
 }
 
 /// Device-wide counters.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct DeviceCounters {
     /// Malformed controlq chains / requests.
     pub malformed_ctrl: u64,
@@ -212,6 +212,24 @@ pub struct DeviceCounters {
 impl DeviceCounters {
     fn malformed(&self) -> u64 {
         self.malformed_ctrl + self.malformed_event + self.malformed_ack
+    }
+
+    /// The counters as the `stats` reply spells them.
+    fn stats(&self) -> DeviceStats {
+        DeviceStats {
+            malformed_ctrl: self.malformed_ctrl,
+            malformed_event: self.malformed_event,
+            malformed_ack: self.malformed_ack,
+            malformed: self.malformed(),
+            ctrl_requests: self.ctrl_requests,
+            bad_acks: self.bad_acks,
+            ack_evicted: self.ack_evicted,
+            notifications: self.notifications,
+            suppressed: self.suppressed,
+            faults_injected: self.faults_injected,
+            queue_errors: self.queue_errors,
+            resets: self.resets,
+        }
     }
 }
 
@@ -1275,76 +1293,75 @@ impl Device {
 
     // ------------------------------------------------------------------ stats
 
-    /// Statistics as JSON (host control API `stats`).
-    pub fn stats_json(&self, buckets: bool) -> Value {
-        let sources: Vec<Value> = self
+    /// Statistics (host control API `stats`).
+    pub fn stats(&self, buckets: bool) -> Stats {
+        let sources = self
             .sources
             .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                json!({
-                    "source": i,
-                    "mode": s.program.mode.name(),
-                    "running": s.running(),
-                    "raised": s.c.raised,
-                    "records": s.c.records,
-                    "delivered": s.c.records + s.c.coalesced,
-                    "coalesced": s.c.coalesced,
-                    "latched_records": s.c.latched_records,
-                    "pending": s.latch.pending,
-                    "dropped_on_reset": s.c.dropped_on_reset,
-                    "acked": s.c.acked,
-                    "acked_raises": s.c.acked_raises,
-                    "source_seq": s.source_seq,
-                    "conserved": s.c.raised == s.c.records + s.c.coalesced + s.latch.pending + s.c.dropped_on_reset,
-                    "latency_ns": hist_json(&s.lat, buckets),
-                })
+            .zip(0u16..)
+            .map(|(s, i)| {
+                let c = &s.c;
+                SourceStats {
+                    source: i,
+                    mode: s.program.mode,
+                    running: s.running(),
+                    raised: c.raised,
+                    records: c.records,
+                    delivered: c.records + c.coalesced,
+                    coalesced: c.coalesced,
+                    latched_records: c.latched_records,
+                    pending: s.latch.pending,
+                    dropped_on_reset: c.dropped_on_reset,
+                    acked: c.acked,
+                    acked_raises: c.acked_raises,
+                    source_seq: s.source_seq,
+                    conserved: c.raised
+                        == c.records + c.coalesced + s.latch.pending + c.dropped_on_reset,
+                    latency_ns: hist_stats(&s.lat, buckets),
+                }
             })
             .collect();
-        let mechs: Vec<Value> = self
+        let mechanisms = self
             .mechs
             .iter()
-            .enumerate()
-            .filter(|(_, m)| m.acked > 0)
-            .map(|(i, m)| {
-                json!({
-                    "id": i,
-                    "name": MECHANISM_NAMES[i],
-                    "acked": m.acked,
-                    "acked_raises": m.acked_raises,
-                    "latency_ns": hist_json(&m.lat, buckets),
-                    "guest_bh_delay_ns": hist_json(&m.bh_delay, buckets),
-                    "guest_bh_run_ns": hist_json(&m.bh_run, buckets),
-                    "raw_raise_to_hardirq": {
-                        "base_ns": self.clock_diff_base,
-                        "below_base": m.raw_below_base,
-                        "diff_minus_base_ns": hist_json(&m.raw_raise_to_hardirq, buckets),
-                    },
-                })
+            .zip(MECHANISM_NAMES)
+            .zip(0u8..)
+            .filter(|((m, _), _)| m.acked > 0)
+            .map(|((m, name), id)| MechanismStats {
+                id,
+                name: name.to_string(),
+                acked: m.acked,
+                acked_raises: m.acked_raises,
+                latency_ns: hist_stats(&m.lat, buckets),
+                guest_bh_delay_ns: hist_stats(&m.bh_delay, buckets),
+                guest_bh_run_ns: hist_stats(&m.bh_run, buckets),
+                raw_raise_to_hardirq: Some(RawRaiseToHardirq {
+                    base_ns: self.clock_diff_base,
+                    below_base: m.raw_below_base,
+                    diff_minus_base_ns: hist_stats(&m.raw_raise_to_hardirq, buckets),
+                }),
             })
             .collect();
         let tot = |f: &dyn Fn(&Source) -> u64| self.sources.iter().map(f).sum::<u64>();
-        let mut c = serde_json::to_value(self.c).unwrap_or(Value::Null);
-        c["malformed"] = json!(self.c.malformed());
-        json!({
-            "since_ns": self.stats_since_ns,
-            "now_ns": now_ns(),
-            "negotiated_features": self.negotiated,
-            "outstanding": self.outstanding.iter().filter(|o| !o.acked).count(),
-            "totals": {
-                "raised": tot(&|s| s.c.raised),
-                "records": tot(&|s| s.c.records),
-                "delivered": tot(&|s| s.c.records + s.c.coalesced),
-                "coalesced": tot(&|s| s.c.coalesced),
-                "pending": tot(&|s| s.latch.pending),
-                "dropped_on_reset": tot(&|s| s.c.dropped_on_reset),
-                "acked": tot(&|s| s.c.acked),
-                "conserved": self.conservation_holds(),
+        Stats {
+            since_ns: self.stats_since_ns,
+            now_ns: now_ns(),
+            negotiated_features: self.negotiated,
+            outstanding: self.outstanding.iter().filter(|o| !o.acked).count() as u64,
+            totals: Totals {
+                raised: tot(&|s| s.c.raised),
+                records: tot(&|s| s.c.records),
+                delivered: tot(&|s| s.c.records + s.c.coalesced),
+                coalesced: tot(&|s| s.c.coalesced),
+                pending: tot(&|s| s.latch.pending),
+                dropped_on_reset: tot(&|s| s.c.dropped_on_reset),
+                acked: tot(&|s| s.c.acked),
+                conserved: self.conservation_holds(),
             },
-            "device": c,
-            "sources": sources,
-            "mechanisms": mechs,
-        })
+            device: self.c.stats(),
+            sources,
+            mechanisms,
+        }
     }
 
     /// Logs a one-line summary (used on disconnect).
@@ -1909,31 +1926,22 @@ mod tests {
             };
             assert!(d.apply_ack(&a, ack_ns));
         }
-        let st = d.stats_json(true);
-        let mech = st["mechanisms"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["id"] == 4)
-            .unwrap();
-        let raw = &mech["raw_raise_to_hardirq"];
+        let st = d.stats(true);
+        let mech = st.mechanisms.iter().find(|x| x.id == 4).unwrap();
+        let raw = mech.raw_raise_to_hardirq.as_ref().unwrap();
         // Base = hardirq_guest - ack_host of the first ack.
-        let base = raw["base_ns"].as_i64().unwrap();
+        let base = raw.base_ns.unwrap();
         assert_eq!(base, THETA as i64 - 50_000);
-        assert_eq!(raw["below_base"], 0);
-        let h = &raw["diff_minus_base_ns"];
-        assert_eq!(h["count"], 2);
+        assert_eq!(raw.below_base, 0);
+        let h = &raw.diff_minus_base_ns;
+        assert_eq!(h.count, 2);
         // value + base - THETA = one-way latency, within HDR's 3 digits.
-        let back = |v: &serde_json::Value| v.as_i64().unwrap() + base - THETA as i64;
+        let back = |v: u64| v as i64 + base - THETA as i64;
         let close = |got: i64, want: u64| (got - want as i64).unsigned_abs() <= want / 500;
-        assert!(close(back(&h["min"]), one_way[0]), "{h}");
-        assert!(close(back(&h["max"]), one_way[1]), "{h}");
-        let buckets: u64 = h["buckets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| b[1].as_u64().unwrap())
-            .sum();
+        let sum = h.summary.unwrap();
+        assert!(close(back(sum.min), one_way[0]), "{h:?}");
+        assert!(close(back(sum.max), one_way[1]), "{h:?}");
+        let buckets: u64 = h.buckets.as_ref().unwrap().iter().map(|b| b.1).sum();
         assert_eq!(buckets, 2);
     }
 
@@ -1980,16 +1988,16 @@ mod tests {
         assert_eq!(c.malformed_ack, 4);
         let s0 = d.source_counters(0).unwrap();
         assert_eq!((s0.acked, s0.acked_raises), (2, 2));
-        let st = d.stats_json(false);
-        let mechs = st["mechanisms"].as_array().unwrap();
+        let st = d.stats(false);
+        let mechs = &st.mechanisms;
         assert_eq!(mechs.len(), 2);
-        assert_eq!(mechs[0]["name"], "threaded");
-        assert_eq!(mechs[1]["name"], "bh_wq");
-        assert_eq!(mechs[1]["acked"], 1);
-        assert_eq!(mechs[1]["latency_ns"]["count"], 1);
-        assert_eq!(mechs[1]["guest_bh_delay_ns"]["max"], 50);
-        assert_eq!(st["sources"][0]["latency_ns"]["count"], 2);
-        assert_eq!(st["totals"]["conserved"], true);
+        assert_eq!(mechs[0].name, "threaded");
+        assert_eq!(mechs[1].name, "bh_wq");
+        assert_eq!(mechs[1].acked, 1);
+        assert_eq!(mechs[1].latency_ns.count, 1);
+        assert_eq!(mechs[1].guest_bh_delay_ns.summary.unwrap().max, 50);
+        assert_eq!(st.sources[0].latency_ns.count, 2);
+        assert!(st.totals.conserved);
     }
 
     #[test]
