@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use thiserror::Error as ThisError;
 
+use crate::protocol::{FaultKind, Jitter, Mode};
 use crate::schedule::Limits;
 
 /// Most devices per process.
@@ -116,10 +117,10 @@ pub enum CtlCmd {
         source: u16,
         /// off | oneshot | periodic | storm
         #[arg(long)]
-        mode: String,
+        mode: Mode,
         /// none | uniform | exponential
         #[arg(long, default_value = "none")]
-        jitter: String,
+        jitter: Jitter,
         /// STORM: events per due time.
         #[arg(long)]
         burst: Option<u16>,
@@ -175,7 +176,7 @@ pub enum CtlCmd {
     Fault {
         /// dup_used_id | short_len | long_len | bad_source | zero_count | seq_gap
         #[arg(long)]
-        kind: String,
+        kind: FaultKind,
         /// How many.
         #[arg(long, default_value_t = 1)]
         count: u32,

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 //! Host control API: a Unix socket (mode 0600) speaking line-delimited JSON
-//! (docs/device-spec.md §9), and the client used by `irqstorm-backend ctl`.
+//! (docs/device-spec.md §9), and `irqstorm-backend ctl`. The requests and
+//! replies are the types of `irqstorm_protocol::control`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -10,17 +11,22 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use irqstorm_protocol::client::{Client, DEFAULT_TIMEOUT};
+use irqstorm_protocol::control::{
+    Configure, ControlStats, Done, FaultReply, InfoReply, Refusal, Reply, Request, Response,
+    Sources, StartReply, StatsReply, StopReply,
+};
 use log::{debug, info, warn};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use thiserror::Error as ThisError;
 
 use crate::args::CtlCmd;
 use crate::backend::{lock, Shared};
-use crate::device::{now_ns, FaultKind};
-use crate::protocol::{ConfigureBody, Jitter, Mode, Status, SOURCE_ALL};
+use crate::device::now_ns;
+use crate::protocol::{Status, SOURCE_ALL};
 
-/// Longest request line (bytes, newline included).
-pub const MAX_LINE: usize = 64 * 1024;
+pub use irqstorm_protocol::control::MAX_LINE;
+
 /// Most simultaneous control connections.
 pub const MAX_CONNECTIONS: usize = 16;
 /// Most requests on one connection.
@@ -37,12 +43,6 @@ pub enum Error {
     /// A non-socket file is in the way.
     #[error("control socket {0}: exists and is not a socket")]
     NotSocket(PathBuf),
-    /// Client I/O.
-    #[error("control client: {0}")]
-    Io(#[from] std::io::Error),
-    /// Client got a non-JSON reply.
-    #[error("control client: bad reply: {0}")]
-    BadReply(String),
 }
 
 /// Process-wide control-socket counters.
@@ -87,7 +87,8 @@ pub fn spawn_server(path: &Path, devices: Vec<Arc<Shared>>) -> Result<(), Error>
                 if server.conns.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
                     server.conns.fetch_sub(1, Ordering::AcqRel);
                     server.counters.refused.fetch_add(1, Ordering::Relaxed);
-                    let _ = conn.write_all(b"{\"ok\":false,\"error\":\"too many connections\"}\n");
+                    let refusal = Reply::<Done>::Refused(Refusal::new("too many connections"));
+                    let _ = conn.write_all(refusal.to_line().as_bytes());
                     continue;
                 }
                 let s = server.clone();
@@ -139,7 +140,8 @@ impl Server {
                 Ok(Line::Eof) | Err(_) => return,
                 Ok(Line::TooLong) => {
                     self.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                    let _ = w.write_all(b"{\"ok\":false,\"error\":\"line too long\"}\n");
+                    let refusal = Reply::<Done>::Refused(Refusal::new("line too long"));
+                    let _ = w.write_all(refusal.to_line().as_bytes());
                     return;
                 }
                 Ok(Line::Data(d)) => {
@@ -149,249 +151,136 @@ impl Server {
                     self.handle_line(&d)
                 }
             };
-            let mut s = reply.to_string();
-            s.push('\n');
-            if w.write_all(s.as_bytes()).is_err() {
+            if w.write_all(reply.to_line().as_bytes()).is_err() {
                 return;
             }
         }
     }
 
-    fn handle_line(&self, line: &[u8]) -> Value {
+    fn handle_line(&self, line: &[u8]) -> Reply<Response> {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let req: Value = match serde_json::from_slice(line) {
-            Ok(v) => v,
-            Err(e) => return self.bad(format!("bad JSON: {e}")),
-        };
-        match self.handle(&req) {
-            Ok(v) => v,
+        let handled = Request::from_line(line)
+            .map_err(|e| e.to_string())
+            .and_then(|req| self.handle(&req));
+        match handled {
+            Ok(reply) => reply,
             Err(e) => self.bad(e),
         }
     }
 
-    fn bad(&self, e: String) -> Value {
+    /// A malformed request or one the server cannot serve (counted).
+    fn bad(&self, e: String) -> Reply<Response> {
         self.counters.malformed.fetch_add(1, Ordering::Relaxed);
         debug!("control: {e}");
-        json!({"ok": false, "error": e})
+        Reply::Refused(Refusal::new(e))
     }
 
-    fn handle(&self, req: &Value) -> Result<Value, String> {
-        let obj = req.as_object().ok_or("request must be a JSON object")?;
-        let cmd = obj
-            .get("cmd")
-            .and_then(Value::as_str)
-            .ok_or("missing \"cmd\"")?;
-        let di = opt_u64(obj, "device")?.unwrap_or(0);
+    /// Serves a request. `Err` is a malformed request (counted); a device
+    /// that refuses answers `Ok(Reply::Refused)` with its status.
+    fn handle(&self, req: &Request) -> Result<Reply<Response>, String> {
+        let di = req.device();
         let dev = usize::try_from(di)
             .ok()
             .and_then(|i| self.devices.get(i))
             .ok_or_else(|| format!("no device {di} (have {})", self.devices.len()))?;
-        match cmd {
-            "info" => {
-                only(obj, &["cmd", "device"])?;
+        let done = || Response::Done(Done {});
+        Ok(match *req {
+            Request::Info { .. } => {
                 let d = lock(&dev.dev);
                 let l = d.limits();
-                Ok(json!({
-                    "ok": true,
-                    "device": dev.index,
-                    "devices": self.devices.len(),
-                    "virtio_id": dev.virtio_id,
-                    "connected": dev.connected.load(Ordering::Acquire),
-                    "num_sources": l.num_sources,
-                    "max_rate_hz": l.max_rate_hz,
-                    "max_outstanding": l.max_outstanding,
-                    "min_period_ns": l.min_period_ns,
-                    "max_burst": l.max_burst,
-                    "device_features": d.device_features(),
-                    "negotiated_features": d.negotiated(),
-                    "host_ns": now_ns(),
+                Reply::Ok(Response::Info(InfoReply {
+                    device: di,
+                    devices: self.devices.len() as u32,
+                    virtio_id: dev.virtio_id,
+                    connected: dev.connected.load(Ordering::Acquire),
+                    num_sources: l.num_sources,
+                    max_rate_hz: l.max_rate_hz,
+                    max_outstanding: l.max_outstanding,
+                    min_period_ns: l.min_period_ns,
+                    max_burst: l.max_burst,
+                    device_features: d.device_features(),
+                    negotiated_features: d.negotiated(),
+                    host_ns: now_ns(),
                 }))
             }
-            "configure" => {
-                only(
-                    obj,
-                    &[
-                        "cmd",
-                        "device",
-                        "source",
-                        "mode",
-                        "jitter",
-                        "burst",
-                        "rate_hz",
-                        "period_ns",
-                        "count",
-                        "duration_ns",
-                        "jitter_ns",
-                        "moderation_events",
-                        "moderation_delay_us",
-                        "seed",
-                    ],
-                )?;
-                let source = req_u16(obj, "source")?;
-                let mode = obj
-                    .get("mode")
-                    .and_then(Value::as_str)
-                    .and_then(Mode::from_name)
-                    .ok_or("\"mode\" must be off|oneshot|periodic|storm")?;
-                let jitter = match obj.get("jitter") {
-                    None => Jitter::None,
-                    Some(v) => v
-                        .as_str()
-                        .and_then(Jitter::from_name)
-                        .ok_or("\"jitter\" must be none|uniform|exponential")?,
-                };
-                let burst = match opt_u64(obj, "burst")? {
-                    Some(b) => u16::try_from(b).map_err(|_| "\"burst\" out of range")?,
-                    None if mode == Mode::Storm => 1,
-                    None => 0,
-                };
-                let body = ConfigureBody {
-                    mode: mode as u8,
-                    jitter: jitter as u8,
-                    burst,
-                    rate_hz: opt_u32(obj, "rate_hz")?,
-                    period_ns: opt_u64(obj, "period_ns")?.unwrap_or(0),
-                    count: opt_u64(obj, "count")?.unwrap_or(0),
-                    duration_ns: opt_u64(obj, "duration_ns")?.unwrap_or(0),
-                    jitter_ns: opt_u64(obj, "jitter_ns")?.unwrap_or(0),
-                    moderation_events: opt_u32(obj, "moderation_events")?,
-                    moderation_delay_us: opt_u32(obj, "moderation_delay_us")?,
-                    seed: opt_u64(obj, "seed")?.unwrap_or(0),
-                };
-                let st = lock(&dev.dev).configure(source, &body, true);
+            Request::Configure(c) => {
+                let st = lock(&dev.dev).configure(c.source, &c.body(), true);
                 dev.wake_generator();
-                status_reply(st, json!({}))
+                status_reply(st, done())
             }
-            "start" => {
-                only(obj, &["cmd", "device", "source", "start_delay_ns"])?;
-                let source = source_or_all(obj)?;
-                let delay = opt_u64(obj, "start_delay_ns")?.unwrap_or(0);
-                let r = lock(&dev.dev).start(source, delay, now_ns());
+            Request::Start {
+                source,
+                start_delay_ns,
+                ..
+            } => {
+                let source = source.map_or(SOURCE_ALL, Sources::index);
+                let r = lock(&dev.dev).start(source, start_delay_ns.unwrap_or(0), now_ns());
                 dev.wake_generator();
                 match r {
-                    Ok(t0) => Ok(json!({"ok": true, "t0": t0})),
-                    Err(st) => status_reply(st, json!({})),
+                    Ok(t0) => Reply::Ok(Response::Start(StartReply { t0 })),
+                    Err(st) => status_reply(st, done()),
                 }
             }
-            "stop" => {
-                only(obj, &["cmd", "device", "source"])?;
-                let source = source_or_all(obj)?;
-                let r = lock(&dev.dev).stop(source);
+            Request::Stop { source, .. } => {
+                let r = lock(&dev.dev).stop(source.map_or(SOURCE_ALL, Sources::index));
                 dev.wake_generator();
                 match r {
-                    Ok(n) => Ok(json!({"ok": true, "raised": n})),
-                    Err(st) => status_reply(st, json!({})),
+                    Ok(raised) => Reply::Ok(Response::Stop(StopReply { raised })),
+                    Err(st) => status_reply(st, done()),
                 }
             }
-            "stats" => {
-                only(obj, &["cmd", "device", "buckets"])?;
-                let buckets = match obj.get("buckets") {
-                    None => false,
-                    Some(v) => v.as_bool().ok_or("\"buckets\" must be a boolean")?,
-                };
-                let stats = lock(&dev.dev).stats_json(buckets);
-                Ok(json!({
-                    "ok": true,
-                    "device": dev.index,
-                    "stats": stats,
-                    "control": {
-                        "requests": self.counters.requests.load(Ordering::Relaxed),
-                        "malformed": self.counters.malformed.load(Ordering::Relaxed),
-                        "refused": self.counters.refused.load(Ordering::Relaxed),
+            Request::Stats { buckets, .. } => {
+                let stats = lock(&dev.dev).stats(buckets.unwrap_or(false));
+                Reply::Ok(Response::Stats(Box::new(StatsReply {
+                    device: di,
+                    stats,
+                    control: ControlStats {
+                        requests: self.counters.requests.load(Ordering::Relaxed),
+                        malformed: self.counters.malformed.load(Ordering::Relaxed),
+                        refused: self.counters.refused.load(Ordering::Relaxed),
                     },
-                }))
+                })))
             }
-            "reset_stats" => {
-                only(obj, &["cmd", "device"])?;
+            Request::ResetStats { .. } => {
                 lock(&dev.dev).reset_stats();
-                Ok(json!({"ok": true}))
+                Reply::Ok(done())
             }
-            "fault" => {
-                only(obj, &["cmd", "device", "kind", "count"])?;
-                let kind = obj
-                    .get("kind")
-                    .and_then(Value::as_str)
-                    .and_then(FaultKind::from_name)
-                    .ok_or("\"kind\" must be dup_used_id|short_len|long_len|bad_source|zero_count|seq_gap")?;
-                let count = opt_u32(obj, "count")?.max(1);
+            Request::Fault { kind, count, .. } => {
+                let count = count.unwrap_or(0).max(1);
                 lock(&dev.dev).inject(kind, count)?;
                 // Inject into buffers that are already posted.
                 dev.with_eventq(|d, q| ((), d.flush(now_ns(), q)));
-                Ok(json!({"ok": true, "kind": kind.name(), "count": count}))
+                Reply::Ok(Response::Fault(FaultReply { kind, count }))
             }
-            other => Err(format!("unknown cmd {other:?}")),
-        }
+        })
     }
 }
 
-fn status_reply(st: Status, extra: Value) -> Result<Value, String> {
+/// The reply of a device request: `ok` for `Status::Ok`, else the status.
+fn status_reply(st: Status, ok: Response) -> Reply<Response> {
     if st == Status::Ok {
-        let mut v = json!({"ok": true});
-        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
-            o.extend(e.clone());
-        }
-        Ok(v)
+        Reply::Ok(ok)
     } else {
-        Ok(json!({"ok": false, "error": st.name(), "status": st as u16}))
+        Reply::Refused(Refusal::status(st))
     }
 }
 
-fn only(obj: &Map<String, Value>, allowed: &[&str]) -> Result<(), String> {
-    for k in obj.keys() {
-        if !allowed.contains(&k.as_str()) {
-            return Err(format!("unknown field {k:?}"));
-        }
-    }
-    Ok(())
+/// What `irqstorm-backend ctl` sends: a typed request, or `raw` JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CtlRequest {
+    /// A request of one of the `ctl` subcommands.
+    Typed(Request),
+    /// The JSON of `ctl raw`, sent as given (it may be malformed on purpose).
+    Raw(Value),
 }
 
-fn opt_u64(obj: &Map<String, Value>, k: &str) -> Result<Option<u64>, String> {
-    match obj.get(k) {
-        None => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| format!("{k:?} must be a non-negative integer")),
-    }
-}
-
-fn opt_u32(obj: &Map<String, Value>, k: &str) -> Result<u32, String> {
-    match opt_u64(obj, k)? {
-        None => Ok(0),
-        Some(v) => u32::try_from(v).map_err(|_| format!("{k:?} out of range")),
-    }
-}
-
-fn req_u16(obj: &Map<String, Value>, k: &str) -> Result<u16, String> {
-    let v = opt_u64(obj, k)?.ok_or_else(|| format!("missing {k:?}"))?;
-    u16::try_from(v).map_err(|_| format!("{k:?} out of range"))
-}
-
-fn source_or_all(obj: &Map<String, Value>) -> Result<u16, String> {
-    match obj.get("source") {
-        None => Ok(SOURCE_ALL),
-        Some(Value::String(s)) if s == "all" => Ok(SOURCE_ALL),
-        Some(_) => req_u16(obj, "source"),
-    }
-}
-
-/// Sends one request line and returns the parsed reply.
-pub fn request(path: &Path, req: &Value) -> Result<Value, Error> {
-    let mut s = UnixStream::connect(path)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut line = req.to_string();
-    line.push('\n');
-    s.write_all(line.as_bytes())?;
-    let mut r = BufReader::new(s);
-    let mut reply = String::new();
-    r.by_ref().take(64 * 1024 * 1024).read_line(&mut reply)?;
-    serde_json::from_str(&reply).map_err(|_| Error::BadReply(reply))
-}
-
-/// Builds the JSON request of a `ctl` subcommand.
-pub fn ctl_request(device: u32, cmd: &CtlCmd) -> Result<Value, String> {
-    let v = match cmd {
-        CtlCmd::Info => json!({"cmd": "info"}),
+/// Builds the request of a `ctl` subcommand.
+pub fn ctl_request(device: u32, cmd: &CtlCmd) -> Result<CtlRequest, String> {
+    // Device 0 is the default: leave it out, as the line always was.
+    let device = Some(device).filter(|&d| d != 0);
+    let source = |s: Option<u16>| s.map(Sources::One);
+    Ok(CtlRequest::Typed(match *cmd {
+        CtlCmd::Info => Request::Info { device },
         CtlCmd::Configure {
             source,
             mode,
@@ -405,74 +294,78 @@ pub fn ctl_request(device: u32, cmd: &CtlCmd) -> Result<Value, String> {
             moderation_events,
             moderation_delay_us,
             seed,
-        } => {
-            let mut v = json!({
-                "cmd": "configure", "source": source, "mode": mode, "jitter": jitter,
-                "count": count, "duration_ns": duration_ns, "jitter_ns": jitter_ns,
-                "moderation_events": moderation_events,
-                "moderation_delay_us": moderation_delay_us, "seed": seed,
-            });
-            if let Some(b) = burst {
-                v["burst"] = json!(b);
-            }
-            if let Some(r) = rate_hz {
-                v["rate_hz"] = json!(r);
-            }
-            if let Some(p) = period_ns {
-                v["period_ns"] = json!(p);
-            }
-            v
-        }
-        CtlCmd::Start {
+        } => Request::Configure(Configure {
+            device,
             source,
+            mode,
+            jitter: Some(jitter),
+            burst,
+            rate_hz,
+            period_ns,
+            count: Some(count),
+            duration_ns: Some(duration_ns),
+            jitter_ns: Some(jitter_ns),
+            moderation_events: Some(moderation_events),
+            moderation_delay_us: Some(moderation_delay_us),
+            seed: Some(seed),
+        }),
+        CtlCmd::Start {
+            source: s,
             start_delay_ns,
-        } => {
-            let mut v = json!({"cmd": "start", "start_delay_ns": start_delay_ns});
-            if let Some(s) = source {
-                v["source"] = json!(s);
-            }
-            v
+        } => Request::Start {
+            device,
+            source: source(s),
+            start_delay_ns: Some(start_delay_ns),
+        },
+        CtlCmd::Stop { source: s } => Request::Stop {
+            device,
+            source: source(s),
+        },
+        CtlCmd::Stats { buckets } => Request::Stats {
+            device,
+            buckets: Some(buckets),
+        },
+        CtlCmd::ResetStats => Request::ResetStats { device },
+        CtlCmd::Fault { kind, count } => Request::Fault {
+            device,
+            kind,
+            count: Some(count),
+        },
+        // Sent as given: `--device` does not apply to `raw`.
+        CtlCmd::Raw { ref json } => {
+            let v = serde_json::from_str(json).map_err(|e| format!("bad JSON: {e}"))?;
+            return Ok(CtlRequest::Raw(v));
         }
-        CtlCmd::Stop { source } => {
-            let mut v = json!({"cmd": "stop"});
-            if let Some(s) = source {
-                v["source"] = json!(s);
-            }
-            v
-        }
-        CtlCmd::Stats { buckets } => json!({"cmd": "stats", "buckets": buckets}),
-        CtlCmd::ResetStats => json!({"cmd": "reset_stats"}),
-        CtlCmd::Fault { kind, count } => json!({"cmd": "fault", "kind": kind, "count": count}),
-        CtlCmd::Raw { json } => {
-            return serde_json::from_str(json).map_err(|e| format!("bad JSON: {e}"));
-        }
-    };
-    let mut v = v;
-    if device != 0 {
-        v["device"] = json!(device);
-    }
-    Ok(v)
+    }))
 }
 
 /// Runs `irqstorm-backend ctl`: prints the reply, returns whether it was ok.
 pub fn run_ctl(path: &Path, device: u32, cmd: &CtlCmd) -> Result<bool, String> {
-    let req = ctl_request(device, cmd)?;
-    let reply = request(path, &req).map_err(|e| e.to_string())?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&reply).unwrap_or_else(|_| reply.to_string())
-    );
-    if reply.get("ok") != Some(&Value::Bool(true)) {
-        warn!("request failed");
-        return Ok(false);
+    fn print<T: serde::Serialize>(reply: &Reply<T>) -> bool {
+        match serde_json::to_string_pretty(reply) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("irqstorm-backend ctl: reply: {e}"),
+        }
+        matches!(reply, Reply::Ok(_))
     }
-    Ok(true)
+    let req = ctl_request(device, cmd)?;
+    let mut client = Client::connect(path, DEFAULT_TIMEOUT).map_err(|e| e.to_string())?;
+    let ok = match req {
+        CtlRequest::Typed(req) => print(&client.exchange(&req).map_err(|e| e.to_string())?.1),
+        CtlRequest::Raw(v) => print(&client.call_value(&v).map_err(|e| e.to_string())?),
+    };
+    if !ok {
+        warn!("request failed");
+    }
+    Ok(ok)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{FaultKind, Jitter, Mode};
     use crate::schedule::Limits;
+    use serde_json::json;
 
     fn server(fault: bool) -> Server {
         let lim = Limits {
@@ -492,8 +385,9 @@ mod tests {
         }
     }
 
+    /// The reply line to `line`, as the client reads it.
     fn call(s: &Server, line: &str) -> Value {
-        s.handle_line(line.as_bytes())
+        serde_json::from_str(&s.handle_line(line.as_bytes()).to_line()).unwrap()
     }
 
     #[test]
@@ -552,30 +446,68 @@ mod tests {
     #[test]
     fn malformed_requests_are_answered_and_counted() {
         let s = server(true);
+        // Each line with a fragment of the error it must get.
         let bad = [
-            "not json",
-            "[1,2]",
-            r#"{"nocmd":1}"#,
-            r#"{"cmd":"nope"}"#,
-            r#"{"cmd":"info","device":2}"#,
-            r#"{"cmd":"info","device":-1}"#,
-            r#"{"cmd":"info","extra":true}"#,
-            r#"{"cmd":"configure","mode":"storm"}"#,
-            r#"{"cmd":"configure","source":70000,"mode":"storm"}"#,
-            r#"{"cmd":"configure","source":0,"mode":"fast"}"#,
-            r#"{"cmd":"configure","source":0,"mode":"storm","jitter":"gauss"}"#,
-            r#"{"cmd":"configure","source":0,"mode":"storm","rate_hz":5000000000}"#,
-            r#"{"cmd":"configure","source":0,"mode":"storm","burst":70000}"#,
-            r#"{"cmd":"configure","source":0,"mode":"storm","seed":1.5}"#,
-            r#"{"cmd":"start","source":"some"}"#,
-            r#"{"cmd":"stats","buckets":1}"#,
-            r#"{"cmd":"fault","kind":"melt"}"#,
-            r#"{"cmd":"fault","kind":"short_len","count":4294967296}"#,
+            ("not json", "bad JSON: "),
+            ("[1,2]", "request must be a JSON object"),
+            (r#"{"nocmd":1}"#, "missing \"cmd\""),
+            (r#"{"cmd":"nope"}"#, "unknown cmd \"nope\""),
+            (r#"{"cmd":"info","device":2}"#, "no device 2 (have 2)"),
+            (
+                r#"{"cmd":"info","device":-1}"#,
+                "info: invalid value: integer `-1`",
+            ),
+            (
+                r#"{"cmd":"info","extra":true}"#,
+                "info: unknown field `extra`",
+            ),
+            (
+                r#"{"cmd":"configure","mode":"storm"}"#,
+                "missing field `source`",
+            ),
+            (
+                r#"{"cmd":"configure","source":70000,"mode":"storm"}"#,
+                "`70000`",
+            ),
+            (
+                r#"{"cmd":"configure","source":0,"mode":"fast"}"#,
+                "\"mode\" must be off|oneshot|periodic|storm",
+            ),
+            (
+                r#"{"cmd":"configure","source":0,"mode":"storm","jitter":"gauss"}"#,
+                "\"jitter\" must be none|uniform|exponential",
+            ),
+            (
+                r#"{"cmd":"configure","source":0,"mode":"storm","rate_hz":5000000000}"#,
+                "`5000000000`",
+            ),
+            (
+                r#"{"cmd":"configure","source":0,"mode":"storm","burst":70000}"#,
+                "`70000`",
+            ),
+            (
+                r#"{"cmd":"configure","source":0,"mode":"storm","seed":1.5}"#,
+                "`1.5`",
+            ),
+            (
+                r#"{"cmd":"start","source":"some"}"#,
+                "\"source\" must be an index or \"all\"",
+            ),
+            (r#"{"cmd":"stats","buckets":1}"#, "expected a boolean"),
+            (
+                r#"{"cmd":"fault","kind":"melt"}"#,
+                "\"kind\" must be dup_used_id|",
+            ),
+            (
+                r#"{"cmd":"fault","kind":"short_len","count":4294967296}"#,
+                "`4294967296`",
+            ),
         ];
-        for (i, b) in bad.iter().enumerate() {
+        for (i, (b, want)) in bad.iter().enumerate() {
             let r = call(&s, b);
             assert_eq!(r["ok"], false, "{b}");
-            assert!(r["error"].is_string());
+            let e = r["error"].as_str().unwrap();
+            assert!(e.contains(want), "{b}: {e:?} lacks {want:?}");
             assert_eq!(s.counters.malformed.load(Ordering::Relaxed), i as u64 + 1);
         }
         // Valid request, device rejects: not a malformed line.
@@ -633,7 +565,15 @@ mod tests {
             assert!(r["ok"].is_boolean());
         }
         let bytes: Vec<u8> = (0..4096).map(|_| rng.next_u64() as u8).collect();
-        assert_eq!(s.handle_line(&bytes)["ok"], false);
+        assert!(matches!(s.handle_line(&bytes), Reply::Refused(_)));
+    }
+
+    /// The JSON a `ctl` request puts on the wire.
+    fn wire(r: CtlRequest) -> Value {
+        match r {
+            CtlRequest::Typed(r) => serde_json::from_str(&r.to_line()).unwrap(),
+            CtlRequest::Raw(v) => v,
+        }
     }
 
     #[test]
@@ -647,11 +587,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            v,
+            wire(v),
             json!({"cmd":"start","source":3,"start_delay_ns":5,"device":2})
         );
         let v = ctl_request(0, &CtlCmd::Stop { source: None }).unwrap();
-        assert_eq!(v, json!({"cmd":"stop"}));
+        assert_eq!(wire(v), json!({"cmd":"stop"}));
         let v = ctl_request(
             0,
             &CtlCmd::Raw {
@@ -659,15 +599,31 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(v, json!({"cmd":"info"}));
+        assert_eq!(wire(v), json!({"cmd":"info"}));
+        let raw = CtlCmd::Raw {
+            json: r#"{"cmd":"info"}"#.into(),
+        };
+        assert_eq!(wire(ctl_request(1, &raw).unwrap()), json!({"cmd":"info"}));
+        let v = ctl_request(
+            1,
+            &CtlCmd::Fault {
+                kind: FaultKind::SeqGap,
+                count: 2,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            wire(v),
+            json!({"cmd":"fault","kind":"seq_gap","count":2,"device":1})
+        );
         assert!(ctl_request(0, &CtlCmd::Raw { json: "{".into() }).is_err());
         let s = server(false);
         let v = ctl_request(
             0,
             &CtlCmd::Configure {
                 source: 0,
-                mode: "periodic".into(),
-                jitter: "uniform".into(),
+                mode: Mode::Periodic,
+                jitter: Jitter::Uniform,
                 burst: None,
                 rate_hz: None,
                 period_ns: Some(1_000_000),
@@ -680,6 +636,9 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(s.handle(&v).unwrap()["ok"], true);
+        let CtlRequest::Typed(v) = v else {
+            panic!("{v:?}")
+        };
+        assert!(matches!(s.handle(&v), Ok(Reply::Ok(Response::Done(_)))));
     }
 }

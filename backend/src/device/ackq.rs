@@ -171,31 +171,22 @@ mod tests {
             };
             assert!(d.apply_ack(&a, ack_ns));
         }
-        let st = d.stats_json(true);
-        let mech = st["mechanisms"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["id"] == 4)
-            .unwrap();
-        let raw = &mech["raw_raise_to_hardirq"];
+        let st = d.stats(true);
+        let mech = st.mechanisms.iter().find(|x| x.id == 4).unwrap();
+        let raw = mech.raw_raise_to_hardirq.as_ref().unwrap();
         // Base = hardirq_guest - ack_host of the first ack.
-        let base = raw["base_ns"].as_i64().unwrap();
+        let base = raw.base_ns.unwrap();
         assert_eq!(base, THETA as i64 - 50_000);
-        assert_eq!(raw["below_base"], 0);
-        let h = &raw["diff_minus_base_ns"];
-        assert_eq!(h["count"], 2);
+        assert_eq!(raw.below_base, 0);
+        let h = &raw.diff_minus_base_ns;
+        assert_eq!(h.count, 2);
         // value + base - THETA = one-way latency, within HDR's 3 digits.
-        let back = |v: &serde_json::Value| v.as_i64().unwrap() + base - THETA as i64;
+        let back = |v: u64| v as i64 + base - THETA as i64;
         let close = |got: i64, want: u64| (got - want as i64).unsigned_abs() <= want / 500;
-        assert!(close(back(&h["min"]), one_way[0]), "{h}");
-        assert!(close(back(&h["max"]), one_way[1]), "{h}");
-        let buckets: u64 = h["buckets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| b[1].as_u64().unwrap())
-            .sum();
+        let sum = h.summary.unwrap();
+        assert!(close(back(sum.min), one_way[0]), "{h:?}");
+        assert!(close(back(sum.max), one_way[1]), "{h:?}");
+        let buckets: u64 = h.buckets.as_ref().unwrap().iter().map(|b| b.1).sum();
         assert_eq!(buckets, 2);
     }
 
@@ -242,16 +233,16 @@ mod tests {
         assert_eq!(c.malformed_ack, 4);
         let s0 = d.source_counters(0).unwrap();
         assert_eq!((s0.acked, s0.acked_raises), (2, 2));
-        let st = d.stats_json(false);
-        let mechs = st["mechanisms"].as_array().unwrap();
+        let st = d.stats(false);
+        let mechs = &st.mechanisms;
         assert_eq!(mechs.len(), 2);
-        assert_eq!(mechs[0]["name"], "threaded");
-        assert_eq!(mechs[1]["name"], "bh_wq");
-        assert_eq!(mechs[1]["acked"], 1);
-        assert_eq!(mechs[1]["latency_ns"]["count"], 1);
-        assert_eq!(mechs[1]["guest_bh_delay_ns"]["max"], 50);
-        assert_eq!(st["sources"][0]["latency_ns"]["count"], 2);
-        assert_eq!(st["totals"]["conserved"], true);
+        assert_eq!(mechs[0].name, "threaded");
+        assert_eq!(mechs[1].name, "bh_wq");
+        assert_eq!(mechs[1].acked, 1);
+        assert_eq!(mechs[1].latency_ns.count, 1);
+        assert_eq!(mechs[1].guest_bh_delay_ns.summary.unwrap().max, 50);
+        assert_eq!(st.sources[0].latency_ns.count, 2);
+        assert!(st.totals.conserved);
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::protocol::{
 };
 use crate::schedule::{Limits, Program, Schedule};
 
-pub use stats::hist_json;
+pub use stats::hist_stats;
 
 /// Kinds of injected faults (§7): defined with the wire formats.
 pub use irqstorm_protocol::wire::FaultKind;
@@ -60,7 +60,7 @@ pub fn now_ns() -> u64 {
 }
 
 /// Per-source counters (§5.2).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SourceCounters {
     /// Raises.
     pub raised: u64,
@@ -147,7 +147,7 @@ struct Outstanding {
 }
 
 /// Device-wide counters.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct DeviceCounters {
     /// Malformed controlq chains / requests.
     pub malformed_ctrl: u64,

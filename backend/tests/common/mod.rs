@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{fence, Ordering};
 use std::time::{Duration, Instant};
 
-use irqstorm_backend::control::request;
 use irqstorm_backend::protocol::{AckRecord, CtrlReq, CtrlResp, EventRecord, ACK_SIZE, EVENT_SIZE};
+use irqstorm_protocol::client::{Client, DEFAULT_TIMEOUT};
 use serde_json::Value;
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost::vhost_user::{Frontend, VhostUserFrontend};
@@ -390,10 +390,16 @@ impl Backend {
     pub fn sock(&self) -> PathBuf {
         self.dir.join("vu.sock")
     }
+    /// Sends `v` (any JSON, malformed on purpose or not) on a new
+    /// connection; returns the reply as JSON.
     pub fn ctl(&self, v: Value) -> Value {
         let p = self.dir.join("ctl.sock");
         wait_for("control socket", Duration::from_secs(20), || {
-            request(&p, &v).ok()
+            let reply = Client::connect(&p, DEFAULT_TIMEOUT)
+                .ok()?
+                .call_value(&v)
+                .ok()?;
+            serde_json::to_value(reply).ok()
         })
     }
 }
