@@ -296,6 +296,42 @@ impl CtrlReq {
     }
 }
 
+/// GET_INFO reply body (§6.1.1, reply offsets 16..40).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InfoBody {
+    /// Number of sources.
+    pub num_sources: u16,
+    /// Spec version.
+    pub spec_version: u16,
+    /// Cap on the sum of running sources' rates.
+    pub max_rate_hz: u32,
+    /// Size of the unacked-record table.
+    pub max_outstanding: u32,
+    /// Smallest accepted period / gap.
+    pub min_period_ns: u32,
+    /// Largest accepted burst.
+    pub max_burst: u32,
+    /// Negotiated device feature bits 0..31.
+    pub features_lo: u32,
+}
+
+/// STATS reply body (§6.1.1, reply offsets 16..64), summed over the sources named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatsBody {
+    /// Raises.
+    pub raised: u64,
+    /// Records written.
+    pub records: u64,
+    /// Raises merged into earlier records.
+    pub coalesced: u64,
+    /// Raises latched now.
+    pub pending: u64,
+    /// Records acknowledged.
+    pub acked: u64,
+    /// Device-wide guest input errors.
+    pub malformed: u64,
+}
+
 /// A control reply (§6.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CtrlResp {
@@ -346,6 +382,66 @@ impl CtrlResp {
     /// Reads a u64 at reply offset `off`.
     pub fn u64_at(&self, off: usize) -> u64 {
         u64_at(&self.body, off - 16)
+    }
+
+    /// Writes a GET_INFO body (§6.1.1).
+    pub fn set_info(&mut self, i: &InfoBody) {
+        self.put_u16(16, i.num_sources);
+        self.put_u16(18, i.spec_version);
+        self.put_u32(20, i.max_rate_hz);
+        self.put_u32(24, i.max_outstanding);
+        self.put_u32(28, i.min_period_ns);
+        self.put_u32(32, i.max_burst);
+        self.put_u32(36, i.features_lo);
+    }
+    /// Reads a GET_INFO body.
+    pub fn info(&self) -> InfoBody {
+        InfoBody {
+            num_sources: self.u16_at(16),
+            spec_version: self.u16_at(18),
+            max_rate_hz: self.u32_at(20),
+            max_outstanding: self.u32_at(24),
+            min_period_ns: self.u32_at(28),
+            max_burst: self.u32_at(32),
+            features_lo: self.u32_at(36),
+        }
+    }
+    /// Writes a STATS body (§6.1.1).
+    pub fn set_stats(&mut self, c: &StatsBody) {
+        self.put_u64(16, c.raised);
+        self.put_u64(24, c.records);
+        self.put_u64(32, c.coalesced);
+        self.put_u64(40, c.pending);
+        self.put_u64(48, c.acked);
+        self.put_u64(56, c.malformed);
+    }
+    /// Reads a STATS body.
+    pub fn stats(&self) -> StatsBody {
+        StatsBody {
+            raised: self.u64_at(16),
+            records: self.u64_at(24),
+            coalesced: self.u64_at(32),
+            pending: self.u64_at(40),
+            acked: self.u64_at(48),
+            malformed: self.u64_at(56),
+        }
+    }
+    /// Sets the u64 result at offset 16: START `t0`, STOP raised so far,
+    /// PING `guest_ns` echo.
+    pub fn set_result(&mut self, v: u64) {
+        self.put_u64(16, v);
+    }
+    /// The u64 result at offset 16.
+    pub fn result(&self) -> u64 {
+        self.u64_at(16)
+    }
+    /// Sets PING's `host_send_ns` (offset 24).
+    pub fn set_host_send_ns(&mut self, v: u64) {
+        self.put_u64(24, v);
+    }
+    /// PING's `host_send_ns`.
+    pub fn host_send_ns(&self) -> u64 {
+        self.u64_at(24)
     }
 
     /// Encodes the 64-byte reply.
@@ -572,6 +668,55 @@ mod tests {
         assert_eq!(b[32], 12);
         assert_eq!(b[40], 13);
         assert_eq!(AckRecord::decode(&b).unwrap(), a);
+    }
+
+    #[test]
+    fn reply_bodies_at_the_spec_offsets() {
+        let req = CtrlReq::new(Opcode::GetInfo as u16, 0, 0);
+        let mut r = CtrlResp::new(Status::Ok, &req, 1);
+        let info = InfoBody {
+            num_sources: 8,
+            spec_version: SPEC_VERSION,
+            max_rate_hz: 500_000,
+            max_outstanding: 1024,
+            min_period_ns: 2_000,
+            max_burst: 64,
+            features_lo: 0b11,
+        };
+        r.set_info(&info);
+        let b = r.encode();
+        assert_eq!(u16_at(&b, 16), 8);
+        assert_eq!(u16_at(&b, 18), SPEC_VERSION);
+        assert_eq!(u32_at(&b, 20), 500_000);
+        assert_eq!(u32_at(&b, 24), 1024);
+        assert_eq!(u32_at(&b, 28), 2_000);
+        assert_eq!(u32_at(&b, 32), 64);
+        assert_eq!(u32_at(&b, 36), 0b11);
+        assert_eq!(CtrlResp::decode(&b).unwrap().info(), info);
+
+        let mut r = CtrlResp::new(Status::Ok, &req, 1);
+        let st = StatsBody {
+            raised: 1,
+            records: 2,
+            coalesced: 3,
+            pending: 4,
+            acked: 5,
+            malformed: 6,
+        };
+        r.set_stats(&st);
+        let b = r.encode();
+        for (i, off) in [16, 24, 32, 40, 48, 56].into_iter().enumerate() {
+            assert_eq!(u64_at(&b, off), i as u64 + 1);
+        }
+        assert_eq!(CtrlResp::decode(&b).unwrap().stats(), st);
+
+        let mut r = CtrlResp::new(Status::Ok, &req, 1);
+        r.set_result(42);
+        r.set_host_send_ns(43);
+        let b = r.encode();
+        assert_eq!((u64_at(&b, 16), u64_at(&b, 24)), (42, 43));
+        let d = CtrlResp::decode(&b).unwrap();
+        assert_eq!((d.result(), d.host_send_ns()), (42, 43));
     }
 
     #[test]

@@ -6,8 +6,8 @@ use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
 
 use crate::protocol::{
-    CtrlReq, CtrlResp, Opcode, Status, CTRL_REQ_SIZE, CTRL_RESP_SIZE, MAX_CHAIN_DESCS, SOURCE_ALL,
-    SPEC_VERSION, STATS_F_RESET,
+    CtrlReq, CtrlResp, InfoBody, Opcode, StatsBody, Status, CTRL_REQ_SIZE, CTRL_RESP_SIZE,
+    MAX_CHAIN_DESCS, SOURCE_ALL, SPEC_VERSION, STATS_F_RESET,
 };
 
 use super::chain::{
@@ -31,13 +31,16 @@ impl Device {
                     st(&mut r, Status::Invalid);
                     return r;
                 }
-                r.put_u16(16, self.limits.num_sources);
-                r.put_u16(18, SPEC_VERSION);
-                r.put_u32(20, self.limits.max_rate_hz);
-                r.put_u32(24, self.limits.max_outstanding);
-                r.put_u32(28, self.limits.min_period_ns);
-                r.put_u32(32, self.limits.max_burst);
-                r.put_u32(36, self.negotiated as u32);
+                r.set_info(&InfoBody {
+                    num_sources: self.limits.num_sources,
+                    spec_version: SPEC_VERSION,
+                    max_rate_hz: self.limits.max_rate_hz,
+                    max_outstanding: self.limits.max_outstanding,
+                    min_period_ns: self.limits.min_period_ns,
+                    max_burst: self.limits.max_burst,
+                    // features_lo: the low 32 feature bits by definition.
+                    features_lo: self.negotiated as u32,
+                });
             }
             Opcode::Configure => {
                 if req.flags != 0 {
@@ -53,7 +56,7 @@ impl Device {
                     return r;
                 }
                 match self.start(req.source, req.arg_u64(), now) {
-                    Ok(t0) => r.put_u64(16, t0),
+                    Ok(t0) => r.set_result(t0),
                     Err(s) => st(&mut r, s),
                 }
             }
@@ -63,7 +66,7 @@ impl Device {
                     return r;
                 }
                 match self.stop(req.source) {
-                    Ok(n) => r.put_u64(16, n),
+                    Ok(n) => r.set_result(n),
                     Err(s) => st(&mut r, s),
                 }
             }
@@ -81,12 +84,14 @@ impl Device {
                     return r;
                 };
                 let sum = |f: &dyn Fn(&Source) -> u64| pick.iter().map(|s| f(s)).sum::<u64>();
-                r.put_u64(16, sum(&|s| s.c.raised));
-                r.put_u64(24, sum(&|s| s.c.records));
-                r.put_u64(32, sum(&|s| s.c.coalesced));
-                r.put_u64(40, sum(&|s| s.latch.pending));
-                r.put_u64(48, sum(&|s| s.c.acked));
-                r.put_u64(56, self.c.malformed());
+                r.set_stats(&StatsBody {
+                    raised: sum(&|s| s.c.raised),
+                    records: sum(&|s| s.c.records),
+                    coalesced: sum(&|s| s.c.coalesced),
+                    pending: sum(&|s| s.latch.pending),
+                    acked: sum(&|s| s.c.acked),
+                    malformed: self.c.malformed(),
+                });
                 if req.flags & STATS_F_RESET != 0 {
                     self.reset_stats();
                 }
@@ -96,7 +101,7 @@ impl Device {
                     st(&mut r, Status::Invalid);
                     return r;
                 }
-                r.put_u64(16, req.arg_u64());
+                r.set_result(req.arg_u64());
                 // host_send_ns is filled in just before the reply goes on the used ring.
             }
         }
@@ -146,7 +151,7 @@ impl Device {
                                 Some(Opcode::Configure | Opcode::Start | Opcode::Stop) => {
                                     out.wake_generator = true
                                 }
-                                Some(Opcode::Ping) => r.put_u64(24, now_ns()),
+                                Some(Opcode::Ping) => r.set_host_send_ns(now_ns()),
                                 _ => {}
                             }
                         }
