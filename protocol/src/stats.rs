@@ -167,7 +167,9 @@ pub struct Totals {
 }
 
 /// Device-wide counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The device keeps its live counters in this type too (one field list);
+/// `malformed` is derived, see [`DeviceStats::with_malformed`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceStats {
     /// Malformed controlq chains / requests.
@@ -194,6 +196,17 @@ pub struct DeviceStats {
     pub queue_errors: u64,
     /// Device resets.
     pub resets: u64,
+}
+
+impl DeviceStats {
+    /// The counters with `malformed` set to the sum of the three
+    /// `malformed_*` counters.
+    pub fn with_malformed(self) -> Self {
+        Self {
+            malformed: self.malformed_ctrl + self.malformed_event + self.malformed_ack,
+            ..self
+        }
+    }
 }
 
 /// Per-source counters (§5.2).

@@ -90,7 +90,7 @@ impl Device {
                     coalesced: sum(&|s| s.c.coalesced),
                     pending: sum(&|s| s.latch.pending),
                     acked: sum(&|s| s.c.acked),
-                    malformed: self.c.malformed(),
+                    malformed: self.counters().malformed,
                 });
                 if req.flags & STATS_F_RESET != 0 {
                     self.reset_stats();
@@ -262,7 +262,7 @@ mod tests {
         assert_eq!(d.configure(4, &storm(200_000, 1), false), Status::Ok);
         assert!(d.start(3, 0, T0).is_ok());
         assert_eq!(d.start(4, 0, T0), Err(Status::OutOfRange));
-        assert_eq!(d.counters().malformed(), 0);
+        assert_eq!(d.counters().malformed, 0);
     }
 
     #[test]

@@ -146,38 +146,9 @@ struct Outstanding {
     acked: bool,
 }
 
-/// Device-wide counters.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DeviceCounters {
-    /// Malformed controlq chains / requests.
-    pub malformed_ctrl: u64,
-    /// Malformed eventq buffers.
-    pub malformed_event: u64,
-    /// Malformed ackq buffers.
-    pub malformed_ack: u64,
-    /// Control requests answered.
-    pub ctrl_requests: u64,
-    /// Acks that matched no outstanding record, or named an unknown mechanism.
-    pub bad_acks: u64,
-    /// Unacked records evicted from the outstanding table.
-    pub ack_evicted: u64,
-    /// Used-buffer notifications sent on eventq.
-    pub notifications: u64,
-    /// Notifications suppressed by the driver (EVENT_IDX / NO_INTERRUPT).
-    pub suppressed: u64,
-    /// Faults injected.
-    pub faults_injected: u64,
-    /// Queue access errors (not-ready queue, bad avail index, used ring write failure).
-    pub queue_errors: u64,
-    /// Device resets.
-    pub resets: u64,
-}
-
-impl DeviceCounters {
-    fn malformed(&self) -> u64 {
-        self.malformed_ctrl + self.malformed_event + self.malformed_ack
-    }
-}
+/// Device-wide counters: the `stats` reply's field list, kept live; its
+/// `malformed` is derived when read ([`Device::counters`]).
+pub use irqstorm_protocol::stats::DeviceStats as DeviceCounters;
 
 /// What a caller must do after a queue operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -293,7 +264,7 @@ impl Device {
 
     /// Device-wide counters.
     pub fn counters(&self) -> DeviceCounters {
-        self.c
+        self.c.with_malformed()
     }
 
     /// Counters of one source.

@@ -7,10 +7,10 @@ use log::warn;
 use crate::protocol::MECHANISM_NAMES;
 
 use irqstorm_protocol::stats::{
-    DeviceStats, Hist, HistSummary, MechanismStats, RawRaiseToHardirq, SourceStats, Stats, Totals,
+    Hist, HistSummary, MechanismStats, RawRaiseToHardirq, SourceStats, Stats, Totals,
 };
 
-use super::{now_ns, Device, DeviceCounters, Source};
+use super::{now_ns, Device, Source};
 
 /// Histogram range: 1 ns .. 60 s, 3 significant digits.
 const HIST_MAX_NS: u64 = 60_000_000_000;
@@ -47,26 +47,6 @@ pub fn hist_stats(h: &Option<Histogram<u64>>, buckets: bool) -> Hist {
             }),
         },
         _ => Hist::default(),
-    }
-}
-
-impl DeviceCounters {
-    /// The counters as the `stats` reply spells them.
-    fn stats(&self) -> DeviceStats {
-        DeviceStats {
-            malformed_ctrl: self.malformed_ctrl,
-            malformed_event: self.malformed_event,
-            malformed_ack: self.malformed_ack,
-            malformed: self.malformed(),
-            ctrl_requests: self.ctrl_requests,
-            bad_acks: self.bad_acks,
-            ack_evicted: self.ack_evicted,
-            notifications: self.notifications,
-            suppressed: self.suppressed,
-            faults_injected: self.faults_injected,
-            queue_errors: self.queue_errors,
-            resets: self.resets,
-        }
     }
 }
 
@@ -136,7 +116,7 @@ impl Device {
                 acked: tot(&|s| s.c.acked),
                 conserved: self.conservation_holds(),
             },
-            device: self.c.stats(),
+            device: self.counters(),
             sources,
             mechanisms,
         }
@@ -151,7 +131,7 @@ impl Device {
         }
         log::info!(
             "raised {raised} records {records} malformed {} bad_acks {}",
-            self.c.malformed(),
+            self.counters().malformed,
             self.c.bad_acks
         );
     }
