@@ -7,7 +7,7 @@ use kernel::{bindings, ffi::c_ulong};
 /// Sleep for at least `ms` milliseconds. Must only be called from process context.
 ///
 /// The callers in this driver only reach it from sleepable mechanisms (threads, workqueues);
-/// the dispatcher refuses sleep requests for atomic mechanisms (see `dispatch.rs`).
+/// the driver refuses sleep requests for atomic mechanisms (see `sources.rs`, `refuses_sleep`).
 pub(crate) fn msleep(ms: u32) {
     // SAFETY: `msleep` has no memory-safety preconditions; sleeping in atomic context would be a
     // bug (caught by `might_sleep`), not undefined behaviour, and callers are process context.
