@@ -4,8 +4,7 @@
 //! replies are the types of `irqstorm_protocol::control`.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -37,12 +36,12 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Errors of the control socket.
 #[derive(Debug, ThisError)]
 pub enum Error {
-    /// Binding / chmod failed.
+    /// Binding the socket failed.
+    #[error("control socket {0}")]
+    Bind(#[from] crate::socket::Error),
+    /// Spawning the server thread failed.
     #[error("control socket {0}: {1}")]
-    Bind(PathBuf, std::io::Error),
-    /// A non-socket file is in the way.
-    #[error("control socket {0}: exists and is not a socket")]
-    NotSocket(PathBuf),
+    Spawn(PathBuf, std::io::Error),
 }
 
 /// Process-wide control-socket counters.
@@ -64,15 +63,7 @@ struct Server {
 
 /// Binds the control socket and serves it on a thread.
 pub fn spawn_server(path: &Path, devices: Vec<Arc<Shared>>) -> Result<(), Error> {
-    if let Ok(md) = std::fs::symlink_metadata(path) {
-        if !md.file_type().is_socket() {
-            return Err(Error::NotSocket(path.to_path_buf()));
-        }
-        let _ = std::fs::remove_file(path);
-    }
-    let listener = UnixListener::bind(path).map_err(|e| Error::Bind(path.to_path_buf(), e))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| Error::Bind(path.to_path_buf(), e))?;
+    let listener = crate::socket::bind_owner_only(path)?;
     info!("control socket at {}", path.display());
     let server = Arc::new(Server {
         devices,
@@ -103,7 +94,7 @@ pub fn spawn_server(path: &Path, devices: Vec<Arc<Shared>>) -> Result<(), Error>
                 }
             }
         })
-        .map_err(|e| Error::Bind(path.to_path_buf(), e))?;
+        .map_err(|e| Error::Spawn(path.to_path_buf(), e))?;
     Ok(())
 }
 

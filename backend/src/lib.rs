@@ -13,6 +13,7 @@ pub mod device;
 pub mod generator;
 pub mod protocol;
 pub mod schedule;
+pub mod socket;
 
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixListener;
@@ -43,8 +44,8 @@ pub enum Error {
     #[error("{0}")]
     Control(#[from] control::Error),
     /// Creating a vhost-user listener failed.
-    #[error("listener {0}: {1}")]
-    Listener(String, vhost::vhost_user::Error),
+    #[error("vhost-user socket {0}")]
+    Listener(#[from] socket::Error),
     /// Creating the daemon failed.
     #[error("daemon: {0}")]
     Daemon(vhost_user_backend::Error),
@@ -113,9 +114,7 @@ pub fn run(config: Config) -> Result<()> {
     let listeners: Vec<Listener> = match &config.sockets {
         SocketSource::Paths(paths) => paths
             .iter()
-            .map(|p| {
-                Listener::new(p, true).map_err(|e| Error::Listener(p.display().to_string(), e))
-            })
+            .map(|p| Ok(socket::bind_owner_only(p)?.into()))
             .collect::<Result<_>>()?,
         SocketSource::Fd(fd) => {
             // SAFETY: the user passed this fd as a listening Unix socket that

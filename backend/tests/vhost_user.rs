@@ -244,6 +244,31 @@ fn fault_injection_over_the_socket() {
     assert_eq!(s["stats"]["device"]["faults_injected"].as_u64(), Some(2));
 }
 
+/// Issue 10 item 5: both sockets are owner-only even under umask 000 (the
+/// vhost-user socket used to follow the umask: 0777, and the control socket
+/// was bound first and chmod-ed after).
+#[test]
+fn sockets_owner_only_under_umask_000() {
+    use std::os::unix::fs::PermissionsExt;
+    let be = Backend::spawn_with_umask("umask", Some("000"), &[]);
+    be.ctl(json!({"cmd": "info"}));
+    for name in ["vu.sock", "ctl.sock"] {
+        let mode = std::fs::metadata(be.dir.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{name}: mode {mode:o}");
+    }
+    // No staging directory is left next to them.
+    let mut names: Vec<String> = std::fs::read_dir(&be.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["ctl.sock", "vu.sock"]);
+}
+
 #[test]
 fn control_socket_limits() {
     use std::io::{BufRead, BufReader, Write};

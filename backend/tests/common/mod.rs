@@ -372,10 +372,23 @@ pub struct Backend {
 
 impl Backend {
     pub fn spawn(tag: &str, extra: &[&str]) -> Self {
+        Self::spawn_with_umask(tag, None, extra)
+    }
+    /// As [`Backend::spawn`], with the process umask set to `umask` first.
+    pub fn spawn_with_umask(tag: &str, umask: Option<&str>, extra: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!("irqstorm-it-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_irqstorm-backend"))
+        let bin = env!("CARGO_BIN_EXE_irqstorm-backend");
+        let mut cmd = match umask {
+            None => Command::new(bin),
+            Some(m) => {
+                let mut c = Command::new("sh");
+                c.args(["-c", &format!("umask {m} && exec \"$0\" \"$@\""), bin]);
+                c
+            }
+        };
+        let child = cmd
             .arg("-s")
             .arg(dir.join("vu.sock"))
             .arg("--control-socket")
