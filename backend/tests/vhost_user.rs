@@ -7,6 +7,7 @@
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{ack_for, wait_for, Backend, Front};
@@ -14,6 +15,7 @@ use irqstorm_backend::protocol::{
     ConfigureBody, CtrlReq, DeviceConfig, EventRecord, Mode, Opcode, Status, EVT_F_FINAL,
     EVT_F_LATCHED, IRQSTORM_F_MODERATION, MAGIC, SOURCE_ALL, SPEC_VERSION,
 };
+use irqstorm_protocol::client::{Client, DEFAULT_TIMEOUT};
 use serde_json::json;
 use vhost::vhost_user::message::VhostUserConfigFlags;
 use vhost::vhost_user::VhostUserFrontend;
@@ -267,6 +269,43 @@ fn sockets_owner_only_under_umask_000() {
         .collect();
     names.sort();
     assert_eq!(names, ["ctl.sock", "vu.sock"]);
+}
+
+/// Issue 10 item 6: clients that trickle one byte per 100 ms into every
+/// connection slot used to keep a legitimate request refused ("too many
+/// connections") for as long as they trickled.
+#[test]
+fn trickling_clients_cannot_lock_out_a_request() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let be = Backend::spawn("slowloris", &[]);
+    be.ctl(json!({"cmd": "info"}));
+    let p = be.dir.join("ctl.sock");
+    let stop = Arc::new(AtomicBool::new(false));
+    let trickle: Vec<_> = (0..irqstorm_backend::control::MAX_CONNECTIONS)
+        .map(|_| {
+            let mut s = std::os::unix::net::UnixStream::connect(&p).unwrap();
+            s.write_all(b"{").unwrap();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) && s.write_all(b" ").is_ok() {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        })
+        .collect();
+    // Let every trickler be accepted before the legitimate client comes.
+    std::thread::sleep(Duration::from_millis(300));
+    let r = Client::connect(&p, DEFAULT_TIMEOUT)
+        .and_then(|mut c| c.call_value(&json!({"cmd": "stats"})))
+        .expect("a legitimate request gets through");
+    let r = serde_json::to_value(r).unwrap();
+    assert_eq!(r["ok"], true, "{r}");
+    assert!(r["control"]["evicted"].as_u64().unwrap() >= 1, "{r}");
+    stop.store(true, Ordering::Relaxed);
+    for t in trickle {
+        t.join().unwrap();
+    }
 }
 
 #[test]

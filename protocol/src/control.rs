@@ -487,8 +487,12 @@ pub struct ControlStats {
     pub requests: u64,
     /// Lines that were not valid requests.
     pub malformed: u64,
-    /// Connections refused (limit).
+    /// Connections refused (could not be set up).
     pub refused: u64,
+    /// Connections shut down to make room for a new one (table full).
+    pub evicted: u64,
+    /// Request lines not complete in time (connection closed).
+    pub slow_lines: u64,
 }
 
 /// Reply body of `stats`.

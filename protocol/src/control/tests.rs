@@ -186,6 +186,8 @@ fn every_reply() -> Vec<(Request, Reply<Response>)> {
                     requests: 1,
                     malformed: 2,
                     refused: 3,
+                    evicted: 4,
+                    slow_lines: 5,
                 },
             }))),
         ),
@@ -242,7 +244,7 @@ fn replies_are_spelt_as_before() {
     assert_eq!(v["stats"], stats_json());
     assert_eq!(
         v["control"],
-        json!({"requests": 1, "malformed": 2, "refused": 3})
+        json!({"requests": 1, "malformed": 2, "refused": 3, "evicted": 4, "slow_lines": 5})
     );
     let line = stats.to_line();
     assert_eq!(line, format!("{v}\n"));
@@ -271,7 +273,7 @@ fn bad_replies_are_rejected() {
     let n = s.remove("raised").unwrap();
     s.insert("rasied".into(), n);
     let line = json!({"ok": true, "device": 0, "stats": v,
-                      "control": {"requests": 0, "malformed": 0, "refused": 0}})
+                      "control": {"requests": 0, "malformed": 0, "refused": 0, "evicted": 0, "slow_lines": 0}})
     .to_string();
     let e = stats.parse_reply(&line).unwrap_err().to_string();
     assert!(e.contains("unknown field `rasied`"), "{e}");

@@ -321,7 +321,7 @@ program = { mode = "storm", rate_hz = 1000, burst = 4 }
        "guest_bh_delay_ns": {"count": 0}, "guest_bh_run_ns": {"count": 0}}
     ]
   },
-  "control": {"requests": 1, "malformed": 0, "refused": 0}
+  "control": {"requests": 1, "malformed": 0, "refused": 0, "evicted": 0, "slow_lines": 0}
 }"#;
 
     #[test]

@@ -3,10 +3,10 @@
 //! (docs/device-spec.md §9), and `irqstorm-backend ctl`. The requests and
 //! replies are the types of `irqstorm_protocol::control`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,8 +30,11 @@ pub use irqstorm_protocol::control::MAX_LINE;
 pub const MAX_CONNECTIONS: usize = 16;
 /// Most requests on one connection.
 pub const MAX_REQUESTS_PER_CONNECTION: u64 = 1_000_000;
-/// Idle timeout of a control connection.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+mod conns;
+
+use conns::{read_line, Conn, ConnTable, Line};
+pub use conns::{IDLE_TIMEOUT, LINE_TIMEOUT};
 
 /// Errors of the control socket.
 #[derive(Debug, ThisError)]
@@ -51,14 +54,18 @@ pub struct ControlCounters {
     pub malformed: AtomicU64,
     /// Requests answered.
     pub requests: AtomicU64,
-    /// Connections refused (limit).
+    /// Connections refused (could not be set up).
     pub refused: AtomicU64,
+    /// Connections shut down to make room for a new one (table full).
+    pub evicted: AtomicU64,
+    /// Request lines not complete within [`LINE_TIMEOUT`] (connection closed).
+    pub slow_lines: AtomicU64,
 }
 
 struct Server {
     devices: Vec<Arc<Shared>>,
     counters: ControlCounters,
-    conns: AtomicUsize,
+    conns: ConnTable,
 }
 
 /// Binds the control socket and serves it on a thread.
@@ -68,29 +75,42 @@ pub fn spawn_server(path: &Path, devices: Vec<Arc<Shared>>) -> Result<(), Error>
     let server = Arc::new(Server {
         devices,
         counters: ControlCounters::default(),
-        conns: AtomicUsize::new(0),
+        conns: ConnTable::new(MAX_CONNECTIONS),
     });
     std::thread::Builder::new()
         .name("irqstorm-ctl".into())
         .spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
-                if server.conns.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
-                    server.conns.fetch_sub(1, Ordering::AcqRel);
-                    server.counters.refused.fetch_add(1, Ordering::Relaxed);
-                    let refusal = Reply::<Done>::Refused(Refusal::new("too many connections"));
-                    let _ = conn.write_all(refusal.to_line().as_bytes());
-                    continue;
-                }
+                let slot = match server.conns.admit(&conn) {
+                    Ok((slot, evicted)) => {
+                        if evicted {
+                            server.counters.evicted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        slot
+                    }
+                    Err(e) => {
+                        server.counters.refused.fetch_add(1, Ordering::Relaxed);
+                        let why = format!("connection not set up: {e}");
+                        let _ = conn.write_all(
+                            Reply::<Done>::Refused(Refusal::new(why))
+                                .to_line()
+                                .as_bytes(),
+                        );
+                        continue;
+                    }
+                };
                 let s = server.clone();
+                let conn_slot = slot.clone();
                 let spawned = std::thread::Builder::new()
                     .name("irqstorm-ctl-conn".into())
                     .spawn(move || {
-                        s.serve(conn);
-                        s.conns.fetch_sub(1, Ordering::AcqRel);
+                        s.serve(conn, &conn_slot);
+                        s.conns.remove(&conn_slot);
                     });
                 if spawned.is_err() {
-                    server.conns.fetch_sub(1, Ordering::AcqRel);
+                    server.counters.refused.fetch_add(1, Ordering::Relaxed);
+                    server.conns.remove(&slot);
                 }
             }
         })
@@ -98,37 +118,24 @@ pub fn spawn_server(path: &Path, devices: Vec<Arc<Shared>>) -> Result<(), Error>
     Ok(())
 }
 
-enum Line {
-    Data(Vec<u8>),
-    TooLong,
-    Eof,
-}
-
-fn read_line(r: &mut BufReader<UnixStream>) -> std::io::Result<Line> {
-    let mut buf = Vec::new();
-    let n = r
-        .by_ref()
-        .take(MAX_LINE as u64)
-        .read_until(b'\n', &mut buf)?;
-    if n == 0 {
-        return Ok(Line::Eof);
-    }
-    // A line without newline is still a request if it ended at EOF.
-    if buf.last() != Some(&b'\n') && buf.len() >= MAX_LINE {
-        return Ok(Line::TooLong);
-    }
-    Ok(Line::Data(buf))
-}
-
 impl Server {
-    fn serve(&self, conn: UnixStream) {
-        let _ = conn.set_read_timeout(Some(IDLE_TIMEOUT));
+    fn serve(&self, conn: UnixStream, slot: &Conn) {
         let _ = conn.set_write_timeout(Some(Duration::from_secs(10)));
         let Ok(mut w) = conn.try_clone() else { return };
         let mut r = BufReader::new(conn);
         for _ in 0..MAX_REQUESTS_PER_CONNECTION {
-            let reply = match read_line(&mut r) {
+            let reply = match read_line(&mut r, slot, IDLE_TIMEOUT, LINE_TIMEOUT) {
                 Ok(Line::Eof) | Err(_) => return,
+                Ok(Line::TooSlow) => {
+                    self.counters.slow_lines.fetch_add(1, Ordering::Relaxed);
+                    let why = format!("request line not complete within {LINE_TIMEOUT:?}");
+                    let _ = w.write_all(
+                        Reply::<Done>::Refused(Refusal::new(why))
+                            .to_line()
+                            .as_bytes(),
+                    );
+                    return;
+                }
                 Ok(Line::TooLong) => {
                     self.counters.malformed.fetch_add(1, Ordering::Relaxed);
                     let refusal = Reply::<Done>::Refused(Refusal::new("line too long"));
@@ -145,6 +152,7 @@ impl Server {
             if w.write_all(reply.to_line().as_bytes()).is_err() {
                 return;
             }
+            slot.line_done();
         }
     }
 
@@ -229,6 +237,8 @@ impl Server {
                         requests: self.counters.requests.load(Ordering::Relaxed),
                         malformed: self.counters.malformed.load(Ordering::Relaxed),
                         refused: self.counters.refused.load(Ordering::Relaxed),
+                        evicted: self.counters.evicted.load(Ordering::Relaxed),
+                        slow_lines: self.counters.slow_lines.load(Ordering::Relaxed),
                     },
                 })))
             }
@@ -372,7 +382,7 @@ mod tests {
                 Arc::new(Shared::new(1, lim, fault, 21).unwrap()),
             ],
             counters: ControlCounters::default(),
-            conns: AtomicUsize::new(0),
+            conns: ConnTable::new(MAX_CONNECTIONS),
         }
     }
 
