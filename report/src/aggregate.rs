@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::hist::{Distribution, HistError};
 use crate::model::{
-    mechanism_id, GuestCounters, HostCounters, MechanismResult, OneWay, RampResult,
-    ReferenceResult, RunResult,
+    mechanism_id, GuestCounters, MechanismResult, OneWay, RampResult, ReferenceResult, RunResult,
 };
 
 /// Errors of aggregation.
@@ -22,18 +21,6 @@ pub enum AggregateError {
     Accelerator(String, String),
     #[error(transparent)]
     Hist(#[from] HistError),
-}
-
-fn add_host(a: &mut HostCounters, b: &HostCounters) {
-    a.raised += b.raised;
-    a.records += b.records;
-    a.coalesced += b.coalesced;
-    a.pending += b.pending;
-    a.dropped += b.dropped;
-    a.acked += b.acked;
-    a.bad_acks += b.bad_acks;
-    a.ack_evicted += b.ack_evicted;
-    a.suppressed += b.suppressed;
 }
 
 fn add_guest(a: &mut GuestCounters, b: &GuestCounters) {
@@ -56,7 +43,7 @@ fn merge_dist(a: &mut Option<Distribution>, b: &Option<Distribution>) -> Result<
 }
 
 fn merge_row(a: &mut MechanismResult, b: &MechanismResult) -> Result<(), HistError> {
-    add_host(&mut a.host, &b.host);
+    a.host += b.host;
     // guest counters are kept only when every input has them
     a.guest = match (a.guest, b.guest) {
         (Some(mut x), Some(y)) => {
@@ -129,7 +116,7 @@ fn merge_ramps(inputs: &[&RampResult]) -> Option<RampResult> {
     let mut out = first.clone();
     for r in &inputs[1..] {
         for (a, b) in out.steps.iter_mut().zip(&r.steps) {
-            add_host(&mut a.host, &b.host);
+            a.host += b.host;
             a.raise_to_ack_p99_ns = match (a.raise_to_ack_p99_ns, b.raise_to_ack_p99_ns) {
                 (Some(x), Some(y)) => Some(x.max(y)),
                 (x, y) => x.or(y),

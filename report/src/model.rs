@@ -119,6 +119,21 @@ pub struct HostCounters {
     pub suppressed: u64,
 }
 
+/// Counters of several rows (devices, sources) add up field by field.
+impl std::ops::AddAssign for HostCounters {
+    fn add_assign(&mut self, b: Self) {
+        self.raised += b.raised;
+        self.records += b.records;
+        self.coalesced += b.coalesced;
+        self.pending += b.pending;
+        self.dropped += b.dropped;
+        self.acked += b.acked;
+        self.bad_acks += b.bad_acks;
+        self.ack_evicted += b.ack_evicted;
+        self.suppressed += b.suppressed;
+    }
+}
+
 /// Guest (driver) counters for one row.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -148,13 +148,15 @@ impl BackendStats {
                 .entry(key)
                 .or_insert_with(|| MechanismResult::new(&s.mechanism, device));
             row.sources.push(s.id);
-            let h: &mut HostCounters = &mut row.host;
-            h.raised += b.raised;
-            h.records += b.records;
-            h.coalesced += b.coalesced;
-            h.pending += b.pending;
-            h.dropped += b.dropped_on_reset;
-            h.acked += b.acked;
+            row.host += HostCounters {
+                raised: b.raised,
+                records: b.records,
+                coalesced: b.coalesced,
+                pending: b.pending,
+                dropped: b.dropped_on_reset,
+                acked: b.acked,
+                ..HostCounters::default()
+            };
         }
         let mut rows: Vec<MechanismResult> = by_mech.into_values().collect();
         for row in &mut rows {
