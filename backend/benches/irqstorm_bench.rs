@@ -27,7 +27,6 @@ use irqstorm_backend::device::now_ns;
 use irqstorm_backend::generator::{arm_abs, GeneratorThread};
 use irqstorm_backend::protocol::{ConfigureBody, CtrlReq, Mode, Opcode, Status};
 use irqstorm_backend::schedule::Limits;
-use vhost::vhost_user::Listener;
 use vmm_sys_util::timerfd::TimerFd;
 
 fn env_u64(k: &str, d: u64) -> u64 {
@@ -78,8 +77,10 @@ fn start_backend(tag: &str, spin_us: u64, max_rate: u32) -> std::path::PathBuf {
     let shared = Arc::new(Shared::new(0, limits, false, 21).unwrap());
     let g = GeneratorThread::spawn(shared.clone(), spin_us * 1000).unwrap();
     std::mem::forget(g);
-    let listener = Listener::new(&sock, true).unwrap();
-    std::thread::spawn(move || irqstorm_backend::serve_device(shared, listener));
+    let listener = irqstorm_backend::socket::bind_owner_only(&sock).unwrap();
+    std::thread::spawn(move || {
+        irqstorm_backend::serve_device(shared, listener, Default::default())
+    });
     sock
 }
 

@@ -8,6 +8,7 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 use thiserror::Error as ThisError;
 
 use crate::protocol::{FaultKind, Jitter, Mode};
+use crate::relay::Timeouts;
 use crate::schedule::Limits;
 
 /// Most devices per process.
@@ -20,6 +21,13 @@ pub const MAX_MAX_RATE: u32 = 10_000_000;
 pub const MAX_MAX_OUTSTANDING: u32 = 1 << 20;
 /// Highest `--spin-us`.
 pub const MAX_SPIN_US: u32 = 1000;
+/// Highest front-end timeout (ms): one hour.
+pub const MAX_TIMEOUT_MS: u32 = 3_600_000;
+
+fn ms(v: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(u64::from(v))
+}
+
 /// Virtio device ids QEMU names (others abort QEMU; see LAB-NOTES).
 pub fn qemu_named_id(id: u32) -> bool {
     matches!(id, 1..=13 | 16..=41 | 45)
@@ -79,6 +87,12 @@ pub struct Args {
     /// Offer IRQSTORM_F_FAULT_INJECT and accept `fault` commands on the control socket.
     #[arg(long)]
     pub fault_injection: bool,
+    /// A front end must send its first whole vhost-user message within this many ms of connecting.
+    #[arg(long, default_value_t = 10_000)]
+    pub first_message_timeout_ms: u32,
+    /// Every vhost-user message must be whole within this many ms of its first byte.
+    #[arg(long, default_value_t = 5_000)]
+    pub message_timeout_ms: u32,
     /// Client mode.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -212,6 +226,8 @@ pub struct Config {
     pub spin_ns: u64,
     /// Fault injection offered.
     pub fault_injection: bool,
+    /// Limits on front ends' vhost-user messages.
+    pub front_end_timeouts: Timeouts,
 }
 
 impl Config {
@@ -293,6 +309,20 @@ impl TryFrom<Args> for Config {
             control_socket: a.control_socket,
             spin_ns: u64::from(range("--spin-us", a.spin_us, 0, MAX_SPIN_US)?) * 1000,
             fault_injection: a.fault_injection,
+            front_end_timeouts: Timeouts {
+                first_message: ms(range(
+                    "--first-message-timeout-ms",
+                    a.first_message_timeout_ms,
+                    10,
+                    MAX_TIMEOUT_MS,
+                )?),
+                message: ms(range(
+                    "--message-timeout-ms",
+                    a.message_timeout_ms,
+                    10,
+                    MAX_TIMEOUT_MS,
+                )?),
+            },
         })
     }
 }

@@ -3,10 +3,11 @@
 //! state it shares with the generator thread and the control socket.
 
 use std::io::Result as IoResult;
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use log::{debug, info, warn};
+use log::{debug, error, info, warn};
 use thiserror::Error as ThisError;
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
@@ -15,13 +16,13 @@ use virtio_bindings::bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
 use virtio_queue::QueueT;
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
-use vmm_sys_util::event::{
-    new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier,
-};
+use vmm_sys_util::event::{EventConsumer, EventNotifier};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::device::{now_ns, Device, QueueOutcome};
+use crate::memguard::{self, DeviceRegions};
 use crate::protocol::{ACKQ, CONFIG_SIZE, CONTROLQ, EVENTQ, NUM_QUEUES};
+use crate::relay;
 use crate::schedule::Limits;
 
 /// Largest queue size accepted.
@@ -42,6 +43,12 @@ pub enum Error {
     /// Signalling the driver failed.
     #[error("signal used queue: {0}")]
     Signal(std::io::Error),
+    /// The connection is over: the worker thread is asked to exit.
+    #[error("connection over: worker thread stopped")]
+    Stopped,
+    /// A memory table was refused.
+    #[error("SET_MEM_TABLE: {0}")]
+    MemoryTable(memguard::Error),
 }
 
 impl From<Error> for std::io::Error {
@@ -72,6 +79,12 @@ pub struct Shared {
     pub connected: AtomicBool,
     /// The virtio device id the back end is meant for.
     pub virtio_id: u32,
+    /// Front-end connection counters.
+    pub front_end: relay::Counters,
+    /// The current front end's socket, to end its connection from here.
+    front_conn: Mutex<Option<UnixStream>>,
+    /// Guest memory regions guarded against SIGBUS (swapped under `dev`).
+    regions: Mutex<DeviceRegions>,
 }
 
 impl Shared {
@@ -90,7 +103,59 @@ impl Shared {
             wake: EventFd::new(EFD_NONBLOCK).map_err(Error::EventFd)?,
             connected: AtomicBool::new(false),
             virtio_id,
+            front_end: relay::Counters::default(),
+            front_conn: Mutex::new(None),
+            regions: Mutex::new(DeviceRegions::new(index)),
         })
+    }
+
+    /// Remembers the socket of the front end being served (`None` when the
+    /// connection is over).
+    pub fn set_front_end(&self, conn: Option<UnixStream>) {
+        *lock(&self.front_conn) = conn;
+    }
+
+    /// Ends the current front end's connection (the relay sees it close).
+    pub fn end_front_end(&self) {
+        if let Some(c) = lock(&self.front_conn).as_ref() {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Installs a new memory table: refused (and counted) if a region is
+    /// not backed by its file. Called with no device lock held.
+    pub fn set_memory(&self, mem: GuestMemoryAtomic<GuestMemoryMmap>) -> Result<(), Error> {
+        let _dev = lock(&self.dev);
+        let checked = memguard::check_backed(&mem.memory())
+            .and_then(|()| lock(&self.regions).replace(&mem.memory()));
+        if let Err(e) = checked {
+            self.front_end.memory_table_refused();
+            lock(&self.regions).clear();
+            *lock(&self.mem) = None;
+            *lock(&self.eventq) = None;
+            error!("device {}: SET_MEM_TABLE: {e}", self.index);
+            return Err(Error::MemoryTable(e));
+        }
+        *lock(&self.mem) = Some(mem);
+        Ok(())
+    }
+
+    /// After the device model touched guest memory (the device lock held):
+    /// if it faulted, stop using it and end the front end's connection.
+    fn after_memory_access(&self) {
+        let n = lock(&self.regions).take_faults();
+        if n == 0 {
+            return;
+        }
+        self.front_end.memory_faults(n);
+        error!(
+            "device {}: guest memory faulted ({n}x): the front end's memory file shrank \
+             after SET_MEM_TABLE; the device stops using it and ends the connection",
+            self.index
+        );
+        *lock(&self.mem) = None;
+        *lock(&self.eventq) = None;
+        self.end_front_end();
     }
 
     /// Wakes the generator.
@@ -128,6 +193,9 @@ impl Shared {
                         debug!("eventq signal: {e}");
                     }
                 }
+                drop(st);
+                drop(guard);
+                self.after_memory_access();
                 r
             }
             _ => f(&mut dev, None).0,
@@ -149,6 +217,12 @@ impl Shared {
         dev.reset();
         *lock(&self.eventq) = None;
         *lock(&self.mem) = None;
+        // Faults the library's own accesses may have caught.
+        let n = lock(&self.regions).take_faults();
+        if n > 0 {
+            self.front_end.memory_faults(n);
+        }
+        lock(&self.regions).clear();
         drop(dev);
         self.wake_generator();
     }
@@ -157,27 +231,38 @@ impl Shared {
 /// The `VhostUserBackend` of one device for one front-end connection.
 pub struct IrqBackend {
     shared: Arc<Shared>,
-    exit_consumer: EventConsumer,
-    exit_notifier: EventNotifier,
+    /// Written to end the worker thread (device event `STOP_EVENT`).
+    ///
+    /// Not the library's exit event: vhost-user-backend 0.23 turns the fd
+    /// that `exit_event` returns into a raw fd and never closes it, one
+    /// leaked eventfd per connection (the back end died at ~1006
+    /// connections under a 1024-fd limit). This one is owned here and
+    /// closed with the back end.
+    stop: EventFd,
     /// Written once per connection so the worker hands us the vrings
     /// (device event `ATTACH_EVENT`) before any queue is kicked.
     attach: EventFd,
 }
 
-/// Custom epoll event id (above the queue ids and the exit event).
+/// Custom epoll event id (above the queue ids and the reserved exit event).
 pub const ATTACH_EVENT: u16 = NUM_QUEUES as u16 + 1;
+/// Custom epoll event id that ends the worker thread.
+pub const STOP_EVENT: u16 = NUM_QUEUES as u16 + 2;
 
 impl IrqBackend {
     /// A back end for a new connection.
     pub fn new(shared: Arc<Shared>) -> Result<Self, Error> {
-        let (exit_consumer, exit_notifier) =
-            new_event_consumer_and_notifier(EventFlag::NONBLOCK).map_err(Error::EventFd)?;
         Ok(Self {
             shared,
-            exit_consumer,
-            exit_notifier,
+            stop: EventFd::new(EFD_NONBLOCK).map_err(Error::EventFd)?,
             attach: EventFd::new(EFD_NONBLOCK).map_err(Error::EventFd)?,
         })
+    }
+
+    /// The eventfd to register as `STOP_EVENT` with the daemon's epoll
+    /// handler.
+    pub fn stop_fd(&self) -> &EventFd {
+        &self.stop
     }
 
     /// The eventfd to register as `ATTACH_EVENT` with the daemon's epoll
@@ -189,10 +274,11 @@ impl IrqBackend {
         &self.attach
     }
 
-    /// Tells the worker thread to exit (after the connection ended).
+    /// Tells the worker thread to exit (it must, before the daemon is
+    /// dropped: the daemon's drop joins it).
     pub fn exit(&self) {
-        if let Err(e) = self.exit_notifier.notify() {
-            warn!("exit notify: {e}");
+        if let Err(e) = self.stop.write(1) {
+            warn!("worker stop: {e}");
         }
     }
 
@@ -201,11 +287,12 @@ impl IrqBackend {
     }
 
     fn process_queue(&self, idx: u16, vring: &VringRwLock) -> IoResult<()> {
+        // The device lock first: memory is swapped only under it.
+        let mut dev = lock(&self.shared.dev);
         let Some(mem) = self.memory() else {
             return Ok(());
         };
         let guard = mem.memory();
-        let mut dev = lock(&self.shared.dev);
         let mut st = vring.get_mut();
         let (out, wake) = match idx {
             CONTROLQ | ACKQ => {
@@ -238,6 +325,8 @@ impl IrqBackend {
                 (out, dev.has_unnotified())
             }
         };
+        drop(guard);
+        self.shared.after_memory_access();
         drop(dev);
         if out.signal {
             st.signal_used_queue().map_err(Error::Signal)?;
@@ -315,8 +404,7 @@ impl VhostUserBackend for IrqBackend {
     }
 
     fn update_memory(&self, mem: GuestMemoryAtomic<GuestMemoryMmap>) -> IoResult<()> {
-        *lock(&self.shared.mem) = Some(mem);
-        Ok(())
+        Ok(self.shared.set_memory(mem)?)
     }
 
     fn handle_event(
@@ -335,6 +423,12 @@ impl VhostUserBackend for IrqBackend {
                 *slot = Some(ev.clone());
             }
         }
+        if device_event == STOP_EVENT {
+            let _ = self.stop.read();
+            // An error is the one way to end the library's worker loop
+            // without its exit event (see `IrqBackend::stop`).
+            return Err(Error::Stopped.into());
+        }
         if device_event == ATTACH_EVENT {
             let _ = self.attach.read();
             // Deliver what was latched before we knew the ring.
@@ -350,10 +444,8 @@ impl VhostUserBackend for IrqBackend {
         }
     }
 
+    /// None: the library would leak the fd (see `IrqBackend::stop`).
     fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
-        Some((
-            self.exit_consumer.try_clone().ok()?,
-            self.exit_notifier.try_clone().ok()?,
-        ))
+        None
     }
 }

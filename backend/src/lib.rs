@@ -1,22 +1,27 @@
 // SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
 //! irqstorm vhost-user back end (see docs/device-spec.md).
 //!
-//! One process serves `--socket-count` independent devices. Each device has a
-//! vhost-user daemon loop (serve a front end; on disconnect reset the device,
-//! rebuild and listen again) and a generator thread (event-manager loop over a
-//! timerfd). One control socket serves all devices.
+//! One process serves `--socket-count` independent devices. Each device
+//! accepts one front end at a time and relays its vhost-user messages to a
+//! fresh vhost-user daemon over a private socket ([`relay`]: silent or
+//! stalling front ends are dropped); when the connection ends the device is
+//! reset and the next front end is accepted. Each device also has a
+//! generator thread (event-manager loop over a timerfd). One control socket
+//! serves all devices. Guest memory is guarded against SIGBUS ([`memguard`]).
 
 pub mod args;
 pub mod backend;
 pub mod control;
 pub mod device;
 pub mod generator;
+pub mod memguard;
 pub mod protocol;
+pub mod relay;
 pub mod schedule;
 pub mod socket;
 
 use std::os::fd::{AsRawFd, FromRawFd};
-use std::os::unix::net::UnixListener;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -52,47 +57,91 @@ pub enum Error {
     /// Spawning a thread failed.
     #[error("spawn: {0}")]
     Spawn(std::io::Error),
+    /// Registering an event with the daemon's worker failed.
+    #[error("registering a worker event: {0}")]
+    Register(std::io::Error),
 }
 
 /// Result type of this crate's process-level functions.
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Serves front ends on `listener` forever: one connection at a time; after
-/// each disconnect the device is reset and the daemon is rebuilt.
-pub fn serve_device(shared: Arc<Shared>, mut listener: Listener) -> Result<()> {
+/// Serves front ends on `listener` forever, one connection at a time; after
+/// each the device is reset.
+pub fn serve_device(
+    shared: Arc<Shared>,
+    listener: UnixListener,
+    timeouts: relay::Timeouts,
+) -> Result<()> {
     loop {
-        let backend = Arc::new(IrqBackend::new(shared.clone())?);
-        let mut daemon = VhostUserDaemon::new(
-            format!("irqstorm-vu{}", shared.index),
-            backend.clone(),
-            GuestMemoryAtomic::new(GuestMemoryMmap::new()),
-        )
-        .map_err(Error::Daemon)?;
-        if let Err(e) = daemon.start(&mut listener) {
-            error!("device {}: accepting a front end: {e}", shared.index);
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            continue;
-        }
-        info!("device {}: front end connected", shared.index);
-        // Let the worker thread hand us the vrings right away.
-        if let Some(h) = daemon.get_epoll_handlers().first() {
-            if let Err(e) = h.register_listener(
-                backend.attach_fd().as_raw_fd(),
-                EventSet::IN,
-                u64::from(backend::ATTACH_EVENT),
-            ) {
-                warn!("device {}: registering the attach event: {e}", shared.index);
+        let front = match listener.accept() {
+            Ok((s, _)) => s,
+            Err(e) => {
+                error!("device {}: accepting a front end: {e}", shared.index);
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                continue;
             }
-        }
-        shared.connected.store(true, Ordering::Release);
-        let r = daemon.wait();
-        shared.connected.store(false, Ordering::Release);
-        backend.exit();
-        match r {
-            Ok(()) => info!("device {}: front end disconnected", shared.index),
-            Err(e) => warn!("device {}: connection ended: {e}", shared.index),
-        }
+        };
+        shared.front_end.accepted();
+        info!("device {}: front end connected", shared.index);
+        let r = serve_connection(&shared, front, timeouts);
+        shared.set_front_end(None);
         shared.reset();
+        r?;
+    }
+}
+
+/// Serves one front end: a fresh daemon fed by the relay over a private
+/// socket, until the connection ends.
+fn serve_connection(shared: &Arc<Shared>, front: UnixStream, t: relay::Timeouts) -> Result<()> {
+    let backend = Arc::new(IrqBackend::new(shared.clone())?);
+    let mut daemon = VhostUserDaemon::new(
+        format!("irqstorm-vu{}", shared.index),
+        backend.clone(),
+        GuestMemoryAtomic::new(GuestMemoryMmap::new()),
+    )
+    .map_err(Error::Daemon)?;
+    // Declared after `daemon`, so dropped before it: the daemon's drop
+    // joins the worker thread, which only a stop event ends.
+    let _stop = StopWorkerOnDrop(&backend);
+    if let Some(h) = daemon.get_epoll_handlers().first() {
+        for (fd, ev) in [
+            (backend.stop_fd(), backend::STOP_EVENT),
+            // Let the worker thread hand us the vrings right away.
+            (backend.attach_fd(), backend::ATTACH_EVENT),
+        ] {
+            h.register_listener(fd.as_raw_fd(), EventSet::IN, u64::from(ev))
+                .map_err(Error::Register)?;
+        }
+    }
+    let (private, to_daemon) = socket::private_listener_with_peer()?;
+    daemon
+        .start(&mut Listener::from(private))
+        .map_err(Error::Daemon)?;
+    shared.set_front_end(front.try_clone().ok());
+    shared.connected.store(true, Ordering::Release);
+    let relay_end = relay::relay(&front, &to_daemon, t);
+    let r = daemon.wait();
+    shared.connected.store(false, Ordering::Release);
+    shared.front_end.ended(&relay_end);
+    match (&relay_end, r) {
+        (relay::End::FrontEndClosed, Ok(())) => {
+            info!("device {}: front end disconnected", shared.index)
+        }
+        (_, Ok(())) => warn!("device {}: connection ended: {relay_end}", shared.index),
+        (_, Err(e)) => warn!(
+            "device {}: connection ended: {relay_end}; daemon: {e}",
+            shared.index
+        ),
+    }
+    Ok(())
+}
+
+/// Stops an [`IrqBackend`]'s worker thread when dropped.
+struct StopWorkerOnDrop<'a>(&'a IrqBackend);
+
+impl Drop for StopWorkerOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.exit();
     }
 }
 
@@ -111,26 +160,27 @@ pub fn run(config: Config) -> Result<()> {
         generators.push(GeneratorThread::spawn(shared.clone(), config.spin_ns)?);
         devices.push(shared);
     }
-    let listeners: Vec<Listener> = match &config.sockets {
+    let listeners: Vec<UnixListener> = match &config.sockets {
         SocketSource::Paths(paths) => paths
             .iter()
-            .map(|p| Ok(socket::bind_owner_only(p)?.into()))
+            .map(|p| Ok(socket::bind_owner_only(p)?))
             .collect::<Result<_>>()?,
         SocketSource::Fd(fd) => {
             // SAFETY: the user passed this fd as a listening Unix socket that
             // this process owns from now on.
-            vec![unsafe { UnixListener::from_raw_fd(*fd) }.into()]
+            vec![unsafe { UnixListener::from_raw_fd(*fd) }]
         }
     };
     if let Some(p) = &config.control_socket {
         control::spawn_server(p, devices.clone())?;
     }
     let mut handles = Vec::new();
+    let timeouts = config.front_end_timeouts;
     for (shared, listener) in devices.iter().cloned().zip(listeners) {
         let name = format!("irqstorm-dev{}", shared.index);
         let h = std::thread::Builder::new()
             .name(name)
-            .spawn(move || serve_device(shared, listener))
+            .spawn(move || serve_device(shared, listener, timeouts))
             .map_err(Error::Spawn)?;
         handles.push(h);
     }

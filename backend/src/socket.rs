@@ -9,7 +9,7 @@
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
-use std::os::unix::net::UnixListener;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -87,6 +87,34 @@ pub fn bind_owner_only(path: &Path) -> Result<UnixListener, Error> {
     result
 }
 
+/// A listener with one connection already queued on it, and that
+/// connection's other end. Nobody else can reach the listener: it is bound
+/// in a fresh 0700 directory under the system temporary directory, and the
+/// socket file and the directory are removed again before this returns (a
+/// listener keeps working once its path is gone).
+pub fn private_listener_with_peer() -> Result<(UnixListener, UnixStream), Error> {
+    let private = std::env::temp_dir().join(format!(
+        ".irqstorm-relay-{}-{}",
+        std::process::id(),
+        next_bind_id()
+    ));
+    let path = private.join("s");
+    let io_err = |step| {
+        let path = path.clone();
+        move |source| Error::Io { path, step, source }
+    };
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(io_err("create private directory"))?;
+    let result = UnixListener::bind(&path)
+        .map_err(io_err("bind"))
+        .and_then(|l| Ok((UnixStream::connect(&path).map_err(io_err("connect"))?, l)));
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_dir(&private);
+    result.map(|(peer, l)| (l, peer))
+}
+
 /// A process-wide counter, so concurrent binds never share a directory.
 fn next_bind_id() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -96,7 +124,6 @@ fn next_bind_id() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::net::UnixStream;
 
     fn tmp(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("irqstorm-sock-{name}-{}", std::process::id()));
@@ -136,5 +163,26 @@ mod tests {
         assert!(matches!(bind_owner_only(&f), Err(Error::NotSocket(_))));
         assert_eq!(std::fs::read(&f).unwrap(), b"keep");
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn private_listener_has_its_peer_queued_and_leaves_nothing_behind() {
+        use std::io::{Read, Write};
+        let (l, mut peer) = private_listener_with_peer().unwrap();
+        let (mut accepted, _) = l.accept().unwrap();
+        peer.write_all(b"x").unwrap();
+        let mut b = [0u8; 1];
+        accepted.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"x");
+        let leftovers = std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!(".irqstorm-relay-{}-", std::process::id()))
+            })
+            .count();
+        assert_eq!(leftovers, 0);
     }
 }

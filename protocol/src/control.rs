@@ -495,6 +495,28 @@ pub struct ControlStats {
     pub slow_lines: u64,
 }
 
+/// Per-device counters of front-end connections and of front-end
+/// misbehaviour in a `stats` reply (never reset).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrontEndStats {
+    /// Front-end connections accepted.
+    pub connections: u64,
+    /// Dropped: no complete first message in time.
+    pub silent: u64,
+    /// Dropped: a message did not complete in time.
+    pub stalled: u64,
+    /// Dropped: a malformed message header (oversized payload).
+    pub malformed: u64,
+    /// Ended by a socket error.
+    pub io_errors: u64,
+    /// SET_MEM_TABLE refused: a region larger than the file behind it.
+    pub memory_tables_refused: u64,
+    /// Faults caught on guest memory whose file shrank after SET_MEM_TABLE
+    /// (the connection is then ended).
+    pub memory_faults: u64,
+}
+
 /// Reply body of `stats`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -505,6 +527,8 @@ pub struct StatsReply {
     pub stats: Stats,
     /// The control socket's counters.
     pub control: ControlStats,
+    /// The device's front-end connection counters.
+    pub front_end: FrontEndStats,
 }
 
 /// Reply body of `fault`.

@@ -240,6 +240,7 @@ impl Server {
                         evicted: self.counters.evicted.load(Ordering::Relaxed),
                         slow_lines: self.counters.slow_lines.load(Ordering::Relaxed),
                     },
+                    front_end: dev.front_end.snapshot(),
                 })))
             }
             Request::ResetStats { .. } => {

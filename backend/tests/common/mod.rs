@@ -34,12 +34,7 @@ const ACK_SLOT: u64 = (ACK_SIZE * 64) as u64;
 
 /// Shared guest memory backed by a memfd.
 pub fn guest_memory() -> (GuestMemoryMmap, File) {
-    // SAFETY: memfd_create with a valid C string; the fd is checked below.
-    let fd = unsafe { libc::memfd_create(c"irqstorm-test".as_ptr(), 0) };
-    assert!(fd >= 0, "memfd_create failed");
-    // SAFETY: fd is a fresh, owned file descriptor.
-    let file = unsafe { File::from_raw_fd(fd) };
-    file.set_len(MEM_SIZE as u64).unwrap();
+    let file = memfd(MEM_SIZE as u64);
     let mem = GuestMemoryMmap::from_ranges_with_files([(
         GuestAddress(0),
         MEM_SIZE,
@@ -47,6 +42,45 @@ pub fn guest_memory() -> (GuestMemoryMmap, File) {
     )])
     .unwrap();
     (mem, file)
+}
+
+/// A memfd of `len` bytes.
+pub fn memfd(len: u64) -> File {
+    // SAFETY: memfd_create with a valid C string; the fd is checked below.
+    let fd = unsafe { libc::memfd_create(c"irqstorm-test".as_ptr(), 0) };
+    assert!(fd >= 0, "memfd_create failed");
+    // SAFETY: fd is a fresh, owned file descriptor.
+    let file = unsafe { File::from_raw_fd(fd) };
+    file.set_len(len).unwrap();
+    file
+}
+
+/// Where a test front end puts things in guest memory, and what memory
+/// table it sends.
+pub struct Layout {
+    /// The front end's own view of guest memory.
+    pub mem: GuestMemoryMmap,
+    /// The file behind it.
+    pub file: File,
+    /// The region sent with SET_MEM_TABLE.
+    pub region: VhostUserMemoryRegionInfo,
+    /// GPA of the first ring (ring i at `ring_base * (i + 1)`).
+    pub ring_base: u64,
+}
+
+impl Layout {
+    /// The usual layout: 8 MiB of memfd, rings from GPA 64 KiB.
+    pub fn standard() -> Self {
+        let (mem, file) = guest_memory();
+        let region =
+            VhostUserMemoryRegionInfo::from_guest_region(mem.iter().next().unwrap()).unwrap();
+        Self {
+            mem,
+            file,
+            region,
+            ring_base: RING_BASE,
+        }
+    }
 }
 
 /// Driver side of one split ring.
@@ -59,11 +93,11 @@ pub struct Ring {
 }
 
 impl Ring {
-    fn new(idx: usize, size: u16) -> Self {
+    fn new(idx: usize, size: u16, ring_base: u64) -> Self {
         Self {
             idx,
             size,
-            base: RING_BASE * (idx as u64 + 1),
+            base: ring_base * (idx as u64 + 1),
             avail_idx: 0,
             last_used: 0,
         }
@@ -154,7 +188,8 @@ impl Ring {
 pub struct Front {
     pub fe: Frontend,
     pub mem: GuestMemoryMmap,
-    _file: File,
+    /// The memfd behind `mem`.
+    pub file: File,
     pub rings: Vec<Ring>,
     pub kicks: Vec<EventFd>,
     pub calls: Vec<EventFd>,
@@ -183,7 +218,12 @@ impl Front {
         Self::setup(fe, event_idx, extra_features)
     }
 
-    pub fn setup(mut fe: Frontend, event_idx: bool, extra_features: u64) -> Self {
+    pub fn setup(fe: Frontend, event_idx: bool, extra_features: u64) -> Self {
+        Self::setup_with(fe, event_idx, extra_features, Layout::standard())
+    }
+
+    /// As [`Front::setup`], with guest memory and rings laid out by `l`.
+    pub fn setup_with(mut fe: Frontend, event_idx: bool, extra_features: u64, l: Layout) -> Self {
         fe.set_owner().unwrap();
         let offered = fe.get_features().unwrap();
         assert_ne!(offered & (1 << VIRTIO_F_VERSION_1), 0, "VERSION_1 offered");
@@ -206,16 +246,21 @@ impl Front {
         .unwrap();
         assert_eq!(fe.get_queue_num().unwrap(), 3);
         fe.set_features(want).unwrap();
-        let (mem, file) = guest_memory();
-        let region = mem.iter().next().unwrap();
-        let info = VhostUserMemoryRegionInfo::from_guest_region(region).unwrap();
-        fe.set_mem_table(&[info]).unwrap();
-        let hva = |gpa: u64| mem.get_host_address(GuestAddress(gpa)).unwrap() as u64;
+        let Layout {
+            mem,
+            file,
+            region,
+            ring_base,
+        } = l;
+        fe.set_mem_table(std::slice::from_ref(&region)).unwrap();
+        // Host addresses as the back end translates them (the region may be
+        // larger than what this front end mapped).
+        let hva = |gpa: u64| region.userspace_addr + (gpa - region.guest_phys_addr);
         let mut rings = Vec::new();
         let mut kicks = Vec::new();
         let mut calls = Vec::new();
         for (i, &size) in QSIZE.iter().enumerate() {
-            let r = Ring::new(i, size);
+            let r = Ring::new(i, size, ring_base);
             fe.set_vring_num(i, size).unwrap();
             fe.set_vring_addr(
                 i,
@@ -245,7 +290,7 @@ impl Front {
         Self {
             fe,
             mem,
-            _file: file,
+            file,
             rings,
             kicks,
             calls,

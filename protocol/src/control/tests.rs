@@ -189,6 +189,15 @@ fn every_reply() -> Vec<(Request, Reply<Response>)> {
                     evicted: 4,
                     slow_lines: 5,
                 },
+                front_end: FrontEndStats {
+                    connections: 6,
+                    silent: 7,
+                    stalled: 8,
+                    malformed: 9,
+                    io_errors: 10,
+                    memory_tables_refused: 11,
+                    memory_faults: 12,
+                },
             }))),
         ),
         (find("reset_stats"), Reply::Ok(Response::Done(Done {}))),
@@ -246,6 +255,11 @@ fn replies_are_spelt_as_before() {
         v["control"],
         json!({"requests": 1, "malformed": 2, "refused": 3, "evicted": 4, "slow_lines": 5})
     );
+    assert_eq!(
+        v["front_end"],
+        json!({"connections": 6, "silent": 7, "stalled": 8, "malformed": 9, "io_errors": 10,
+               "memory_tables_refused": 11, "memory_faults": 12})
+    );
     let line = stats.to_line();
     assert_eq!(line, format!("{v}\n"));
 }
@@ -273,7 +287,8 @@ fn bad_replies_are_rejected() {
     let n = s.remove("raised").unwrap();
     s.insert("rasied".into(), n);
     let line = json!({"ok": true, "device": 0, "stats": v,
-                      "control": {"requests": 0, "malformed": 0, "refused": 0, "evicted": 0, "slow_lines": 0}})
+                      "control": {"requests": 0, "malformed": 0, "refused": 0, "evicted": 0, "slow_lines": 0},
+                      "front_end": {"connections": 1, "silent": 0, "stalled": 0, "malformed": 0, "io_errors": 0, "memory_tables_refused": 0, "memory_faults": 0}})
     .to_string();
     let e = stats.parse_reply(&line).unwrap_err().to_string();
     assert!(e.contains("unknown field `rasied`"), "{e}");

@@ -323,7 +323,8 @@ program = { mode = "storm", rate_hz = 1000, burst = 4 }
        "guest_bh_delay_ns": {"count": 0}, "guest_bh_run_ns": {"count": 0}}
     ]
   },
-  "control": {"requests": 1, "malformed": 0, "refused": 0, "evicted": 0, "slow_lines": 0}
+  "control": {"requests": 1, "malformed": 0, "refused": 0, "evicted": 0, "slow_lines": 0},
+  "front_end": {"connections": 1, "silent": 0, "stalled": 0, "malformed": 0, "io_errors": 0, "memory_tables_refused": 0, "memory_faults": 0}
 }"#;
 
     #[test]
