@@ -57,7 +57,24 @@ pub struct BootSpec {
     /// the guest prints). It must return quickly: long host-side work belongs
     /// in a thread of its own.
     pub on_line: Option<LineHook>,
+    /// A process the guest depends on (the back end): polled during the
+    /// boot; once it is gone QEMU is killed and the run ends naming it.
+    pub watch: Option<Watch>,
 }
+
+/// Tells whether a process the run depends on is gone: `Some(message)`
+/// naming it, else `None`. Cheap; polled a few times a second.
+#[derive(Clone)]
+pub struct Watch(pub std::sync::Arc<dyn Fn() -> Option<String> + Send + Sync>);
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Watch")
+    }
+}
+
+/// How often [`BootSpec::watch`] is polled.
+const WATCH_PERIOD: Duration = Duration::from_millis(200);
 
 /// A console-line callback for [`BootSpec::on_line`].
 #[derive(Clone)]
@@ -79,6 +96,8 @@ pub struct BootResult {
     pub stop_marker_seen: bool,
     pub duration: Duration,
     pub console_log: PathBuf,
+    /// What [`BootSpec::watch`] reported gone (the run was ended for it).
+    pub died: Option<String>,
 }
 
 /// A console line (`\r` removed), or the end of a console, from the QEMU
@@ -207,13 +226,23 @@ pub fn boot(spec: &BootSpec) -> Result<BootResult, BootError> {
     let mut console = String::new();
     let mut timed_out = false;
     let mut marker_seen = false;
+    let mut died = None;
     loop {
         let now = Instant::now();
         if now >= deadline {
             timed_out = true;
             break;
         }
-        match rx.recv_timeout(deadline - now) {
+        if let Some(gone) = spec.watch.as_ref().and_then(|w| (w.0)()) {
+            died = Some(gone);
+            break;
+        }
+        let slice = if spec.watch.is_some() {
+            (deadline - now).min(WATCH_PERIOD)
+        } else {
+            deadline - now
+        };
+        match rx.recv_timeout(slice) {
             Ok(ConsoleMsg::Line(_, clean)) => {
                 log.write_all(clean.as_bytes())
                     .map_err(io_err(&spec.console_log))?;
@@ -232,13 +261,14 @@ pub fn boot(spec: &BootSpec) -> Result<BootResult, BootError> {
                 }
             }
             Ok(ConsoleMsg::Eof(_)) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                timed_out = true;
-                break;
-            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
     }
-    let status = if timed_out || marker_seen {
+    if died.is_none() {
+        // The watched process may have died just as QEMU gave up.
+        died = spec.watch.as_ref().and_then(|w| (w.0)());
+    }
+    let status = if timed_out || marker_seen || died.is_some() {
         kill_hard(&mut qemu.child);
         None
     } else {
@@ -255,6 +285,9 @@ pub fn boot(spec: &BootSpec) -> Result<BootResult, BootError> {
             spec.timeout.as_secs()
         );
     }
+    if let Some(d) = &died {
+        let _ = writeln!(log, "\n[irqstorm-harness] {d}: run ended, QEMU killed");
+    }
     if !stderr.is_empty() {
         let _ = writeln!(log, "\n[irqstorm-harness] QEMU stderr:\n{stderr}");
     }
@@ -266,6 +299,7 @@ pub fn boot(spec: &BootSpec) -> Result<BootResult, BootError> {
         stop_marker_seen: marker_seen,
         duration: start.elapsed(),
         console_log: spec.console_log.clone(),
+        died,
     })
 }
 
@@ -485,6 +519,10 @@ pub fn evaluate(r: &BootResult) -> Evaluation {
     if failures.is_empty() && passed + skipped == 0 {
         failures.push(format!("guest ran no tests; console log: {log}"));
     }
+    if let Some(d) = &r.died {
+        // Everything after the death follows from it: one message says it.
+        failures = vec![format!("{d}: run ended, QEMU killed; console log: {log}")];
+    }
     if !failures.is_empty() && failed == 0 {
         // The run failed for a reason outside the KTAP results (timeout, crash):
         // count it so the summary is never "0 failed" for a failed run.
@@ -595,6 +633,20 @@ impl Backend {
         }
     }
 
+    /// `Some(message)` naming the back end, how it ended and its log once it
+    /// has exited (it is not reaped: [`Backend::stop`] still gets its status).
+    pub fn died(&self) -> Option<String> {
+        died_message(self.child.id(), &self.binary, &self.log)
+    }
+
+    /// A [`Watch`] for [`BootSpec::watch`].
+    pub fn watch(&self) -> Watch {
+        let (pid, binary, log) = (self.child.id(), self.binary.clone(), self.log.clone());
+        Watch(std::sync::Arc::new(move || {
+            died_message(pid, &binary, &log)
+        }))
+    }
+
     /// SIGTERM, then SIGKILL after 3 s. Returns the exit status if it exited.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         if let Ok(Some(st)) = self.child.try_wait() {
@@ -610,6 +662,57 @@ impl Backend {
         }
         st
     }
+}
+
+/// How child `pid` ended, if it has, without reaping it.
+fn exit_of(pid: u32) -> Option<String> {
+    // SAFETY: siginfo_t is plain data; all-zero is a valid value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid on our own child with WNOHANG | WNOWAIT only writes
+    // `info` (a valid, exclusively borrowed siginfo_t) and leaves the child
+    // waitable, so `Child::wait` still reaps it later.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: after a successful waitid, si_pid and si_status are set (si_pid
+    // stays 0 when the child has not exited yet).
+    let (child, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if r != 0 || child == 0 {
+        return None;
+    }
+    Some(match info.si_code {
+        libc::CLD_EXITED => format!("exited with status {status}"),
+        _ => format!("was killed by signal {status} ({})", signal_name(status)),
+    })
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGFPE => "SIGFPE",
+        _ => "signal",
+    }
+}
+
+fn died_message(pid: u32, binary: &Path, log: &Path) -> Option<String> {
+    exit_of(pid).map(|how| {
+        format!(
+            "the back end {} (pid {pid}) {how} during the run; its log: {}",
+            binary.display(),
+            log.display()
+        )
+    })
 }
 
 impl Drop for Backend {
@@ -632,6 +735,7 @@ pub(crate) mod tests {
             stop_marker_seen: false,
             duration: Duration::from_secs(1),
             console_log: "/tmp/c.log".into(),
+            died: None,
         }
     }
 
@@ -683,6 +787,48 @@ pub(crate) mod tests {
             vec!["00-a", "10-hang"],
             "the unfinished test is named"
         );
+    }
+
+    #[test]
+    fn a_dead_back_end_is_the_one_failure() {
+        let mut r = result("KTAP version 1\n1..3\nok 1 a\n");
+        r.died = Some(
+            "the back end /b (pid 9) was killed by signal 7 (SIGBUS) during the run; its log: /l"
+                .into(),
+        );
+        let ev = evaluate(&r);
+        assert_eq!(
+            ev.failures,
+            vec!["the back end /b (pid 9) was killed by signal 7 (SIGBUS) during the run; its log: /l: run ended, QEMU killed; console log: /tmp/c.log"]
+        );
+        assert_eq!((ev.passed, ev.failed), (1, 2));
+    }
+
+    #[test]
+    fn a_child_that_died_is_named_and_still_waitable() {
+        let mut c = Command::new("sh")
+            .args(["-c", "kill -BUS $$"])
+            .spawn()
+            .unwrap();
+        let msg = loop {
+            if let Some(m) = died_message(c.id(), Path::new("/bin/be"), Path::new("/l")) {
+                break m;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(
+            msg.contains("/bin/be") && msg.contains("SIGBUS") && msg.contains("/l"),
+            "{msg}"
+        );
+        // Not reaped by the check: the status is still there.
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(c.wait().unwrap().signal(), Some(libc::SIGBUS));
+        let alive = Command::new("sleep").arg("5").spawn().unwrap();
+        assert_eq!(
+            died_message(alive.id(), Path::new("/b"), Path::new("/l")),
+            None
+        );
+        kill_hard(&mut { alive });
     }
 
     #[test]

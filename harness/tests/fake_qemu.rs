@@ -25,7 +25,35 @@ fn spec(prog: PathBuf, log: PathBuf, timeout_ms: u64) -> BootSpec {
         stop_marker: None,
         echo: false,
         on_line: None,
+        watch: None,
     }
+}
+
+#[test]
+fn a_watched_process_that_dies_ends_the_boot_at_once() {
+    use irqstorm_harness::boot::Watch;
+    use std::sync::Arc;
+    let (p, log) = fake("watch", "echo booting; exec sleep 60");
+    let gone = std::env::temp_dir().join(format!("irqstorm-watch-{}", std::process::id()));
+    let _ = std::fs::remove_file(&gone);
+    let g2 = gone.clone();
+    let mut s = spec(p, log, 60_000);
+    s.watch = Some(Watch(Arc::new(move || {
+        g2.exists().then(|| "the back end /b died".to_string())
+    })));
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        std::fs::write(&gone, b"").unwrap();
+        gone
+    });
+    let r = boot(&s).unwrap();
+    let _ = std::fs::remove_file(t.join().unwrap());
+    assert_eq!(r.died.as_deref(), Some("the back end /b died"));
+    assert!(!r.timed_out);
+    assert!(r.duration < Duration::from_secs(30), "{:?}", r.duration);
+    let ev = evaluate(&r);
+    assert_eq!(ev.failures.len(), 1, "{:?}", ev.failures);
+    assert!(ev.failures[0].starts_with("the back end /b died: run ended"));
 }
 
 #[test]

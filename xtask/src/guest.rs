@@ -1,6 +1,7 @@
 //! Launching the guest: QEMU arguments from qemu-config/irqstorm.args, the
 //! accelerator choice (KVM probe), device mode, reports.
 
+use crate::conservation;
 use crate::fault::FaultInjector;
 use crate::qemu::Qemu;
 use crate::util::{self, step, Hasher};
@@ -151,6 +152,7 @@ pub fn choose_accel(repo: &Path, cache: &Path, g: &Guest, opt: AccelOpt) -> Resu
         stop_marker: Some(START_MARKER.into()),
         echo: false,
         on_line: None,
+        watch: None,
     })?;
     let (accel, why) = if r.stop_marker_seen {
         (Accel::Kvm, String::new())
@@ -315,7 +317,13 @@ pub fn run_tests(repo: &Path, g: &Guest, o: &RunOpts) -> Result<Evaluation> {
         stop_marker: None,
         echo: o.echo,
         on_line: faults.as_ref().map(FaultInjector::hook),
+        watch: backend.as_ref().map(Backend::watch),
     });
+    // The ledger, while the back end still runs (not after it died).
+    let ledger = match &backend {
+        Some(b) if b.died().is_none() => Some(conservation::totals(&sock_dir.join("ctl.sock"))),
+        _ => None,
+    };
     if let Some(mut b) = backend.take() {
         match b.stop() {
             Some(st) => log::info!("back end exited: {st}"),
@@ -327,6 +335,15 @@ pub fn run_tests(repo: &Path, g: &Guest, o: &RunOpts) -> Result<Evaluation> {
     let mut ev = boot::evaluate(&r);
     if let Some(f) = faults {
         f.finish(&mut ev, &r.console);
+    }
+    if let Some(l) = ledger {
+        match l.and_then(|t| conservation::judge(&t)) {
+            Ok(line) => eprintln!("  {line}"),
+            Err(e) => {
+                ev.failures.push(e);
+                ev.failed += 1;
+            }
+        }
     }
     let (json, xml) = report::write(&dir, "irqstorm-guest", &ev)?;
     if let Some(s) = &ev.ktap {

@@ -1,6 +1,7 @@
 //! `cargo xtask`: set-up, build and boot the irqstorm guest lab.
 
 mod apt;
+mod conservation;
 mod fault;
 mod guest;
 mod initramfs;

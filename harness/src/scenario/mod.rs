@@ -71,6 +71,9 @@ pub enum RunError {
     Request(#[from] irqstorm_protocol::control::Error),
     #[error("{0}")]
     Guest(String),
+    /// The back end died during the run (the message names it).
+    #[error("{0}")]
+    BackendDied(String),
     #[error(transparent)]
     Input(#[from] irqstorm_report::input::InputError),
     #[error(transparent)]
@@ -180,6 +183,11 @@ pub fn run(o: &RunSpec) -> Result<Outcome, RunError> {
     };
     let mut backend = Backend::start(&spec)?;
     let r = run_with_backend(o, &s, &spec, n, (t0, start_time));
+    // A dead back end explains whatever failed after it died.
+    let r = match (r, backend.died()) {
+        (Err(_), Some(d)) => Err(RunError::BackendDied(d)),
+        (r, _) => r,
+    };
     backend.stop();
     let (result, failures) = r?;
     Ok(Outcome {
