@@ -639,6 +639,11 @@ impl Backend {
         died_message(self.child.id(), &self.binary, &self.log)
     }
 
+    /// The back end's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A [`Watch`] for [`BootSpec::watch`].
     pub fn watch(&self) -> Watch {
         let (pid, binary, log) = (self.child.id(), self.binary.clone(), self.log.clone());

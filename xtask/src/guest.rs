@@ -316,7 +316,7 @@ pub fn run_tests(repo: &Path, g: &Guest, o: &RunOpts) -> Result<Evaluation> {
         timeout: o.timeout,
         stop_marker: None,
         echo: o.echo,
-        on_line: faults.as_ref().map(FaultInjector::hook),
+        on_line: Some(progress_hook(faults.as_ref().map(FaultInjector::hook))),
         watch: backend.as_ref().map(Backend::watch),
     });
     // The ledger, while the back end still runs (not after it died).
@@ -369,6 +369,19 @@ pub fn run_tests(repo: &Path, g: &Guest, o: &RunOpts) -> Result<Evaluation> {
         eprintln!("  FAIL: {f}");
     }
     Ok(ev)
+}
+
+/// Echoes the guest's `# progress:` lines (long scripts say how far they
+/// are), then calls `inner`.
+fn progress_hook(inner: Option<boot::LineHook>) -> boot::LineHook {
+    boot::LineHook(std::sync::Arc::new(move |line: &str| {
+        if let Some(p) = line.trim().strip_prefix("# progress:") {
+            eprintln!("  guest:{p}");
+        }
+        if let Some(h) = &inner {
+            (h.0)(line);
+        }
+    }))
 }
 
 /// Interactive boot: console on our terminal (Ctrl-A x quits QEMU).

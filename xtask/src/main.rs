@@ -9,6 +9,7 @@ mod kernel;
 mod qemu;
 mod scenario;
 mod setup;
+mod soak;
 mod util;
 
 use anyhow::{Context, Result};
@@ -132,6 +133,10 @@ impl Cmd {
                 no_scenario,
             },
             Cmd::Shell(o) => Cmd::Shell(o.with_device_env(value)?),
+            Cmd::Soak { guest, soak } => Cmd::Soak {
+                guest: guest.with_device_env(value)?,
+                soak,
+            },
             Cmd::Doctor => Cmd::Doctor,
         })
     }
@@ -179,6 +184,14 @@ enum Cmd {
         #[arg(long)]
         no_scenario: bool,
     },
+    /// Long runs that print their figures (device mode): `soak reconnect`,
+    /// `soak rebind`.
+    Soak {
+        #[command(flatten)]
+        guest: GuestOpts,
+        #[command(subcommand)]
+        soak: soak::Soak,
+    },
     /// Check every prerequisite: version, OK/missing, and the exact fix.
     Doctor,
     /// Boot the guest with an interactive shell on the console.
@@ -204,6 +217,7 @@ fn main() -> ExitCode {
             guest_only,
             no_scenario,
         } => cmd_test(&cli.global, guest, *guest_only, *no_scenario),
+        Cmd::Soak { guest, soak } => cmd_soak(&cli.global, guest, soak),
         Cmd::Doctor => cmd_doctor(&cli.global),
         Cmd::Shell(o) => cmd_shell(&cli.global, o),
     };
@@ -507,6 +521,43 @@ fn cmd_test(g: &Global, o: &GuestOpts, guest_only: bool, no_scenario: bool) -> R
     }
     eprintln!("total time {}", util::fmt_dur(t0.elapsed()));
     Ok(summary(passed, failed))
+}
+
+fn cmd_soak(g: &Global, o: &GuestOpts, which: &soak::Soak) -> Result<ExitCode> {
+    let repo = util::repo_root();
+    let guest = prepare(g)?;
+    let mut od = o.clone();
+    od.device = true;
+    let Some(dev) = device(&od)? else {
+        anyhow::bail!("soak needs the device");
+    };
+    let accel = guest::choose_accel(&repo, &util::cache_root(), &guest, g.accel)?;
+    let ok = match *which {
+        soak::Soak::Reconnect {
+            cycles,
+            events,
+            rate_hz,
+        } => soak::reconnect::run(
+            &repo,
+            &guest,
+            accel,
+            &dev,
+            &soak::reconnect::Opts {
+                cycles,
+                events,
+                rate_hz,
+            },
+        )?,
+        soak::Soak::Rebind { cycles, rate_hz } => soak::rebind::run(
+            &repo,
+            &guest,
+            accel,
+            &dev,
+            &soak::rebind::Opts { cycles, rate_hz },
+            g.verbose,
+        )?,
+    };
+    Ok(summary(usize::from(ok), usize::from(!ok)))
 }
 
 fn cmd_shell(g: &Global, o: &GuestOpts) -> Result<ExitCode> {
