@@ -519,11 +519,53 @@ fn cmd_test(g: &Global, o: &GuestOpts, guest_only: bool, no_scenario: bool) -> R
         passed += p;
         failed += f;
     }
+    let (p, f) = short_soaks(g, o);
+    passed += p;
+    failed += f;
     eprintln!("total time {}", util::fmt_dur(t0.elapsed()));
     Ok(summary(passed, failed))
 }
 
+/// The short versions of the soaks (`cargo xtask soak ...` runs the long
+/// ones): one pass/fail line each. The rebind soak's short version is
+/// 40-teardown in the guest run.
+fn short_soaks(g: &Global, o: &GuestOpts) -> (usize, usize) {
+    let short = [(
+        "soak reconnect --cycles 5",
+        soak::Soak::Reconnect {
+            cycles: 5,
+            events: 2000,
+            rate_hz: 20_000,
+        },
+    )];
+    let (mut passed, mut failed) = (0, 0);
+    for (name, which) in short {
+        step(&format!("{name} (short version)"));
+        match run_soak(g, o, &which) {
+            Ok(true) => {
+                eprintln!("  ok      {name}");
+                passed += 1;
+            }
+            Ok(false) => {
+                eprintln!("  FAIL: {name}");
+                failed += 1;
+            }
+            Err(e) => {
+                eprintln!("  FAIL: {name}: {e:#}");
+                failed += 1;
+            }
+        }
+    }
+    (passed, failed)
+}
+
 fn cmd_soak(g: &Global, o: &GuestOpts, which: &soak::Soak) -> Result<ExitCode> {
+    let ok = run_soak(g, o, which)?;
+    Ok(summary(usize::from(ok), usize::from(!ok)))
+}
+
+/// Runs one soak in device mode; `Ok(true)` when every check held.
+fn run_soak(g: &Global, o: &GuestOpts, which: &soak::Soak) -> Result<bool> {
     let repo = util::repo_root();
     let guest = prepare(g)?;
     let mut od = o.clone();
@@ -557,7 +599,7 @@ fn cmd_soak(g: &Global, o: &GuestOpts, which: &soak::Soak) -> Result<ExitCode> {
             g.verbose,
         )?,
     };
-    Ok(summary(usize::from(ok), usize::from(!ok)))
+    Ok(ok)
 }
 
 fn cmd_shell(g: &Global, o: &GuestOpts) -> Result<ExitCode> {
