@@ -86,7 +86,13 @@ pub fn serve_device(
         let r = serve_connection(&shared, front, timeouts);
         shared.set_front_end(None);
         shared.reset();
-        r?;
+        if let Err(e) = r {
+            // Out of fds or threads, say: this front end is dropped, the
+            // device keeps listening.
+            shared.front_end.setup_failed();
+            error!("device {}: serving a front end: {e}", shared.index);
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
 }
 

@@ -94,6 +94,11 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Counts a connection that could not be set up (it is dropped).
+    pub fn setup_failed(&self) {
+        self.io_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts a SET_MEM_TABLE refused (a region not backed by its file).
     pub fn memory_table_refused(&self) {
         self.memory_tables_refused.fetch_add(1, Ordering::Relaxed);
@@ -363,9 +368,19 @@ mod tests {
     use std::io::{Read as _, Write};
     use std::thread;
 
-    const SHORT: Timeouts = Timeouts {
+    /// Limits for tests: the one a test is about is short, the other one so
+    /// long that a loaded machine cannot reach it.
+    const SHORT_FIRST: Timeouts = Timeouts {
         first_message: Duration::from_millis(300),
+        message: Duration::from_secs(600),
+    };
+    const SHORT_MESSAGE: Timeouts = Timeouts {
+        first_message: Duration::from_secs(600),
         message: Duration::from_millis(300),
+    };
+    const LONG: Timeouts = Timeouts {
+        first_message: Duration::from_secs(600),
+        message: Duration::from_secs(600),
     };
 
     fn header(req: u32, size: u32) -> Vec<u8> {
@@ -382,7 +397,7 @@ mod tests {
 
     #[test]
     fn whole_messages_pass_both_ways_with_their_fds() {
-        let (front, mut daemon, h) = run(SHORT);
+        let (front, mut daemon, h) = run(LONG);
         let memfd = tempfile_fd();
         let msg = [header(5, 8), 7u64.to_le_bytes().to_vec()].concat();
         front
@@ -400,9 +415,7 @@ mod tests {
         assert_eq!(got, msg);
         // SAFETY: the fd was just received and is owned by nobody else.
         drop(unsafe { OwnedFd::from_raw_fd(raw[0]) });
-        // A reply goes back; idling past both limits after the first
-        // message is allowed.
-        thread::sleep(SHORT.first_message * 2);
+        // A reply goes back.
         daemon.write_all(&header(5, 0)).unwrap();
         let mut b = [0u8; HEADER_SIZE];
         (&front).read_exact(&mut b).unwrap();
@@ -418,8 +431,28 @@ mod tests {
     }
 
     #[test]
+    fn no_limit_applies_between_messages_after_the_first() {
+        let t = LONG;
+        let at = Instant::now();
+        let idle = Frame::default();
+        assert!(matches!(
+            front_deadline(at, false, &idle, t),
+            Some((d, Limit::FirstMessage)) if d == at + t.first_message
+        ));
+        assert!(front_deadline(at, true, &idle, t).is_none());
+        let started = Frame {
+            first_byte: Some(at),
+            ..Frame::default()
+        };
+        assert!(matches!(
+            front_deadline(at, true, &started, t),
+            Some((d, Limit::Message)) if d == at + t.message
+        ));
+    }
+
+    #[test]
     fn a_silent_front_end_is_dropped() {
-        let (_front, mut daemon, h) = run(SHORT);
+        let (_front, mut daemon, h) = run(SHORT_FIRST);
         assert!(matches!(h.join().unwrap(), End::Silent(_)));
         let mut b = [0u8; 1];
         assert_eq!(daemon.read(&mut b).unwrap(), 0);
@@ -427,7 +460,7 @@ mod tests {
 
     #[test]
     fn a_header_without_its_payload_is_dropped() {
-        let (mut front, daemon, h) = run(SHORT);
+        let (mut front, daemon, h) = run(SHORT_MESSAGE);
         // One good message first: the limit holds after it too.
         front.write_all(&header(1, 0)).unwrap();
         front.write_all(&header(2, 40)).unwrap();
@@ -444,7 +477,7 @@ mod tests {
 
     #[test]
     fn a_partial_header_is_dropped() {
-        let (mut front, _daemon, h) = run(SHORT);
+        let (mut front, _daemon, h) = run(SHORT_MESSAGE);
         front.write_all(&header(1, 0)).unwrap();
         front.write_all(&[1, 0, 0]).unwrap();
         assert!(matches!(
@@ -459,14 +492,14 @@ mod tests {
 
     #[test]
     fn a_first_message_that_never_completes_is_silence() {
-        let (mut front, _daemon, h) = run(SHORT);
+        let (mut front, _daemon, h) = run(SHORT_FIRST);
         front.write_all(&[1, 0, 0]).unwrap();
         assert!(matches!(h.join().unwrap(), End::Silent(_)));
     }
 
     #[test]
     fn an_oversized_header_is_refused() {
-        let (mut front, _daemon, h) = run(SHORT);
+        let (mut front, _daemon, h) = run(LONG);
         front.write_all(&header(1, 0x10_0000)).unwrap();
         assert!(matches!(h.join().unwrap(), End::Oversized(0x10_0000)));
     }

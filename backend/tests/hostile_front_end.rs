@@ -118,6 +118,33 @@ fn fds_stay_flat_over_many_connections() {
 }
 
 #[test]
+fn a_low_fd_limit_outlasts_many_connections() {
+    // 64 fds: the back end starts with ~25 (two devices); one leaked per
+    // connection ran it out after ~40 connections, and then it never
+    // accepted again.
+    let mut be = Backend::spawn_in_shell("nofile", Some("ulimit -n 64".into()), &["-c", "2"]);
+    let path = sock(&be, 0);
+    for i in 0..100 {
+        let (tx, rx) = mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let mut f = Front::connect(&p, false, 0);
+            let st = f.ctrl(&CtrlReq::new(Opcode::GetInfo as u16, 0, 0)).status;
+            let _ = tx.send(st);
+        });
+        let st = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("connection {i} under a 64-fd limit was not served"));
+        assert_eq!(st, Status::Ok as u16);
+        wait_for("disconnect", Duration::from_secs(20), || {
+            (!connected(&be, 0)).then_some(())
+        });
+    }
+    assert!(alive(&mut be));
+    assert_eq!(front_end_stats(&be, 0)["io_errors"], 0);
+}
+
+#[test]
 fn a_silent_client_does_not_block_the_next_front_end() {
     let mut be = Backend::spawn("silent", &["-c", "2"]);
     let path = sock(&be, 0);

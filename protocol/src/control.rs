@@ -508,7 +508,7 @@ pub struct FrontEndStats {
     pub stalled: u64,
     /// Dropped: a malformed message header (oversized payload).
     pub malformed: u64,
-    /// Ended by a socket error.
+    /// Ended by a socket error, or could not be set up (e.g. out of fds).
     pub io_errors: u64,
     /// SET_MEM_TABLE refused: a region larger than the file behind it.
     pub memory_tables_refused: u64,

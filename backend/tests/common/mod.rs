@@ -421,15 +421,20 @@ impl Backend {
     }
     /// As [`Backend::spawn`], with the process umask set to `umask` first.
     pub fn spawn_with_umask(tag: &str, umask: Option<&str>, extra: &[&str]) -> Self {
+        Self::spawn_in_shell(tag, umask.map(|m| format!("umask {m}")), extra)
+    }
+
+    /// As [`Backend::spawn`], started by `sh -c "<prefix> && exec ..."`.
+    pub fn spawn_in_shell(tag: &str, prefix: Option<String>, extra: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!("irqstorm-it-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let bin = env!("CARGO_BIN_EXE_irqstorm-backend");
-        let mut cmd = match umask {
+        let mut cmd = match prefix {
             None => Command::new(bin),
-            Some(m) => {
+            Some(p) => {
                 let mut c = Command::new("sh");
-                c.args(["-c", &format!("umask {m} && exec \"$0\" \"$@\""), bin]);
+                c.args(["-c", &format!("{p} && exec \"$0\" \"$@\""), bin]);
                 c
             }
         };
