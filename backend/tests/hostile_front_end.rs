@@ -224,11 +224,13 @@ fn a_memory_table_larger_than_its_file_is_refused() {
     let fe = front_end_stats(&be, 0);
     assert_eq!(fe["memory_tables_refused"], 1, "{fe}");
     assert_eq!(fe["memory_faults"], 0, "{fe}");
-    // Both devices still serve front ends.
-    one_event(&mut Front::connect(&sock(&be, 1), false, 0));
-    let mut f = connect_within(&path, Duration::from_secs(20));
-    one_event(&mut f);
-    assert!(alive(&mut be));
+    both_devices_still_serve(&mut be);
+}
+
+fn both_devices_still_serve(be: &mut Backend) {
+    one_event(&mut Front::connect(&sock(be, 1), false, 0));
+    one_event(&mut connect_within(&sock(be, 0), Duration::from_secs(20)));
+    assert!(alive(be));
 }
 
 #[test]
@@ -261,8 +263,5 @@ fn a_memory_file_truncated_under_the_device_is_caught() {
     let fe = front_end_stats(&be, 0);
     assert!(fe["memory_faults"].as_u64().unwrap() >= 1, "{fe}");
     drop(f);
-    one_event(&mut Front::connect(&sock(&be, 1), false, 0));
-    let mut f = connect_within(&path, Duration::from_secs(20));
-    one_event(&mut f);
-    assert!(alive(&mut be));
+    both_devices_still_serve(&mut be);
 }

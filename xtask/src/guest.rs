@@ -37,6 +37,22 @@ pub struct Device {
     pub backend_args: Vec<String>,
 }
 
+impl Device {
+    /// The back end of a run in `run_dir`: sockets in `run_dir/sockets`,
+    /// log `run_dir/backend.log`, `--virtio-id` and the extra arguments.
+    pub fn backend_spec(&self, run_dir: &Path) -> BackendSpec {
+        let mut extra = vec!["--virtio-id".to_string(), self.virtio_id.to_string()];
+        extra.extend(self.backend_args.iter().cloned());
+        BackendSpec {
+            binary: self.backend.clone(),
+            dir: run_dir.join("sockets"),
+            extra_args: extra,
+            log: run_dir.join("backend.log"),
+            startup_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Everything needed to boot.
 #[derive(Debug, Clone)]
 pub struct Guest {
@@ -248,20 +264,12 @@ pub fn run_tests(repo: &Path, g: &Guest, o: &RunOpts) -> Result<Evaluation> {
     let sock = sock_dir.join("vhost.sock");
     if let Some(d) = o.device {
         step(&format!("device mode: starting {}", d.backend.display()));
-        let mut extra = vec!["--virtio-id".to_string(), d.virtio_id.to_string()];
-        extra.extend(d.backend_args.iter().cloned());
+        let mut spec = d.backend_spec(&dir);
         // Offer fault injection so 50-fault-injection runs; the back end only
         // injects what the host arms (crate::fault), never by itself.
-        if !extra.iter().any(|a| a == "--fault-injection") {
-            extra.push("--fault-injection".into());
+        if !spec.extra_args.iter().any(|a| a == "--fault-injection") {
+            spec.extra_args.push("--fault-injection".into());
         }
-        let spec = BackendSpec {
-            binary: d.backend.clone(),
-            dir: sock_dir.clone(),
-            extra_args: extra,
-            log: dir.join("backend.log"),
-            startup_timeout: Duration::from_secs(10),
-        };
         backend = Some(Backend::start(&spec)?);
         faults = Some(FaultInjector::new(&spec.control_socket_path()));
     }
@@ -391,15 +399,7 @@ pub fn shell(repo: &Path, g: &Guest, accel: Accel, device: Option<&Device>) -> R
     let sock = sock_dir.join("vhost.sock");
     let mut backend = None;
     if let Some(d) = device {
-        let mut extra = vec!["--virtio-id".to_string(), d.virtio_id.to_string()];
-        extra.extend(d.backend_args.iter().cloned());
-        backend = Some(Backend::start(&BackendSpec {
-            binary: d.backend.clone(),
-            dir: sock_dir,
-            extra_args: extra,
-            log: dir.join("backend.log"),
-            startup_timeout: Duration::from_secs(10),
-        })?);
+        backend = Some(Backend::start(&d.backend_spec(&dir))?);
     }
     let args = qemu_args(
         repo,

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use irqstorm_harness::boot::{self, Backend, BackendSpec, BootSpec};
+use irqstorm_harness::boot::{self, Backend, BootSpec};
 use irqstorm_protocol::client::{Client, DEFAULT_TIMEOUT};
 use irqstorm_protocol::control::{InfoReply, Request};
 
@@ -103,16 +103,7 @@ fn connected(ctl: &Path) -> Result<bool> {
 /// Runs the soak; `Ok(true)` when every check held.
 pub fn run(repo: &Path, g: &Guest, accel: Accel, d: &Device, o: &Opts) -> Result<bool> {
     let dir = guest::new_run_dir(repo)?;
-    let sock_dir = dir.join("sockets");
-    let mut extra = vec!["--virtio-id".to_string(), d.virtio_id.to_string()];
-    extra.extend(d.backend_args.iter().cloned());
-    let spec = BackendSpec {
-        binary: d.backend.clone(),
-        dir: sock_dir.clone(),
-        extra_args: extra,
-        log: dir.join("backend.log"),
-        startup_timeout: Duration::from_secs(10),
-    };
+    let spec = d.backend_spec(&dir);
     let mut backend = Backend::start(&spec)?;
     let ctl = spec.control_socket_path();
     let cmdline = format!(
