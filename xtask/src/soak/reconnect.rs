@@ -207,11 +207,16 @@ pub fn run(repo: &Path, g: &Guest, accel: Accel, d: &Device, o: &Opts) -> Result
             }));
         }
         if cycle % 10 == 0 || cycle == o.cycles {
+            let (lo, hi) = (min.unwrap_or(s), max.unwrap_or(s));
             eprintln!(
-                "  cycle {cycle}/{}: back end fds {} RSS {} KiB; {} failed cycle(s); {} elapsed, {:.1} s/cycle",
+                "  cycle {cycle}/{}: back end fds {} ({}..{} since warm-up) RSS {} KiB ({}..{}); {} failed cycle(s); {} elapsed, {:.1} s/cycle",
                 o.cycles,
                 s.fds,
+                lo.fds,
+                hi.fds,
                 s.rss_kib,
+                lo.rss_kib,
+                hi.rss_kib,
                 failures.len(),
                 fmt_dur(t0.elapsed()),
                 t0.elapsed().as_secs_f64() / f64::from(cycle)
