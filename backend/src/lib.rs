@@ -12,6 +12,7 @@ pub mod control;
 pub mod device;
 pub mod generator;
 pub mod protocol;
+pub mod restart;
 pub mod schedule;
 pub mod socket;
 
