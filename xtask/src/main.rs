@@ -8,6 +8,7 @@ mod kernel;
 mod qemu;
 mod scenario;
 mod setup;
+mod soak;
 mod util;
 
 use anyhow::{Context, Result};
@@ -125,12 +126,16 @@ impl Cmd {
                 guest,
                 guest_only,
                 no_scenario,
+                no_soak,
             } => Cmd::Test {
                 guest: guest.with_device_env(value)?,
                 guest_only,
                 no_scenario,
+                no_soak,
             },
             Cmd::Shell(o) => Cmd::Shell(o.with_device_env(value)?),
+            // Soaks always run in device mode.
+            Cmd::Soak { kind } => Cmd::Soak { kind },
             Cmd::Doctor => Cmd::Doctor,
         })
     }
@@ -167,7 +172,7 @@ enum Cmd {
     },
     /// All tests: fmt, clippy, cargo test, the guest boot running the guest
     /// scripts, then the short scenario tests/scenarios/ci-quick.toml with its
-    /// gates and the impossible-threshold check.
+    /// gates and the impossible-threshold check, then a 5-cycle pause soak.
     Test {
         #[command(flatten)]
         guest: GuestOpts,
@@ -177,11 +182,32 @@ enum Cmd {
         /// Skip the scenario run.
         #[arg(long)]
         no_scenario: bool,
+        /// Skip the short pause soak.
+        #[arg(long)]
+        no_soak: bool,
+    },
+    /// Long runs that print their figures and exit non-zero on a failed check.
+    Soak {
+        #[command(subcommand)]
+        kind: SoakKind,
     },
     /// Check every prerequisite: version, OK/missing, and the exact fix.
     Doctor,
     /// Boot the guest with an interactive shell on the console.
     Shell(GuestOpts),
+}
+
+#[derive(Subcommand)]
+enum SoakKind {
+    /// QMP stop/cont cycles of a guest whose driver runs a storm and a
+    /// periodic timer on the device: zero events dropped, the programs still
+    /// running after every resume, conservation exact (docs/device-spec.md 5.5).
+    Pause {
+        #[command(flatten)]
+        soak: soak::PauseArgs,
+        #[command(flatten)]
+        guest: GuestOpts,
+    },
 }
 
 fn main() -> ExitCode {
@@ -202,7 +228,9 @@ fn main() -> ExitCode {
             guest,
             guest_only,
             no_scenario,
-        } => cmd_test(&cli.global, guest, *guest_only, *no_scenario),
+            no_soak,
+        } => cmd_test(&cli.global, guest, *guest_only, (*no_scenario, *no_soak)),
+        Cmd::Soak { kind } => cmd_soak(&cli.global, kind),
         Cmd::Doctor => cmd_doctor(&cli.global),
         Cmd::Shell(o) => cmd_shell(&cli.global, o),
     };
@@ -446,7 +474,50 @@ fn scenario_checks(g: &Global, o: &GuestOpts) -> (usize, usize) {
     (passed, failed)
 }
 
-fn cmd_test(g: &Global, o: &GuestOpts, guest_only: bool, no_scenario: bool) -> Result<ExitCode> {
+/// The pause soak in device mode.
+fn pause_soak(
+    g: &Global,
+    o: &GuestOpts,
+    args: &soak::PauseArgs,
+) -> Result<irqstorm_harness::pause_soak::Outcome> {
+    let repo = util::repo_root();
+    let guest = prepare(g)?;
+    let mut od = o.clone();
+    od.device = true;
+    let dev = device(&od)?.expect("device mode");
+    let accel = guest::choose_accel(&repo, &util::cache_root(), &guest, g.accel)?;
+    soak::pause(
+        &repo,
+        &guest,
+        accel,
+        &dev,
+        args,
+        Duration::from_secs(g.timeout),
+        g.verbose,
+        o.cmdline.as_deref(),
+    )
+}
+
+fn cmd_soak(g: &Global, kind: &SoakKind) -> Result<ExitCode> {
+    let t0 = Instant::now();
+    let SoakKind::Pause { soak, guest } = kind;
+    let out = pause_soak(g, guest, soak)?;
+    eprintln!("total time {}", util::fmt_dur(t0.elapsed()));
+    if out.passed() {
+        println!("pause soak passed");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("pause soak FAILED: {} check(s)", out.failures.len());
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn cmd_test(
+    g: &Global,
+    o: &GuestOpts,
+    guest_only: bool,
+    (no_scenario, no_soak): (bool, bool),
+) -> Result<ExitCode> {
     let t0 = Instant::now();
     let repo = util::repo_root();
     let (mut passed, mut failed) = (0, 0);
@@ -503,6 +574,30 @@ fn cmd_test(g: &Global, o: &GuestOpts, guest_only: bool, no_scenario: bool) -> R
         let (p, f) = scenario_checks(g, o);
         passed += p;
         failed += f;
+    }
+    if !no_soak {
+        let args = soak::PauseArgs::quick();
+        step(&format!(
+            "pause soak: {} QMP stop/cont cycles under a storm",
+            args.cycles
+        ));
+        match pause_soak(g, o, &args) {
+            Ok(out) if out.passed() => {
+                eprintln!(
+                    "  ok      pause soak: {} cycles, nothing dropped, programs running",
+                    out.figures.cycles_done
+                );
+                passed += 1;
+            }
+            Ok(out) => {
+                eprintln!("  FAIL: pause soak: {}", out.failures.join("; "));
+                failed += 1;
+            }
+            Err(e) => {
+                eprintln!("  FAIL: pause soak: {e:#}");
+                failed += 1;
+            }
+        }
     }
     eprintln!("total time {}", util::fmt_dur(t0.elapsed()));
     Ok(summary(passed, failed))
@@ -683,6 +778,40 @@ mod tests {
         assert_eq!(sc.report_dir, Some(PathBuf::from("r")));
         assert_eq!(sc.socket_count, 3);
         assert!(Cli::try_parse_from(["xtask", "run", "--socket-count", "0"]).is_err());
+    }
+
+    #[test]
+    fn soak_pause_options() {
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "soak",
+            "pause",
+            "--cycles",
+            "7",
+            "--pause-ms",
+            "10-50",
+            "--backend-arg=--spin-us=0",
+        ])
+        .unwrap();
+        let Cmd::Soak {
+            kind: SoakKind::Pause { soak, guest },
+        } = cli.cmd
+        else {
+            panic!("not soak pause")
+        };
+        assert_eq!(soak.cycles, 7);
+        assert_eq!(soak.pause_ms, 10..=50);
+        assert_eq!(soak.run_ms, 100..=400, "default");
+        assert_eq!(guest.backend_args, vec!["--spin-us=0"]);
+        let cli = Cli::try_parse_from(["xtask", "soak", "pause"]).unwrap();
+        let Cmd::Soak {
+            kind: SoakKind::Pause { soak, .. },
+        } = cli.cmd
+        else {
+            panic!("not soak pause")
+        };
+        assert_eq!(soak.cycles, 100, "the documented long run");
+        assert!(Cli::try_parse_from(["xtask", "soak", "pause", "--pause-ms", "9-3"]).is_err());
     }
 
     #[test]
