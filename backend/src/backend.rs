@@ -23,10 +23,16 @@ use crate::device::{now_ns, Device, QueueOutcome};
 use crate::memguard::{self, DeviceRegions};
 use crate::protocol::{ACKQ, CONFIG_SIZE, CONTROLQ, EVENTQ, NUM_QUEUES};
 use crate::relay;
+use crate::restart::{Restart, RingView, Verdict};
 use crate::schedule::Limits;
 
 /// Largest queue size accepted.
 pub const MAX_QUEUE_SIZE: usize = 1024;
+
+/// How often the generator looks at the rings while a restart is being
+/// judged (QEMU sends the whole start within a millisecond or so; raises
+/// latched in a pause must go out even if nothing else wakes the device).
+pub const RESTART_POLL_NS: u64 = 1_000_000;
 
 /// Errors of the vhost-user back end.
 #[derive(Debug, ThisError)]
@@ -63,14 +69,33 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The vrings of the current connection and what the front end is doing
+/// with them.
+#[derive(Default)]
+struct Rings {
+    /// Known after the first event of the connection's worker thread.
+    vrings: Vec<VringRwLock>,
+    /// The front end stopped the device and is starting it again: no ring is
+    /// touched until the start is judged a resume or a guest reset (§5.5).
+    restart: Option<Restart>,
+    /// A RESET_DEVICE came: the next start is a first start.
+    after_reset: bool,
+}
+
+impl Rings {
+    fn views(&self) -> Vec<RingView> {
+        self.vrings.iter().map(RingView::of).collect()
+    }
+}
+
 /// State shared by the vhost-user handler, the generator and the control socket.
 pub struct Shared {
     /// Device index (socket number).
     pub index: usize,
     /// The device model.
     pub dev: Mutex<Device>,
-    /// The eventq vring, known after the first queue event of a connection.
-    pub eventq: Mutex<Option<VringRwLock>>,
+    /// Lock order: `dev`, then `rings`, then a vring's own lock.
+    rings: Mutex<Rings>,
     /// Guest memory of the current connection.
     pub mem: Mutex<Option<GuestMemoryAtomic<GuestMemoryMmap>>>,
     /// Written to make the generator recompute its deadline.
@@ -98,7 +123,7 @@ impl Shared {
         Ok(Self {
             index,
             dev: Mutex::new(Device::new(limits, fault_injection)),
-            eventq: Mutex::new(None),
+            rings: Mutex::new(Rings::default()),
             mem: Mutex::new(None),
             wake: EventFd::new(EFD_NONBLOCK).map_err(Error::EventFd)?,
             connected: AtomicBool::new(false),
@@ -132,7 +157,6 @@ impl Shared {
             self.front_end.memory_table_refused();
             lock(&self.regions).clear();
             *lock(&self.mem) = None;
-            *lock(&self.eventq) = None;
             error!("device {}: SET_MEM_TABLE: {e}", self.index);
             return Err(Error::MemoryTable(e));
         }
@@ -153,8 +177,8 @@ impl Shared {
              after SET_MEM_TABLE; the device stops using it and ends the connection",
             self.index
         );
+        // Without memory no ring is touched again (with_eventq, process_queue).
         *lock(&self.mem) = None;
-        *lock(&self.eventq) = None;
         self.end_front_end();
     }
 
@@ -175,15 +199,22 @@ impl Shared {
         ) -> (R, QueueOutcome),
     ) -> R {
         let mut dev = lock(&self.dev);
-        let vring = lock(&self.eventq).clone();
+        let vring = {
+            let mut rings = lock(&self.rings);
+            self.settle(&mut dev, &mut rings);
+            match rings.restart {
+                Some(_) => None,
+                None => rings.vrings.get(usize::from(EVENTQ)).cloned(),
+            }
+        };
         let mem = lock(&self.mem).clone();
         match (vring, mem) {
             (Some(vring), Some(mem)) => {
                 let guard = mem.memory();
                 let mut st = vring.get_mut();
-                // A disabled ring (vhost-user SET_VRING_ENABLE 0) must not be
-                // touched: raises latch until it is enabled again.
-                let (r, out) = if st.is_enabled() {
+                // A stopped (GET_VRING_BASE) or disabled (SET_VRING_ENABLE 0)
+                // ring must not be touched: raises latch until it runs again.
+                let (r, out) = if st.is_enabled() && st.get_queue().ready() {
                     f(&mut dev, Some((st.get_queue_mut(), &guard)))
                 } else {
                     f(&mut dev, None)
@@ -202,20 +233,118 @@ impl Shared {
         }
     }
 
-    /// Generator step: raise what is due, write, notify; returns the next deadline.
+    /// Generator step: raise what is due, write, notify; returns the next
+    /// deadline (at most [`RESTART_POLL_NS`] away while a restart is judged).
     pub fn service(&self, now: u64) -> Option<u64> {
-        self.with_eventq(|dev, q| {
+        let next = self.with_eventq(|dev, q| {
             let out = dev.service(now, q);
             (dev.next_deadline(), out)
-        })
+        });
+        if self.restarting() {
+            let poll = now.saturating_add(RESTART_POLL_NS);
+            return Some(next.map_or(poll, |n| n.min(poll)));
+        }
+        next
     }
 
-    /// Device reset (front end gone or RESET_DEVICE).
+    /// The device, any restart in progress judged first: every reader sees
+    /// the verdict as soon as the front end has brought the rings back.
+    pub fn device(&self) -> MutexGuard<'_, Device> {
+        let mut dev = lock(&self.dev);
+        self.settle(&mut dev, &mut lock(&self.rings));
+        dev
+    }
+
+    /// Whether a restart is being judged (no ring is touched meanwhile).
+    pub fn restarting(&self) -> bool {
+        lock(&self.rings).restart.is_some()
+    }
+
+    /// Remembers the vrings of the connection (its worker's first event).
+    fn attach_vrings(&self, vrings: &[VringRwLock]) {
+        let mut rings = lock(&self.rings);
+        if rings.vrings.is_empty() {
+            rings.vrings = vrings.to_vec();
+        }
+    }
+
+    /// SET_FEATURES: the first start of a connection, or the front end
+    /// starting the device again after stopping it (a VM pause or a guest
+    /// reset; judged by the rings, [`Shared::settle`]).
+    fn features_set(&self, features: u64) {
+        let mut dev = lock(&self.dev);
+        let mut rings = lock(&self.rings);
+        if let Some(r) = rings.restart.as_mut() {
+            r.set_features(features);
+        } else if std::mem::take(&mut rings.after_reset) {
+            dev.set_negotiated(features);
+        } else {
+            match Restart::begin(&rings.views(), dev.negotiated(), features) {
+                Some(r) => {
+                    debug!(
+                        "device {}: started again by the front end; judging its rings",
+                        self.index
+                    );
+                    rings.restart = Some(r);
+                }
+                None => dev.set_negotiated(features),
+            }
+        }
+        self.settle(&mut dev, &mut rings);
+        drop(rings);
+        drop(dev);
+        // The generator polls the rings until the restart is judged.
+        self.wake_generator();
+    }
+
+    /// Judges a restart in progress by the rings now (§5.5): a resume keeps
+    /// the device state and lets the latched raises out; a guest reset
+    /// resets the device.
+    fn settle(&self, dev: &mut Device, rings: &mut Rings) {
+        let Some(r) = &rings.restart else { return };
+        let verdict = r.judge(&rings.views());
+        let features = r.features();
+        match verdict {
+            Verdict::Pending => return,
+            Verdict::Resume => {
+                info!(
+                    "device {}: resumed by the front end (every ring continues where it stopped): state kept",
+                    self.index
+                );
+                dev.count_resume();
+            }
+            Verdict::Reset(why) => {
+                info!(
+                    "device {}: restarted by the front end with fresh rings ({why}): guest reset",
+                    self.index
+                );
+                dev.log_summary();
+                dev.reset();
+            }
+        }
+        dev.set_negotiated(features);
+        rings.restart = None;
+        self.wake_generator();
+    }
+
+    /// vhost-user RESET_DEVICE.
+    fn reset_by_front_end(&self) {
+        let mut dev = lock(&self.dev);
+        dev.reset();
+        let mut rings = lock(&self.rings);
+        rings.restart = None;
+        rings.after_reset = true;
+        drop(rings);
+        drop(dev);
+        self.wake_generator();
+    }
+
+    /// Device reset when the front end is gone.
     pub fn reset(&self) {
         let mut dev = lock(&self.dev);
         dev.log_summary();
         dev.reset();
-        *lock(&self.eventq) = None;
+        *lock(&self.rings) = Rings::default();
         *lock(&self.mem) = None;
         // Faults the library's own accesses may have caught.
         let n = lock(&self.regions).take_faults();
@@ -293,6 +422,18 @@ impl IrqBackend {
             return Ok(());
         };
         let guard = mem.memory();
+        {
+            let mut rings = lock(&self.shared.rings);
+            self.shared.settle(&mut dev, &mut rings);
+            if rings.restart.is_some() {
+                // Not every ring is back: leave the buffers for the next kick.
+                debug!(
+                    "device {}: queue {idx} kicked during a restart",
+                    self.shared.index
+                );
+                return Ok(());
+            }
+        }
         let mut st = vring.get_mut();
         let (out, wake) = match idx {
             CONTROLQ | ACKQ => {
@@ -360,20 +501,10 @@ impl VhostUserBackend for IrqBackend {
 
     fn acked_features(&self, features: u64) {
         debug!("device {}: acked features {features:#x}", self.shared.index);
-        let mut dev = lock(&self.shared.dev);
-        // QEMU sends SET_FEATURES each time it starts the device; one that
-        // follows device activity means the guest reset the device (§5.5).
-        if !dev.is_pristine() {
-            info!(
-                "device {}: restarted by the front end: device reset",
-                self.shared.index
-            );
-            dev.reset();
-            drop(dev);
-            self.shared.wake_generator();
-            dev = lock(&self.shared.dev);
-        }
-        dev.set_negotiated(features & !VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits());
+        // QEMU sends SET_FEATURES each time it starts the device: after a
+        // VM pause as after a guest reset (§5.5).
+        self.shared
+            .features_set(features & !VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits());
     }
 
     fn protocol_features(&self) -> VhostUserProtocolFeatures {
@@ -384,10 +515,7 @@ impl VhostUserBackend for IrqBackend {
 
     fn reset_device(&self) {
         info!("device {}: reset by the front end", self.shared.index);
-        let mut dev = lock(&self.shared.dev);
-        dev.reset();
-        drop(dev);
-        self.shared.wake_generator();
+        self.shared.reset_by_front_end();
     }
 
     fn set_event_idx(&self, enabled: bool) {
@@ -417,12 +545,7 @@ impl VhostUserBackend for IrqBackend {
         if evset != EventSet::IN {
             return Err(Error::NotEpollIn(evset).into());
         }
-        if let Some(ev) = vrings.get(usize::from(EVENTQ)) {
-            let mut slot = lock(&self.shared.eventq);
-            if slot.is_none() {
-                *slot = Some(ev.clone());
-            }
-        }
+        self.shared.attach_vrings(vrings);
         if device_event == STOP_EVENT {
             let _ = self.stop.read();
             // An error is the one way to end the library's worker loop

@@ -17,6 +17,7 @@ pub mod generator;
 pub mod memguard;
 pub mod protocol;
 pub mod relay;
+pub mod restart;
 pub mod schedule;
 pub mod socket;
 

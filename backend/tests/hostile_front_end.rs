@@ -229,7 +229,6 @@ fn a_memory_table_larger_than_its_file_is_refused() {
         be.child.try_wait()
     );
     assert!(setup.is_err(), "set-up over a refused memory table went on");
-    storm_on(&be, 0);
     let fe = front_end_stats(&be, 0);
     assert_eq!(fe["memory_tables_refused"], 1, "{fe}");
     assert_eq!(fe["memory_faults"], 0, "{fe}");

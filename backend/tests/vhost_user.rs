@@ -75,9 +75,11 @@ fn storm_acks_conservation_stats_reconnect() {
     let r = f.ctrl(&CtrlReq::new(77, 0, 0));
     assert_eq!(r.status, Status::Invalid as u16);
 
-    // A storm of 3000 events in bursts of 3 on source 1.
-    const N: u64 = 3000;
-    let r = f.ctrl(&CtrlReq::configure(1, &storm(20_000, 3, N)));
+    // A storm of 6000 events in bursts of 3 on source 1, over 2 s: long
+    // enough that it is still running when phase 2 has drained the ring,
+    // even on a loaded machine (at 20k/s it could end first: nothing latched).
+    const N: u64 = 6000;
+    let r = f.ctrl(&CtrlReq::configure(1, &storm(3_000, 3, N)));
     assert_eq!(r.status, Status::Ok as u16);
     f.post_events(128);
     let r = f.ctrl(&CtrlReq::new(Opcode::Start as u16, 1, 0));

@@ -8,12 +8,17 @@
 //! - [`report`]: JSON and JUnit XML reports.
 //! - [`scenario`]: runs a scenario file end to end (back end, guests, phases
 //!   over the control socket) into a gated report.
+//! - [`qmp`]: a small QMP client (pause, resume, run state of a guest).
+//! - [`pause_soak`]: QMP stop/cont cycles under a storm, checked against the
+//!   device's and the guest's counters.
 //! - [`progress`]: `==> step` lines on stderr.
 
 pub mod args;
 pub mod boot;
 pub mod cpio;
 pub mod ktap;
+pub mod pause_soak;
 pub mod progress;
+pub mod qmp;
 pub mod report;
 pub mod scenario;

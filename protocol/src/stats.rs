@@ -196,6 +196,9 @@ pub struct DeviceStats {
     pub queue_errors: u64,
     /// Device resets.
     pub resets: u64,
+    /// Front-end stop/start cycles that continued the rings where they
+    /// stopped (a VM pause/resume): the device state was kept (§5.5).
+    pub resumes: u64,
 }
 
 impl DeviceStats {
@@ -327,7 +330,7 @@ pub(crate) mod tests {
             "device": {"malformed_ctrl": 0, "malformed_event": 0, "malformed_ack": 0,
                        "malformed": 0, "ctrl_requests": 1, "bad_acks": 0, "ack_evicted": 0,
                        "notifications": 4, "suppressed": 0, "faults_injected": 0,
-                       "queue_errors": 0, "resets": 0},
+                       "queue_errors": 0, "resets": 0, "resumes": 0},
             "sources": [{"source": 0, "mode": "storm", "running": false, "raised": 4,
                          "records": 4, "delivered": 4, "coalesced": 0, "latched_records": 0,
                          "pending": 0, "dropped_on_reset": 0, "acked": 4, "acked_raises": 4,

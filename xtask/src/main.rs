@@ -127,10 +127,12 @@ impl Cmd {
                 guest,
                 guest_only,
                 no_scenario,
+                no_soak,
             } => Cmd::Test {
                 guest: guest.with_device_env(value)?,
                 guest_only,
                 no_scenario,
+                no_soak,
             },
             Cmd::Shell(o) => Cmd::Shell(o.with_device_env(value)?),
             Cmd::Soak { guest, soak } => Cmd::Soak {
@@ -183,6 +185,9 @@ enum Cmd {
         /// Skip the scenario run.
         #[arg(long)]
         no_scenario: bool,
+        /// Skip the short soaks (pause, reconnect).
+        #[arg(long)]
+        no_soak: bool,
     },
     /// Long runs that print their figures (device mode): `soak reconnect`,
     /// `soak rebind`.
@@ -216,7 +221,8 @@ fn main() -> ExitCode {
             guest,
             guest_only,
             no_scenario,
-        } => cmd_test(&cli.global, guest, *guest_only, *no_scenario),
+            no_soak,
+        } => cmd_test(&cli.global, guest, *guest_only, (*no_scenario, *no_soak)),
         Cmd::Soak { guest, soak } => cmd_soak(&cli.global, guest, soak),
         Cmd::Doctor => cmd_doctor(&cli.global),
         Cmd::Shell(o) => cmd_shell(&cli.global, o),
@@ -461,7 +467,12 @@ fn scenario_checks(g: &Global, o: &GuestOpts) -> (usize, usize) {
     (passed, failed)
 }
 
-fn cmd_test(g: &Global, o: &GuestOpts, guest_only: bool, no_scenario: bool) -> Result<ExitCode> {
+fn cmd_test(
+    g: &Global,
+    o: &GuestOpts,
+    guest_only: bool,
+    (no_scenario, no_soak): (bool, bool),
+) -> Result<ExitCode> {
     let t0 = Instant::now();
     let repo = util::repo_root();
     let (mut passed, mut failed) = (0, 0);
@@ -519,9 +530,11 @@ fn cmd_test(g: &Global, o: &GuestOpts, guest_only: bool, no_scenario: bool) -> R
         passed += p;
         failed += f;
     }
-    let (p, f) = short_soaks(g, o);
-    passed += p;
-    failed += f;
+    if !no_soak {
+        let (p, f) = short_soaks(g, o);
+        passed += p;
+        failed += f;
+    }
     eprintln!("total time {}", util::fmt_dur(t0.elapsed()));
     Ok(summary(passed, failed))
 }
@@ -530,14 +543,20 @@ fn cmd_test(g: &Global, o: &GuestOpts, guest_only: bool, no_scenario: bool) -> R
 /// ones): one pass/fail line each. The rebind soak's short version is
 /// 40-teardown in the guest run.
 fn short_soaks(g: &Global, o: &GuestOpts) -> (usize, usize) {
-    let short = [(
-        "soak reconnect --cycles 5",
-        soak::Soak::Reconnect {
-            cycles: 5,
-            events: 2000,
-            rate_hz: 20_000,
-        },
-    )];
+    let short = [
+        (
+            "soak pause --cycles 5",
+            soak::Soak::Pause(soak::pause::PauseArgs::quick()),
+        ),
+        (
+            "soak reconnect --cycles 5",
+            soak::Soak::Reconnect {
+                cycles: 5,
+                events: 2000,
+                rate_hz: 20_000,
+            },
+        ),
+    ];
     let (mut passed, mut failed) = (0, 0);
     for (name, which) in short {
         step(&format!("{name} (short version)"));
@@ -574,8 +593,19 @@ fn run_soak(g: &Global, o: &GuestOpts, which: &soak::Soak) -> Result<bool> {
         anyhow::bail!("soak needs the device");
     };
     let accel = guest::choose_accel(&repo, &util::cache_root(), &guest, g.accel)?;
-    let ok = match *which {
-        soak::Soak::Reconnect {
+    let ok = match which {
+        soak::Soak::Pause(args) => soak::pause::pause(
+            &repo,
+            &guest,
+            accel,
+            &dev,
+            args,
+            Duration::from_secs(g.timeout),
+            g.verbose,
+            o.cmdline.as_deref(),
+        )?
+        .passed(),
+        &soak::Soak::Reconnect {
             cycles,
             events,
             rate_hz,
@@ -590,7 +620,7 @@ fn run_soak(g: &Global, o: &GuestOpts, which: &soak::Soak) -> Result<bool> {
                 rate_hz,
             },
         )?,
-        soak::Soak::Rebind { cycles, rate_hz } => soak::rebind::run(
+        &soak::Soak::Rebind { cycles, rate_hz } => soak::rebind::run(
             &repo,
             &guest,
             accel,

@@ -20,7 +20,7 @@ use serde_json::Value;
 use thiserror::Error as ThisError;
 
 use crate::args::CtlCmd;
-use crate::backend::{lock, Shared};
+use crate::backend::Shared;
 use crate::device::now_ns;
 use crate::protocol::{Status, SOURCE_ALL};
 
@@ -185,7 +185,7 @@ impl Server {
         let done = || Response::Done(Done {});
         Ok(match *req {
             Request::Info { .. } => {
-                let d = lock(&dev.dev);
+                let d = dev.device();
                 let l = d.limits();
                 Reply::Ok(Response::Info(InfoReply {
                     device: di,
@@ -203,7 +203,7 @@ impl Server {
                 }))
             }
             Request::Configure(c) => {
-                let st = lock(&dev.dev).configure(c.source, &c.body(), true);
+                let st = dev.device().configure(c.source, &c.body(), true);
                 dev.wake_generator();
                 status_reply(st, done())
             }
@@ -213,7 +213,9 @@ impl Server {
                 ..
             } => {
                 let source = source.map_or(SOURCE_ALL, Sources::index);
-                let r = lock(&dev.dev).start(source, start_delay_ns.unwrap_or(0), now_ns());
+                let r = dev
+                    .device()
+                    .start(source, start_delay_ns.unwrap_or(0), now_ns());
                 dev.wake_generator();
                 match r {
                     Ok(t0) => Reply::Ok(Response::Start(StartReply { t0 })),
@@ -221,7 +223,7 @@ impl Server {
                 }
             }
             Request::Stop { source, .. } => {
-                let r = lock(&dev.dev).stop(source.map_or(SOURCE_ALL, Sources::index));
+                let r = dev.device().stop(source.map_or(SOURCE_ALL, Sources::index));
                 dev.wake_generator();
                 match r {
                     Ok(raised) => Reply::Ok(Response::Stop(StopReply { raised })),
@@ -229,7 +231,7 @@ impl Server {
                 }
             }
             Request::Stats { buckets, .. } => {
-                let stats = lock(&dev.dev).stats(buckets.unwrap_or(false));
+                let stats = dev.device().stats(buckets.unwrap_or(false));
                 Reply::Ok(Response::Stats(Box::new(StatsReply {
                     device: di,
                     stats,
@@ -244,12 +246,12 @@ impl Server {
                 })))
             }
             Request::ResetStats { .. } => {
-                lock(&dev.dev).reset_stats();
+                dev.device().reset_stats();
                 Reply::Ok(done())
             }
             Request::Fault { kind, count, .. } => {
                 let count = count.unwrap_or(0).max(1);
-                lock(&dev.dev).inject(kind, count)?;
+                dev.device().inject(kind, count)?;
                 // Inject into buffers that are already posted.
                 dev.with_eventq(|d, q| ((), d.flush(now_ns(), q)));
                 Reply::Ok(Response::Fault(FaultReply { kind, count }))
@@ -365,6 +367,7 @@ pub fn run_ctl(path: &Path, device: u32, cmd: &CtlCmd) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::lock;
     use crate::protocol::{FaultKind, Jitter, Mode};
     use crate::schedule::Limits;
     use serde_json::json;

@@ -25,7 +25,7 @@ use hdrhistogram::Histogram;
 use thiserror::Error as ThisError;
 
 use crate::protocol::{
-    DeviceConfig, Mode, IRQSTORM_F_FAULT_INJECT, IRQSTORM_F_MODERATION, NUM_MECHANISMS,
+    DeviceConfig, IRQSTORM_F_FAULT_INJECT, IRQSTORM_F_MODERATION, NUM_MECHANISMS,
 };
 use crate::schedule::{Limits, Program, Schedule};
 
@@ -231,17 +231,6 @@ impl Device {
         self.negotiated = f;
     }
 
-    /// True if nothing happened since the last reset (no record written, no
-    /// program configured, nothing latched).
-    pub fn is_pristine(&self) -> bool {
-        self.next_seq == 1
-            && self.pending_order.is_empty()
-            && self
-                .sources
-                .iter()
-                .all(|s| s.program.mode == Mode::Off && s.source_seq == 0)
-    }
-
     /// Negotiated features.
     pub fn negotiated(&self) -> u64 {
         self.negotiated
@@ -319,6 +308,12 @@ impl Device {
         self.total_unnotified = 0;
         self.negotiated = 0;
         self.c.resets += 1;
+    }
+
+    /// Counts a front-end stop/start that continued the rings (a VM pause):
+    /// the device state was kept (§5.5).
+    pub fn count_resume(&mut self) {
+        self.c.resumes += 1;
     }
 
     /// Zeroes the counters and histograms. Raises still latched stay counted

@@ -300,6 +300,77 @@ impl Front {
         }
     }
 
+    /// Replays what QEMU 11.1 sends when it stops the vhost device (monitor
+    /// `stop`, or the guest writing status 0): SET_VRING_ENABLE 0 on every
+    /// ring, then GET_VRING_BASE on every ring. Returns the bases.
+    pub fn vhost_stop(&mut self) -> Vec<u16> {
+        for i in 0..self.rings.len() {
+            self.fe.set_vring_enable(i, false).unwrap();
+        }
+        (0..self.rings.len())
+            .map(|i| self.fe.get_vring_base(i).unwrap() as u16)
+            .collect()
+    }
+
+    /// Replays what QEMU 11.1 sends when it starts the vhost device again
+    /// (monitor `cont`, or the driver setting DRIVER_OK after a reset):
+    /// SET_FEATURES, SET_MEM_TABLE, per ring SET_VRING_NUM, SET_VRING_BASE
+    /// (`bases`), SET_VRING_ADDR, SET_VRING_KICK, SET_VRING_CALL; then
+    /// SET_VRING_ENABLE 1 on every ring and SET_VRING_CALL again (QEMU's
+    /// unmask). Ends with a request that has a reply, so the back end has
+    /// handled everything.
+    pub fn vhost_start(&mut self, bases: &[u16]) {
+        self.fe.set_features(self.features).unwrap();
+        let region = self.mem.iter().next().unwrap();
+        let info = VhostUserMemoryRegionInfo::from_guest_region(region).unwrap();
+        self.fe.set_mem_table(&[info]).unwrap();
+        let hva = |gpa: u64| self.mem.get_host_address(GuestAddress(gpa)).unwrap() as u64;
+        for (i, r) in self.rings.iter().enumerate() {
+            self.fe.set_vring_num(i, r.size).unwrap();
+            self.fe.set_vring_base(i, bases[i]).unwrap();
+            self.fe
+                .set_vring_addr(
+                    i,
+                    &VringConfigData {
+                        queue_max_size: r.size,
+                        queue_size: r.size,
+                        flags: 0,
+                        desc_table_addr: hva(r.desc()),
+                        used_ring_addr: hva(r.used()),
+                        avail_ring_addr: hva(r.avail()),
+                        log_addr: None,
+                    },
+                )
+                .unwrap();
+            self.fe.set_vring_kick(i, &self.kicks[i]).unwrap();
+            self.fe.set_vring_call(i, &self.calls[i]).unwrap();
+        }
+        for i in 0..self.rings.len() {
+            self.fe.set_vring_enable(i, true).unwrap();
+        }
+        for i in 0..self.rings.len() {
+            self.fe.set_vring_call(i, &self.calls[i]).unwrap();
+        }
+        self.fe.get_features().unwrap();
+    }
+
+    /// What a guest driver does between the stop and the start of a device
+    /// reset: it rebuilds its rings from scratch (zeroed, here at the same
+    /// guest addresses), so QEMU starts them at base 0.
+    pub fn rebuild_rings(&mut self) {
+        for r in &mut self.rings {
+            let zero = vec![0u8; RING_BASE as usize];
+            self.mem.write_slice(&zero, GuestAddress(r.base)).unwrap();
+            *r = Ring {
+                avail_idx: 0,
+                last_used: 0,
+                ..*r
+            };
+        }
+        self.next_event_id = 0;
+        self.next_ack_id = 0;
+    }
+
     pub fn event_idx(&self) -> bool {
         self.features & (1 << VIRTIO_RING_F_EVENT_IDX) != 0
     }

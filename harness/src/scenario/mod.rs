@@ -15,7 +15,7 @@
 pub mod assemble;
 pub mod console;
 pub mod guest_side;
-mod guests;
+pub(crate) mod guests;
 pub mod phases;
 
 use std::path::{Path, PathBuf};

@@ -295,7 +295,7 @@ program = { mode = "storm", rate_hz = 1000, burst = 4 }
                "dropped_on_reset": 0, "acked": 2990, "conserved": true},
     "device": {"malformed_ctrl": 0, "malformed_event": 0, "malformed_ack": 0, "malformed": 0,
                "ctrl_requests": 0, "bad_acks": 2, "ack_evicted": 0, "notifications": 2990,
-               "suppressed": 5, "faults_injected": 0, "queue_errors": 0, "resets": 0},
+               "suppressed": 5, "faults_injected": 0, "queue_errors": 0, "resets": 0, "resumes": 0},
     "sources": [
       {"source": 0, "mode": "periodic", "running": false, "raised": 1000, "records": 1000, "delivered": 1000,
        "coalesced": 0, "latched_records": 0, "pending": 0, "dropped_on_reset": 0, "acked": 1000,

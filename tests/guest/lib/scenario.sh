@@ -10,6 +10,8 @@
 #   guest: IRQSTORM_SC_READY                 settings applied, stats reset
 #   host:  reset        -> guest: IRQSTORM_SC_ACK reset   (guest stats + counters cleared)
 #   host:  w FILE ARGS  -> guest: IRQSTORM_SC_ACK w|IRQSTORM_SC_NAK w ERR (echo ARGS > debugfs FILE)
+#   host:  show FILE    -> guest: debugfs FILE between IRQSTORM_SC_BEGIN FILE / IRQSTORM_SC_END FILE,
+#                          IRQSTORM_SC_ACK show
 #   host:  dump         -> guest: reference stopped, PINGs, tables between
 #                          IRQSTORM_SC_BEGIN NAME / IRQSTORM_SC_END NAME, IRQSTORM_SC_ACK dump
 #   host:  done         -> guest powers off
@@ -107,6 +109,10 @@ while read -r cmd rest; do
 		else
 			echo "IRQSTORM_SC_NAK w $f $a: $err"
 		fi
+		;;
+	show)
+		dump "$rest"
+		echo "IRQSTORM_SC_ACK show"
 		;;
 	dump)
 		[ "$ref" != off ] && echo stop > $D/local

@@ -1,6 +1,7 @@
 //! `cargo xtask soak ...`: long runs that print their figures (the short
 //! versions run in `cargo xtask test`).
 
+pub mod pause;
 pub mod rebind;
 pub mod reconnect;
 
@@ -22,6 +23,10 @@ pub enum Soak {
         #[arg(long, default_value_t = 20_000)]
         rate_hz: u32,
     },
+    /// QMP stop/cont cycles of a guest whose driver runs a storm and a
+    /// periodic timer on the device: zero events dropped, the programs still
+    /// running after every resume, conservation exact (docs/device-spec.md 5.5).
+    Pause(pause::PauseArgs),
     /// unbind/bind and rmmod/insmod cycles of the driver under a storm.
     Rebind {
         /// Cycles of each kind.
