@@ -2,6 +2,7 @@
 
 mod apt;
 mod fault;
+mod fuzz;
 mod guest;
 mod initramfs;
 mod kernel;
@@ -131,7 +132,7 @@ impl Cmd {
                 no_scenario,
             },
             Cmd::Shell(o) => Cmd::Shell(o.with_device_env(value)?),
-            Cmd::Doctor => Cmd::Doctor,
+            c @ (Cmd::Doctor | Cmd::Fuzz { .. }) => c,
         })
     }
 }
@@ -165,9 +166,10 @@ enum Cmd {
         #[command(flatten)]
         sc: ScenarioOpts,
     },
-    /// All tests: fmt, clippy, cargo test, the guest boot running the guest
-    /// scripts, then the short scenario tests/scenarios/ci-quick.toml with its
-    /// gates and the impossible-threshold check.
+    /// All tests: fmt, clippy, cargo test, a short fuzz run of each target,
+    /// the guest boot running the guest scripts, then the short scenario
+    /// tests/scenarios/ci-quick.toml with its gates and the
+    /// impossible-threshold check.
     Test {
         #[command(flatten)]
         guest: GuestOpts,
@@ -180,6 +182,17 @@ enum Cmd {
     },
     /// Check every prerequisite: version, OK/missing, and the exact fix.
     Doctor,
+    /// Fuzz the back end (cargo-fuzz / libFuzzer, fuzz/): build the targets,
+    /// run each for --seconds from its seeds and kept corpus, print the
+    /// figures (executions, coverage, features, corpus, crashes) per target.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+        /// One target (rings, vhost_user) or all.
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
+    },
     /// Boot the guest with an interactive shell on the console.
     Shell(GuestOpts),
 }
@@ -204,6 +217,7 @@ fn main() -> ExitCode {
             no_scenario,
         } => cmd_test(&cli.global, guest, *guest_only, *no_scenario),
         Cmd::Doctor => cmd_doctor(&cli.global),
+        Cmd::Fuzz { seconds, target } => cmd_fuzz(*seconds, target.as_deref()),
         Cmd::Shell(o) => cmd_shell(&cli.global, o),
     };
     match r {
@@ -484,6 +498,16 @@ fn cmd_test(g: &Global, o: &GuestOpts, guest_only: bool, no_scenario: bool) -> R
                 failed += 1;
             }
         }
+        // The short fuzz run: each target for a few seconds (the full,
+        // bounded run is `cargo xtask fuzz`).
+        let (p, f) = fuzz::run_all(
+            &repo,
+            &target_dir(&repo),
+            &fuzz::TARGETS,
+            fuzz::SHORT_SECONDS,
+        );
+        passed += p;
+        failed += f;
     }
     // The guest scripts need the device: `test` always runs in device mode.
     let mut od = o.clone();
@@ -505,6 +529,14 @@ fn cmd_test(g: &Global, o: &GuestOpts, guest_only: bool, no_scenario: bool) -> R
         failed += f;
     }
     eprintln!("total time {}", util::fmt_dur(t0.elapsed()));
+    Ok(summary(passed, failed))
+}
+
+fn cmd_fuzz(seconds: u64, target: Option<&str>) -> Result<ExitCode> {
+    let targets = fuzz::pick(target)?;
+    setup::ensure()?;
+    let repo = util::repo_root();
+    let (passed, failed) = fuzz::run_all(&repo, &target_dir(&repo), &targets, seconds);
     Ok(summary(passed, failed))
 }
 

@@ -17,7 +17,7 @@ pub mod seeds;
 mod session;
 
 pub use op::{decode, encode, Fd, Op, HEADER_SIZE, MAX_FDS, NEED_REPLY, VERSION};
-pub use session::{Options, Outcome, ADD_MEM_REG, COVER_CAP, SET_MEM_TABLE};
+pub use session::{Options, Outcome, SessionError, ADD_MEM_REG, COVER_CAP, SET_MEM_TABLE};
 
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
@@ -60,6 +60,16 @@ pub enum Violation {
     /// The fuzzed connection was not ended in time (or a send blocked).
     #[error("hang: {0}")]
     Hang(String),
+    /// The harness could not run a connection (the process ran out of fds).
+    #[error("after {execs} connections ({fds} fds open): {why}")]
+    Resources {
+        /// Connections so far.
+        execs: u64,
+        /// Open file descriptors of the process.
+        fds: usize,
+        /// What failed.
+        why: String,
+    },
     /// A well-formed front end is no longer served.
     #[error("after {execs} connections the back end no longer serves a well-formed front end ({fds} fds open): {why}")]
     NotServing {
@@ -202,7 +212,14 @@ impl Server {
     pub fn run(&self, data: &[u8], check: bool) -> Result<Outcome, Violation> {
         let n = self.execs.fetch_add(1, Ordering::Relaxed);
         let ops = decode(data);
-        let out = session::connect_and_send(&self.vu, &ops, &self.opts).map_err(Violation::Hang)?;
+        let out = session::connect_and_send(&self.vu, &ops, &self.opts).map_err(|e| match e {
+            SessionError::Hang(h) => Violation::Hang(h),
+            SessionError::Resources(why) => Violation::Resources {
+                execs: n + 1,
+                fds: open_fds(),
+                why,
+            },
+        })?;
         if check || n.is_multiple_of(CHECK_EVERY) {
             self.check(n + 1)?;
         }

@@ -36,6 +36,16 @@ pub struct Options {
     pub liveness: Duration,
 }
 
+/// Why a connection could not be run to its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionError {
+    /// The back end did not end the connection in time, or stopped reading.
+    Hang(String),
+    /// The harness could not connect or make a descriptor (e.g. the process
+    /// ran out of fds).
+    Resources(String),
+}
+
 /// What one connection did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Outcome {
@@ -168,12 +178,16 @@ fn drain(s: &mut UnixStream) -> usize {
     total
 }
 
-/// Runs one connection. `Err` means the back end did not end the connection
-/// within the liveness bound after the front end closed its side (a hang).
-pub fn connect_and_send(path: &Path, ops: &[Op], o: &Options) -> Result<Outcome, String> {
-    let mut s = UnixStream::connect(path).map_err(|e| format!("connect: {e}"))?;
+/// Runs one connection to its end: the back end must end it within the
+/// liveness bound after the front end closed its side.
+pub fn connect_and_send(path: &Path, ops: &[Op], o: &Options) -> Result<Outcome, SessionError> {
+    let res = |what: &str| {
+        let what = what.to_string();
+        move |e: std::io::Error| SessionError::Resources(format!("{what}: {e}"))
+    };
+    let mut s = UnixStream::connect(path).map_err(res("connect"))?;
     s.set_write_timeout(Some(o.liveness))
-        .map_err(|e| e.to_string())?;
+        .map_err(res("socket timeout"))?;
     let mut held = Held::default();
     let mut out = Outcome::default();
     for op in ops {
@@ -211,7 +225,7 @@ pub fn connect_and_send(path: &Path, ops: &[Op], o: &Options) -> Result<Outcome,
                     continue;
                 };
                 let before = held.memfds.len();
-                let raw = make_fds(fds, &mut held).map_err(|e| format!("making fds: {e}"))?;
+                let raw = make_fds(fds, &mut held).map_err(res("making fds"))?;
                 let request = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
                 let body = if o.short_memfds {
                     body.to_vec()
@@ -232,10 +246,10 @@ pub fn connect_and_send(path: &Path, ops: &[Op], o: &Options) -> Result<Outcome,
                 match s.send_with_fds(&[&header[..], &body[..]], &raw) {
                     Ok(_) => out.sent += 1,
                     Err(e) if e.errno() == libc::EAGAIN => {
-                        return Err(format!(
+                        return Err(SessionError::Hang(format!(
                             "the back end stopped reading: a send blocked for {:?}",
                             o.liveness
-                        ));
+                        )));
                     }
                     // The back end closed the connection (it may, on bad input).
                     Err(_) => out.closed_early = true,
@@ -250,10 +264,10 @@ pub fn connect_and_send(path: &Path, ops: &[Op], o: &Options) -> Result<Outcome,
     loop {
         let left = end.saturating_duration_since(Instant::now());
         if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
-            return Err(format!(
+            return Err(SessionError::Hang(format!(
                 "the back end did not end the connection within {:?} after the front end closed it",
                 o.liveness
-            ));
+            )));
         }
         match s.read(&mut buf) {
             Ok(0) => break,
