@@ -363,6 +363,14 @@ impl Harness {
         Ok(())
     }
 
+    /// Records acknowledged, over all sources.
+    fn acked(&self) -> u64 {
+        (0..self.num_sources)
+            .filter_map(|s| self.dev.source_counters(s))
+            .map(|c| c.acked)
+            .sum()
+    }
+
     fn source(&self, s: u8) -> u16 {
         if s == 0xff {
             SOURCE_ALL
@@ -515,15 +523,14 @@ impl Harness {
     }
 
     fn process_ctrl(&mut self) -> Result<(), String> {
-        let s0 = self.dev.stats(false);
+        let (c0, e0) = (self.dev.counters(), self.dev.stats_since_ns());
         let r = &mut self.rings[CTRLQ];
         let out = self.dev.process_ctrlq(&mut r.q, &self.mem);
-        let s1 = self.dev.stats(false);
+        let (c1, e1) = (self.dev.counters(), self.dev.stats_since_ns());
         let used = r.take_used(&self.mem);
         let posted = self.take_posted(CTRLQ);
-        let (c0, c1) = (&s0.device, &s1.device);
         // A STATS request with STATS_F_RESET zeroes the counters mid-way.
-        let same_epoch = s0.since_ns == s1.since_ns;
+        let same_epoch = e0 == e1;
         let requests = c1.ctrl_requests.wrapping_sub(c0.ctrl_requests);
         let malformed = c1.malformed_ctrl.wrapping_sub(c0.malformed_ctrl);
         if same_epoch && out.q.used as u64 != requests + malformed {
@@ -574,17 +581,16 @@ impl Harness {
     }
 
     fn process_ack(&mut self) -> Result<(), String> {
-        let s0 = self.dev.stats(false);
+        let (c0, a0) = (self.dev.counters(), self.acked());
         let r = &mut self.rings[ACKQ];
         let out = self.dev.process_ackq(&mut r.q, &self.mem);
-        let s1 = self.dev.stats(false);
         let used = r.take_used(&self.mem);
+        let (c1, a1) = (self.dev.counters(), self.acked());
         let posted = self.take_posted(ACKQ);
-        let (c0, c1) = (&s0.device, &s1.device);
         let malformed = c1.malformed_ack - c0.malformed_ack;
         // Each well-formed buffer carries at least one record, and each
         // record is either applied or counted as a bad ack.
-        let records = (c1.bad_acks - c0.bad_acks) + (s1.totals.acked - s0.totals.acked);
+        let records = (c1.bad_acks - c0.bad_acks) + (a1 - a0);
         if malformed > out.used as u64 || out.used as u64 > malformed + records {
             return Err(format!(
                 "ackq consumed {} buffers: {malformed} counted malformed, {records} records taken",

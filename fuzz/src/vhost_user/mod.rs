@@ -124,6 +124,16 @@ fn env_flag(name: &str) -> Result<bool, StartError> {
     }
 }
 
+/// The socket directory, removed when the process exits normally
+/// (libFuzzer ends a bounded run with `exit`; statics are never dropped).
+static SOCKET_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+extern "C" fn remove_socket_dir() {
+    if let Some(d) = SOCKET_DIR.get() {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
 /// Ignores SIGPIPE like the back end binary's Rust runtime does (libFuzzer's
 /// `main` is not Rust's), and lifts the soft fd limit to the hard one.
 fn process_setup() {
@@ -163,6 +173,11 @@ impl Server {
         let dir = std::env::temp_dir().join(format!("irqstorm-fuzz-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        if SOCKET_DIR.set(dir.clone()).is_ok() {
+            // SAFETY: registers a plain `extern "C" fn()` that only reads a
+            // static and removes files.
+            unsafe { libc::atexit(remove_socket_dir) };
+        }
         let (vu, ctl) = (dir.join("vu.sock"), dir.join("ctl.sock"));
         let args = Args::try_parse_from([
             "irqstorm-backend".into(),
