@@ -60,8 +60,9 @@ fn ring_gpa(q: u32) -> (u64, u64, u64) {
     (base, base + 0x1000, base + 0x2000)
 }
 
-/// SET_OWNER through SET_MEM_TABLE (one 1 MiB memfd region).
-fn negotiate() -> Vec<Op> {
+/// SET_OWNER through SET_MEM_TABLE (one 1 MiB memfd region, mapped from
+/// `mmap_offset` in the file).
+fn negotiate(mmap_offset: u64) -> Vec<Op> {
     let mut config = u32s(&[0, 32, 0]);
     config.extend_from_slice(&[0u8; 32]);
     vec![
@@ -74,7 +75,7 @@ fn negotiate() -> Vec<Op> {
         msg(GET_CONFIG, config, vec![]),
         msg(
             SET_MEM_TABLE,
-            [u32s(&[1, 0]), u64s(&[0, u64::from(MEM), UA, 0])].concat(),
+            [u32s(&[1, 0]), u64s(&[0, u64::from(MEM), UA, mmap_offset])].concat(),
             vec![Fd::Memfd { size: MEM }],
         ),
     ]
@@ -159,7 +160,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let start = CtrlReq::new(Opcode::Start as u16, 1, 0).raw.to_vec();
     let (c0, c1, c2) = (0x8_0000, 0x8_0100, 0x8_0200);
 
-    let mut controlq = negotiate();
+    let mut controlq = negotiate(0);
     controlq.extend(vring(0));
     controlq.push(poke(c0, info.clone()));
     controlq.extend(post(0, &[&ctrl(c0)]));
@@ -168,7 +169,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     controlq.push(Op::Wait { ms: 10 });
     controlq.push(msg(GET_VRING_BASE, u32s(&[0, 0]), vec![]));
 
-    let mut storm_q = negotiate();
+    let mut storm_q = negotiate(0);
     for q in 0..3 {
         storm_q.extend(vring(q));
     }
@@ -188,7 +189,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     storm_q.push(Op::Kick { which: 3 });
     storm_q.push(Op::Wait { ms: 5 });
 
-    let mut odd = negotiate();
+    let mut odd = negotiate(0);
     odd.extend(vring(1));
     odd.extend([
         msg(SET_VRING_ENABLE, u32s(&[1, 0]), vec![]),
@@ -223,4 +224,20 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("three-queues-storm", encode(&storm_q)),
         ("reset-and-odd-headers", encode(&odd)),
     ]
+}
+
+/// Inputs the fuzzer found that crashed the back end, as the operations
+/// they decode to (replayed by `fuzz/tests/regressions.rs`).
+pub fn regressions() -> Vec<(&'static str, Vec<u8>)> {
+    // Found on main (55f2b34) with IRQSTORM_FUZZ_SHORT_MEMFDS=1 after 3,024
+    // connections: a region mapped from 2^61 bytes into a 1 MiB memfd;
+    // the first controlq kick touches it and SIGBUS kills the process.
+    let mut past_eof = negotiate(1 << 61);
+    past_eof.extend(vring(0));
+    let info = CtrlReq::new(Opcode::GetInfo as u16, 0, 0).raw.to_vec();
+    past_eof.push(poke(0x8_0000, info));
+    past_eof.extend(post(0, &[&[(0x8_0000, 64, false), (0x8_0080, 64, true)]]));
+    past_eof.push(Op::Kick { which: 1 });
+    past_eof.push(Op::Wait { ms: 10 });
+    vec![("sigbus-mmap-offset-past-eof", encode(&past_eof))]
 }
