@@ -189,6 +189,9 @@ enum Cmd {
         /// Seconds per target.
         #[arg(long, default_value_t = 600)]
         seconds: u64,
+        /// Stop a target after this many executions (default: the time only).
+        #[arg(long, value_name = "N")]
+        runs: Option<u64>,
         /// One target (rings, vhost_user) or all.
         #[arg(long, value_name = "NAME")]
         target: Option<String>,
@@ -217,7 +220,11 @@ fn main() -> ExitCode {
             no_scenario,
         } => cmd_test(&cli.global, guest, *guest_only, *no_scenario),
         Cmd::Doctor => cmd_doctor(&cli.global),
-        Cmd::Fuzz { seconds, target } => cmd_fuzz(*seconds, target.as_deref()),
+        Cmd::Fuzz {
+            seconds,
+            runs,
+            target,
+        } => cmd_fuzz(*seconds, *runs, target.as_deref()),
         Cmd::Shell(o) => cmd_shell(&cli.global, o),
     };
     match r {
@@ -504,7 +511,10 @@ fn cmd_test(g: &Global, o: &GuestOpts, guest_only: bool, no_scenario: bool) -> R
             &repo,
             &target_dir(&repo),
             &fuzz::TARGETS,
-            fuzz::SHORT_SECONDS,
+            fuzz::Budget {
+                seconds: fuzz::SHORT_SECONDS,
+                runs: Some(fuzz::SHORT_RUNS),
+            },
         );
         passed += p;
         failed += f;
@@ -532,11 +542,12 @@ fn cmd_test(g: &Global, o: &GuestOpts, guest_only: bool, no_scenario: bool) -> R
     Ok(summary(passed, failed))
 }
 
-fn cmd_fuzz(seconds: u64, target: Option<&str>) -> Result<ExitCode> {
+fn cmd_fuzz(seconds: u64, runs: Option<u64>, target: Option<&str>) -> Result<ExitCode> {
     let targets = fuzz::pick(target)?;
     setup::ensure()?;
     let repo = util::repo_root();
-    let (passed, failed) = fuzz::run_all(&repo, &target_dir(&repo), &targets, seconds);
+    let budget = fuzz::Budget { seconds, runs };
+    let (passed, failed) = fuzz::run_all(&repo, &target_dir(&repo), &targets, budget);
     Ok(summary(passed, failed))
 }
 
