@@ -312,6 +312,11 @@ fn relay_until_end(front: &UnixStream, daemon: &UnixStream, t: Timeouts) -> End 
             };
             match frame.read_from(from, side) {
                 Err(e) => return e,
+                Ok(Read::Closed) if ev.data() == FRONT => {
+                    // The front end is done sending; it may still read the
+                    // answers to what it sent: pass the end on and drain.
+                    return drain_daemon(front, daemon, &mut from_daemon, t);
+                }
                 Ok(Read::Closed) => return closed,
                 Ok(Read::Partial) => {}
                 Ok(Read::Complete) => {
@@ -328,6 +333,38 @@ fn relay_until_end(front: &UnixStream, daemon: &UnixStream, t: Timeouts) -> End 
             }
         }
     }
+}
+
+/// After the front end's end of sending: the daemon sees the end too, its
+/// last answers still reach the front end, and the connection ends when the
+/// daemon closes (within `t.message`).
+fn drain_daemon(front: &UnixStream, daemon: &UnixStream, f: &mut Frame, t: Timeouts) -> End {
+    let _ = daemon.shutdown(std::net::Shutdown::Write);
+    if let Err(e) = daemon.set_read_timeout(Some(t.message)) {
+        return End::Io {
+            side: "daemon",
+            source: e,
+        };
+    }
+    let end = Instant::now() + t.message;
+    while Instant::now() < end {
+        match f.read_from(daemon, "daemon") {
+            Ok(Read::Closed) => break,
+            Ok(Read::Partial) => {}
+            // A front end that closed both ways reads nothing: no matter.
+            Ok(Read::Complete) => drop(std::mem::take(f).send_to(front, "front end")),
+            Err(End::Io { source, .. })
+                if matches!(
+                    source.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                break
+            }
+            Err(e) => return e,
+        }
+    }
+    End::FrontEndClosed
 }
 
 /// Which limit applies to the front end now, if any.
@@ -421,9 +458,10 @@ mod tests {
         (&front).read_exact(&mut b).unwrap();
         assert_eq!(b.to_vec(), header(5, 0));
         drop(front);
-        assert!(matches!(h.join().unwrap(), End::FrontEndClosed));
-        // The daemon sees the connection end.
+        // The daemon sees the end, closes, and the relay is over.
         assert_eq!(daemon.read(&mut b).unwrap(), 0);
+        drop(daemon);
+        assert!(matches!(h.join().unwrap(), End::FrontEndClosed));
     }
 
     fn tempfile_fd() -> OwnedFd {
@@ -448,6 +486,25 @@ mod tests {
             front_deadline(at, true, &started, t),
             Some((d, Limit::Message)) if d == at + t.message
         ));
+    }
+
+    #[test]
+    fn answers_still_reach_a_front_end_that_is_done_sending() {
+        let (mut front, mut daemon, h) = run(LONG);
+        front.write_all(&header(1, 0)).unwrap();
+        front.shutdown(std::net::Shutdown::Write).unwrap();
+        // The daemon gets the message, then the end of the stream.
+        let mut got = Vec::new();
+        daemon.read_to_end(&mut got).unwrap();
+        assert_eq!(got, header(1, 0));
+        // Its answer, sent after that, still reaches the front end.
+        daemon.write_all(&header(1, 8)).unwrap();
+        daemon.write_all(&[7u8; 8]).unwrap();
+        drop(daemon);
+        assert!(matches!(h.join().unwrap(), End::FrontEndClosed));
+        let mut answer = Vec::new();
+        front.read_to_end(&mut answer).unwrap();
+        assert_eq!(answer, [header(1, 8), vec![7u8; 8]].concat());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod apt;
 mod conservation;
 mod fault;
+mod fuzz;
 mod guest;
 mod initramfs;
 mod kernel;
@@ -139,7 +140,7 @@ impl Cmd {
                 guest: guest.with_device_env(value)?,
                 soak,
             },
-            Cmd::Doctor => Cmd::Doctor,
+            c @ (Cmd::Doctor | Cmd::Fuzz { .. }) => c,
         })
     }
 }
@@ -173,9 +174,10 @@ enum Cmd {
         #[command(flatten)]
         sc: ScenarioOpts,
     },
-    /// All tests: fmt, clippy, cargo test, the guest boot running the guest
-    /// scripts, then the short scenario tests/scenarios/ci-quick.toml with its
-    /// gates and the impossible-threshold check.
+    /// All tests: fmt, clippy, cargo test, a short fuzz run of each target,
+    /// the guest boot running the guest scripts, then the short scenario
+    /// tests/scenarios/ci-quick.toml with its gates and the
+    /// impossible-threshold check.
     Test {
         #[command(flatten)]
         guest: GuestOpts,
@@ -199,6 +201,20 @@ enum Cmd {
     },
     /// Check every prerequisite: version, OK/missing, and the exact fix.
     Doctor,
+    /// Fuzz the back end (cargo-fuzz / libFuzzer, fuzz/): build the targets,
+    /// run each for --seconds from its seeds and kept corpus, print the
+    /// figures (executions, coverage, features, corpus, crashes) per target.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+        /// Stop a target after this many executions (default: the time only).
+        #[arg(long, value_name = "N")]
+        runs: Option<u64>,
+        /// One target (rings, vhost_user) or all.
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
+    },
     /// Boot the guest with an interactive shell on the console.
     Shell(GuestOpts),
 }
@@ -225,6 +241,11 @@ fn main() -> ExitCode {
         } => cmd_test(&cli.global, guest, *guest_only, (*no_scenario, *no_soak)),
         Cmd::Soak { guest, soak } => cmd_soak(&cli.global, guest, soak),
         Cmd::Doctor => cmd_doctor(&cli.global),
+        Cmd::Fuzz {
+            seconds,
+            runs,
+            target,
+        } => cmd_fuzz(*seconds, *runs, target.as_deref()),
         Cmd::Shell(o) => cmd_shell(&cli.global, o),
     };
     match r {
@@ -510,6 +531,19 @@ fn cmd_test(
                 failed += 1;
             }
         }
+        // The short fuzz run: each target for a few seconds (the full,
+        // bounded run is `cargo xtask fuzz`).
+        let (p, f) = fuzz::run_all(
+            &repo,
+            &target_dir(&repo),
+            &fuzz::TARGETS,
+            fuzz::Budget {
+                seconds: fuzz::SHORT_SECONDS,
+                runs: Some(fuzz::SHORT_RUNS),
+            },
+        );
+        passed += p;
+        failed += f;
     }
     // The guest scripts need the device: `test` always runs in device mode.
     let mut od = o.clone();
@@ -630,6 +664,15 @@ fn run_soak(g: &Global, o: &GuestOpts, which: &soak::Soak) -> Result<bool> {
         )?,
     };
     Ok(ok)
+}
+
+fn cmd_fuzz(seconds: u64, runs: Option<u64>, target: Option<&str>) -> Result<ExitCode> {
+    let targets = fuzz::pick(target)?;
+    setup::ensure()?;
+    let repo = util::repo_root();
+    let budget = fuzz::Budget { seconds, runs };
+    let (passed, failed) = fuzz::run_all(&repo, &target_dir(&repo), &targets, budget);
+    Ok(summary(passed, failed))
 }
 
 fn cmd_shell(g: &Global, o: &GuestOpts) -> Result<ExitCode> {

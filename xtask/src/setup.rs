@@ -34,6 +34,8 @@ pub const PACKAGES: &[(&str, &str)] = &[
 ];
 
 pub const BINDGEN_VERSION: &str = "0.73.2";
+/// cargo-fuzz for `cargo xtask fuzz` (runs on stable with `--sanitizer none`).
+pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// Versions that key the kernel build.
 #[derive(Debug, Clone)]
@@ -215,6 +217,20 @@ pub fn checks() -> Vec<Check> {
         fix: (!bg_ok).then(|| Fix::CargoInstall {
             krate: "bindgen-cli".into(),
             version: BINDGEN_VERSION.into(),
+        }),
+        info: false,
+    });
+    let cf = util::version_of("cargo", &["fuzz", "--version"]);
+    let cf_ok = cf
+        .as_deref()
+        .is_some_and(|v| v.split_whitespace().nth(1) == Some(CARGO_FUZZ_VERSION));
+    out.push(Check {
+        name: format!("cargo-fuzz {CARGO_FUZZ_VERSION} (in ~/.cargo/bin)"),
+        version: cf,
+        ok: cf_ok,
+        fix: (!cf_ok).then(|| Fix::CargoInstall {
+            krate: "cargo-fuzz".into(),
+            version: CARGO_FUZZ_VERSION.into(),
         }),
         info: false,
     });

@@ -256,6 +256,12 @@ impl Device {
         self.c.with_malformed()
     }
 
+    /// When the current statistics epoch began: moves on every statistics
+    /// reset (`reset_stats`, STATS with `STATS_F_RESET`).
+    pub fn stats_since_ns(&self) -> u64 {
+        self.stats_since_ns
+    }
+
     /// Counters of one source.
     pub fn source_counters(&self, s: u16) -> Option<SourceCounters> {
         self.sources.get(usize::from(s)).map(|x| x.c)
