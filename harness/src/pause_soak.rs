@@ -183,20 +183,7 @@ pub fn run(o: &Spec) -> Result<Outcome, SoakError> {
         what: format!("create {}", o.dir.display()),
         source,
     })?;
-    let mut extra = vec![
-        "--virtio-id".to_string(),
-        o.backend.virtio_id.to_string(),
-        "--sources".to_string(),
-        "2".to_string(),
-    ];
-    extra.extend(o.backend.args.iter().cloned());
-    let spec = BackendSpec {
-        binary: o.backend.binary.to_path_buf(),
-        dir: o.dir.join("sockets"),
-        extra_args: extra,
-        log: o.dir.join("backend.log"),
-        startup_timeout: Duration::from_secs(10),
-    };
+    let spec = o.backend.spec(&o.dir, 2, &[]);
     let mut backend = Backend::start(&spec)?;
     let r = with_backend(o, &spec);
     backend.stop();

@@ -92,6 +92,29 @@ pub struct BackendOpts<'a> {
     pub args: &'a [String],
 }
 
+impl BackendOpts<'_> {
+    /// The back end of a run in `run_dir` (sockets in `run_dir/sockets`,
+    /// log `run_dir/backend.log`) with `num_sources` sources, `--virtio-id`,
+    /// then `extra`, then the user's arguments.
+    pub fn spec(&self, run_dir: &Path, num_sources: u16, extra: &[String]) -> BackendSpec {
+        let mut args = vec![
+            "--virtio-id".to_string(),
+            self.virtio_id.to_string(),
+            "--sources".to_string(),
+            num_sources.to_string(),
+        ];
+        args.extend(extra.iter().cloned());
+        args.extend(self.args.iter().cloned());
+        BackendSpec {
+            binary: self.binary.to_path_buf(),
+            dir: run_dir.join("sockets"),
+            extra_args: args,
+            log: run_dir.join("backend.log"),
+            startup_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// The guest image and QEMU.
 pub struct GuestOpts<'a> {
     pub qemu: &'a Path,
@@ -165,22 +188,11 @@ pub fn run(o: &RunSpec) -> Result<Outcome, RunError> {
         s.total_ms() as f64 / 1e3,
         o.dir.display()
     ));
-    let mut extra = vec![
-        "--virtio-id".to_string(),
-        o.backend.virtio_id.to_string(),
-        "--sources".to_string(),
-        s.device.num_sources.to_string(),
-        "--socket-count".to_string(),
-        n.to_string(),
-    ];
-    extra.extend(o.backend.args.iter().cloned());
-    let spec = BackendSpec {
-        binary: o.backend.binary.to_path_buf(),
-        dir: o.dir.join("sockets"),
-        extra_args: extra,
-        log: o.dir.join("backend.log"),
-        startup_timeout: Duration::from_secs(10),
-    };
+    let spec = o.backend.spec(
+        &o.dir,
+        s.device.num_sources,
+        &["--socket-count".to_string(), n.to_string()],
+    );
     let mut backend = Backend::start(&spec)?;
     let r = run_with_backend(o, &s, &spec, n, (t0, start_time));
     // A dead back end explains whatever failed after it died.
