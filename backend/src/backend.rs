@@ -4,7 +4,7 @@
 
 use std::io::Result as IoResult;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use log::{debug, error, info, warn};
@@ -110,6 +110,8 @@ pub struct Shared {
     front_conn: Mutex<Option<UnixStream>>,
     /// Guest memory regions guarded against SIGBUS (swapped under `dev`).
     regions: Mutex<DeviceRegions>,
+    /// `memguard::caught()` when this device last looked for faults.
+    faults_seen: AtomicU64,
 }
 
 impl Shared {
@@ -131,6 +133,7 @@ impl Shared {
             front_end: relay::Counters::default(),
             front_conn: Mutex::new(None),
             regions: Mutex::new(DeviceRegions::new(index)),
+            faults_seen: AtomicU64::new(0),
         })
     }
 
@@ -167,6 +170,11 @@ impl Shared {
     /// After the device model touched guest memory (the device lock held):
     /// if it faulted, stop using it and end the front end's connection.
     fn after_memory_access(&self) {
+        // Runs after every access: no lock unless some device faulted.
+        let caught = memguard::caught();
+        if self.faults_seen.swap(caught, Ordering::AcqRel) == caught {
+            return;
+        }
         let n = lock(&self.regions).take_faults();
         if n == 0 {
             return;
@@ -347,11 +355,13 @@ impl Shared {
         *lock(&self.rings) = Rings::default();
         *lock(&self.mem) = None;
         // Faults the library's own accesses may have caught.
-        let n = lock(&self.regions).take_faults();
+        let mut regions = lock(&self.regions);
+        let n = regions.take_faults();
         if n > 0 {
             self.front_end.memory_faults(n);
         }
-        lock(&self.regions).clear();
+        regions.clear();
+        drop(regions);
         drop(dev);
         self.wake_generator();
     }

@@ -149,6 +149,13 @@ static CAUGHT: AtomicU64 = AtomicU64::new(0);
 /// Serialises writers (the handler never takes it).
 static WRITERS: Mutex<()> = Mutex::new(());
 
+/// Faults caught so far over all devices: a caller that saw the same
+/// number before has nothing new to take (a lock-free check for hot paths;
+/// a fault is counted on its slot before it is counted here).
+pub fn caught() -> u64 {
+    CAUGHT.load(Ordering::Acquire)
+}
+
 /// Installs the SIGBUS handler once per process.
 pub fn install() {
     static ONCE: Once = Once::new();
@@ -208,7 +215,6 @@ extern "C" fn on_sigbus(_num: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mu
 pub struct DeviceRegions {
     device: usize,
     slots: Vec<usize>,
-    seen: u64,
 }
 
 impl DeviceRegions {
@@ -218,7 +224,6 @@ impl DeviceRegions {
         Self {
             device,
             slots: Vec::new(),
-            seen: 0,
         }
     }
 
@@ -254,11 +259,6 @@ impl DeviceRegions {
 
     /// Faults caught on this device's regions since the last call.
     pub fn take_faults(&mut self) -> u64 {
-        let caught = CAUGHT.load(Ordering::Acquire);
-        if caught == self.seen {
-            return 0;
-        }
-        self.seen = caught;
         self.slots
             .iter()
             .map(|&i| TABLE[i].faults.swap(0, Ordering::AcqRel))

@@ -29,6 +29,11 @@ fn alive(be: &mut Backend) -> bool {
     be.child.try_wait().unwrap().is_none()
 }
 
+fn assert_alive(be: &mut Backend) {
+    let status = be.child.try_wait().unwrap();
+    assert!(status.is_none(), "the back end died: {status:?}");
+}
+
 fn front_end_stats(be: &Backend, device: u32) -> Value {
     let s = be.ctl(json!({"cmd": "stats", "device": device}));
     assert_eq!(s["ok"], true, "{s}");
@@ -223,11 +228,7 @@ fn a_memory_table_larger_than_its_file_is_refused() {
         f
     }));
     std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        alive(&mut be),
-        "the back end died: {:?}",
-        be.child.try_wait()
-    );
+    assert_alive(&mut be);
     assert!(setup.is_err(), "set-up over a refused memory table went on");
     let fe = front_end_stats(&be, 0);
     assert_eq!(fe["memory_tables_refused"], 1, "{fe}");
@@ -255,19 +256,11 @@ fn a_memory_file_truncated_under_the_device_is_caught() {
     f.file.set_len(4096).unwrap();
     f.kick(1);
     std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        alive(&mut be),
-        "the back end died: {:?}",
-        be.child.try_wait()
-    );
+    assert_alive(&mut be);
     wait_for("the connection to end", Duration::from_secs(20), || {
         (!alive(&mut be) || !connected(&be, 0)).then_some(())
     });
-    assert!(
-        alive(&mut be),
-        "the back end died: {:?}",
-        be.child.try_wait()
-    );
+    assert_alive(&mut be);
     let fe = front_end_stats(&be, 0);
     assert!(fe["memory_faults"].as_u64().unwrap() >= 1, "{fe}");
     drop(f);
