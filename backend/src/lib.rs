@@ -20,6 +20,7 @@ pub mod relay;
 pub mod restart;
 pub mod schedule;
 pub mod socket;
+pub mod tsc;
 
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::{UnixListener, UnixStream};

@@ -10,4 +10,5 @@
 pub mod client;
 pub mod control;
 pub mod stats;
+pub mod timebase;
 pub mod wire;

@@ -263,6 +263,25 @@ pub struct RawRaiseToHardirq {
     pub diff_minus_base_ns: Hist,
 }
 
+/// One-way raise -> guest hard IRQ on the shared TSC time base, per
+/// mechanism (spec §6.1.3, docs/clock-offset.md "TSC method").
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TscOneWay {
+    /// Estimates `hardirq_tsc + offset - raise_tsc`, in ns; those within
+    /// the bound below 0 are recorded as 0 (and counted in `negative`).
+    pub estimates_ns: Hist,
+    /// Estimates in `[-bound, 0)`.
+    pub negative: u64,
+    /// Estimates below `-bound`: impossible if the time base holds;
+    /// counted, not in the histogram.
+    pub below_bound: u64,
+    /// Acks with a TSC stamp that arrived while no calibration was valid.
+    pub uncalibrated: u64,
+    /// Largest error bound (ns) of any recorded estimate.
+    pub max_bound_ns: u64,
+}
+
 /// Per-mechanism statistics (only mechanisms that have acks are listed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -284,6 +303,63 @@ pub struct MechanismStats {
     /// Always sent by this back end; absent from older back ends' stats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_raise_to_hardirq: Option<RawRaiseToHardirq>,
+    /// Always sent by a spec-version-2 back end for mechanisms whose acks
+    /// carry TSC stamps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raise_to_hardirq_tsc: Option<TscOneWay>,
+}
+
+/// One CALIBRATE exchange as the device saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalibrationStats {
+    /// Host `CLOCK_MONOTONIC` when it ended.
+    pub host_ns: u64,
+    /// The interval (host TSC at its middle, bounds of host - guest TSC).
+    pub interval: crate::timebase::Interval,
+    /// Half its width in ns.
+    pub bound_ns: u64,
+    /// Device loop iterations that read a guest value.
+    pub host_samples: u32,
+    /// Driver loop iterations that read a host value.
+    pub guest_samples: u32,
+    /// `ok`, `no_guest`, `host_tsc_unusable`, `bad_page`.
+    pub result: String,
+    /// What it did to the fit: `started`, `extended`, `jumped`, `invalid`,
+    /// `failed`.
+    pub fit: String,
+    /// How far (ns) it fell outside the fit's prediction (0 if inside).
+    pub miss_ns: u64,
+}
+
+/// The device's TSC time base.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeBaseStats {
+    /// Host TSC frequency used to convert ticks (Hz; 0 if unusable).
+    pub tsc_hz: u64,
+    /// Why the host TSC is not used, if it is not.
+    #[serde(default)]
+    pub host_tsc_unusable: Option<String>,
+    /// Calibrations since the device started (the last 64).
+    pub calibrations: Vec<CalibrationStats>,
+    /// Calibrations in the current fit.
+    pub fit_len: u64,
+    /// Slope of host - guest TSC over the fit, ppm, and its uncertainty.
+    pub slope_ppm: f64,
+    /// Uncertainty of `slope_ppm`.
+    pub slope_uncertainty_ppm: f64,
+    /// False with a single calibration: equal TSC rates were assumed.
+    pub slope_measured: bool,
+    /// Largest `miss_ns` of any calibration in this stats epoch: estimates
+    /// made before it may be off by up to this much beyond their bound.
+    pub max_miss_ns: u64,
+    /// Calibrations that restarted the fit (`jumped`).
+    pub jumps: u64,
+    /// Calibrations that failed (no guest, bad page, crossed bounds).
+    pub failed: u64,
+    /// Times the fit was dropped (device reset, VM resume).
+    pub invalidated: u64,
 }
 
 /// The `stats` object of a device.
@@ -306,6 +382,9 @@ pub struct Stats {
     pub sources: Vec<SourceStats>,
     /// Mechanisms with acks, by id.
     pub mechanisms: Vec<MechanismStats>,
+    /// The TSC time base (absent from spec-version-1 back ends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_base: Option<TimeBaseStats>,
 }
 
 #[cfg(test)]

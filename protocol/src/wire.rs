@@ -5,16 +5,18 @@
 //! the normative ones of the spec. Encoding and decoding are explicit, so the
 //! layout does not depend on any Rust struct layout.
 
+mod calibrate;
 mod codes;
 
 use thiserror::Error as ThisError;
 
+pub use calibrate::{CalibrateReply, CalibrateRequest, CalibrateResult, CalibrationPage};
 pub use codes::{CodeError, FaultKind, Jitter, Mode, Opcode, Status};
 
 /// `magic` in the device configuration: bytes "IRQS".
 pub const MAGIC: u32 = 0x5351_5249;
 /// `spec_version` in the device configuration.
-pub const SPEC_VERSION: u16 = 1;
+pub const SPEC_VERSION: u16 = 2;
 
 /// Size of the device configuration space.
 pub const CONFIG_SIZE: usize = 32;
@@ -24,8 +26,8 @@ pub const CTRL_REQ_SIZE: usize = 64;
 pub const CTRL_RESP_SIZE: usize = 64;
 /// Size of an event record.
 pub const EVENT_SIZE: usize = 48;
-/// Size of an ack record.
-pub const ACK_SIZE: usize = 48;
+/// Size of an ack record (48 in spec version 1; version 2 added the TSC stamps).
+pub const ACK_SIZE: usize = 72;
 /// Most ack records in one ackq buffer.
 pub const MAX_ACKS_PER_BUFFER: usize = 64;
 /// Most descriptors in a controlq or eventq chain.
@@ -543,6 +545,12 @@ pub struct AckRecord {
     pub bh_end_ns: u64,
     /// Guest time the ack was queued.
     pub post_ns: u64,
+    /// Guest TSC at the hard IRQ (0: the guest has no usable TSC).
+    pub hardirq_tsc: u64,
+    /// Guest TSC when the bottom half started (0: none).
+    pub bh_start_tsc: u64,
+    /// Guest TSC when the bottom half finished (0: none).
+    pub bh_end_tsc: u64,
 }
 
 impl AckRecord {
@@ -558,6 +566,9 @@ impl AckRecord {
         put_u64(&mut b, 24, self.bh_start_ns);
         put_u64(&mut b, 32, self.bh_end_ns);
         put_u64(&mut b, 40, self.post_ns);
+        put_u64(&mut b, 48, self.hardirq_tsc);
+        put_u64(&mut b, 56, self.bh_start_tsc);
+        put_u64(&mut b, 64, self.bh_end_tsc);
         b
     }
 
@@ -574,6 +585,9 @@ impl AckRecord {
             bh_start_ns: u64_at(b, 24),
             bh_end_ns: u64_at(b, 32),
             post_ns: u64_at(b, 40),
+            hardirq_tsc: u64_at(b, 48),
+            bh_start_tsc: u64_at(b, 56),
+            bh_end_tsc: u64_at(b, 64),
         })
     }
 }
@@ -593,7 +607,7 @@ mod tests {
         };
         let b = c.encode();
         assert_eq!(&b[0..4], b"IRQS");
-        assert_eq!(u16_at(&b, 4), 1);
+        assert_eq!(u16_at(&b, 4), 2);
         assert_eq!(u16_at(&b, 6), 8);
         assert_eq!(&b[8..12], &[4, 3, 2, 1]);
         assert_eq!(u32_at(&b, 12), 16384);
@@ -604,7 +618,7 @@ mod tests {
                 u16_at(&b, 20),
                 u16_at(&b, 22)
             ],
-            [64, 64, 48, 48]
+            [64, 64, 48, 72]
         );
         assert_eq!(u32_at(&b, 24), 2000);
         assert_eq!(u32_at(&b, 28), 1024);
@@ -656,8 +670,12 @@ mod tests {
             bh_start_ns: 11,
             bh_end_ns: 12,
             post_ns: 13,
+            hardirq_tsc: 14,
+            bh_start_tsc: 15,
+            bh_end_tsc: 16,
         };
         let b = a.encode();
+        assert_eq!(b.len(), 72);
         assert_eq!(b[0], 0x88);
         assert_eq!(b[7], 0x11);
         assert_eq!(&b[8..10], &[0x0b, 0x0a]);
@@ -667,6 +685,7 @@ mod tests {
         assert_eq!(b[24], 11);
         assert_eq!(b[32], 12);
         assert_eq!(b[40], 13);
+        assert_eq!((b[48], b[56], b[64]), (14, 15, 16));
         assert_eq!(AckRecord::decode(&b).unwrap(), a);
     }
 

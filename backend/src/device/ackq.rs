@@ -80,6 +80,16 @@ impl Device {
                 Err(_) => m.raw_below_base += 1,
             }
         }
+        if a.hardirq_tsc != 0 && o.raise_tsc != 0 {
+            let m = &mut self.mechs[usize::from(a.mechanism)];
+            self.tb.one_way(
+                &mut m.tsc_one_way,
+                o.raise_tsc,
+                a.hardirq_tsc,
+                crate::tsc::now(),
+                self.tsc_hz,
+            );
+        }
         true
     }
 
@@ -219,10 +229,10 @@ mod tests {
         add_chain(&avq, 0, &[(0x1000, b1.len() as u32, false)]);
         let b2 = ack_bytes(&[ack(&r2, 1)]);
         aq_mem.write_slice(&b2, GuestAddress(0x2000)).unwrap();
-        add_chain(&avq, 1, &[(0x2000, 16, false), (0x2010, 32, false)]);
-        add_chain(&avq, 3, &[(0x2000, 47, false)]); // not a multiple of 48
-        add_chain(&avq, 4, &[(0x2000, 48, true)]); // writable
-        add_chain(&avq, 5, &[(0x2000, 48 * 65, false)]); // too many records
+        add_chain(&avq, 1, &[(0x2000, 16, false), (0x2010, 56, false)]);
+        add_chain(&avq, 3, &[(0x2000, 71, false)]); // not a multiple of 72
+        add_chain(&avq, 4, &[(0x2000, 72, true)]); // writable
+        add_chain(&avq, 5, &[(0x2000, 72 * 65, false)]); // too many records
         add_chain(&avq, 6, &[(0x2000, 0, false)]); // empty
         let mut aq: Queue = avq.create_queue().unwrap();
         let out = d.process_ackq(&mut aq, &aq_mem);

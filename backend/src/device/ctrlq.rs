@@ -6,16 +6,30 @@ use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
 
 use crate::protocol::{
-    CtrlReq, CtrlResp, InfoBody, Opcode, StatsBody, Status, CTRL_REQ_SIZE, CTRL_RESP_SIZE,
+    CalibrateRequest, CtrlReq, CtrlResp, InfoBody, Opcode, StatsBody, Status, CTRL_REQ_SIZE, CTRL_RESP_SIZE,
     MAX_CHAIN_DESCS, SOURCE_ALL, SPEC_VERSION, STATS_F_RESET,
 };
 
 use super::chain::{
     add_used, collect_chain, driver_wants_interrupt, next_chain, read_descs, total_len, write_descs,
 };
+use super::timebase::run_calibration;
 use super::{now_ns, CtrlOutcome, Device, Source};
 
 impl Device {
+    /// Runs a CALIBRATE the request checks accepted and adds it to the fit.
+    /// The device's other work waits for the loop (at most
+    /// `CALIBRATE_MAX_US` plus the driver's finish).
+    fn calibrate(&mut self, req: &CtrlReq, mem: &GuestMemoryMmap, r: &mut CtrlResp) {
+        let Some(c) = CalibrateRequest::decode(req) else {
+            return;
+        };
+        self.tsc_hz = crate::tsc::hz();
+        let body = run_calibration(mem, &c, self.tsc_hz);
+        body.put(r);
+        self.tb.add(&body, self.tsc_hz);
+    }
+
     /// Answers one control request (§6.1).
     pub fn handle_ctrl(&mut self, req: &CtrlReq, now: u64) -> CtrlResp {
         self.c.ctrl_requests += 1;
@@ -104,6 +118,13 @@ impl Device {
                 r.set_result(req.arg_u64());
                 // host_send_ns is filled in just before the reply goes on the used ring.
             }
+            Opcode::Calibrate => match CalibrateRequest::decode(req) {
+                None => st(&mut r, Status::Invalid),
+                Some(_) if req.flags != 0 => st(&mut r, Status::Invalid),
+                Some(c) if !c.in_range() => st(&mut r, Status::OutOfRange),
+                // The loop itself needs guest memory: `process_ctrlq` runs it.
+                Some(_) => {}
+            },
         }
         r
     }
@@ -152,6 +173,7 @@ impl Device {
                                     out.wake_generator = true
                                 }
                                 Some(Opcode::Ping) => r.set_host_send_ns(now_ns()),
+                                Some(Opcode::Calibrate) => self.calibrate(&req, mem, &mut r),
                                 _ => {}
                             }
                         }

@@ -213,6 +213,7 @@ impl Device {
     ) -> Option<bool> {
         let seq = self.next_seq;
         let l = &self.sources[usize::from(src)].latch;
+        let raise_tsc = l.first_raise_tsc;
         let count = u32::try_from(l.pending).unwrap_or(u32::MAX);
         // A latched run longer than u32::MAX raises is split: the rest stays latched.
         let rest = l.pending - u64::from(count);
@@ -268,6 +269,7 @@ impl Device {
                 seq,
                 source: src,
                 raise_ns: rec.raise_ns,
+                raise_tsc,
                 count,
                 acked: false,
             });

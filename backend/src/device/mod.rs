@@ -16,6 +16,7 @@ mod eventq;
 mod faults;
 mod sources;
 mod stats;
+mod timebase;
 #[cfg(test)]
 mod test_util;
 
@@ -83,6 +84,8 @@ struct Latched {
     pending: u64,
     first_due: u64,
     first_raise: u64,
+    /// Host TSC at the first raise (the TSC time base's raise stamp).
+    first_raise_tsc: u64,
     last_seq: u64,
     final_: bool,
     latched: bool,
@@ -135,6 +138,8 @@ struct Mechanism {
     raw_raise_to_hardirq: Option<Histogram<u64>>,
     /// Differences that fell below the base (clock drift); counted, not lost.
     raw_below_base: u64,
+    /// One-way raise -> hard IRQ on the TSC time base.
+    tsc_one_way: timebase::TscOneWayAcc,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -142,6 +147,7 @@ struct Outstanding {
     seq: u64,
     source: u16,
     raise_ns: u64,
+    raise_tsc: u64,
     count: u32,
     acked: bool,
 }
@@ -190,6 +196,10 @@ pub struct Device {
     total_unnotified: u32,
     /// Time the current stats epoch began.
     stats_since_ns: u64,
+    /// The shared TSC time base (§6.1.3).
+    tb: timebase::TimeBase,
+    /// Host TSC frequency, measured at each calibration (0 before the first).
+    tsc_hz: u64,
 }
 
 impl Device {
@@ -209,6 +219,8 @@ impl Device {
             fault: None,
             total_unnotified: 0,
             stats_since_ns: now_ns(),
+            tb: timebase::TimeBase::default(),
+            tsc_hz: 0,
         }
     }
 
@@ -313,13 +325,17 @@ impl Device {
         self.fault = None;
         self.total_unnotified = 0;
         self.negotiated = 0;
+        self.tb.invalidate();
         self.c.resets += 1;
     }
 
     /// Counts a front-end stop/start that continued the rings (a VM pause):
     /// the device state was kept (§5.5).
+    /// The TSC time base is dropped: QEMU re-bases the guest TSC when the VM
+    /// restarts, so the driver must calibrate again.
     pub fn count_resume(&mut self) {
         self.c.resumes += 1;
+        self.tb.invalidate();
     }
 
     /// Zeroes the counters and histograms. Raises still latched stay counted
@@ -336,6 +352,7 @@ impl Device {
             *m = Mechanism::default();
         }
         self.clock_diff_base = None;
+        self.tb.reset_epoch();
         self.c = DeviceCounters::default();
         self.stats_since_ns = now_ns();
     }

@@ -105,6 +105,7 @@ impl Device {
         if s.latch.pending == 0 {
             s.latch.first_due = due;
             s.latch.first_raise = now;
+            s.latch.first_raise_tsc = crate::tsc::now();
             s.latch.latched = false;
             self.pending_order.push_back(src);
         }

@@ -98,6 +98,7 @@ impl Device {
                     below_base: m.raw_below_base,
                     diff_minus_base_ns: hist_stats(&m.raw_raise_to_hardirq, buckets),
                 }),
+                raise_to_hardirq_tsc: m.tsc_one_way.stats(buckets),
             })
             .collect();
         let tot = |f: &dyn Fn(&Source) -> u64| self.sources.iter().map(f).sum::<u64>();
@@ -119,6 +120,7 @@ impl Device {
             device: self.counters(),
             sources,
             mechanisms,
+            time_base: Some(self.tb.stats(self.tsc_hz)),
         }
     }
 

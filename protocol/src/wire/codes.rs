@@ -84,6 +84,8 @@ pub enum Opcode {
     Stats = 5,
     /// PING
     Ping = 6,
+    /// CALIBRATE (spec version 2): the shared TSC time base (§6.1.3).
+    Calibrate = 7,
 }
 
 impl Opcode {
@@ -96,6 +98,7 @@ impl Opcode {
             4 => Self::Stop,
             5 => Self::Stats,
             6 => Self::Ping,
+            7 => Self::Calibrate,
             _ => return None,
         })
     }

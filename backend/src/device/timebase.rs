@@ -1,0 +1,414 @@
+// SPDX-License-Identifier: Apache-2.0 OR BSD-3-Clause
+//! The device side of the shared TSC time base (spec §6.1.3): the
+//! CALIBRATE loop over the driver's page, the fit it feeds, and the
+//! per-ack one-way raise -> hard IRQ estimate on the host TSC.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+
+use irqstorm_protocol::stats::{CalibrationStats, TimeBaseStats, TscOneWay};
+use irqstorm_protocol::timebase::{one_way_ticks, ticks_to_ns, Added, Fit, Interval};
+use irqstorm_protocol::wire::{CalibrateReply, CalibrateRequest, CalibrateResult, CalibrationPage};
+
+use super::stats::{hist_stats, record};
+use super::now_ns;
+use crate::tsc;
+
+/// How long the device waits for the driver to finish after its own loop.
+const GUEST_DONE_WAIT: Duration = Duration::from_millis(100);
+/// Calibrations kept for the `stats` reply.
+const KEEP: usize = 64;
+
+/// The device's time base: the fit and what happened to it.
+#[derive(Debug, Default)]
+pub(super) struct TimeBase {
+    fit: Fit,
+    log: VecDeque<CalibrationStats>,
+    max_miss_ns: u64,
+    jumps: u64,
+    failed: u64,
+    invalidated: u64,
+}
+
+/// Per-mechanism one-way estimates on the TSC.
+#[derive(Debug, Default)]
+pub(super) struct TscOneWayAcc {
+    hist: Option<Histogram<u64>>,
+    negative: u64,
+    below_bound: u64,
+    uncalibrated: u64,
+    max_bound_ns: u64,
+}
+
+impl TscOneWayAcc {
+    pub(super) fn stats(&self, buckets: bool) -> Option<TscOneWay> {
+        let any = self.hist.as_ref().is_some_and(|h| !h.is_empty())
+            || self.below_bound + self.uncalibrated > 0;
+        any.then(|| TscOneWay {
+            estimates_ns: hist_stats(&self.hist, buckets),
+            negative: self.negative,
+            below_bound: self.below_bound,
+            uncalibrated: self.uncalibrated,
+            max_bound_ns: self.max_bound_ns,
+        })
+    }
+}
+
+/// The device loop of one calibration over `page` (guest memory):
+/// returns the reply body. Writes the host TSC in a tight loop and keeps
+/// the least `host TSC after the read - guest TSC read` (an upper bound of
+/// host - guest, §6.1.3), then waits for the driver's lower bound.
+pub(super) fn run_calibration(
+    mem: &GuestMemoryMmap,
+    req: &CalibrateRequest,
+    tsc_hz: u64,
+) -> CalibrateReply {
+    let mut reply = CalibrateReply {
+        lower: 0,
+        upper: 0,
+        host_tsc_mid: 0,
+        host_samples: 0,
+        guest_samples: 0,
+        tsc_khz: (tsc_hz / 1000) as u32,
+        result: CalibrateResult::Ok as u32,
+    };
+    if tsc::unusable_reason().is_some() || tsc_hz == 0 {
+        reply.result = CalibrateResult::HostTscUnusable as u32;
+        return reply;
+    }
+    let base = GuestAddress(req.page_addr);
+    // One region holds the whole page or the request is refused.
+    let Ok(page) = mem.get_slice(base, CalibrationPage::SIZE) else {
+        reply.result = CalibrateResult::BadPage as u32;
+        return reply;
+    };
+    let store = |off: u64, v: u64| page.store(v, off as usize, Ordering::Release).is_ok();
+    let load = |off: u64| page.load::<u64>(off as usize, Ordering::Acquire).unwrap_or(0);
+    let ticks = u64::from(req.duration_us) * tsc_hz / 1_000_000;
+    let start = tsc::now();
+    let mut upper = i128::MAX;
+    let mut n = 0u32;
+    loop {
+        let h = tsc::now();
+        if !store(CalibrationPage::HOST_TSC, h) {
+            reply.result = CalibrateResult::BadPage as u32;
+            return reply;
+        }
+        let g = load(CalibrationPage::GUEST_TSC);
+        let after = tsc::now_ordered();
+        if g != 0 {
+            upper = upper.min(i128::from(after) - i128::from(g));
+            n = n.saturating_add(1);
+        }
+        if after.wrapping_sub(start) >= ticks {
+            break;
+        }
+    }
+    let end = tsc::now();
+    store(CalibrationPage::HOST_DONE, 1);
+    let deadline = now_ns() + GUEST_DONE_WAIT.as_nanos() as u64;
+    while load(CalibrationPage::GUEST_DONE) == 0 && now_ns() < deadline {
+        std::hint::spin_loop();
+    }
+    reply.host_tsc_mid = start + (end - start) / 2;
+    reply.host_samples = n;
+    let gs = load(CalibrationPage::GUEST_SAMPLES);
+    if load(CalibrationPage::GUEST_DONE) == 0 || gs == 0 || n == 0 {
+        reply.result = CalibrateResult::NoGuest as u32;
+        return reply;
+    }
+    reply.guest_samples = u32::try_from(gs).unwrap_or(u32::MAX);
+    reply.lower = load(CalibrationPage::GUEST_LOWER) as i64;
+    reply.upper = upper.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+    reply
+}
+
+impl TimeBase {
+    /// Adds a finished calibration to the fit and the log.
+    pub(super) fn add(&mut self, r: &CalibrateReply, tsc_hz: u64) {
+        let iv = Interval {
+            at: r.host_tsc_mid,
+            lower: r.lower,
+            upper: r.upper,
+        };
+        let result = CalibrateResult::from_u32(r.result).unwrap_or(CalibrateResult::BadPage);
+        let (fit, miss_ticks) = if result != CalibrateResult::Ok {
+            self.failed += 1;
+            ("failed", 0)
+        } else {
+            match self.fit.add(iv) {
+                Added::Started => ("started", 0),
+                Added::Extended { miss_ticks } => ("extended", miss_ticks),
+                Added::Jumped { miss_ticks } => {
+                    self.jumps += 1;
+                    ("jumped", miss_ticks)
+                }
+                Added::Invalid => {
+                    self.failed += 1;
+                    ("invalid", 0)
+                }
+            }
+        };
+        let miss_ns = ticks_to_ns(miss_ticks, tsc_hz);
+        self.max_miss_ns = self.max_miss_ns.max(miss_ns);
+        if self.log.len() == KEEP {
+            self.log.pop_front();
+        }
+        self.log.push_back(CalibrationStats {
+            host_ns: now_ns(),
+            interval: iv,
+            bound_ns: ticks_to_ns(iv.bound_ticks(), tsc_hz),
+            host_samples: r.host_samples,
+            guest_samples: r.guest_samples,
+            result: result.name().into(),
+            fit: fit.into(),
+            miss_ns,
+        });
+    }
+
+    /// Drops the fit: after a device reset or a VM resume the guest TSC
+    /// offset is not what it was (QEMU re-bases it when the VM restarts).
+    pub(super) fn invalidate(&mut self) {
+        if !self.fit.intervals.is_empty() {
+            self.invalidated += 1;
+        }
+        self.fit.clear();
+    }
+
+    /// New stats epoch: the per-epoch figures restart; the fit stays.
+    pub(super) fn reset_epoch(&mut self) {
+        self.max_miss_ns = 0;
+    }
+
+    /// Records the one-way estimate of an event raised at host TSC
+    /// `raise_tsc` whose hard IRQ read guest TSC `hardirq_tsc`; `now_tsc`
+    /// is the ack's arrival (where the bound is taken: the latest instant
+    /// the hard IRQ can have been).
+    pub(super) fn one_way(
+        &self,
+        acc: &mut TscOneWayAcc,
+        raise_tsc: u64,
+        hardirq_tsc: u64,
+        now_tsc: u64,
+        tsc_hz: u64,
+    ) {
+        let Some(e) = self.fit.at(now_tsc) else {
+            acc.uncalibrated += 1;
+            return;
+        };
+        let w = one_way_ticks(raise_tsc, hardirq_tsc, e.offset);
+        let bound = i128::from(e.bound_ticks);
+        let bound_ns = ticks_to_ns(e.bound_ticks, tsc_hz);
+        if w < -bound {
+            acc.below_bound += 1;
+            return;
+        }
+        acc.max_bound_ns = acc.max_bound_ns.max(bound_ns);
+        if w < 0 {
+            acc.negative += 1;
+            record(&mut acc.hist, 0);
+        } else {
+            record(&mut acc.hist, ticks_to_ns(w as u64, tsc_hz));
+        }
+    }
+
+    pub(super) fn stats(&self, tsc_hz: u64) -> TimeBaseStats {
+        let (s, u) = self.fit.slope();
+        TimeBaseStats {
+            tsc_hz,
+            host_tsc_unusable: tsc::unusable_reason(),
+            calibrations: self.log.iter().cloned().collect(),
+            fit_len: self.fit.intervals.len() as u64,
+            slope_ppm: s * 1e6,
+            slope_uncertainty_ppm: u * 1e6,
+            slope_measured: self.fit.slope_measured(),
+            max_miss_ns: self.max_miss_ns,
+            jumps: self.jumps,
+            failed: self.failed,
+            invalidated: self.invalidated,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(mid: u64, lower: i64, upper: i64) -> CalibrateReply {
+        CalibrateReply {
+            lower,
+            upper,
+            host_tsc_mid: mid,
+            host_samples: 100,
+            guest_samples: 100,
+            tsc_khz: 2_000_000,
+            result: CalibrateResult::Ok as u32,
+        }
+    }
+
+    const HZ: u64 = 2_000_000_000; // 2 ticks per ns
+
+    /// The driver's half of §6.1.3, with its TSC `theta` ahead of the host's.
+    fn guest_side(mem: &GuestMemoryMmap, page: u64, theta: u64) {
+        let a = |off: u64| GuestAddress(page + off);
+        let mut lower = i64::MIN;
+        let mut n = 0u64;
+        while mem.load::<u64>(a(CalibrationPage::HOST_DONE), Ordering::Acquire).unwrap() == 0 {
+            mem.store(tsc::now() + theta, a(CalibrationPage::GUEST_TSC), Ordering::Release)
+                .unwrap();
+            let h: u64 = mem.load(a(CalibrationPage::HOST_TSC), Ordering::Acquire).unwrap();
+            let g2 = tsc::now_ordered() + theta;
+            if h != 0 {
+                lower = lower.max(h as i64 - g2 as i64);
+                n += 1;
+            }
+        }
+        mem.store(lower as u64, a(CalibrationPage::GUEST_LOWER), Ordering::Relaxed).unwrap();
+        mem.store(n, a(CalibrationPage::GUEST_SAMPLES), Ordering::Relaxed).unwrap();
+        mem.store(1u64, a(CalibrationPage::GUEST_DONE), Ordering::Release).unwrap();
+    }
+
+    #[test]
+    fn the_calibration_loop_brackets_a_synthetic_offset() {
+        if let Some(why) = tsc::unusable_reason() {
+            panic!("this test needs a usable host TSC: {why}");
+        }
+        let mem = crate::device::test_util::mem();
+        let theta = 123_456_789_000u64;
+        let req = CalibrateRequest {
+            page_addr: 0x4000,
+            duration_us: 2_000,
+        };
+        let hz = tsc::hz();
+        let attempt = || std::thread::scope(|s| {
+            s.spawn(|| guest_side(&mem, 0x4000, theta));
+            // Start once the guest side is writing (thread start-up can take
+            // longer than the loop on a loaded machine).
+            let g = GuestAddress(0x4000 + CalibrationPage::GUEST_TSC);
+            while mem.load::<u64>(g, Ordering::Acquire).unwrap() == 0 {
+                std::hint::spin_loop();
+            }
+            run_calibration(&mem, &req, hz)
+        });
+        // A guest thread descheduled for longer than the device waits fails
+        // the calibration (counted as no_guest); a loaded test machine can
+        // do that, so try a few times, each from a clean page.
+        let mut r = attempt();
+        for _ in 0..4 {
+            if r.result == CalibrateResult::Ok as u32 {
+                break;
+            }
+            assert_eq!(r.result, CalibrateResult::NoGuest as u32, "{r:?}");
+            mem.write_slice(&[0u8; 64], GuestAddress(0x4000)).unwrap();
+            r = attempt();
+        }
+        assert_eq!(r.result, CalibrateResult::Ok as u32, "{r:?}");
+        assert!(r.host_samples > 0 && r.guest_samples > 0, "{r:?}");
+        // Causality alone: the true offset lies inside, whatever the timing.
+        let truth = -(theta as i64);
+        assert!(r.lower <= truth && truth <= r.upper, "{r:?}");
+        let mut tb = TimeBase::default();
+        tb.add(&r, hz);
+        assert_eq!(tb.stats(hz).calibrations[0].fit, "started");
+    }
+
+    #[test]
+    fn a_driver_that_never_answers_fails_the_calibration() {
+        let mem = crate::device::test_util::mem();
+        let req = CalibrateRequest {
+            page_addr: 0x4000,
+            duration_us: 100,
+        };
+        let r = run_calibration(&mem, &req, 2_000_000_000);
+        let want = if tsc::unusable_reason().is_some() {
+            CalibrateResult::HostTscUnusable
+        } else {
+            CalibrateResult::NoGuest
+        };
+        assert_eq!(r.result, want as u32);
+        // A page outside guest memory.
+        let far = CalibrateRequest {
+            page_addr: 1 << 40,
+            duration_us: 100,
+        };
+        if tsc::unusable_reason().is_none() {
+            let r = run_calibration(&mem, &far, 2_000_000_000);
+            assert_eq!(r.result, CalibrateResult::BadPage as u32);
+        }
+    }
+
+    // The guest TSC runs 1_000_000 ticks ahead: host - guest = -1_000_000.
+    const AHEAD: u64 = 1_000_000;
+
+    #[test]
+    fn one_way_estimates_are_exact_up_to_the_bound() {
+        // +/- 100 ticks = 50 ns.
+        let mut tb = TimeBase::default();
+        tb.add(&reply(10_000, -1_000_100, -999_900), HZ);
+        let mut acc = TscOneWayAcc::default();
+        // Raised at host 50_000; hard IRQ at host 70_000 (20_000 ticks = 10 us).
+        tb.one_way(&mut acc, 50_000, 70_000 + AHEAD, 80_000, HZ);
+        // A hard IRQ 40 ticks after the raise: within the bound of 0.
+        tb.one_way(&mut acc, 50_000, 50_040 + AHEAD, 80_000, HZ);
+        // 300 ticks before the raise: beyond the bound, impossible.
+        tb.one_way(&mut acc, 50_000, 49_700 + AHEAD, 80_000, HZ);
+        let s = acc.stats(false).unwrap();
+        assert_eq!(s.estimates_ns.count, 2);
+        // HDR keeps 3 significant digits.
+        let sum = s.estimates_ns.summary.unwrap();
+        assert!(sum.max.abs_diff(10_000) <= 10, "{sum:?}");
+        assert_eq!(sum.min, 20);
+        assert_eq!(s.below_bound, 1);
+        assert_eq!(s.negative, 0);
+        assert_eq!(s.max_bound_ns, 50);
+    }
+
+    #[test]
+    fn negative_within_the_bound_is_counted_and_recorded_as_zero() {
+        let mut acc = TscOneWayAcc::default();
+        // True offset -1_000_000, midpoint -1_000_080 (+/- 100): a true
+        // one-way of 20 ticks is estimated at -60.
+        let mut tb = TimeBase::default();
+        tb.add(&reply(10_000, -1_000_180, -999_980), HZ);
+        tb.one_way(&mut acc, 50_000, 50_020 + AHEAD, 60_000, HZ);
+        let s = acc.stats(false).unwrap();
+        assert_eq!((s.negative, s.estimates_ns.count), (1, 1));
+        // Recorded as 0 (the histogram's floor is 1 ns).
+        assert_eq!(s.estimates_ns.summary.unwrap().max, 1);
+    }
+
+    #[test]
+    fn without_calibration_acks_are_counted_uncalibrated() {
+        let mut tb = TimeBase::default();
+        let mut acc = TscOneWayAcc::default();
+        tb.one_way(&mut acc, 1, 1, 1, HZ);
+        tb.add(&reply(10, 5, 6), HZ);
+        tb.invalidate();
+        tb.one_way(&mut acc, 1, 1, 20, HZ);
+        assert_eq!(acc.stats(false).unwrap().uncalibrated, 2);
+        let st = tb.stats(HZ);
+        assert_eq!((st.invalidated, st.fit_len), (1, 0));
+        assert_eq!(st.calibrations.len(), 1);
+    }
+
+    #[test]
+    fn failed_and_jumping_calibrations_are_logged() {
+        let mut tb = TimeBase::default();
+        tb.add(&reply(1_000, 100, 120), HZ);
+        tb.add(&reply(1_000_000, 100, 120), HZ);
+        tb.add(&reply(2_000_000, 9_100, 9_120), HZ);
+        let mut bad = reply(3_000_000, 0, 0);
+        bad.result = CalibrateResult::NoGuest as u32;
+        tb.add(&bad, HZ);
+        let st = tb.stats(HZ);
+        let fits: Vec<&str> = st.calibrations.iter().map(|c| c.fit.as_str()).collect();
+        assert_eq!(fits, ["started", "extended", "jumped", "failed"]);
+        assert_eq!((st.jumps, st.failed, st.fit_len), (1, 1, 1));
+        assert!(st.max_miss_ns > 4_000, "{st:?}");
+        assert_eq!(st.calibrations[3].result, "no_guest");
+    }
+}
