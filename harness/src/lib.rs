@@ -4,6 +4,8 @@
 //! - [`boot`]: boots QEMU with a timeout, captures the console, detects crashes,
 //!   starts/stops the vhost-user back end in device mode, and judges a run.
 //! - [`cpio`]: deterministic newc cpio + gzip writer for the initramfs.
+//! - [`interference`]: host interference over a measured phase from `/proc`
+//!   (vCPU run-queue wait, back end CPU, host load).
 //! - [`args`]: the QEMU launch definition format of `qemu-config/irqstorm.args`.
 //! - [`report`]: JSON and JUnit XML reports.
 //! - [`scenario`]: runs a scenario file end to end (back end, guests, phases
@@ -16,6 +18,7 @@
 pub mod args;
 pub mod boot;
 pub mod cpio;
+pub mod interference;
 pub mod ktap;
 pub mod pause_soak;
 pub mod progress;

@@ -9,6 +9,9 @@ use crate::scenario::{
     baseline_metric, Baseline, Figure, FigureKind, Limit, Metric, Scenario, Stat, ThresholdSpec,
 };
 
+mod disturbed;
+pub use disturbed::{is_not_judged, is_tail_gate, judge_interference, NOT_JUDGED};
+
 /// A statistic of a summary, ns.
 pub fn stat_of(s: &LatencySummary, stat: Stat) -> f64 {
     match stat {
@@ -377,8 +380,14 @@ pub fn one_way_consistency_checks(result: &RunResult) -> Vec<Check> {
 }
 
 /// Evaluate conservation and every threshold of `scenario` on `result`'s
-/// merged rows.
+/// merged rows. On a disturbed run (`result.interference.disturbed`, set by
+/// [`judge_interference`]) latency thresholds are not judged.
 pub fn evaluate(scenario: &Scenario, result: &RunResult) -> Vec<Check> {
+    let disturbed = result
+        .interference
+        .as_ref()
+        .filter(|i| i.disturbed)
+        .map(|i| i.disturbed_reason.clone().unwrap_or_default());
     let mut checks = conservation_checks(result);
     checks.extend(one_way_consistency_checks(result));
     for t in scenario.threshold_specs() {
@@ -403,14 +412,20 @@ pub fn evaluate(scenario: &Scenario, result: &RunResult) -> Vec<Check> {
             });
         }
         for row in rows {
-            checks.push(check_threshold(result, row, &t));
+            let mut c = check_threshold(result, row, &t);
+            if let Some(reason) = disturbed.as_deref().filter(|_| is_tail_gate(&t.figure)) {
+                disturbed::not_judged(&mut c, reason);
+            }
+            checks.push(c);
         }
     }
     checks
 }
 
-/// Evaluate, store the checks in `result.checks`, and return the failures.
+/// Judge the interference, evaluate, store the checks in `result.checks`,
+/// and return the failures.
 pub fn apply(scenario: &Scenario, result: &mut RunResult) -> Vec<Check> {
+    judge_interference(scenario, result);
     result.checks = evaluate(scenario, result);
     result.failures().cloned().collect()
 }
@@ -430,14 +445,14 @@ pub fn exit_message(failures: &[Check]) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::hist::Distribution;
     use crate::model::tests::row;
     use crate::model::{EventfdBaseline, ReferenceResult, RunMeta};
     use crate::scenario::parse;
 
-    fn result(accel: &str) -> RunResult {
+    pub(crate) fn result(accel: &str) -> RunResult {
         let mut r = RunResult::new(RunMeta {
             scenario: "g".into(),
             accelerator: accel.into(),
@@ -478,7 +493,7 @@ mechanism = "threaded"
 program = { mode = "periodic", period_us = 1000 }
 "#;
 
-    fn sc(extra: &str) -> Scenario {
+    pub(crate) fn sc(extra: &str) -> Scenario {
         parse(&format!("{SC}{extra}"), "g.toml").unwrap()
     }
 

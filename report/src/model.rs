@@ -7,6 +7,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::hist::{Distribution, HistError, LatencySummary};
 
+mod conditions;
+pub use conditions::{
+    BackendCpu, CpuFlag, GuestConditions, HostLoad, Interference, RunConditions, TimeBase,
+    VcpuInterference, TIME_BASE_PING,
+};
+
 /// Version of the `report.json` schema.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -64,6 +70,12 @@ pub struct RunResult {
     /// [`crate::gate::apply`].
     #[serde(default)]
     pub checks: Vec<Check>,
+    /// Host interference over the measured phase; `null` when not sampled.
+    #[serde(default)]
+    pub interference: Option<Interference>,
+    /// Back end, QEMU, host and guest conditions; `null` when not recorded.
+    #[serde(default)]
+    pub run_conditions: Option<RunConditions>,
 }
 
 /// Run metadata.
@@ -485,6 +497,8 @@ impl RunResult {
             clock_offsets: Vec::new(),
             ramp: None,
             checks: Vec::new(),
+            interference: None,
+            run_conditions: None,
         }
     }
 

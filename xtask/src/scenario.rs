@@ -21,6 +21,8 @@ pub struct Opts<'a> {
     pub device: &'a Device,
     /// Extra kernel command line, appended last (`--cmdline`).
     pub extra_cmdline: Option<&'a str>,
+    /// Overrides `[gates] max_vcpu_wait_share` (`--max-vcpu-wait-share`).
+    pub max_vcpu_wait_share: Option<f64>,
 }
 
 fn accel_name(a: Accel) -> &'static str {
@@ -59,6 +61,7 @@ pub fn run(repo: &Path, g: &Guest, o: &Opts) -> Result<Outcome> {
             extra_cmdline: o.extra_cmdline,
             qemu_args: &args,
         },
+        max_vcpu_wait_share: o.max_vcpu_wait_share,
     })?)
 }
 

@@ -59,6 +59,11 @@ impl Guests {
         &self.procs[i].console
     }
 
+    /// The QEMU processes' pids (guest `i` at index `i`).
+    pub fn pids(&self) -> Vec<u32> {
+        self.procs.iter().map(|p| p.qemu.child.id()).collect()
+    }
+
     pub fn len(&self) -> usize {
         self.procs.len()
     }

@@ -13,6 +13,7 @@
 //! problems).
 
 pub mod assemble;
+pub mod conditions;
 pub mod console;
 pub mod guest_side;
 pub(crate) mod guests;
@@ -30,6 +31,7 @@ use irqstorm_protocol::control::{InfoReply, Request};
 
 use crate::args::shell_quote;
 use crate::boot::{self, Backend, BackendSpec, BootError};
+use crate::interference::{self, Probe};
 use crate::progress::{fmt_dur, step};
 use guest_side::{guest_cmdline, guest_start_line};
 use guests::Guests;
@@ -142,6 +144,9 @@ pub struct RunSpec<'a> {
     pub echo: bool,
     pub backend: BackendOpts<'a>,
     pub guest: GuestOpts<'a>,
+    /// Overrides the scenario's `[gates] max_vcpu_wait_share`
+    /// (`--max-vcpu-wait-share`).
+    pub max_vcpu_wait_share: Option<f64>,
 }
 
 /// What a scenario run produced (gated).
@@ -168,8 +173,16 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> RunError {
 pub fn run(o: &RunSpec) -> Result<Outcome, RunError> {
     let t0 = Instant::now();
     let start_time = irqstorm_report::utc::UtcTime::now().rfc3339();
-    let s = sc::load(o.scenario)?;
+    let mut s = sc::load(o.scenario)?;
     s.check_accel(o.accel).map_err(RunError::Scenario)?;
+    if let Some(w) = o.max_vcpu_wait_share {
+        if !(w > 0.0 && w <= 1.0) {
+            return Err(RunError::Scenario(format!(
+                "--max-vcpu-wait-share {w}: must be in (0, 1]"
+            )));
+        }
+        s.gates.max_vcpu_wait_share = w;
+    }
     // Guest-driven sources must be expressible in debugfs before we boot.
     for p in s.plan() {
         for st in p.starts.iter().filter(|x| x.driven_by == DrivenBy::Guest) {
@@ -200,7 +213,7 @@ pub fn run(o: &RunSpec) -> Result<Outcome, RunError> {
         ],
     );
     let mut backend = Backend::start(&spec)?;
-    let r = run_with_backend(o, &s, &spec, n, (t0, start_time));
+    let r = run_with_backend(o, &s, &spec, (n, backend.pid()), (t0, start_time));
     // A dead back end explains whatever failed after it died.
     let r = match (r, backend.died()) {
         (Err(_), Some(d)) => Err(RunError::BackendDied(d)),
@@ -234,13 +247,12 @@ fn check_devices(s: &Scenario, ctl: &mut Client, n: u32) -> Result<(), RunError>
     Ok(())
 }
 
+/// The started guests, their console logs and their full QEMU command
+/// lines (program first).
+type Booted = (Guests, Vec<PathBuf>, Vec<Vec<String>>);
+
 /// Write the QEMU commands and start the guests.
-fn boot_guests(
-    o: &RunSpec,
-    s: &Scenario,
-    spec: &BackendSpec,
-    n: u32,
-) -> Result<(Guests, Vec<PathBuf>), RunError> {
+fn boot_guests(o: &RunSpec, s: &Scenario, spec: &BackendSpec, n: u32) -> Result<Booted, RunError> {
     let g = &o.guest;
     let mut cmdline = format!(
         "{} rdinit=/tests/lib/scenario.sh {}",
@@ -278,8 +290,16 @@ fn boot_guests(
         "booting {n} guest(s) ({}, {})",
         o.accel, g.qemu_version
     ));
+    let commands = argvs
+        .iter()
+        .map(|a| {
+            let mut c = vec![g.qemu.display().to_string()];
+            c.extend(a.iter().cloned());
+            c
+        })
+        .collect();
     let guests = Guests::spawn(g.qemu, argvs, &logs, o.echo)?;
-    Ok((guests, logs))
+    Ok((guests, logs, commands))
 }
 
 fn host_kernel() -> String {
@@ -297,18 +317,19 @@ fn run_with_backend(
     o: &RunSpec,
     s: &Scenario,
     spec: &BackendSpec,
-    n: u32,
+    (n, backend_pid): (u32, u32),
     (t0, start_time): (Instant, String),
 ) -> Result<(RunResult, Vec<Check>), RunError> {
     let mut ctl = Client::connect(&spec.control_socket_path(), CONTROL_TIMEOUT)?;
     check_devices(s, &mut ctl, n)?;
-    let (mut guests, logs) = boot_guests(o, s, spec, n)?;
+    let (mut guests, logs, commands) = boot_guests(o, s, spec, n)?;
     guests.wait_all(READY, o.timeout, "boot and scenario set-up")?;
     step(&format!(
         "guest(s) ready after {}; running phases",
         fmt_dur(t0.elapsed())
     ));
-    let collected = phases::run_phases(s, &mut ctl, &mut guests, n, &o.dir)?;
+    let probe = Probe::new(guests.pids(), backend_pid);
+    let collected = phases::run_phases(s, &mut ctl, &mut guests, n, &o.dir, &probe)?;
     guests.send_all("done")?;
     guests.finish(Duration::from_secs(60));
     step(&format!(
@@ -348,6 +369,37 @@ fn run_with_backend(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let mut result = assemble::merge(per, &shared)?;
+    let guest_conds = commands
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| conditions::guest_conditions(&format!("irqstorm{i}"), c, guests.console(i)))
+        .collect();
+    result.run_conditions = Some(conditions::run_conditions(
+        conditions::backend_argv(spec),
+        o.accel,
+        guest_conds,
+        conditions::host_cpus(),
+    ));
+    if let Some((a, b)) = &collected.interference {
+        // Events the guests were given in the measured phase.
+        let delivered = result
+            .mechanisms
+            .iter()
+            .map(|r| r.host.records + r.host.coalesced)
+            .sum();
+        let i = interference::figures(&probe, a, b, delivered);
+        step(&format!(
+            "host interference: max vCPU wait share {}, back end {:.1} % of a core{}",
+            i.max_vcpu_wait_share
+                .map_or("-".into(), |w| format!("{:.1} %", w * 100.0)),
+            i.backend.as_ref().map_or(0.0, |b| b.cpu_share * 100.0),
+            i.backend
+                .as_ref()
+                .and_then(|b| b.cpu_ns_per_event)
+                .map_or(String::new(), |e| format!(", {:.1} us per event", e / 1e3))
+        ));
+        result.interference = Some(i);
+    }
     let consoles: Vec<&str> = (0..guests.len()).map(|i| guests.console(i)).collect();
     let failures = gate(s, &mut result, &consoles);
     Ok((result, failures))

@@ -14,6 +14,7 @@ use irqstorm_report::{input, render};
 use super::guest_side::guest_start_line;
 use super::guests::Guests;
 use super::{per_device_name, RunError};
+use crate::interference::{Probe, Sample};
 use crate::progress::step;
 
 /// What the phases collected.
@@ -23,16 +24,22 @@ pub struct Collected {
     pub ramp: RampResult,
     /// Run-level notes (e.g. a device that did not settle).
     pub notes: Vec<String>,
+    /// `/proc` at the start of the measured phase and after it settled
+    /// (`None` when sampling failed; a note says why).
+    pub interference: Option<(Sample, Sample)>,
 }
 
 /// Run every phase of `s` on devices `0..n`; the back end's `stats` replies
-/// of the measured phase are also written to `dir`.
+/// of the measured phase are also written to `dir`. `probe` samples host
+/// interference around the measured phase (its start to its settled end,
+/// the span the back end's counters cover).
 pub fn run_phases(
     s: &Scenario,
     ctl: &mut Client,
     guests: &mut Guests,
     n: u32,
     dir: &Path,
+    probe: &Probe,
 ) -> Result<Collected, RunError> {
     let total_ms = s.total_ms();
     let run_start = Instant::now();
@@ -40,6 +47,7 @@ pub fn run_phases(
         measured: Vec::new(),
         ramp: RampResult::default(),
         notes: Vec::new(),
+        interference: None,
     };
     let mut guest_starts = 0usize;
     for phase in s.plan() {
@@ -53,6 +61,7 @@ pub fn run_phases(
                 ctl.call::<Done>(&Request::ResetStats { device: Some(d) })?;
             }
         }
+        let sample_start = (phase.phase == Phase::Measure).then(|| probe.sample());
         let pstart = Instant::now();
         guest_starts += run_sources(&phase, &name, ctl, guests, n, pstart, (run_start, total_ms))?;
         for d in 0..n {
@@ -63,6 +72,14 @@ pub fn run_phases(
         }
         if let Some(note) = settle(&name, ctl, guests, n)? {
             out.notes.push(note);
+        }
+        if let Some(a) = sample_start {
+            match a.and_then(|a| Ok((a, probe.sample()?))) {
+                Ok(pair) => out.interference = Some(pair),
+                Err(e) => out
+                    .notes
+                    .push(format!("host interference not sampled: {e}")),
+            }
         }
         match phase.phase {
             Phase::Warmup => {

@@ -25,6 +25,11 @@ pub fn junit(result: &RunResult) -> String {
         checks.len(),
         xml_escape(&m.start_time)
     );
+    let i = result.interference.as_ref();
+    let disturbed = i.map_or("not measured".into(), |i| i.disturbed.to_string());
+    let wait = i
+        .and_then(|i| i.max_vcpu_wait_share)
+        .map_or_else(String::new, |w| format!("{w:.4}"));
     o.push_str("    <properties>\n");
     for (k, v) in [
         ("scenario", m.scenario.as_str()),
@@ -33,6 +38,8 @@ pub fn junit(result: &RunResult) -> String {
         ("qemu_version", &m.qemu_version),
         ("kernel_version", &m.kernel_version),
         ("devices", &m.devices.join(",")),
+        ("disturbed", &disturbed),
+        ("max_vcpu_wait_share", &wait),
     ] {
         let _ = writeln!(
             o,

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::table::{guest_is_log2, main_table, one_way_rows, ONE_WAY_HEADERS};
-use super::{count_outcomes, effective_checks, fmt_ns};
+use super::{conditions, count_outcomes, effective_checks, fmt_ns};
 use crate::model::{Outcome, RunResult};
 
 fn md_cell(s: &str) -> String {
@@ -26,7 +26,26 @@ pub fn markdown(result: &RunResult, plots: &[String]) -> String {
         ("start", m.start_time.clone()),
         ("measured", fmt_ns(m.duration_ns as f64)),
         ("devices", m.devices.join(", ")),
-        ("checks", format!("{p} passed, {f} failed, {s} skipped")),
+        (
+            "checks",
+            format!(
+                "{p} passed, {f} failed, {s} skipped{}",
+                conditions::not_judged_note(&checks)
+            ),
+        ),
+        (
+            "disturbed",
+            result
+                .interference
+                .as_ref()
+                .filter(|i| i.disturbed)
+                .map_or_else(String::new, |i| {
+                    format!(
+                        "yes: {}; latency thresholds not judged",
+                        i.disturbed_reason.as_deref().unwrap_or("-")
+                    )
+                }),
+        ),
     ] {
         if !v.is_empty() {
             let _ = writeln!(o, "| {k} | {} |", md_cell(&v));
@@ -72,6 +91,10 @@ pub fn markdown(result: &RunResult, plots: &[String]) -> String {
             let _ = writeln!(o, "- {}", md_cell(&c.message));
         }
     }
+    o.push_str(&conditions::markdown_section(
+        result.run_conditions.as_ref(),
+        result.interference.as_ref(),
+    ));
     if !result.clock_offsets.is_empty() {
         o.push_str("\n## Clock offset\n\n");
         for d in &result.clock_offsets {

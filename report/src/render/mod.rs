@@ -1,6 +1,7 @@
 //! Rendering a [`RunResult`]: the rtla-style console table, JUnit XML, SVG
 //! plots, the Markdown summary, and the report directory.
 
+mod conditions;
 mod junit;
 mod markdown;
 pub mod svg;

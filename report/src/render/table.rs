@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{count_outcomes, effective_checks, fmt_ns, us};
+use super::{conditions, count_outcomes, effective_checks, fmt_ns, us};
 use crate::hist::{LatencySummary, Resolution};
 use crate::model::{summary, MechanismResult, Outcome, RunResult};
 
@@ -181,12 +181,19 @@ pub fn table(result: &RunResult) -> String {
         format!("warm-up {}", fmt_ns(m.warmup_ns as f64))
     };
     let mut out = format!(
-        "irqstorm: scenario {} | accel {} | {} device(s) | measured {} ({warmup})\n\n",
+        "irqstorm: scenario {} | accel {} | {} device(s) | measured {} ({warmup})\n",
         m.scenario,
         m.accelerator,
         m.devices.len(),
         fmt_ns(m.duration_ns as f64),
     );
+    if let Some(c) = &result.run_conditions {
+        out.push_str(&conditions::conditions_line(c));
+    }
+    if let Some(i) = &result.interference {
+        out.push_str(&conditions::interference_lines(i));
+    }
+    out.push('\n');
     out.push_str(&main_table(&result.mechanisms, false).render());
     if guest_is_log2(&result.mechanisms) {
         out.push_str("(guest hardirq->bh and bh run figures are log2 bucket upper edges: true value < shown)\n");
@@ -280,7 +287,11 @@ pub fn table(result: &RunResult) -> String {
     }
     let checks = effective_checks(result);
     let (p, f, s) = count_outcomes(&checks);
-    let _ = writeln!(out, "\nchecks: {p} passed, {f} failed, {s} skipped");
+    let _ = writeln!(
+        out,
+        "\nchecks: {p} passed, {f} failed, {s} skipped{}",
+        conditions::not_judged_note(&checks)
+    );
     for c in checks.iter().filter(|c| c.outcome == Outcome::Fail) {
         let _ = writeln!(out, "FAIL {}", c.message);
     }

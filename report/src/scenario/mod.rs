@@ -24,9 +24,10 @@ pub mod validate;
 pub use control::{ConfigureBody, ConfigureBodyExt};
 pub use plan::{Phase, PhasePlan, SourceStart};
 pub use schema::{
-    AccelRequirement, DeviceLimits, DrivenBy, Guest, Jitter, Mode, Moderation, Program, Ramp,
-    Reference, Scenario, Source, Work, WorkKind, DEFAULT_MAX_BURST, DEFAULT_MAX_RATE_HZ,
-    DEFAULT_MIN_PERIOD_NS, DEFAULT_NUM_SOURCES, MAX_PERIOD_US, MAX_RAMP_STEPS, MAX_WORK_US,
+    AccelRequirement, DeviceLimits, DrivenBy, Gates, Guest, Jitter, Mode, Moderation, Program,
+    Ramp, Reference, Scenario, Source, Work, WorkKind, DEFAULT_MAX_BURST, DEFAULT_MAX_RATE_HZ,
+    DEFAULT_MAX_VCPU_WAIT_SHARE, DEFAULT_MIN_PERIOD_NS, DEFAULT_NUM_SOURCES, MAX_PERIOD_US,
+    MAX_RAMP_STEPS, MAX_WORK_US,
 };
 pub use threshold::{
     baseline_metric, parse_duration_ns, threshold_spec, Baseline, Figure, FigureKind, Limit,

@@ -33,6 +33,36 @@ pub struct Scenario {
     pub ramp: Option<Ramp>,
     #[serde(default)]
     pub thresholds: Vec<Threshold>,
+    #[serde(default)]
+    pub gates: Gates,
+}
+
+/// Default `[gates] max_vcpu_wait_share`: a vCPU that waited for a host
+/// core more than 5 % of the measured phase makes the run disturbed.
+pub const DEFAULT_MAX_VCPU_WAIT_SHARE: f64 = 0.05;
+
+fn d_max_vcpu_wait_share() -> f64 {
+    DEFAULT_MAX_VCPU_WAIT_SHARE
+}
+
+/// How the gate judges the run as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gates {
+    /// Largest share of the measured phase any QEMU vCPU thread may spend
+    /// waiting for a host core (run-queue wait) before the run is
+    /// disturbed and its latency thresholds are not judged; 0 < x <= 1
+    /// (1: never disturbed).
+    #[serde(default = "d_max_vcpu_wait_share")]
+    pub max_vcpu_wait_share: f64,
+}
+
+impl Default for Gates {
+    fn default() -> Self {
+        Gates {
+            max_vcpu_wait_share: d_max_vcpu_wait_share(),
+        }
+    }
 }
 
 /// Accelerator requirement of a scenario.

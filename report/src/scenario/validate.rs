@@ -94,6 +94,13 @@ impl Scenario {
         if let Some(r) = &self.ramp {
             self.validate_ramp(r, dev, &mut p);
         }
+        let w = self.gates.max_vcpu_wait_share;
+        if !(w > 0.0 && w <= 1.0) {
+            p.add(
+                "gates.max_vcpu_wait_share",
+                format!("{w}: must be in (0, 1]"),
+            );
+        }
         let mechs = self.mechanisms();
         for (i, t) in self.thresholds.iter().enumerate() {
             if let Err(errs) = threshold_spec(t, &mechs, &self.reference) {
@@ -580,5 +587,22 @@ program = { mode = "storm", rate_hz = 60000, burst = 8 }
         ] {
             assert!(e.contains(want), "missing `{want}` in:\n{e}");
         }
+    }
+
+    #[test]
+    fn gates_wait_share_must_be_a_share() {
+        assert!(problems(&with("[gates]\nmax_vcpu_wait_share = 0.1\n")).is_empty());
+        for bad in ["0", "1.5", "-0.1"] {
+            let e = problems(&with(&format!("[gates]\nmax_vcpu_wait_share = {bad}\n"))).join("\n");
+            assert!(
+                e.contains("gates.max_vcpu_wait_share: ") && e.contains("must be in (0, 1]"),
+                "{bad}: {e}"
+            );
+        }
+        let s = crate::scenario::parse(MINIMAL, "m.toml").unwrap();
+        assert_eq!(
+            s.gates.max_vcpu_wait_share,
+            crate::scenario::DEFAULT_MAX_VCPU_WAIT_SHARE
+        );
     }
 }

@@ -16,6 +16,9 @@
 #                          IRQSTORM_SC_BEGIN NAME / IRQSTORM_SC_END NAME, IRQSTORM_SC_ACK dump
 #   host:  done         -> guest powers off
 # PING lines: IRQSTORM_SC_PING t1_guest t2_host t3_host t4_guest (ns, CLOCK_MONOTONIC each).
+# Run conditions (before READY, and the clocksource again in dump):
+#   IRQSTORM_SC_CLOCKSOURCE NAME             current clocksource (e.g. tsc-early, tsc)
+#   IRQSTORM_SC_CPUFLAGS cpus=N FLAG=0|1 ... CPUs and the TSC flags of /proc/cpuinfo
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 exec </dev/console >/dev/console 2>&1
@@ -83,6 +86,22 @@ do_pings() {
 	done
 }
 
+clocksource() {
+	echo "IRQSTORM_SC_CLOCKSOURCE $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null || echo unknown)"
+}
+
+cpuflags() {
+	fl=" $(grep -m1 '^flags' /proc/cpuinfo | sed 's/^[^:]*://') "
+	line="cpus=$(grep -c '^processor' /proc/cpuinfo)"
+	for f in tsc constant_tsc nonstop_tsc tsc_known_freq rdtscp; do
+		case "$fl" in
+		*" $f "*) line="$line $f=1" ;;
+		*) line="$line $f=0" ;;
+		esac
+	done
+	echo "IRQSTORM_SC_CPUFLAGS $line"
+}
+
 dump() {
 	echo "IRQSTORM_SC_BEGIN $1"
 	cat "$D/$1"
@@ -94,6 +113,8 @@ echo all > $D/reset
 if [ "$ref" != off ]; then
 	echo "start ${ref%%:*} ${ref#*:}" > $D/local || fail "local start $ref"
 fi
+clocksource
+cpuflags
 echo "IRQSTORM_SC_READY"
 while read -r cmd rest; do
 	case "$cmd" in
@@ -117,6 +138,7 @@ while read -r cmd rest; do
 	dump)
 		[ "$ref" != off ] && echo stop > $D/local
 		do_pings
+		clocksource
 		for t in stats counters hist hist_work hist_local; do dump $t; done
 		echo "IRQSTORM_SC_ACK dump"
 		;;
