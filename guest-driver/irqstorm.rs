@@ -282,5 +282,13 @@ kernel::module_pci_driver! {
             default: true,
             description: "Negotiate VIRTIO_RING_F_EVENT_IDX",
         },
+        inject_delay_us: u32 {
+            default: 0,
+            description: "Busy-wait this many us (at most 5000) at the start of mechanism inject_delay_mech's bottom half, before its start stamp (demonstration; 0 = off)",
+        },
+        inject_delay_mech: i32 {
+            default: -1,
+            description: "Mechanism id (0..13, spec 6.5) that inject_delay_us delays; -1 = none",
+        },
     },
 }

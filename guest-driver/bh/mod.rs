@@ -94,6 +94,7 @@ impl BhState {
 /// Called from hard IRQ context (device IRQ or the local hard hrtimer).
 pub(crate) fn dispatch(s: &Arc<Shared>, it: Item, m: Mech) -> bool {
     if m == Mech::Hardirq {
+        inject_delay(s, m);
         process(s, it, m);
         return false;
     }
@@ -124,12 +125,31 @@ fn schedule(s: &Arc<Shared>, m: Mech) -> bool {
 
 /// Runs bottom half `m`: processes everything queued for it, then posts the acks.
 pub(crate) fn run(s: &Shared, m: Mech) {
+    inject_delay(s, m);
     loop {
         let it = s.bh.fifos.lock()[m as usize].pop();
         let Some(it) = it else { break };
         process(s, it, m);
     }
     s.flush_acks();
+}
+
+/// Upper bound of `inject_delay_us` (the kernel's `MAX_UDELAY_MS`).
+const MAX_INJECT_DELAY_US: u32 = 5000;
+
+/// The demonstration delay (module parameters `inject_delay_us`, `inject_delay_mech`): a busy
+/// wait at the start of mechanism `m`'s bottom half, before any of its start stamps, so that
+/// mechanism's hardirq->bh grows by the delay (guest-driver/README.md). Skipped when nothing is
+/// queued for `m` (the IRQ thread also runs for other reasons).
+fn inject_delay(s: &Shared, m: Mech) {
+    let us = crate::module_parameters::inject_delay_us.value().min(MAX_INJECT_DELAY_US);
+    if us == 0 || crate::module_parameters::inject_delay_mech.value() != m as i32 {
+        return;
+    }
+    if m != Mech::Hardirq && fifo_len(s, m) == 0 {
+        return;
+    }
+    udelay(Delta::from_micros(i64::from(us)));
 }
 
 pub(crate) fn fifo_len(s: &Shared, m: Mech) -> usize {

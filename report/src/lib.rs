@@ -119,6 +119,7 @@
 
 pub mod aggregate;
 pub mod baseline;
+pub mod compare;
 pub mod gate;
 pub mod hist;
 pub mod input;

@@ -8,6 +8,7 @@ mod guest;
 mod initramfs;
 mod kernel;
 mod qemu;
+mod repeat;
 mod scenario;
 mod setup;
 mod soak;
@@ -167,6 +168,16 @@ struct ScenarioOpts {
     /// (default 0.05).
     #[arg(long, value_name = "SHARE")]
     max_vcpu_wait_share: Option<f64>,
+    /// Run the scenario N times (a fresh guest boot each, the same back end
+    /// options) into one report directory: `runs/<k>/` per run, plus
+    /// `repeats.json` and `repeats.txt` (docs/report.md).
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    repeat: u32,
+    /// Guest driver module parameter (repeatable), passed as
+    /// `irqstorm.NAME=VALUE` on the kernel command line (guest-driver/README.md);
+    /// `*_mech` parameters take a mechanism name or id.
+    #[arg(long = "module-param", value_name = "NAME=VALUE")]
+    module_params: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -372,6 +383,9 @@ fn cmd_run(g: &Global, o: &GuestOpts, so: &ScenarioOpts) -> Result<ExitCode> {
         let ev = guest_run(g, o)?;
         return Ok(summary(ev.passed + ev.skipped, ev.failed));
     }
+    if so.repeat > 1 {
+        return repeat::run(g, o, so);
+    }
     let t0 = Instant::now();
     let out = scenario_run(g, o, so)?;
     let console = out.dir.join("console.log");
@@ -391,6 +405,49 @@ fn cmd_run(g: &Global, o: &GuestOpts, so: &ScenarioOpts) -> Result<ExitCode> {
 
 /// A scenario run in device mode (the back end is always needed).
 fn scenario_run(g: &Global, o: &GuestOpts, so: &ScenarioOpts) -> Result<scenario::Outcome> {
+    let p = scenario_prepare(g, o, so)?;
+    p.run(g, so, so.report_dir.clone())
+}
+
+/// What every run of a scenario shares: built once (`--repeat` boots it N times).
+struct PreparedScenario {
+    path: PathBuf,
+    guest: Guest,
+    dev: Device,
+    accel: guest::Accel,
+    /// `--cmdline` plus the `--module-param` words.
+    cmdline: Option<String>,
+}
+
+impl PreparedScenario {
+    /// One run (a fresh back end and guest boot) into `report_dir`.
+    fn run(
+        &self,
+        g: &Global,
+        so: &ScenarioOpts,
+        report_dir: Option<PathBuf>,
+    ) -> Result<scenario::Outcome> {
+        scenario::run(
+            &util::repo_root(),
+            &self.guest,
+            &scenario::Opts {
+                scenario: &self.path,
+                report_dir,
+                socket_count: so.socket_count,
+                accel: self.accel,
+                timeout: Duration::from_secs(g.timeout),
+                echo: g.verbose,
+                device: &self.dev,
+                extra_cmdline: self.cmdline.as_deref(),
+                max_vcpu_wait_share: so.max_vcpu_wait_share,
+            },
+        )
+    }
+}
+
+/// Validates the scenario and the module parameters, then builds
+/// everything a scenario run needs.
+fn scenario_prepare(g: &Global, o: &GuestOpts, so: &ScenarioOpts) -> Result<PreparedScenario> {
     let repo = util::repo_root();
     let path = if so.scenario.is_relative() && !so.scenario.exists() {
         repo.join(&so.scenario)
@@ -399,26 +456,23 @@ fn scenario_run(g: &Global, o: &GuestOpts, so: &ScenarioOpts) -> Result<scenario
     };
     // Validate before building or booting anything.
     irqstorm_report::scenario::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let params = scenario::module_param_words(&so.module_params)?;
+    let cmdline = [o.cmdline.clone().unwrap_or_default(), params]
+        .join(" ")
+        .trim()
+        .to_string();
     let guest = prepare(g)?;
     let mut od = o.clone();
     od.device = true;
     let dev = device(&od)?.expect("device mode");
     let accel = guest::choose_accel(&repo, &util::cache_root(), &guest, g.accel)?;
-    scenario::run(
-        &repo,
-        &guest,
-        &scenario::Opts {
-            scenario: &path,
-            report_dir: so.report_dir.clone(),
-            socket_count: so.socket_count,
-            accel,
-            timeout: Duration::from_secs(g.timeout),
-            echo: g.verbose,
-            device: &dev,
-            extra_cmdline: o.cmdline.as_deref(),
-            max_vcpu_wait_share: so.max_vcpu_wait_share,
-        },
-    )
+    Ok(PreparedScenario {
+        path,
+        guest,
+        dev,
+        accel,
+        cmdline: (!cmdline.is_empty()).then_some(cmdline),
+    })
 }
 
 /// The threshold `cargo xtask test` adds to ci-quick to check the failing
@@ -435,6 +489,8 @@ fn scenario_checks(g: &Global, o: &GuestOpts) -> (usize, usize) {
         report_dir: None,
         socket_count: 1,
         max_vcpu_wait_share: None,
+        repeat: 1,
+        module_params: Vec::new(),
     };
     step("scenario tests/scenarios/ci-quick.toml (gated)");
     let out = match scenario_run(g, o, &so) {
@@ -860,7 +916,27 @@ mod tests {
         assert_eq!(sc.scenario, PathBuf::from("x.toml"));
         assert_eq!(sc.report_dir, Some(PathBuf::from("r")));
         assert_eq!(sc.socket_count, 3);
+        assert_eq!(sc.repeat, 1);
         assert!(Cli::try_parse_from(["xtask", "run", "--socket-count", "0"]).is_err());
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "run",
+            "--repeat",
+            "5",
+            "--module-param",
+            "inject_delay_us=20",
+            "--module-param=inject_delay_mech=bh_wq",
+        ])
+        .unwrap();
+        let Cmd::Run { sc, .. } = cli.cmd else {
+            panic!("not run")
+        };
+        assert_eq!(sc.repeat, 5);
+        assert_eq!(
+            sc.module_params,
+            vec!["inject_delay_us=20", "inject_delay_mech=bh_wq"]
+        );
+        assert!(Cli::try_parse_from(["xtask", "run", "--repeat", "0"]).is_err());
     }
 
     #[test]

@@ -77,3 +77,65 @@ pub fn report(out: &Outcome, console: Option<&Path>) -> Result<Option<String>> {
     );
     Ok(gate::exit_message(&out.failures))
 }
+
+/// The kernel command line words of `--module-param NAME=VALUE`s:
+/// `irqstorm.NAME=VALUE` each (tests/guest/lib/scenario.sh hands them to
+/// insmod). A `*_mech` parameter given a mechanism name gets its id.
+pub fn module_param_words(params: &[String]) -> Result<String> {
+    let mut words = Vec::new();
+    for p in params {
+        let Some((name, value)) = p.split_once('=') else {
+            anyhow::bail!("--module-param {p:?}: expected NAME=VALUE");
+        };
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            anyhow::bail!("--module-param {p:?}: NAME must be lower-case letters, digits and _");
+        }
+        if value.is_empty() || value.bytes().any(|b| b.is_ascii_whitespace() || b == b'"') {
+            anyhow::bail!("--module-param {p:?}: VALUE must be one word");
+        }
+        let value = if name.ends_with("_mech") && value.parse::<i64>().is_err() {
+            match irqstorm_report::model::mechanism_id(value) {
+                Some(id) => id.to_string(),
+                None => anyhow::bail!(
+                    "--module-param {p:?}: unknown mechanism {value:?} (one of {})",
+                    irqstorm_report::model::MECHANISMS.join(", ")
+                ),
+            }
+        } else {
+            value.to_string()
+        };
+        words.push(format!("irqstorm.{name}={value}"));
+    }
+    Ok(words.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_params_become_cmdline_words() {
+        let w =
+            |v: &[&str]| module_param_words(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            w(&["inject_delay_us=20", "inject_delay_mech=bh_wq"]).unwrap(),
+            "irqstorm.inject_delay_us=20 irqstorm.inject_delay_mech=4"
+        );
+        assert_eq!(
+            w(&["inject_delay_mech=6"]).unwrap(),
+            "irqstorm.inject_delay_mech=6"
+        );
+        assert_eq!(w(&[]).unwrap(), "");
+        assert!(w(&["inject_delay_mech=bogus"])
+            .unwrap_err()
+            .to_string()
+            .contains("unknown mechanism"));
+        assert!(w(&["x"]).unwrap_err().to_string().contains("NAME=VALUE"));
+        assert!(w(&["Bad=1"]).is_err());
+        assert!(w(&["a=1 b=2"]).is_err());
+    }
+}

@@ -8,7 +8,16 @@
 //!     [--ref-latency F] [--ref-work F] [--eventfd N] [--console LOG]
 //! irqstorm-report aggregate --scenario F --out DIR REPORT.json...
 //! irqstorm-report plan --scenario F [--device N]
+//! irqstorm-report compare BASE NEW [--confidence C] [--min-effect 10%,2us]
+//!     [--figures F,..] [--mechanisms M,..] [--correction none|holm]
+//!     [--resamples N] [--seed S] [--json F] [--junit F]
 //! ```
+//!
+//! `compare` judges, per mechanism and figure, whether NEW differs from
+//! BASE over their per-run figures (report directories of `cargo xtask run
+//! --repeat N`, single report directories, `report.json` or `repeats.json`
+//! files; docs/report.md "Comparing runs"). It exits 1 when a figure
+//! regressed significantly, 0 otherwise.
 //!
 //! `plan` prints the run's phases as host control-socket requests (one JSON
 //! line each, for `irqstorm-backend ctl raw`), `#` lines between them.
@@ -26,6 +35,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use irqstorm_protocol::control::Request;
+use irqstorm_report::compare::{self, stats::MinEffect, Correction};
 use irqstorm_report::{aggregate, baseline, gate, input, model, render, scenario, utc};
 
 #[derive(Parser)]
@@ -69,6 +79,48 @@ enum Cmd {
         #[arg(long, value_name = "N", default_value_t = 0)]
         device: u32,
     },
+    /// Does NEW differ from BASE beyond run-to-run noise? Per mechanism and
+    /// figure, over the per-run figures. Exit 1 on a significant regression.
+    Compare(CompareOpts),
+}
+
+#[derive(Args)]
+struct CompareOpts {
+    /// Report directory (`--repeat N` or one run), report.json or repeats.json.
+    #[arg(value_name = "BASE")]
+    base: PathBuf,
+    /// The same kinds as BASE.
+    #[arg(value_name = "NEW")]
+    new: PathBuf,
+    /// Confidence of the test and the interval (significant: p < 1 - C).
+    #[arg(long, value_name = "C", default_value_t = 0.99)]
+    confidence: f64,
+    /// Smallest change that counts: a share of the BASE median and an
+    /// absolute floor; the larger applies.
+    #[arg(long, value_name = "SPEC", default_value = "10%,2us")]
+    min_effect: MinEffect,
+    /// Figures to compare (metric.stat; default the p50 and p99 of
+    /// hardirq_to_bh, raise_to_ack, bh_run, raise_to_hardirq).
+    #[arg(long, value_name = "F,..", value_delimiter = ',')]
+    figures: Vec<String>,
+    /// Mechanisms to compare (default: all).
+    #[arg(long, value_name = "M,..", value_delimiter = ',')]
+    mechanisms: Vec<String>,
+    /// Multiple-comparison correction over the judged figures.
+    #[arg(long, value_enum, default_value = "none")]
+    correction: Correction,
+    /// Bootstrap resamples.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    resamples: usize,
+    /// Bootstrap seed (the same inputs and seed give the same interval).
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    seed: u64,
+    /// Write the comparison as JSON.
+    #[arg(long, value_name = "F")]
+    json: Option<PathBuf>,
+    /// Write JUnit XML (one testcase per mechanism x figure).
+    #[arg(long, value_name = "F")]
+    junit: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -260,6 +312,44 @@ fn plan_cmd(sc_path: &str, device: u32) -> Res<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn compare_cmd(o: &CompareOpts) -> Res<ExitCode> {
+    let base = compare::load::load(&o.base).map_err(|e| e.to_string())?;
+    let new = compare::load::load(&o.new).map_err(|e| e.to_string())?;
+    let defaults = compare::Options::default();
+    let opts = compare::Options {
+        confidence: o.confidence,
+        min_effect: o.min_effect,
+        figures: if o.figures.is_empty() {
+            defaults.figures
+        } else {
+            o.figures.clone()
+        },
+        mechanisms: o.mechanisms.clone(),
+        correction: o.correction,
+        bootstrap: compare::stats::Bootstrap {
+            resamples: o.resamples,
+            seed: o.seed,
+        },
+    };
+    let c = compare::compare(&base, &new, &opts).map_err(|e| e.to_string())?;
+    let write = |path: &Path, text: String| {
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    if let Some(p) = &o.json {
+        let text = serde_json::to_string_pretty(&c).map_err(|e| e.to_string())? + "\n";
+        write(p, text)?;
+    }
+    if let Some(p) = &o.junit {
+        write(p, compare::render::junit(&c))?;
+    }
+    let _ = std::io::stdout().write_all(compare::render::table(&c).as_bytes());
+    Ok(if c.regressions > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn main() -> ExitCode {
     // Usage errors exit 2 (clap's code), `--help` 0.
     let cli = Cli::parse();
@@ -272,6 +362,7 @@ fn main() -> ExitCode {
             reports,
         } => aggregate_cmd(scenario, out, reports),
         Cmd::Plan { scenario, device } => plan_cmd(scenario, *device),
+        Cmd::Compare(o) => compare_cmd(o),
     };
     match r {
         Ok(c) => c,

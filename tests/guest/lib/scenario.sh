@@ -6,6 +6,8 @@
 #   irqstorm_sc_src=ID:MECH:KIND:US,...   mechanism and simulated work per source
 #   irqstorm_sc_ref=PERIOD_US:HEXMASK|off local hrtimer reference source
 #   irqstorm_sc_pings=N                    PING exchanges before and after the run
+#   irqstorm.NAME=VALUE                    guest driver module parameter, handed to insmod
+#                                          (`cargo xtask run --module-param NAME=VALUE`)
 # Protocol on the console (host -> guest lines arrive on the serial input):
 #   guest: IRQSTORM_SC_READY                 settings applied, stats reset
 #   host:  reset        -> guest: IRQSTORM_SC_ACK reset   (guest stats + counters cleared)
@@ -34,11 +36,13 @@ D=/sys/kernel/debug/irqstorm
 src=""
 ref=off
 pings=16
+modparams=""
 for w in $(cat /proc/cmdline); do
 	case "$w" in
 	irqstorm_sc_src=*) src="${w#irqstorm_sc_src=}" ;;
 	irqstorm_sc_ref=*) ref="${w#irqstorm_sc_ref=}" ;;
 	irqstorm_sc_pings=*) pings="${w#irqstorm_sc_pings=}" ;;
+	irqstorm.*=*) modparams="$modparams ${w#irqstorm.}" ;;
 	esac
 done
 
@@ -47,7 +51,8 @@ fail() {
 	poweroff -f
 }
 
-insmod /lib/modules/irqstorm.ko || fail "insmod irqstorm.ko"
+# shellcheck disable=SC2086 # one word per parameter
+insmod /lib/modules/irqstorm.ko $modparams || fail "insmod irqstorm.ko$modparams"
 i=0
 while [ ! -e $D/sources ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 [ -e $D/sources ] || fail "no $D (device not bound?)"
