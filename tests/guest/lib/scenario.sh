@@ -16,6 +16,10 @@
 #                          IRQSTORM_SC_BEGIN NAME / IRQSTORM_SC_END NAME, IRQSTORM_SC_ACK dump
 #   host:  done         -> guest powers off
 # PING lines: IRQSTORM_SC_PING t1_guest t2_host t3_host t4_guest (ns, CLOCK_MONOTONIC each).
+# CALIBRATE lines (spec §6.1.3; after set-up and again at dump, beside the PINGs):
+#   IRQSTORM_SC_CALIB lower upper host_tsc_mid host_samples guest_samples result
+#   (host TSC - guest TSC bounds in ticks; the back end's stats keep every calibration,
+#   these are for humans and a cross-check), or IRQSTORM_SC_CALIB failed ERR.
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 exec </dev/console >/dev/console 2>&1
@@ -83,12 +87,32 @@ do_pings() {
 	done
 }
 
+do_calibrate() {
+	if ! err=$(echo calibrate 2>&1 > $D/ctrl); then
+		echo "IRQSTORM_SC_CALIB failed $err"
+		return
+	fi
+	lo="" up="" mid="" hs="" gs="" res=""
+	while read -r k v; do
+		case "$k" in
+		lower) lo=$v ;;
+		upper) up=$v ;;
+		host_tsc_mid) mid=$v ;;
+		host_samples) hs=$v ;;
+		guest_samples) gs=$v ;;
+		result) res=$v ;;
+		esac
+	done <$D/ctrl
+	echo "IRQSTORM_SC_CALIB $lo $up $mid $hs $gs $res"
+}
+
 dump() {
 	echo "IRQSTORM_SC_BEGIN $1"
 	cat "$D/$1"
 	echo "IRQSTORM_SC_END $1"
 }
 
+do_calibrate
 do_pings
 echo all > $D/reset
 if [ "$ref" != off ]; then
@@ -116,6 +140,7 @@ while read -r cmd rest; do
 		;;
 	dump)
 		[ "$ref" != off ] && echo stop > $D/local
+		do_calibrate
 		do_pings
 		for t in stats counters hist hist_work hist_local; do dump $t; done
 		echo "IRQSTORM_SC_ACK dump"
