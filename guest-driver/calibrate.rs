@@ -32,6 +32,8 @@ pub(crate) const DEFAULT_US: u32 = 2000;
 const SLACK_NS: u64 = 200_000_000;
 /// Loop iterations between two looks at the clock and the control reply.
 const CHECK_EVERY: u32 = 256;
+/// Calibrations tried at most per request while the result is `no_guest`.
+const ATTEMPTS: u32 = 3;
 
 /// The calibration page (64 bytes; `dma_alloc_coherent` memory is page aligned).
 pub(crate) struct CalPage {
@@ -85,6 +87,11 @@ struct GuestHalf {
 impl Shared {
     /// Runs one calibration of `duration_us` (10..=100000) and logs its result. Process
     /// context. `EOPNOTSUPP` without a TSC (nothing is sent).
+    ///
+    /// A `no_guest` result is tried again, up to `ATTEMPTS` in all: the device's window is
+    /// fixed, and a vCPU the host does not run during it (a loaded host, TCG) leaves the
+    /// device without a single guest value. Every attempt is counted and logged (and the
+    /// device logs each in its `time_base`).
     pub(crate) fn calibrate(&self, duration_us: u32) -> Result<CalibrateReply> {
         if !HAVE_TSC {
             return Err(EOPNOTSUPP);
@@ -92,21 +99,28 @@ impl Shared {
         if !(CAL_MIN_US..=CAL_MAX_US).contains(&duration_us) {
             return Err(ERANGE);
         }
+        let mut attempt = 1;
+        loop {
+            let r = self.calibrate_logged(duration_us, attempt);
+            match r {
+                Ok(c) if c.result == CAL_NO_GUEST && attempt < ATTEMPTS => attempt += 1,
+                r => return r,
+            }
+        }
+    }
+
+    fn calibrate_logged(&self, duration_us: u32, attempt: u32) -> Result<CalibrateReply> {
         self.cnt.calibrations.add(1, Relaxed);
         let dev: &Device = self.pdev.as_ref();
         let r = self.calibrate_once(duration_us);
         match &r {
-            Ok(c) => {
-                if c.result != CAL_OK {
-                    self.cnt.calibration_errors.add(1, Relaxed);
-                }
+            Ok(c) if c.result == CAL_OK => {
                 // Ticks to ns with the device's frequency (kHz): ticks * 10^6 / kHz.
                 let bound_ns = c.bound_ticks().saturating_mul(1_000_000) / u64::from(c.tsc_khz.max(1));
                 dev_info!(
                     dev,
-                    "calibration {} us: {}, host-guest TSC offset {} +/- {} ticks (~{} ns), lower {} upper {}, samples host {} guest {}, tsc {} kHz\n",
+                    "calibration {} us: ok, host-guest TSC offset {} +/- {} ticks (~{} ns), lower {} upper {}, samples host {} guest {}, tsc {} kHz\n",
                     duration_us,
-                    cal_result_name(c.result),
                     c.offset(),
                     c.bound_ticks(),
                     bound_ns,
@@ -115,6 +129,19 @@ impl Shared {
                     c.host_samples,
                     c.guest_samples,
                     c.tsc_khz
+                );
+            }
+            Ok(c) => {
+                self.cnt.calibration_errors.add(1, Relaxed);
+                dev_warn!(
+                    dev,
+                    "calibration {} us (attempt {} of {}): {}, samples host {} guest {}\n",
+                    duration_us,
+                    attempt,
+                    ATTEMPTS,
+                    cal_result_name(c.result),
+                    c.host_samples,
+                    c.guest_samples
                 );
             }
             Err(e) => {
