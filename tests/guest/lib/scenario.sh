@@ -12,11 +12,12 @@
 #   host:  w FILE ARGS  -> guest: IRQSTORM_SC_ACK w|IRQSTORM_SC_NAK w ERR (echo ARGS > debugfs FILE)
 #   host:  show FILE    -> guest: debugfs FILE between IRQSTORM_SC_BEGIN FILE / IRQSTORM_SC_END FILE,
 #                          IRQSTORM_SC_ACK show
+#   host:  calibrate    -> guest: one CALIBRATE (IRQSTORM_SC_CALIB line), IRQSTORM_SC_ACK calibrate
 #   host:  dump         -> guest: reference stopped, PINGs, tables between
 #                          IRQSTORM_SC_BEGIN NAME / IRQSTORM_SC_END NAME, IRQSTORM_SC_ACK dump
 #   host:  done         -> guest powers off
 # PING lines: IRQSTORM_SC_PING t1_guest t2_host t3_host t4_guest (ns, CLOCK_MONOTONIC each).
-# CALIBRATE lines (spec §6.1.3; after set-up and again at dump, beside the PINGs):
+# CALIBRATE lines (spec §6.1.3; after set-up, and on the host's "calibrate" after the measured phase):
 #   IRQSTORM_SC_CALIB lower upper host_tsc_mid host_samples guest_samples result
 #   (host TSC - guest TSC bounds in ticks; the back end's stats keep every calibration,
 #   these are for humans and a cross-check), or IRQSTORM_SC_CALIB failed ERR: DRIVER-LOG-LINE.
@@ -139,9 +140,14 @@ while read -r cmd rest; do
 		dump "$rest"
 		echo "IRQSTORM_SC_ACK show"
 		;;
+	calibrate)
+		# After the measured phase, before the host takes its stats: this
+		# calibration checks the one the phase was measured with.
+		do_calibrate
+		echo "IRQSTORM_SC_ACK calibrate"
+		;;
 	dump)
 		[ "$ref" != off ] && echo stop > $D/local
-		do_calibrate
 		do_pings
 		for t in stats counters hist hist_work hist_local; do dump $t; done
 		echo "IRQSTORM_SC_ACK dump"
