@@ -441,16 +441,23 @@ mod tests {
     fn failed_and_jumping_calibrations_are_logged() {
         let mut tb = TimeBase::default();
         tb.add(&reply(1_000, 100, 120), HZ);
+        // Within a second (HZ ticks) of the first: a check.
         tb.add(&reply(1_000_000, 100, 120), HZ);
-        tb.add(&reply(2_000_000, 9_100, 9_120), HZ);
-        let mut bad = reply(3_000_000, 0, 0);
+        tb.add(&reply(3 * HZ, 100, 120), HZ);
+        tb.add(&reply(4 * HZ, 9_100, 9_120), HZ);
+        let mut bad = reply(5 * HZ, 0, 0);
         bad.result = CalibrateResult::NoGuest as u32;
         tb.add(&bad, HZ);
+        // +/- 5000 ticks = 2.5 us: too loose for the fit.
+        tb.add(&reply(6 * HZ, 4_100, 14_100), HZ);
         let st = tb.stats(HZ);
         let fits: Vec<&str> = st.calibrations.iter().map(|c| c.fit.as_str()).collect();
-        assert_eq!(fits, ["started", "extended", "jumped", "failed"]);
-        assert_eq!((st.jumps, st.failed, st.fit_len), (1, 1, 1));
+        assert_eq!(
+            fits,
+            ["started", "checked", "extended", "jumped", "failed", "loose"]
+        );
+        assert_eq!((st.jumps, st.failed, st.loose, st.fit_len), (1, 1, 1, 1));
         assert!(st.max_miss_ns > 4_000, "{st:?}");
-        assert_eq!(st.calibrations[3].result, "no_guest");
+        assert_eq!(st.calibrations[4].result, "no_guest");
     }
 }
