@@ -174,7 +174,8 @@ pub(crate) fn storm_cmd(s: &Shared, cmd: &str) -> Result {
     configure_start(s, src, &p).map(|_| ())
 }
 
-/// `ctrl`: "ping" | "info" | "stats SRC|all [reset]" | "start SRC|all" | "stop SRC|all".
+/// `ctrl`: "ping" | "info" | "stats SRC|all [reset]" | "start SRC|all" | "stop SRC|all" |
+/// "calibrate [US]" (EIO if the device's result is not ok; `cat ctrl` shows it).
 pub(crate) fn ctrl_cmd(s: &Shared, cmd: &str) -> Result {
     let mut w = cmd.split_whitespace();
     match w.next().ok_or(EINVAL)? {
@@ -198,6 +199,12 @@ pub(crate) fn ctrl_cmd(s: &Shared, cmd: &str) -> Result {
         "stop" => {
             let src = source(s, w.next())?;
             s.ctrl(&CtrlRequest::new(OP_STOP, src, 0))?;
+        }
+        "calibrate" => {
+            let us = num_or(w.next(), crate::calibrate::DEFAULT_US)?;
+            if s.calibrate(us)?.result != CAL_OK {
+                return Err(EIO);
+            }
         }
         _ => return Err(EINVAL),
     }
@@ -233,6 +240,18 @@ pub(crate) fn show_ctrl(s: &Shared, f: &mut dyn Write) -> fmt::Result {
             writeln!(f, "guest_ns {}", r.word(16))?;
             writeln!(f, "host_send_ns {}", r.word(24))?;
             writeln!(f, "guest_recv_ns {}", r.recv_ns)?;
+        }
+        OP_CALIBRATE => {
+            let c = CalibrateReply::decode(&r);
+            writeln!(f, "lower {}", c.lower)?;
+            writeln!(f, "upper {}", c.upper)?;
+            writeln!(f, "host_tsc_mid {}", c.host_tsc_mid)?;
+            writeln!(f, "host_samples {}", c.host_samples)?;
+            writeln!(f, "guest_samples {}", c.guest_samples)?;
+            writeln!(f, "tsc_khz {}", c.tsc_khz)?;
+            writeln!(f, "result {}", cal_result_name(c.result))?;
+            writeln!(f, "offset {}", c.offset())?;
+            writeln!(f, "bound_ticks {}", c.bound_ticks())?;
         }
         _ => {}
     }
@@ -286,6 +305,7 @@ pub(crate) fn show_counters(s: &Shared, f: &mut dyn Write) -> fmt::Result {
         ("bad_count", &c.bad_count),
         ("seq_gap", &c.seq_gap),
         ("budget_exhausted", &c.budget_exhausted),
+        ("past_budget", &c.past_budget),
         ("fifo_overflow", &c.fifo_overflow),
         ("acks_posted", &c.acks_posted),
         ("ack_bufs", &c.ack_bufs),
@@ -300,6 +320,8 @@ pub(crate) fn show_counters(s: &Shared, f: &mut dyn Write) -> fmt::Result {
         ("uevents", &c.uevents),
         ("helper_runs", &c.helper_runs),
         ("helper_errors", &c.helper_errors),
+        ("calibrations", &c.calibrations),
+        ("calibration_errors", &c.calibration_errors),
     ] {
         writeln!(f, "{} {}", n, v.load(Relaxed))?;
     }

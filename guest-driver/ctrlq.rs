@@ -4,6 +4,7 @@
 //! timeout, the hard IRQ handler takes the reply off the used ring.
 
 use crate::{
+    calibrate::CalPage,
     kwrap::{clock::jiffies, completion::Completion},
     protocol::*,
     shared::Shared,
@@ -49,8 +50,9 @@ impl CtrlQ {
     }
 }
 
-/// The control channel: the queue, the last reply (also serialises requests) and the
-/// completion the hard IRQ handler signals.
+/// The control channel: the queue, the last reply (also serialises requests), the
+/// completion the hard IRQ handler signals, and the CALIBRATE page (used only by the request
+/// that holds `last`).
 #[pin_data]
 pub(crate) struct ControlChannel {
     #[pin]
@@ -59,21 +61,38 @@ pub(crate) struct ControlChannel {
     pub(crate) last: Mutex<CtrlReply>,
     #[pin]
     pub(crate) done: Completion,
+    /// Locked for a whole calibration (taken before `last`).
+    #[pin]
+    pub(crate) cal: Mutex<CalPage>,
 }
 
 impl ControlChannel {
-    pub(crate) fn new(q: CtrlQ) -> impl PinInit<Self> {
+    pub(crate) fn new(q: CtrlQ, cal: CalPage) -> impl PinInit<Self> {
         pin_init!(Self {
             q <- new_spinlock_irq!(q, "irqstorm_ctrlq"),
             last <- new_mutex!(CtrlReply::default(), "irqstorm_ctrl"),
             done <- Completion::new(),
+            cal <- new_mutex!(cal, "irqstorm_cal"),
         })
+    }
+
+    /// Whether the reply to the request in flight has arrived.
+    pub(crate) fn replied(&self) -> bool {
+        self.q.lock().done
     }
 }
 
 impl Shared {
     /// Sends a control request and waits (with a timeout) for the reply. Process context.
     pub(crate) fn ctrl(&self, req: &CtrlRequest) -> Result<CtrlReply> {
+        self.ctrl_during(req, || ())
+    }
+
+    /// [`Self::ctrl`], running `during` after the kick and before waiting for the reply
+    /// (CALIBRATE: the driver's half of the loop runs while the device runs its own). Nothing
+    /// else uses the control channel meanwhile; `during` is not run if the request was not
+    /// sent.
+    pub(crate) fn ctrl_during(&self, req: &CtrlRequest, during: impl FnOnce()) -> Result<CtrlReply> {
         let mut last = self.control.last.lock();
         if self.is_stopping() {
             return Err(ENODEV);
@@ -96,6 +115,7 @@ impl Shared {
             c.vq.add(0)?;
             c.vq.kick(&self.t)?;
         }
+        during();
         let deadline = jiffies() + crate::kwrap::clock::msecs_to_jiffies(2000);
         loop {
             let now = jiffies();

@@ -3,22 +3,65 @@
 //! The IRQ handler (MSI-X entry 0 serves config changes and every queue), mechanisms 0
 //! `hardirq` and 1 `threaded`.
 //!
-//! The hard handler stamps the guest time, takes controlq replies, drains the eventq with a
-//! budget and hands every event to the bottom half of its source ([`bh::dispatch`]); it
-//! returns `WakeThread` when the threaded path was chosen for some event or the budget ran
-//! out (the thread then continues draining the eventq).
+//! The hard handler stamps the guest time (ns and TSC), takes controlq replies, drains the
+//! eventq with a budget and hands every event to the bottom half of its source
+//! ([`bh::dispatch`]); it returns `WakeThread` when the threaded path was chosen for some
+//! event or the budget ran out (the thread then continues draining the eventq). Records the
+//! thread drains carry the stamp of the last hard IRQ ([`LastHard`]): the interrupt that
+//! found the ring non-empty, not the thread's own time; they are counted in `past_budget`.
 
 use crate::{
     bh::{self, fifo::Item},
     eventq::IRQ_BUDGET,
-    kwrap::clock::now_ns,
+    kwrap::clock::Stamp,
     shared::Shared,
     stats::Origin,
 };
 use kernel::{
     irq::{IrqReturn, ThreadedHandler, ThreadedIrqReturn},
-    sync::{atomic::Relaxed, Arc},
+    sync::{
+        atomic::{Acquire, Atomic, Relaxed, Release},
+        Arc,
+    },
 };
+
+/// The stamp of the last hard IRQ, published for the IRQ thread. One writer (the hard
+/// handler of the one vector never runs concurrently with itself), readers in the thread: a
+/// sequence count keeps the (ns, tsc) pair from tearing.
+pub(crate) struct LastHard {
+    seq: Atomic<u64>,
+    ns: Atomic<u64>,
+    tsc: Atomic<u64>,
+}
+
+impl LastHard {
+    pub(crate) fn new() -> Self {
+        Self { seq: Atomic::new(0), ns: Atomic::new(0), tsc: Atomic::new(0) }
+    }
+
+    fn publish(&self, t: Stamp) {
+        let q = self.seq.load(Relaxed);
+        self.seq.store(q.wrapping_add(1), Relaxed);
+        core::sync::atomic::fence(core::sync::atomic::Ordering::Release);
+        self.ns.store(t.ns, Relaxed);
+        self.tsc.store(t.tsc, Relaxed);
+        self.seq.store(q.wrapping_add(2), Release);
+    }
+
+    fn read(&self) -> Stamp {
+        loop {
+            let q = self.seq.load(Acquire);
+            if q & 1 == 0 {
+                let t = Stamp { ns: self.ns.load(Relaxed), tsc: self.tsc.load(Relaxed) };
+                core::sync::atomic::fence(core::sync::atomic::Ordering::Acquire);
+                if self.seq.load(Relaxed) == q {
+                    return t;
+                }
+            }
+            core::hint::spin_loop();
+        }
+    }
+}
 
 pub(crate) struct IrqHandler {
     pub(crate) shared: Arc<Shared>,
@@ -42,7 +85,8 @@ impl ThreadedHandler for IrqHandler {
         // sets it and returns `WakeThread` (IRQTF_RUNTHREAD): the thread then runs again. The
         // local reference source may wake this thread at any time; that is harmless.
         while s.evq_more.load(Relaxed) && !s.is_stopping() {
-            poll_eventq(s, now_ns());
+            let (_, n) = poll_eventq(s, s.last_hard.read());
+            s.cnt.past_budget.add(n as u64, Relaxed);
         }
         bh::threaded::run(s);
         IrqReturn::Handled
@@ -52,21 +96,24 @@ impl ThreadedHandler for IrqHandler {
 /// Hard IRQ handler body (MSI-X entry 0: config, controlq, eventq, ackq).
 /// Returns `true` if the IRQ thread must run.
 fn hardirq(s: &Arc<Shared>) -> bool {
-    let t = now_ns();
+    let t = Stamp::now();
     s.cnt.irqs.add(1, Relaxed);
     if s.is_stopping() {
         return false;
     }
-    s.poll_ctrlq(t);
-    let wake = poll_eventq(s, t);
+    // Before the drain: a thread already draining takes this stamp for what it finds next.
+    s.last_hard.publish(t);
+    s.poll_ctrlq(t.ns);
+    let (wake, _) = poll_eventq(s, t);
     s.flush_acks();
     wake || bh::threaded::pending(s) || s.evq_more.load(Relaxed)
 }
 
 /// Drains up to `IRQ_BUDGET` eventq records and dispatches them; `t` is the hard IRQ time
-/// stamp. Returns `true` if the IRQ thread must run.
-fn poll_eventq(s: &Arc<Shared>, t: u64) -> bool {
-    let mut items = [Item { seq: 0, count: 0, source: 0, hard_ns: t, origin: Origin::Device }; IRQ_BUDGET];
+/// stamp they carry. Returns whether the IRQ thread must run, and how many records it took.
+fn poll_eventq(s: &Arc<Shared>, t: Stamp) -> (bool, usize) {
+    let mut items =
+        [Item { seq: 0, count: 0, source: 0, hard_ns: t.ns, hard_tsc: t.tsc, origin: Origin::Device }; IRQ_BUDGET];
     let (n, more) = s.drain_eventq(t, &mut items);
     let mut wake = more;
     for it in &items[..n] {
@@ -74,5 +121,5 @@ fn poll_eventq(s: &Arc<Shared>, t: u64) -> bool {
         s.cnt.raises.add(u64::from(it.count), Relaxed);
         wake |= bh::dispatch(s, *it, s.mech_of(it.source));
     }
-    wake
+    (wake, n)
 }

@@ -5,7 +5,7 @@
 //! each stage.
 //!
 //! Layout: `virtio_pci` (modern transport), `virtqueue` (split rings in DMA memory),
-//! `protocol` (records), `shared` (the device state), `eventq` / `ackq` / `ctrlq` (one file
+//! `protocol` (records), `calibrate` (the TSC time base, CALIBRATE), `shared` (the device state), `eventq` / `ackq` / `ctrlq` (one file
 //! per virtqueue), `dispatch` (the IRQ handler), `mech` (the mechanism catalogue), `bh/` (one
 //! file per bottom half), `sources` (per-source configuration), `stats`, `local` (reference
 //! source), `storm_detect`,
@@ -22,6 +22,7 @@ use kernel::{
 
 mod ackq;
 mod bh;
+mod calibrate;
 mod control;
 mod ctrlq;
 mod debugfs;
@@ -115,13 +116,24 @@ fn read_info(t: &Transport, features: u64) -> Result<DevInfo> {
         if gen != t.config_generation()? {
             continue;
         }
-        if magic != MAGIC || ver != SPEC_VERSION {
-            pr_err!("bad device config: magic {:#x} spec_version {}\n", magic, ver);
+        if magic != MAGIC {
+            pr_err!("bad device config: magic {:#x}, expected {:#x}\n", magic, MAGIC);
             return Err(ENODEV);
         }
-        if sizes != [CTRL_SIZE as u16, CTRL_SIZE as u16, EVENT_SIZE as u16, ACK_SIZE as u16] {
-            pr_err!("record size mismatch: {:?}\n", sizes);
+        if ver != SPEC_VERSION {
+            pr_err!("device speaks spec version {}, driver needs {}: refusing to bind\n", ver, SPEC_VERSION);
             return Err(ENODEV);
+        }
+        let want = [CTRL_SIZE as u16, CTRL_SIZE as u16, EVENT_SIZE as u16, ACK_SIZE as u16];
+        for ((name, got), need) in ["ctrl_req_size", "ctrl_resp_size", "event_size", "ack_size"]
+            .iter()
+            .zip(sizes)
+            .zip(want)
+        {
+            if got != need {
+                pr_err!("device {} is {}, driver needs {}: refusing to bind\n", name, got, need);
+                return Err(ENODEV);
+            }
         }
         if info.num_sources == 0 || info.num_sources as usize > MAX_SOURCES {
             pr_err!("bad num_sources {}\n", info.num_sources);
@@ -217,6 +229,12 @@ impl<'bound> IrqstormData<'bound> {
                 (r.word(32) >> 32) as u32
             ),
             Err(e) => dev_warn!(pdev.as_ref(), "GET_INFO failed: {:?}\n", e),
+        }
+        // The shared TSC time base (§6.1.3); `calibrate` logs its result.
+        if kwrap::clock::HAVE_TSC {
+            let _ = s.calibrate(calibrate::DEFAULT_US);
+        } else {
+            dev_info!(pdev.as_ref(), "no TSC on this architecture: TSC stamps are 0, no calibration\n");
         }
 
         let dbg = debugfs::DebugFs::new(s)

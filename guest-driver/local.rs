@@ -10,7 +10,7 @@ use crate::{
     bh::{self, fifo::Item},
     mech::{Mech, NUM_MECH},
     shared::Shared,
-    kwrap::clock::now_ns,
+    kwrap::clock::Stamp,
     stats::Origin,
 };
 use kernel::{
@@ -94,11 +94,11 @@ impl HrTimerCallback for LocalSrc {
         if s.is_stopping() {
             return HrTimerRestart::NoRestart;
         }
-        let t = now_ns();
+        let t = Stamp::now();
         let n = this.ticks.load(Relaxed) + 1;
         this.ticks.store(n, Relaxed);
         if let Some(m) = next_mech(s) {
-            let it = Item { seq: n, count: 1, source: 0, hard_ns: t, origin: Origin::Local };
+            let it = Item { seq: n, count: 1, source: 0, hard_ns: t.ns, hard_tsc: t.tsc, origin: Origin::Local };
             if bh::dispatch(s, it, m) {
                 bh::threaded::wake(s);
             }

@@ -28,12 +28,14 @@ pub(crate) const CFG_ACK_SIZE: usize = 22;
 pub(crate) const CFG_MIN_PERIOD_NS: usize = 24;
 pub(crate) const CFG_MAX_BURST: usize = 28;
 pub(crate) const MAGIC: u32 = 0x5351_5249;
-pub(crate) const SPEC_VERSION: u16 = 1;
+/// Spec version 2: ack records carry guest TSC stamps; CALIBRATE (opcode 7).
+pub(crate) const SPEC_VERSION: u16 = 2;
 pub(crate) const MAX_SOURCES: usize = 64;
 
 pub(crate) const CTRL_SIZE: usize = 64;
 pub(crate) const EVENT_SIZE: usize = 48;
-pub(crate) const ACK_SIZE: usize = 48;
+/// 48 in spec version 1; version 2 added the three TSC stamps.
+pub(crate) const ACK_SIZE: usize = 72;
 pub(crate) const EVENT_WORDS: usize = EVENT_SIZE / 8;
 pub(crate) const ACK_WORDS: usize = ACK_SIZE / 8;
 pub(crate) const CTRL_WORDS: usize = CTRL_SIZE / 8;
@@ -47,6 +49,7 @@ pub(crate) const OP_START: u16 = 3;
 pub(crate) const OP_STOP: u16 = 4;
 pub(crate) const OP_STATS: u16 = 5;
 pub(crate) const OP_PING: u16 = 6;
+pub(crate) const OP_CALIBRATE: u16 = 7;
 pub(crate) const SOURCE_ALL: u16 = 0xffff;
 
 /// Program modes (§5.1).
@@ -123,6 +126,10 @@ pub(crate) struct AckRecord {
     pub(crate) bh_start_ns: u64,
     pub(crate) bh_end_ns: u64,
     pub(crate) post_ns: u64,
+    /// Guest TSC at the hard IRQ, the bottom half's start and end (0 = no usable TSC).
+    pub(crate) hardirq_tsc: u64,
+    pub(crate) bh_start_tsc: u64,
+    pub(crate) bh_end_tsc: u64,
 }
 
 impl AckRecord {
@@ -134,6 +141,9 @@ impl AckRecord {
             self.bh_start_ns,
             self.bh_end_ns,
             self.post_ns,
+            self.hardirq_tsc,
+            self.bh_start_tsc,
+            self.bh_end_tsc,
         ]
     }
 }
@@ -208,6 +218,89 @@ impl CtrlReply {
     }
 }
 
+/// CALIBRATE (§6.1.3): the 64-byte calibration page, as byte offsets of its u64 fields.
+pub(crate) const CAL_PAGE_SIZE: usize = 64;
+pub(crate) const CAL_PAGE_WORDS: usize = CAL_PAGE_SIZE / 8;
+/// Device writes its TSC here in a tight loop.
+pub(crate) const CAL_HOST_TSC: usize = 0;
+/// Device writes 1 once its loop ended.
+pub(crate) const CAL_HOST_DONE: usize = 8;
+/// Driver writes its TSC here in a tight loop.
+pub(crate) const CAL_GUEST_TSC: usize = 16;
+/// Driver: its lower bound of `host TSC - guest TSC` (i64).
+pub(crate) const CAL_GUEST_LOWER: usize = 24;
+/// Driver: how many host values its loop read.
+pub(crate) const CAL_GUEST_SAMPLES: usize = 32;
+/// Driver writes 1 last, once `GUEST_LOWER` and `GUEST_SAMPLES` are final.
+pub(crate) const CAL_GUEST_DONE: usize = 40;
+/// Accepted `duration_us` range.
+pub(crate) const CAL_MIN_US: u32 = 10;
+pub(crate) const CAL_MAX_US: u32 = 100_000;
+
+/// A CALIBRATE request: 8: u64 `page_addr` (DMA address, 64-byte aligned), 16: u32
+/// `duration_us`, bytes 20..63 zero, source 0, flags 0.
+pub(crate) fn calibrate_request(page_addr: u64, duration_us: u32) -> CtrlRequest {
+    let mut r = CtrlRequest::new(OP_CALIBRATE, 0, 0);
+    r.words[1] = page_addr;
+    r.words[2] = u64::from(duration_us);
+    r
+}
+
+/// CALIBRATE result codes (reply offset 60).
+pub(crate) const CAL_OK: u32 = 0;
+pub(crate) const CAL_NO_GUEST: u32 = 1;
+
+pub(crate) fn cal_result_name(result: u32) -> &'static str {
+    match result {
+        0 => "ok",
+        1 => "no_guest",
+        2 => "host_tsc_unusable",
+        3 => "bad_page",
+        _ => "?",
+    }
+}
+
+/// A decoded CALIBRATE reply body (§6.1.3). `lower..=upper` bounds `host TSC - guest TSC`
+/// (ticks) around host TSC `host_tsc_mid`.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub(crate) struct CalibrateReply {
+    pub(crate) lower: i64,
+    pub(crate) upper: i64,
+    pub(crate) host_tsc_mid: u64,
+    pub(crate) host_samples: u32,
+    pub(crate) guest_samples: u32,
+    pub(crate) tsc_khz: u32,
+    pub(crate) result: u32,
+}
+
+impl CalibrateReply {
+    /// Reply offsets 16 lower, 24 upper, 32 host_tsc_mid, 40 host_samples, 44 guest_samples,
+    /// 48 tsc_khz, 60 result.
+    pub(crate) fn decode(r: &CtrlReply) -> Self {
+        Self {
+            lower: r.word(16) as i64,
+            upper: r.word(24) as i64,
+            host_tsc_mid: r.word(32),
+            host_samples: r.word(40) as u32,
+            guest_samples: (r.word(40) >> 32) as u32,
+            tsc_khz: r.word(48) as u32,
+            result: (r.word(56) >> 32) as u32,
+        }
+    }
+
+    /// The midpoint of the interval (rounded towards minus infinity), as the host's fit.
+    /// (Shifts, not `/ 2`: an i128 division may need a libcall the kernel does not have.)
+    pub(crate) fn offset(&self) -> i64 {
+        ((i128::from(self.lower) + i128::from(self.upper)) >> 1) as i64
+    }
+
+    /// Half the width, rounded up: `|offset - true offset| <= bound_ticks` (0 if crossed).
+    pub(crate) fn bound_ticks(&self) -> u64 {
+        let w = i128::from(self.upper) - i128::from(self.lower);
+        ((w + 1) >> 1).max(0) as u64
+    }
+}
+
 #[kernel::prelude::kunit_tests(irqstorm_protocol)]
 mod tests {
     use super::*;
@@ -237,8 +330,13 @@ mod tests {
             bh_start_ns: 6,
             bh_end_ns: 7,
             post_ns: 8,
+            hardirq_tsc: 9,
+            bh_start_tsc: 10,
+            bh_end_tsc: 11,
         };
-        assert_eq!(a.encode(), [1, 2 | 13 << 16 | 4 << 32, 5, 6, 7, 8]);
+        // Byte offsets 48, 56, 64 (§6.4): words 6, 7, 8.
+        assert_eq!(a.encode(), [1, 2 | 13 << 16 | 4 << 32, 5, 6, 7, 8, 9, 10, 11]);
+        assert_eq!(ACK_WORDS * 8, 72);
     }
 
     #[test]
@@ -249,6 +347,40 @@ mod tests {
         let q = p.to_request(1);
         assert_eq!(q.words[0], u64::from(OP_CONFIGURE) | 1 << 16);
         assert_eq!(q.words[1], 3 | 2 << 8 | 4 << 16 | 10_000 << 32);
+    }
+
+    #[test]
+    fn calibrate_request_layout() {
+        let r = calibrate_request(0x1234_5640, 2000);
+        assert_eq!(r.words[0], 7);
+        assert_eq!(r.words[1], 0x1234_5640);
+        assert_eq!(r.words[2], 2000);
+        assert!(r.words[3..].iter().all(|&w| w == 0));
+    }
+
+    #[test]
+    fn calibrate_reply_decodes_negative_bounds() {
+        let mut r = CtrlReply::default();
+        r.words[0] = u64::from(OP_CALIBRATE) << 16;
+        r.words[2] = (-1_000_123i64) as u64;
+        r.words[3] = (-999_900i64) as u64;
+        r.words[4] = 77;
+        r.words[5] = 5000 | 4000 << 32;
+        r.words[6] = 2_100_000;
+        r.words[7] = 3 << 32;
+        let c = CalibrateReply::decode(&r);
+        assert_eq!(c.lower, -1_000_123);
+        assert_eq!(c.upper, -999_900);
+        assert_eq!(c.host_tsc_mid, 77);
+        assert_eq!((c.host_samples, c.guest_samples), (5000, 4000));
+        assert_eq!(c.tsc_khz, 2_100_000);
+        assert_eq!(cal_result_name(c.result), "bad_page");
+        // Midpoint and half width, as the host's `Interval`.
+        assert_eq!(c.offset(), -1_000_012);
+        assert_eq!(c.bound_ticks(), 112);
+        let crossed = CalibrateReply { lower: 5, upper: 3, ..c };
+        assert_eq!(crossed.bound_ticks(), 0);
+        assert_eq!(CalibrateReply { lower: -3, upper: 0, ..c }.offset(), -2);
     }
 
     #[test]

@@ -8,7 +8,9 @@
 use crate::{
     ackq::AckQ,
     bh::{threaded::IrqThread, BhState},
+    calibrate::CalPage,
     ctrlq::{ControlChannel, CtrlQ},
+    dispatch::LastHard,
     eventq::EventQ,
     local::LocalState,
     mech::Mech,
@@ -41,6 +43,8 @@ pub(crate) struct Counters {
     pub(crate) bad_count: Atomic<u64>,
     pub(crate) seq_gap: Atomic<u64>,
     pub(crate) budget_exhausted: Atomic<u64>,
+    /// Records the IRQ thread drained past the hard IRQ's budget (they carry that IRQ's stamp).
+    pub(crate) past_budget: Atomic<u64>,
     pub(crate) fifo_overflow: Atomic<u64>,
     pub(crate) acks_posted: Atomic<u64>,
     pub(crate) ack_bufs: Atomic<u64>,
@@ -55,6 +59,9 @@ pub(crate) struct Counters {
     pub(crate) uevents: Atomic<u64>,
     pub(crate) helper_runs: Atomic<u64>,
     pub(crate) helper_errors: Atomic<u64>,
+    pub(crate) calibrations: Atomic<u64>,
+    /// CALIBRATE requests that failed (no reply, device error, or a result other than ok).
+    pub(crate) calibration_errors: Atomic<u64>,
 }
 
 macro_rules! zero_counters {
@@ -65,11 +72,12 @@ impl Counters {
     pub(crate) fn reset(&self) {
         for c in [
             &self.irqs, &self.records, &self.raises, &self.latched, &self.finals, &self.bad_id,
-            &self.bad_len, &self.bad_source, &self.bad_count, &self.seq_gap,
-            &self.budget_exhausted, &self.fifo_overflow, &self.acks_posted, &self.ack_bufs,
+            &self.bad_len, &self.bad_source, &self.bad_count, &self.seq_gap, &self.budget_exhausted,
+            &self.past_budget, &self.fifo_overflow, &self.acks_posted, &self.ack_bufs,
             &self.acks_dropped, &self.ack_bad_id, &self.ctrl_requests, &self.ctrl_errors,
             &self.ctrl_timeouts, &self.local_events, &self.local_skipped, &self.sleep_refused,
-            &self.uevents, &self.helper_runs, &self.helper_errors,
+            &self.uevents, &self.helper_runs, &self.helper_errors, &self.calibrations,
+            &self.calibration_errors,
         ] {
             c.store(0, Relaxed);
         }
@@ -77,10 +85,10 @@ impl Counters {
 
     fn new() -> Self {
         zero_counters!(
-            irqs, records, raises, latched, finals, bad_id, bad_len, bad_source, bad_count,
-            seq_gap, budget_exhausted, fifo_overflow, acks_posted, ack_bufs, acks_dropped,
+            irqs, records, raises, latched, finals, bad_id, bad_len, bad_source, bad_count, seq_gap,
+            budget_exhausted, past_budget, fifo_overflow, acks_posted, ack_bufs, acks_dropped,
             ack_bad_id, ctrl_requests, ctrl_errors, ctrl_timeouts, local_events, local_skipped,
-            sleep_refused, uevents, helper_runs, helper_errors
+            sleep_refused, uevents, helper_runs, helper_errors, calibrations, calibration_errors
         )
     }
 }
@@ -114,6 +122,8 @@ pub(crate) struct Shared {
     pub(crate) sources: SourceConfig,
     pub(crate) stopping: Atomic<bool>,
     pub(crate) evq_more: Atomic<bool>,
+    /// The last hard IRQ's stamp, for records the IRQ thread drains.
+    pub(crate) last_hard: LastHard,
     pub(crate) irq_thread: IrqThread,
     #[pin]
     pub(crate) bh: BhState,
@@ -146,16 +156,18 @@ pub(crate) struct Queues {
     evq: EventQ,
     ackq: AckQ,
     ctrlq: CtrlQ,
+    cal: CalPage,
 }
 
 impl Queues {
-    /// Allocates and programs the three virtqueues (not yet enabled).
+    /// Allocates and programs the three virtqueues (not yet enabled) and the calibration page.
     pub(crate) fn new(pdev: &pci::Device<kernel::device::Bound>, t: &Transport, event_idx: bool) -> Result<Self> {
         let dev = pdev.as_ref();
         let ctrlq = CtrlQ::new(dev, t, event_idx)?;
         let evq = EventQ::new(dev, t, event_idx)?;
         let ackq = AckQ::new(dev, t, event_idx)?;
-        Ok(Self { evq, ackq, ctrlq })
+        let cal = CalPage::new(dev)?;
+        Ok(Self { evq, ackq, ctrlq, cal })
     }
 }
 
@@ -177,12 +189,13 @@ impl Shared {
                 info,
                 evq <- new_spinlock_irq!(q.evq, "irqstorm_evq"),
                 ackq <- new_spinlock_irq!(q.ackq, "irqstorm_ackq"),
-                control <- ControlChannel::new(q.ctrlq),
+                control <- ControlChannel::new(q.ctrlq, q.cal),
                 stats <- new_spinlock_irq!(stats, "irqstorm_stats"),
                 cnt: Counters::new(),
                 sources: SourceConfig::new(),
                 stopping: Atomic::new(false),
                 evq_more: Atomic::new(false),
+                last_hard: LastHard::new(),
                 irq_thread: IrqThread::new(),
                 bh <- bh,
                 w_bh <- kernel::new_work!("irqstorm::bh_wq"),

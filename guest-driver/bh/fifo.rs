@@ -12,6 +12,8 @@ pub(crate) struct Item {
     pub(crate) count: u32,
     pub(crate) source: u16,
     pub(crate) hard_ns: u64,
+    /// Guest TSC next to `hard_ns` (0 = no TSC).
+    pub(crate) hard_tsc: u64,
     pub(crate) origin: Origin,
 }
 
@@ -29,7 +31,7 @@ impl Fifo {
         let mut buf = KVec::with_capacity(FIFO_CAP, GFP_KERNEL)?;
         for _ in 0..FIFO_CAP {
             buf.push(
-                Item { seq: 0, count: 0, source: 0, hard_ns: 0, origin: Origin::Device },
+                Item { seq: 0, count: 0, source: 0, hard_ns: 0, hard_tsc: 0, origin: Origin::Device },
                 GFP_KERNEL,
             )?;
         }
@@ -66,7 +68,7 @@ mod tests {
     use super::*;
 
     fn item(seq: u64) -> Item {
-        Item { seq, count: 1, source: 0, hard_ns: 0, origin: Origin::Device }
+        Item { seq, count: 1, source: 0, hard_ns: 0, hard_tsc: 0, origin: Origin::Device }
     }
 
     #[test]

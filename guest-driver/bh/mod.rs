@@ -10,7 +10,7 @@
 
 use crate::{
     kwrap::{
-        clock::now_ns,
+        clock::Stamp,
         completion::Completion,
         delay::{msleep, usleep_range},
         hrtimer::HrTimerArm,
@@ -179,24 +179,24 @@ fn simulate(s: &Shared, it: &Item, m: Mech) {
     }
 }
 
-/// Processes one item in mechanism `m`: stamps, simulated work, statistics, ack.
+/// Processes one item in mechanism `m`: stamps (ns and TSC), simulated work, statistics, ack.
 fn process(s: &Shared, it: Item, m: Mech) {
-    let start = now_ns();
+    let start = Stamp::now();
     simulate(s, &it, m);
-    let end = now_ns();
+    let end = Stamp::now();
     account(s, it, m, start, end);
 }
 
 fn process_nowork(s: &Shared, it: Item, m: Mech) {
-    let start = now_ns();
+    let start = Stamp::now();
     account(s, it, m, start, start);
 }
 
-fn account(s: &Shared, it: Item, m: Mech, start: u64, end: u64) {
+fn account(s: &Shared, it: Item, m: Mech, start: Stamp, end: Stamp) {
     s.stats.lock().get_mut(it.origin, m).record(
         it.count,
-        start.saturating_sub(it.hard_ns),
-        end.saturating_sub(start),
+        start.ns.saturating_sub(it.hard_ns),
+        end.ns.saturating_sub(start.ns),
     );
     if it.origin == Origin::Device {
         s.push_ack(&AckRecord {
@@ -205,9 +205,12 @@ fn account(s: &Shared, it: Item, m: Mech, start: u64, end: u64) {
             mechanism: m as u8,
             count: it.count,
             hardirq_ns: it.hard_ns,
-            bh_start_ns: start,
-            bh_end_ns: end,
+            bh_start_ns: start.ns,
+            bh_end_ns: end.ns,
             post_ns: 0,
+            hardirq_tsc: it.hard_tsc,
+            bh_start_tsc: start.tsc,
+            bh_end_tsc: end.tsc,
         });
     } else {
         s.cnt.local_events.add(1, Relaxed);

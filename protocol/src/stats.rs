@@ -273,9 +273,13 @@ pub struct TscOneWay {
     pub estimates_ns: Hist,
     /// Estimates in `[-bound, 0)`.
     pub negative: u64,
-    /// Estimates below `-bound`: impossible if the time base holds;
-    /// counted, not in the histogram.
-    pub below_bound: u64,
+    /// Estimates below `-bound`: the record was raised after the hard IRQ
+    /// that found it had started (that interrupt's drain picked it up; it
+    /// had no interrupt of its own). Counted, not in the histogram.
+    pub after_irq_start: u64,
+    /// Acks flagged `ACK_F_PAST_BUDGET` (drained by the IRQ thread with the
+    /// stamp of an earlier interrupt): counted, not estimated.
+    pub past_budget: u64,
     /// Acks with a TSC stamp that arrived while no calibration was valid.
     pub uncalibrated: u64,
     /// Largest error bound (ns) of any recorded estimate.
@@ -325,8 +329,9 @@ pub struct CalibrationStats {
     pub guest_samples: u32,
     /// `ok`, `no_guest`, `host_tsc_unusable`, `bad_page`.
     pub result: String,
-    /// What it did to the fit: `started`, `extended`, `jumped`, `invalid`,
-    /// `failed`.
+    /// What it did to the fit: `started`, `extended`, `checked` (too soon
+    /// after the segment's first to measure a slope: a check of it),
+    /// `jumped`, `loose`, `invalid`, `failed`.
     pub fit: String,
     /// How far (ns) it fell outside the fit's prediction (0 if inside).
     pub miss_ns: u64,
@@ -358,6 +363,11 @@ pub struct TimeBaseStats {
     pub jumps: u64,
     /// Calibrations that failed (no guest, bad page, crossed bounds).
     pub failed: u64,
+    /// Calibrations whose bound exceeded `loose_limit_ns`: logged, kept out
+    /// of the fit (a disturbed channel would widen every bound after it).
+    pub loose: u64,
+    /// The limit for `loose`.
+    pub loose_limit_ns: u64,
     /// Times the fit was dropped (device reset, VM resume).
     pub invalidated: u64,
 }

@@ -57,6 +57,12 @@ pub struct Estimate {
 pub struct Fit {
     /// The segment's calibrations, oldest first.
     pub intervals: Vec<Interval>,
+    /// Shortest span (host ticks) over which a slope is measured: two
+    /// calibrations closer than this would give a slope whose uncertainty
+    /// (`(b1 + b2) / span`) swamps every later bound, so the second only
+    /// checks the first. 0: any span.
+    #[serde(default)]
+    pub min_span: u64,
 }
 
 /// What adding a calibration did to the fit.
@@ -72,6 +78,13 @@ pub enum Added {
     },
     /// The first of a segment.
     Started,
+    /// Too close to the segment's first calibration to measure a slope
+    /// from (`Fit::min_span`): kept out of the fit, it checks the
+    /// equal-rate prediction (`miss_ticks` as for `Extended`).
+    Checked {
+        /// Distance from the prediction interval.
+        miss_ticks: u64,
+    },
     /// Outside a fitted (two-point) prediction: the relation changed (a
     /// pause, a migration). The segment restarted from this calibration;
     /// `miss_ticks` is how far outside it was.
@@ -107,6 +120,10 @@ impl Fit {
             self.intervals.clear();
             self.intervals.push(iv);
             return Added::Jumped { miss_ticks: miss };
+        }
+        let first = self.intervals[0];
+        if !self.slope_measured() && iv.at - first.at < self.min_span {
+            return Added::Checked { miss_ticks: miss };
         }
         self.intervals.push(iv);
         Added::Extended { miss_ticks: miss }
@@ -293,6 +310,32 @@ mod tests {
             }),
             Added::Invalid
         );
+    }
+
+    #[test]
+    fn a_calibration_too_soon_after_the_first_only_checks_it() {
+        let mut fit = Fit {
+            min_span: 1_000_000,
+            ..Fit::default()
+        };
+        fit.add(calib(1_000, 500, 0.0, 60));
+        // 0.3 of the span later: kept out; the equal-rate prediction held.
+        assert_eq!(
+            fit.add(calib(300_000, 500, 0.0, 60)),
+            Added::Checked { miss_ticks: 0 }
+        );
+        assert!(!fit.slope_measured());
+        // A check that misses says by how much.
+        assert_eq!(
+            fit.add(calib(400_000, 900, 0.0, 60)),
+            Added::Checked { miss_ticks: 280 }
+        );
+        // Far enough: the slope is measured.
+        assert_eq!(
+            fit.add(calib(2_000_000, 500, 0.0, 60)),
+            Added::Extended { miss_ticks: 0 }
+        );
+        assert!(fit.slope_measured());
     }
 
     #[test]

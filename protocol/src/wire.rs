@@ -57,6 +57,15 @@ pub const EVT_F_LATCHED: u16 = 1 << 0;
 /// Event record flag: the last record of a program.
 pub const EVT_F_FINAL: u16 = 1 << 1;
 
+/// Ack record flag (spec version 2): the first record a bottom-half run
+/// processed after it was scheduled (hard IRQ -> this record's bottom half
+/// is the per-interrupt latency).
+pub const ACK_F_FIRST: u8 = 1 << 0;
+/// Ack record flag (spec version 2): drained by the IRQ thread past the
+/// hard-IRQ budget; its hard-IRQ stamp is that of the interrupt whose drain
+/// the thread continued, which may predate the record's raise.
+pub const ACK_F_PAST_BUDGET: u8 = 1 << 1;
+
 /// STATS request flag: reset the counters after reading.
 pub const STATS_F_RESET: u32 = 1 << 0;
 

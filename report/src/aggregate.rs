@@ -74,7 +74,8 @@ fn merge_row(a: &mut MechanismResult, b: &MechanismResult) -> Result<(), HistErr
             x.distribution.merge(&y.distribution)?;
             x.negative_samples += y.negative_samples;
             x.below_base += y.below_base;
-            x.below_bound += y.below_bound;
+            x.after_irq_start += y.after_irq_start;
+            x.past_budget += y.past_budget;
             x.uncalibrated += y.uncalibrated;
             x.error_bound_ns = x.error_bound_ns.max(y.error_bound_ns);
             if x.method != y.method {

@@ -646,7 +646,8 @@ program = { mode = "periodic", period_us = 1000 }
             error_bound_ns: bound,
             below_base: below,
             method: crate::model::METHOD_PING.into(),
-            below_bound: 0,
+            after_irq_start: 0,
+            past_budget: 0,
             uncalibrated: 0,
         };
         let checks = |r: &RunResult| -> Vec<Check> {

@@ -205,10 +205,15 @@ pub struct OneWay {
     /// written before the TSC method read as `ping`.
     #[serde(default = "ping_method")]
     pub method: String,
-    /// TSC method: estimates below `-error_bound_ns` (impossible while the
-    /// time base holds): counted, not in `distribution`.
+    /// TSC method: records raised after the hard IRQ that found them had
+    /// started (estimate below `-error_bound_ns`: that interrupt's drain
+    /// picked them up): counted, not in `distribution`.
     #[serde(default)]
-    pub below_bound: u64,
+    pub after_irq_start: u64,
+    /// TSC method: records the IRQ thread drained past the hard-IRQ budget
+    /// (stamped with an earlier interrupt): counted, not in `distribution`.
+    #[serde(default)]
+    pub past_budget: u64,
     /// TSC method: acks that arrived while the device had no valid
     /// calibration (after a reset or a VM resume): counted, not in
     /// `distribution`.

@@ -214,7 +214,8 @@ where
         error_bound_ns: estimate.error_bound_ns,
         below_base: 0,
         method: crate::model::METHOD_PING.into(),
-        below_bound: 0,
+        after_irq_start: 0,
+        past_budget: 0,
         uncalibrated: 0,
     })
 }
@@ -247,7 +248,8 @@ where
         error_bound_ns: estimate.error_bound_ns,
         below_base: 0,
         method: crate::model::METHOD_PING.into(),
-        below_bound: 0,
+        after_irq_start: 0,
+        past_budget: 0,
         uncalibrated: 0,
     })
 }

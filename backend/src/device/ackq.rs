@@ -8,7 +8,8 @@ use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
 
 use crate::protocol::{
-    AckRecord, ACK_SIZE, MAX_ACKS_PER_BUFFER, MAX_ACK_CHAIN_DESCS, NUM_MECHANISMS,
+    AckRecord, ACK_F_PAST_BUDGET, ACK_SIZE, MAX_ACKS_PER_BUFFER, MAX_ACK_CHAIN_DESCS,
+    NUM_MECHANISMS,
 };
 
 use super::chain::{
@@ -80,7 +81,10 @@ impl Device {
                 Err(_) => m.raw_below_base += 1,
             }
         }
-        if a.hardirq_tsc != 0 && o.raise_tsc != 0 {
+        if a.flags & ACK_F_PAST_BUDGET != 0 {
+            // Its hard-IRQ stamp is an earlier interrupt's: not a one-way figure.
+            self.mechs[usize::from(a.mechanism)].tsc_one_way.past_budget += 1;
+        } else if a.hardirq_tsc != 0 && o.raise_tsc != 0 {
             let m = &mut self.mechs[usize::from(a.mechanism)];
             self.tb.one_way(
                 &mut m.tsc_one_way,

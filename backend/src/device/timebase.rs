@@ -22,6 +22,12 @@ use crate::tsc;
 const GUEST_DONE_WAIT: Duration = Duration::from_millis(100);
 /// Calibrations kept for the `stats` reply.
 const KEEP: usize = 64;
+/// How long the device waits for the driver's loop to start writing before
+/// it opens its own window (a vCPU that was not running yet would leave the
+/// window empty).
+const GUEST_START_WAIT: Duration = Duration::from_millis(100);
+/// A calibration looser than this is kept out of the fit.
+pub(super) const LOOSE_NS: u64 = 2_000;
 
 /// The device's time base: the fit and what happened to it.
 #[derive(Debug, Default)]
@@ -31,6 +37,7 @@ pub(super) struct TimeBase {
     max_miss_ns: u64,
     jumps: u64,
     failed: u64,
+    loose: u64,
     invalidated: u64,
 }
 
@@ -39,7 +46,8 @@ pub(super) struct TimeBase {
 pub(super) struct TscOneWayAcc {
     hist: Option<Histogram<u64>>,
     negative: u64,
-    below_bound: u64,
+    after_irq_start: u64,
+    pub(super) past_budget: u64,
     uncalibrated: u64,
     max_bound_ns: u64,
 }
@@ -47,11 +55,12 @@ pub(super) struct TscOneWayAcc {
 impl TscOneWayAcc {
     pub(super) fn stats(&self, buckets: bool) -> Option<TscOneWay> {
         let any = self.hist.as_ref().is_some_and(|h| !h.is_empty())
-            || self.below_bound + self.uncalibrated > 0;
+            || self.after_irq_start + self.uncalibrated + self.past_budget > 0;
         any.then(|| TscOneWay {
             estimates_ns: hist_stats(&self.hist, buckets),
             negative: self.negative,
-            below_bound: self.below_bound,
+            after_irq_start: self.after_irq_start,
+            past_budget: self.past_budget,
             uncalibrated: self.uncalibrated,
             max_bound_ns: self.max_bound_ns,
         })
@@ -92,6 +101,10 @@ pub(super) fn run_calibration(
             .unwrap_or(0)
     };
     let ticks = u64::from(req.duration_us) * tsc_hz / 1_000_000;
+    let wait_until = now_ns() + GUEST_START_WAIT.as_nanos() as u64;
+    while load(CalibrationPage::GUEST_TSC) == 0 && now_ns() < wait_until {
+        std::hint::spin_loop();
+    }
     let start = tsc::now();
     let mut upper = i128::MAX;
     let mut n = 0u32;
@@ -139,13 +152,18 @@ impl TimeBase {
             upper: r.upper,
         };
         let result = CalibrateResult::from_u32(r.result).unwrap_or(CalibrateResult::BadPage);
+        self.fit.min_span = tsc_hz; // one second
         let (fit, miss_ticks) = if result != CalibrateResult::Ok {
             self.failed += 1;
             ("failed", 0)
+        } else if ticks_to_ns(iv.bound_ticks(), tsc_hz) > LOOSE_NS {
+            self.loose += 1;
+            ("loose", 0)
         } else {
             match self.fit.add(iv) {
                 Added::Started => ("started", 0),
                 Added::Extended { miss_ticks } => ("extended", miss_ticks),
+                Added::Checked { miss_ticks } => ("checked", miss_ticks),
                 Added::Jumped { miss_ticks } => {
                     self.jumps += 1;
                     ("jumped", miss_ticks)
@@ -207,7 +225,7 @@ impl TimeBase {
         let bound = i128::from(e.bound_ticks);
         let bound_ns = ticks_to_ns(e.bound_ticks, tsc_hz);
         if w < -bound {
-            acc.below_bound += 1;
+            acc.after_irq_start += 1;
             return;
         }
         acc.max_bound_ns = acc.max_bound_ns.max(bound_ns);
@@ -232,6 +250,8 @@ impl TimeBase {
             max_miss_ns: self.max_miss_ns,
             jumps: self.jumps,
             failed: self.failed,
+            loose: self.loose,
+            loose_limit_ns: LOOSE_NS,
             invalidated: self.invalidated,
         }
     }
@@ -376,7 +396,7 @@ mod tests {
         tb.one_way(&mut acc, 50_000, 70_000 + AHEAD, 80_000, HZ);
         // A hard IRQ 40 ticks after the raise: within the bound of 0.
         tb.one_way(&mut acc, 50_000, 50_040 + AHEAD, 80_000, HZ);
-        // 300 ticks before the raise: beyond the bound, impossible.
+        // 300 ticks before the raise: raised after its interrupt began.
         tb.one_way(&mut acc, 50_000, 49_700 + AHEAD, 80_000, HZ);
         let s = acc.stats(false).unwrap();
         assert_eq!(s.estimates_ns.count, 2);
@@ -384,7 +404,7 @@ mod tests {
         let sum = s.estimates_ns.summary.unwrap();
         assert!(sum.max.abs_diff(10_000) <= 10, "{sum:?}");
         assert_eq!(sum.min, 20);
-        assert_eq!(s.below_bound, 1);
+        assert_eq!(s.after_irq_start, 1);
         assert_eq!(s.negative, 0);
         assert_eq!(s.max_bound_ns, 50);
     }
@@ -421,16 +441,23 @@ mod tests {
     fn failed_and_jumping_calibrations_are_logged() {
         let mut tb = TimeBase::default();
         tb.add(&reply(1_000, 100, 120), HZ);
+        // Within a second (HZ ticks) of the first: a check.
         tb.add(&reply(1_000_000, 100, 120), HZ);
-        tb.add(&reply(2_000_000, 9_100, 9_120), HZ);
-        let mut bad = reply(3_000_000, 0, 0);
+        tb.add(&reply(3 * HZ, 100, 120), HZ);
+        tb.add(&reply(4 * HZ, 9_100, 9_120), HZ);
+        let mut bad = reply(5 * HZ, 0, 0);
         bad.result = CalibrateResult::NoGuest as u32;
         tb.add(&bad, HZ);
+        // +/- 5000 ticks = 2.5 us: too loose for the fit.
+        tb.add(&reply(6 * HZ, 4_100, 14_100), HZ);
         let st = tb.stats(HZ);
         let fits: Vec<&str> = st.calibrations.iter().map(|c| c.fit.as_str()).collect();
-        assert_eq!(fits, ["started", "extended", "jumped", "failed"]);
-        assert_eq!((st.jumps, st.failed, st.fit_len), (1, 1, 1));
+        assert_eq!(
+            fits,
+            ["started", "checked", "extended", "jumped", "failed", "loose"]
+        );
+        assert_eq!((st.jumps, st.failed, st.loose, st.fit_len), (1, 1, 1, 1));
         assert!(st.max_miss_ns > 4_000, "{st:?}");
-        assert_eq!(st.calibrations[3].result, "no_guest");
+        assert_eq!(st.calibrations[4].result, "no_guest");
     }
 }

@@ -68,13 +68,6 @@ impl BackendStats {
                 left.push(format!("{n} (no TSC stamps in its acks)"));
                 continue;
             };
-            if t.below_bound > 0 {
-                left.push(format!(
-                    "{n} ({} estimates below minus their bound: the time base did not hold)",
-                    t.below_bound
-                ));
-                continue;
-            }
             let bound = t.max_bound_ns.saturating_add(tb.max_miss_ns);
             if bound > TSC_MAX_BOUND_NS {
                 left.push(format!(
@@ -93,8 +86,9 @@ impl BackendStats {
                 continue;
             };
             used.push(format!(
-                "{n} {} negative, {} uncalibrated",
-                t.negative, t.uncalibrated
+                "{n} {} negative, {} raised after their interrupt began, {} past the IRQ \
+                 budget, {} uncalibrated",
+                t.negative, t.after_irq_start, t.past_budget, t.uncalibrated
             ));
             row.raise_to_hardirq = Some(OneWay {
                 distribution: dist,
@@ -102,7 +96,8 @@ impl BackendStats {
                 error_bound_ns: bound,
                 below_base: 0,
                 method: METHOD_TSC.into(),
-                below_bound: 0,
+                after_irq_start: t.after_irq_start,
+                past_budget: t.past_budget,
                 uncalibrated: t.uncalibrated,
             });
         }
@@ -118,7 +113,7 @@ impl BackendStats {
                 "{device}: one-way raise->hardirq by the TSC method: host TSC {:.3} MHz, {} \
                  calibrations ok of {} (bounds {}..{} ns), fit of {} ({}slope {:.4} +/- {:.4} \
                  ppm), largest miss {} ns, {} jumps; {} (negative: estimate in [-bound, 0), \
-                 recorded as 0; uncalibrated: not in the distribution)",
+                 recorded as 0; the other counts are not in the distribution)",
                 tb.tsc_hz as f64 / 1e6,
                 ok.len(),
                 tb.calibrations.len(),
@@ -187,13 +182,15 @@ mod tests {
             max_miss_ns,
             jumps: 0,
             failed: 0,
+            loose: 0,
+            loose_limit_ns: 2_000,
             invalidated: 0,
         }
     }
 
     /// Back-end stats whose tasklet row has TSC estimates of 12 us (x1980)
     /// and 300 us (x10), 5 of them negative, with the given bound.
-    fn stats(tb: Option<TimeBaseStats>, bound_ns: u64, below_bound: u64) -> BackendStats {
+    fn stats(tb: Option<TimeBaseStats>, bound_ns: u64, after_irq_start: u64) -> BackendStats {
         let mut st = parse_backend_stats(&stats_with_raw()).unwrap();
         let hist: Hist = serde_json::from_str(
             r#"{"count": 1990, "min": 1, "p50": 12000, "p90": 12000, "p99": 12000,
@@ -204,7 +201,8 @@ mod tests {
         st.stats.mechanisms[0].raise_to_hardirq_tsc = Some(TscOneWay {
             estimates_ns: hist,
             negative: 5,
-            below_bound,
+            after_irq_start,
+            past_budget: 3,
             uncalibrated: 7,
             max_bound_ns: bound_ns,
         });
@@ -215,15 +213,20 @@ mod tests {
     #[test]
     fn tsc_rows_first_and_ping_for_the_rest() {
         let sc = parse(SCENARIO, "in.toml").unwrap();
-        let st = stats(Some(time_base(vec![calib("ok", 80)], 20)), 90, 0);
+        // 4 records raised after their interrupt began: counted, still TSC.
+        let st = stats(Some(time_base(vec![calib("ok", 80)], 20)), 90, 4);
         let mut rows = st.rows(&sc, None).unwrap();
         let notes = st.apply_tsc_one_way(&mut rows, "irqstorm0").unwrap();
         let ow = rows[0].raise_to_hardirq.clone().unwrap();
         assert_eq!(ow.method, METHOD_TSC);
         // The largest per-event bound plus the largest calibration miss.
         assert_eq!(ow.error_bound_ns, 110);
-        assert_eq!((ow.negative_samples, ow.uncalibrated), (5, 7));
+        assert_eq!(
+            (ow.negative_samples, ow.uncalibrated, ow.past_budget),
+            (5, 7, 3)
+        );
         assert_eq!(ow.distribution.count(), 1990);
+        assert_eq!(ow.after_irq_start, 4);
         let p50 = ow.distribution.summary.p50_ns;
         assert!(p50.abs_diff(12_000) <= 12, "{p50}");
         assert!(rows[1].raise_to_hardirq.is_none());
@@ -269,10 +272,6 @@ mod tests {
                     0,
                 ),
                 "TSC bound 10001 ns > 10000 ns",
-            ),
-            (
-                stats(Some(time_base(vec![calib("ok", 80)], 0)), 90, 2),
-                "2 estimates below minus their bound",
             ),
         ];
         for (st, why) in cases {

@@ -164,7 +164,8 @@ pub(crate) mod tests {
                     error_bound_ns: 3_000,
                     below_base: 0,
                     method: crate::model::METHOD_PING.into(),
-                    below_bound: 0,
+                    after_irq_start: 0,
+                    past_budget: 0,
                     uncalibrated: 0,
                 });
             }

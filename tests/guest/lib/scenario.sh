@@ -14,6 +14,7 @@
 #   host:  w FILE ARGS  -> guest: IRQSTORM_SC_ACK w|IRQSTORM_SC_NAK w ERR (echo ARGS > debugfs FILE)
 #   host:  show FILE    -> guest: debugfs FILE between IRQSTORM_SC_BEGIN FILE / IRQSTORM_SC_END FILE,
 #                          IRQSTORM_SC_ACK show
+#   host:  calibrate    -> guest: one CALIBRATE (IRQSTORM_SC_CALIB line), IRQSTORM_SC_ACK calibrate
 #   host:  dump         -> guest: reference stopped, PINGs, tables between
 #                          IRQSTORM_SC_BEGIN NAME / IRQSTORM_SC_END NAME, IRQSTORM_SC_ACK dump
 #   host:  done         -> guest powers off
@@ -21,6 +22,10 @@
 # Run conditions (before READY, and the clocksource again in dump):
 #   IRQSTORM_SC_CLOCKSOURCE NAME             current clocksource (e.g. tsc-early, tsc)
 #   IRQSTORM_SC_CPUFLAGS cpus=N FLAG=0|1 ... CPUs and the TSC flags of /proc/cpuinfo
+# CALIBRATE lines (spec §6.1.3; after set-up, and on the host's "calibrate" after the measured phase):
+#   IRQSTORM_SC_CALIB lower upper host_tsc_mid host_samples guest_samples result
+#   (host TSC - guest TSC bounds in ticks; the back end's stats keep every calibration,
+#   these are for humans and a cross-check), or IRQSTORM_SC_CALIB failed ERR: DRIVER-LOG-LINE.
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 exec </dev/console >/dev/console 2>&1
@@ -107,12 +112,33 @@ cpuflags() {
 	echo "IRQSTORM_SC_CPUFLAGS $line"
 }
 
+do_calibrate() {
+	if ! err=$(echo calibrate 2>&1 > $D/ctrl); then
+		# The driver logs every calibration (result, bounds, samples) in one line.
+		echo "IRQSTORM_SC_CALIB failed $err: $(dmesg | grep 'irqstorm.*calibration' | tail -n 1)"
+		return
+	fi
+	lo="" up="" mid="" hs="" gs="" res=""
+	while read -r k v; do
+		case "$k" in
+		lower) lo=$v ;;
+		upper) up=$v ;;
+		host_tsc_mid) mid=$v ;;
+		host_samples) hs=$v ;;
+		guest_samples) gs=$v ;;
+		result) res=$v ;;
+		esac
+	done <$D/ctrl
+	echo "IRQSTORM_SC_CALIB $lo $up $mid $hs $gs $res"
+}
+
 dump() {
 	echo "IRQSTORM_SC_BEGIN $1"
 	cat "$D/$1"
 	echo "IRQSTORM_SC_END $1"
 }
 
+do_calibrate
 do_pings
 echo all > $D/reset
 if [ "$ref" != off ]; then
@@ -139,6 +165,12 @@ while read -r cmd rest; do
 	show)
 		dump "$rest"
 		echo "IRQSTORM_SC_ACK show"
+		;;
+	calibrate)
+		# After the measured phase, before the host takes its stats: this
+		# calibration checks the one the phase was measured with.
+		do_calibrate
+		echo "IRQSTORM_SC_ACK calibrate"
 		;;
 	dump)
 		[ "$ref" != off ] && echo stop > $D/local
