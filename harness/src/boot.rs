@@ -604,7 +604,10 @@ impl Backend {
         let end = Instant::now() + spec.startup_timeout;
         loop {
             // With --socket-count N > 1 the sockets are PATH0..PATH{N-1}.
-            if socket.exists() || PathBuf::from(format!("{}0", socket.display())).exists() {
+            // The back end binds the control socket after the vhost-user
+            // one: callers connect to it at once, so wait for both.
+            let vhost = socket.exists() || PathBuf::from(format!("{}0", socket.display())).exists();
+            if vhost && ctl.exists() {
                 return Ok(b);
             }
             if let Ok(Some(st)) = b.child.try_wait() {
@@ -616,8 +619,9 @@ impl Backend {
             if Instant::now() >= end {
                 b.stop();
                 return Err(b.error(format!(
-                    "did not create {} within {}s",
+                    "did not create {} and {} within {}s",
                     socket.display(),
+                    ctl.display(),
                     spec.startup_timeout.as_secs()
                 )));
             }
