@@ -620,8 +620,9 @@ impl Backend {
             if Instant::now() >= end {
                 b.stop();
                 return Err(b.error(format!(
-                    "did not create {} within {}s",
+                    "did not create {} and {} within {}s",
                     socket.display(),
+                    ctl.display(),
                     spec.startup_timeout.as_secs()
                 )));
             }

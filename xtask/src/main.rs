@@ -405,74 +405,8 @@ fn cmd_run(g: &Global, o: &GuestOpts, so: &ScenarioOpts) -> Result<ExitCode> {
 
 /// A scenario run in device mode (the back end is always needed).
 fn scenario_run(g: &Global, o: &GuestOpts, so: &ScenarioOpts) -> Result<scenario::Outcome> {
-    let p = scenario_prepare(g, o, so)?;
+    let p = scenario::prepare(g, o, so)?;
     p.run(g, so, so.report_dir.clone())
-}
-
-/// What every run of a scenario shares: built once (`--repeat` boots it N times).
-struct PreparedScenario {
-    path: PathBuf,
-    guest: Guest,
-    dev: Device,
-    accel: guest::Accel,
-    /// `--cmdline` plus the `--module-param` words.
-    cmdline: Option<String>,
-}
-
-impl PreparedScenario {
-    /// One run (a fresh back end and guest boot) into `report_dir`.
-    fn run(
-        &self,
-        g: &Global,
-        so: &ScenarioOpts,
-        report_dir: Option<PathBuf>,
-    ) -> Result<scenario::Outcome> {
-        scenario::run(
-            &util::repo_root(),
-            &self.guest,
-            &scenario::Opts {
-                scenario: &self.path,
-                report_dir,
-                socket_count: so.socket_count,
-                accel: self.accel,
-                timeout: Duration::from_secs(g.timeout),
-                echo: g.verbose,
-                device: &self.dev,
-                extra_cmdline: self.cmdline.as_deref(),
-                max_vcpu_wait_share: so.max_vcpu_wait_share,
-            },
-        )
-    }
-}
-
-/// Validates the scenario and the module parameters, then builds
-/// everything a scenario run needs.
-fn scenario_prepare(g: &Global, o: &GuestOpts, so: &ScenarioOpts) -> Result<PreparedScenario> {
-    let repo = util::repo_root();
-    let path = if so.scenario.is_relative() && !so.scenario.exists() {
-        repo.join(&so.scenario)
-    } else {
-        so.scenario.clone()
-    };
-    // Validate before building or booting anything.
-    irqstorm_report::scenario::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let params = scenario::module_param_words(&so.module_params)?;
-    let cmdline = [o.cmdline.clone().unwrap_or_default(), params]
-        .join(" ")
-        .trim()
-        .to_string();
-    let guest = prepare(g)?;
-    let mut od = o.clone();
-    od.device = true;
-    let dev = device(&od)?.expect("device mode");
-    let accel = guest::choose_accel(&repo, &util::cache_root(), &guest, g.accel)?;
-    Ok(PreparedScenario {
-        path,
-        guest,
-        dev,
-        accel,
-        cmdline: (!cmdline.is_empty()).then_some(cmdline),
-    })
 }
 
 /// The threshold `cargo xtask test` adds to ci-quick to check the failing

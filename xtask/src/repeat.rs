@@ -27,8 +27,8 @@ pub fn run(g: &Global, o: &GuestOpts, so: &ScenarioOpts) -> Result<ExitCode> {
             runs.display()
         );
     }
+    let p = scenario::prepare(g, o, so)?;
     std::fs::create_dir_all(&runs).with_context(|| format!("cannot create {}", runs.display()))?;
-    let p = crate::scenario_prepare(g, o, so)?;
     let n = so.repeat;
     let mut file = RepeatsFile::new(&so.scenario.display().to_string(), n);
     for k in 1..=n {

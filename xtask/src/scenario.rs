@@ -3,6 +3,7 @@
 //! run directory; then the table and the report directory.
 
 use crate::guest::{qemu_args, Accel, Device, Guest};
+use crate::{Global, GuestOpts as CliGuestOpts, ScenarioOpts};
 use anyhow::Result;
 use irqstorm_harness::scenario::{self as runner, BackendOpts, GuestOpts, RunSpec};
 use irqstorm_report::{gate, render};
@@ -76,6 +77,72 @@ pub fn report(out: &Outcome, console: Option<&Path>) -> Result<Option<String>> {
         written.len()
     );
     Ok(gate::exit_message(&out.failures))
+}
+
+/// What every run of a scenario shares: built once (`--repeat` boots it N times).
+pub struct Prepared {
+    path: PathBuf,
+    guest: Guest,
+    dev: Device,
+    accel: Accel,
+    /// `--cmdline` plus the `--module-param` words.
+    cmdline: Option<String>,
+}
+
+impl Prepared {
+    /// One run (a fresh back end and guest boot) into `report_dir`.
+    pub fn run(
+        &self,
+        g: &Global,
+        so: &ScenarioOpts,
+        report_dir: Option<PathBuf>,
+    ) -> Result<Outcome> {
+        run(
+            &crate::util::repo_root(),
+            &self.guest,
+            &Opts {
+                scenario: &self.path,
+                report_dir,
+                socket_count: so.socket_count,
+                accel: self.accel,
+                timeout: Duration::from_secs(g.timeout),
+                echo: g.verbose,
+                device: &self.dev,
+                extra_cmdline: self.cmdline.as_deref(),
+                max_vcpu_wait_share: so.max_vcpu_wait_share,
+            },
+        )
+    }
+}
+
+/// Validates the scenario and the module parameters, then builds
+/// everything a scenario run needs.
+pub fn prepare(g: &Global, o: &CliGuestOpts, so: &ScenarioOpts) -> Result<Prepared> {
+    let repo = crate::util::repo_root();
+    let path = if so.scenario.is_relative() && !so.scenario.exists() {
+        repo.join(&so.scenario)
+    } else {
+        so.scenario.clone()
+    };
+    // Validate before building or booting anything.
+    irqstorm_report::scenario::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let params = module_param_words(&so.module_params)?;
+    let cmdline = [o.cmdline.clone().unwrap_or_default(), params]
+        .join(" ")
+        .trim()
+        .to_string();
+    let guest = crate::prepare(g)?;
+    let mut od = o.clone();
+    od.device = true;
+    let dev = crate::device(&od)?.expect("device mode");
+    let accel = crate::guest::choose_accel(&repo, &crate::util::cache_root(), &guest, g.accel)?;
+    Ok(Prepared {
+        path,
+        guest,
+        dev,
+        accel,
+        cmdline: (!cmdline.is_empty()).then_some(cmdline),
+    })
 }
 
 /// The kernel command line words of `--module-param NAME=VALUE`s:

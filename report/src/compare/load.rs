@@ -398,6 +398,48 @@ mod tests {
     }
 
     #[test]
+    fn loads_files_directories_and_repeats_json() {
+        let d = std::env::temp_dir().join(format!("irqstorm-load-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        // a repeat: runs/1 and runs/10 with reports, runs/2 without
+        for k in ["1", "2", "10"] {
+            std::fs::create_dir_all(d.join("runs").join(k)).unwrap();
+        }
+        let text = report(json!({})).to_string();
+        std::fs::write(d.join("runs/1/report.json"), &text).unwrap();
+        std::fs::write(d.join("runs/10/report.json"), &text).unwrap();
+        let set = load(&d).unwrap();
+        let labels: Vec<&str> = set.runs.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(labels, vec!["runs/1", "runs/10"]);
+        assert_eq!(set.missing, vec!["runs/2"]);
+        // the same runs through a repeats.json
+        let mut rf = RepeatsFile::new("s.toml", 3);
+        rf.push(1, Ok(set.runs[0].clone()));
+        rf.push(2, Err("boot failed".into()));
+        rf.push(10, Ok(set.runs[1].clone()));
+        let rj = d.join("repeats.json");
+        std::fs::write(&rj, serde_json::to_string(&rf).unwrap()).unwrap();
+        let from_file = load(&rj).unwrap();
+        assert_eq!(from_file.runs, set.runs);
+        assert_eq!(from_file.missing, vec!["runs/2"]);
+        // a single report.json, and an empty directory
+        assert_eq!(load(&d.join("runs/1/report.json")).unwrap().runs.len(), 1);
+        let e = load(&d.join("runs/2")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("neither report.json nor runs/<k>/report.json"),
+            "{e}"
+        );
+        std::fs::write(d.join("runs/1/report.json"), "{").unwrap();
+        let e = load(&d.join("runs/1/report.json")).unwrap_err();
+        assert!(
+            e.to_string().contains("runs/1/report.json: not valid JSON"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
     fn known_figures() {
         assert!(is_known_figure("hardirq_to_bh.p99.9"));
         assert!(is_known_figure("raise_to_hardirq.p50"));

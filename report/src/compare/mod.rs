@@ -210,7 +210,8 @@ pub fn compare(base: &RunSet, new: &RunSet, o: &Options) -> Result<Comparison, C
     if let Some(f) = o.figures.iter().find(|f| !load::is_known_figure(f)) {
         return Err(CompareError::Figure(f.clone()));
     }
-    let alpha = 1.0 - o.confidence;
+    // rounded, so 0.99 gives 0.01 and not 0.010000000000000009
+    let alpha = ((1.0 - o.confidence) * 1e9).round() / 1e9;
     let mut rows = Vec::new();
     for mech in mechanisms(base, new, &o.mechanisms) {
         for fig in &o.figures {
@@ -261,7 +262,7 @@ pub fn compare(base: &RunSet, new: &RunSet, o: &Options) -> Result<Comparison, C
         schema_version: COMPARE_SCHEMA_VERSION,
         method: Method {
             test: "two-sided Mann-Whitney U over per-run figures (exact without ties below 50 runs a side, else normal approximation with tie and continuity correction)",
-            interval: "percentile bootstrap of median(NEW) - median(BASE), both sides resampled with replacement",
+            interval: "percentile bootstrap interval, both sides resampled with replacement at their own sizes",
             confidence: o.confidence,
             alpha,
             correction: o.correction,

@@ -44,7 +44,7 @@ fn side_line(name: &str, s: &Side) -> String {
 /// mechanism and figure, and the count of verdicts.
 pub fn table(c: &Comparison) -> String {
     let m = &c.method;
-    let pct = m.confidence * 100.0;
+    let pct = (m.confidence * 1e4).round() / 1e2;
     let mut o = String::new();
     let _ = writeln!(o, "{}", side_line("BASE", &c.base));
     let _ = writeln!(o, "{}", side_line("NEW ", &c.new));
@@ -64,7 +64,7 @@ pub fn table(c: &Comparison) -> String {
     );
     let _ = writeln!(
         o,
-        "        delta = median(NEW) - median(BASE), {pct}% {} ({} resamples, seed {})",
+        "        delta = median(NEW) - median(BASE), with its {pct}% {} ({} resamples, seed {})",
         m.interval, m.bootstrap.resamples, m.bootstrap.seed
     );
     let _ = writeln!(
@@ -77,7 +77,7 @@ pub fn table(c: &Comparison) -> String {
     let ci_head = format!("{pct}% CI (us)");
     let _ = writeln!(
         o,
-        "{:<14} {:<22} {:>5} {:>10} {:>10} {:>18} {:>8} {:>20}  verdict",
+        "{:<14} {:<22} {:>5} {:>10} {:>10} {:>18} {:>8} {:>24}  verdict",
         "mechanism", "figure", "runs", "base (us)", "new (us)", "delta", "p", ci_head
     );
     for r in &c.rows {
@@ -98,7 +98,7 @@ pub fn table(c: &Comparison) -> String {
         };
         let _ = writeln!(
             o,
-            "{:<14} {:<22} {:>5} {:>10} {:>10} {:>18} {:>8} {:>20}  {verdict}",
+            "{:<14} {:<22} {:>5} {:>10} {:>10} {:>18} {:>8} {:>24}  {verdict}",
             r.mechanism,
             r.figure,
             format!("{}+{}", r.base_runs, r.new_runs),
@@ -123,6 +123,21 @@ pub fn table(c: &Comparison) -> String {
         c.rows.len() - c.regressions - c.improvements - not_enough,
         not_enough
     );
+    // Why figures could not be judged, once per distinct reason.
+    let mut reasons: Vec<(&str, usize)> = Vec::new();
+    for r in c
+        .rows
+        .iter()
+        .filter(|r| r.verdict == Verdict::NotEnoughRuns)
+    {
+        match reasons.iter_mut().find(|(x, _)| *x == r.reason) {
+            Some((_, n)) => *n += 1,
+            None => reasons.push((&r.reason, 1)),
+        }
+    }
+    for (reason, n) in reasons {
+        let _ = writeln!(o, "note: {n} figure(s): {reason}");
+    }
     for r in c.rows.iter().filter(|r| r.verdict == Verdict::Regression) {
         let _ = writeln!(o, "REGRESSION {}: {}: {}", r.mechanism, r.figure, r.reason);
     }
