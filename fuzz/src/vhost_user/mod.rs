@@ -319,11 +319,25 @@ mod tests {
     fn seeds_are_served() {
         let s = server();
         for (name, data) in seeds::seeds() {
-            let before = s.stats().unwrap().stats;
-            let out = s
+            let mut before = s.stats().unwrap().stats;
+            let mut out = s
                 .run(&data, true)
                 .unwrap_or_else(|v| panic!("seed {name}: {v}"));
-            let after = s.stats().unwrap().stats;
+            let mut after = s.stats().unwrap().stats;
+            // The storm seed gives the device 20 ms to raise before its
+            // session ends (and the disconnect resets the device); a loaded
+            // host can take longer to run the generator thread. Retry a few
+            // times: the check is that the seed can storm, not how fast.
+            for _ in 0..4 {
+                if name != "three-queues-storm" || after.totals.records > before.totals.records {
+                    break;
+                }
+                before = after;
+                out = s
+                    .run(&data, true)
+                    .unwrap_or_else(|v| panic!("seed {name}: {v}"));
+                after = s.stats().unwrap().stats;
+            }
             assert!(out.sent > 8 && out.answered > 0, "seed {name}: {out:?}");
             if name == "reset-and-odd-headers" {
                 continue;
