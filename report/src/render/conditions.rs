@@ -379,6 +379,12 @@ mod tests {
             "{t}"
         );
         let md = markdown(&r, &[]);
+        assert!(
+            md.starts_with(
+                "# irqstorm: demo<&> — PASS (disturbed run: latency thresholds not judged)"
+            ),
+            "{md}"
+        );
         assert!(md.contains("| disturbed | yes: vCPU thread"), "{md}");
         assert!(md.contains("| disturbed | **yes**: vCPU thread"), "{md}");
         let x = junit(&r);

@@ -15,7 +15,13 @@ pub fn markdown(result: &RunResult, plots: &[String]) -> String {
     let m = &result.meta;
     let checks = effective_checks(result);
     let (p, f, s) = count_outcomes(&checks);
-    let verdict = if f == 0 { "PASS" } else { "FAIL" };
+    let disturbed = result.interference.as_ref().is_some_and(|i| i.disturbed);
+    let verdict = match (f == 0, disturbed) {
+        (true, false) => "PASS",
+        (true, true) => "PASS (disturbed run: latency thresholds not judged)",
+        (false, false) => "FAIL",
+        (false, true) => "FAIL (disturbed run: latency thresholds not judged)",
+    };
     let mut o = format!("# irqstorm: {} — {verdict}\n\n", md_cell(&m.scenario));
     o.push_str("| | |\n|---|---|\n");
     for (k, v) in [
