@@ -5,7 +5,7 @@
 
 use crate::{
     bh::fifo::Item,
-    kwrap::clock::Stamp,
+    kwrap::clock::{tsc_ordered, Stamp},
     protocol::*,
     shared::Shared,
     stats::Origin,
@@ -135,7 +135,14 @@ impl Shared {
                     if r.flags & EV_FINAL != 0 {
                         self.cnt.finals.add(1, Relaxed);
                     }
-                    items[n] = Item { seq: r.seq, count: r.count, source: r.source, hard_ns: t.ns, hard_tsc: t.tsc, origin: Origin::Device };
+                    // The TSC stamp is taken per record, when this drain read it (after the
+                    // read: lfence): never before the device wrote it, so one-way raise ->
+                    // "found by the hard IRQ" is >= 0 up to the time base's bound, also for
+                    // records written while this handler was already running. The ns stamp
+                    // stays the interrupt's entry (hardirq -> bh per record, §6.4). A TSC-less
+                    // guest keeps 0 (`tsc_ordered` returns 0).
+                    let found = if t.tsc == 0 { 0 } else { tsc_ordered() };
+                    items[n] = Item { seq: r.seq, count: r.count, source: r.source, hard_ns: t.ns, hard_tsc: found, origin: Origin::Device };
                     n += 1;
                 }
             }
