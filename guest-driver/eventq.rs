@@ -5,10 +5,8 @@
 
 use crate::{
     bh::fifo::Item,
-    kwrap::clock::Stamp,
     protocol::*,
     shared::Shared,
-    stats::Origin,
     virtio_pci::Transport,
     virtqueue::{Pop, Virtqueue, DESC_F_WRITE},
 };
@@ -77,9 +75,10 @@ pub(crate) fn check_record(r: &EventRecord, num_sources: u16, last_seq: &mut [u6
 }
 
 impl Shared {
-    /// Drains up to `IRQ_BUDGET` eventq records into `items`; `t` is the hard IRQ time stamp.
-    /// Returns how many items were filled and whether the drain is left unfinished.
-    pub(crate) fn drain_eventq(&self, t: Stamp, items: &mut [Item; IRQ_BUDGET]) -> (usize, bool) {
+    /// Drains up to `IRQ_BUDGET` eventq records into `items`, whose slots the caller filled
+    /// with the hard IRQ's stamp, CPU and flags ([`Item::stamped`]). Returns how many items
+    /// were filled and whether the drain is left unfinished.
+    pub(crate) fn drain_eventq(&self, items: &mut [Item; IRQ_BUDGET]) -> (usize, bool) {
         let mut n = 0;
         let mut more = false;
         // Buffers go back to the device only after the drain: a duplicated used id that
@@ -135,7 +134,8 @@ impl Shared {
                     if r.flags & EV_FINAL != 0 {
                         self.cnt.finals.add(1, Relaxed);
                     }
-                    items[n] = Item { seq: r.seq, count: r.count, source: r.source, hard_ns: t.ns, hard_tsc: t.tsc, origin: Origin::Device };
+                    // The caller pre-filled the slots with the hard IRQ's stamp, CPU and flags.
+                    items[n] = Item { seq: r.seq, count: r.count, source: r.source, ..items[n] };
                     n += 1;
                 }
             }

@@ -3,7 +3,11 @@
 //! A kthread sleeping on a wait queue (mechanism 10 `kthread`): `CondVar` over the fifo lock,
 //! woken by `notify_one()` from the hard IRQ handler.
 
-use crate::{kwrap::kthread::KThread, mech::Mech, shared::Shared};
+use crate::{
+    kwrap::{clock::Stamp, kthread::KThread},
+    mech::Mech,
+    shared::Shared,
+};
 use kernel::{prelude::*, sync::Arc};
 
 pub(super) fn schedule(s: &Shared) {
@@ -16,12 +20,17 @@ pub(super) fn spawn(s: &Arc<Shared>) -> Result<KThread> {
 
 /// One iteration of the thread loop (`kwrap::kthread` repeats it until `kthread_stop`).
 fn run(s: &Shared) {
-    {
+    let woke = {
         let mut g = s.bh.fifos.lock();
         if g[Mech::Kthread as usize].is_empty() && !s.is_stopping() {
             // The timeout only bounds how long a stop request can go unnoticed.
             let _ = s.bh.kt_wait.wait_interruptible_timeout(&mut g, kernel::time::msecs_to_jiffies(100));
+            // First statement after the wait: the bottom-half start of the run's first record.
+            Some(Stamp::now())
+        } else {
+            // Work was already queued: this run was not woken for it (per-record stamps).
+            None
         }
-    }
-    super::run(s, Mech::Kthread);
+    };
+    super::run(s, Mech::Kthread, woke);
 }
