@@ -161,6 +161,11 @@ struct ScenarioOpts {
     /// process (`-c N`), aggregated into one report.
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
     socket_count: u32,
+    /// Trace the run in the guest (irq_handler_entry, softirq_entry,
+    /// workqueue_execute_start, sched_switch; x86-tsc clock) with the driver's
+    /// events log on; keep trace.txt and events.txt in the report directory.
+    #[arg(long)]
+    trace: bool,
 }
 
 #[derive(Subcommand)]
@@ -410,6 +415,7 @@ fn scenario_run(g: &Global, o: &GuestOpts, so: &ScenarioOpts) -> Result<scenario
             echo: g.verbose,
             device: &dev,
             extra_cmdline: o.cmdline.as_deref(),
+            trace: so.trace,
         },
     )
 }
@@ -427,6 +433,7 @@ fn scenario_checks(g: &Global, o: &GuestOpts) -> (usize, usize) {
         scenario: repo.join("tests/scenarios/ci-quick.toml"),
         report_dir: None,
         socket_count: 1,
+        trace: false,
     };
     step("scenario tests/scenarios/ci-quick.toml (gated)");
     let out = match scenario_run(g, o, &so) {

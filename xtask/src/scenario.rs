@@ -21,6 +21,8 @@ pub struct Opts<'a> {
     pub device: &'a Device,
     /// Extra kernel command line, appended last (`--cmdline`).
     pub extra_cmdline: Option<&'a str>,
+    /// Keep the guest's trace and the driver's events log (`--trace`).
+    pub trace: bool,
 }
 
 fn accel_name(a: Accel) -> &'static str {
@@ -46,6 +48,7 @@ pub fn run(repo: &Path, g: &Guest, o: &Opts) -> Result<Outcome> {
         accel: accel_name(o.accel),
         timeout: o.timeout,
         echo: o.echo,
+        trace: o.trace,
         backend: BackendOpts {
             binary: &o.device.backend,
             virtio_id: o.device.virtio_id,
