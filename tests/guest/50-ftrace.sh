@@ -133,6 +133,7 @@ for m in $MECHS; do
 				print "O", (r[s] - h[s]) * f > out
 				print "E", (b[s] - qb[s]) * f > out
 				print "H", (h[s] - qi[s]) * f > out
+				print "X", ((b[s] - h[s]) - (qb[s] - qi[s])) * f > out
 			}
 			print n + 0, k + 0
 		}' > $W/counts
@@ -145,10 +146,11 @@ for m in $MECHS; do
 	po=$(awk '$1 == "O" { print $2 }' $W/vals | p50)
 	pe=$(awk '$1 == "E" { print $2 }' $W/vals | p50)
 	ph=$(awk '$1 == "H" { print $2 }' $W/vals | p50)
+	px=$(awk '$1 == "X" { print $2 }' $W/vals | p50)
 	rm -f $W/vals
 	pct=$(awk -v k="$matched" -v n="$first" 'BEGIN { if (n) printf "%.1f", 100 * k / n; else print 0 }')
 	ktap_diag "$m: events $all, FIRST $first, past_budget $pb, matched $matched ($pct%), trace lost $lost"
-	ktap_diag "$m: hardirq->bh p50 driver $pd ns, trace $pt ns; before ACK_F_FIRST (record start) $po ns; trace bh entry -> driver bh start $pe ns, irq entry -> driver hardirq $ph ns"
+	ktap_diag "$m: hardirq->bh p50 driver $pd ns, trace $pt ns; before ACK_F_FIRST (record start) $po ns; trace bh entry -> driver bh start $pe ns, irq entry -> driver hardirq $ph ns, per-event driver - trace $px ns"
 	why=""
 	[ "$first" -gt 0 ] || why="no FIRST events"
 	if [ -z "$why" ]; then
