@@ -31,7 +31,9 @@ pub(crate) const DEFAULT_US: u32 = 2000;
 /// for `HOST_DONE` (the device may start late: it serves the controlq between other work).
 const SLACK_NS: u64 = 200_000_000;
 /// Loop iterations between two looks at the clock and the control reply.
-const CHECK_EVERY: u32 = 256;
+const CHECK_EVERY: u64 = 256;
+/// Calibrations tried at most per request while the result is `no_guest`.
+const ATTEMPTS: u32 = 3;
 
 /// The calibration page (64 bytes; `dma_alloc_coherent` memory is page aligned).
 pub(crate) struct CalPage {
@@ -74,17 +76,26 @@ pub(crate) fn raise_lower(lower: i64, h: u64, g2: u64) -> i64 {
     lower.max(d as i64)
 }
 
-/// What the driver's loop found.
+/// What the driver's loop found (the last three only for the log of a failed one).
 struct GuestHalf {
     lower: i64,
     samples: u64,
     /// The loop ended on `HOST_DONE` (not on the timeout or an early reply).
     host_done: bool,
+    iterations: u64,
+    /// ns from the loop's start to the first non-zero `HOST_TSC` (0: none) and to its end.
+    first_host_ns: u64,
+    loop_ns: u64,
 }
 
 impl Shared {
     /// Runs one calibration of `duration_us` (10..=100000) and logs its result. Process
     /// context. `EOPNOTSUPP` without a TSC (nothing is sent).
+    ///
+    /// A `no_guest` result is tried again, up to `ATTEMPTS` in all: the device's window is
+    /// fixed, and a vCPU the host does not run during it (a loaded host, TCG) leaves the
+    /// device without a single guest value. Every attempt is counted and logged (and the
+    /// device logs each in its `time_base`).
     pub(crate) fn calibrate(&self, duration_us: u32) -> Result<CalibrateReply> {
         if !HAVE_TSC {
             return Err(EOPNOTSUPP);
@@ -92,21 +103,28 @@ impl Shared {
         if !(CAL_MIN_US..=CAL_MAX_US).contains(&duration_us) {
             return Err(ERANGE);
         }
+        let mut attempt = 1;
+        loop {
+            let r = self.calibrate_logged(duration_us, attempt);
+            match r {
+                Ok(c) if c.result == CAL_NO_GUEST && attempt < ATTEMPTS => attempt += 1,
+                r => return r,
+            }
+        }
+    }
+
+    fn calibrate_logged(&self, duration_us: u32, attempt: u32) -> Result<CalibrateReply> {
         self.cnt.calibrations.add(1, Relaxed);
         let dev: &Device = self.pdev.as_ref();
         let r = self.calibrate_once(duration_us);
         match &r {
-            Ok(c) => {
-                if c.result != CAL_OK {
-                    self.cnt.calibration_errors.add(1, Relaxed);
-                }
+            Ok((c, _)) if c.result == CAL_OK => {
                 // Ticks to ns with the device's frequency (kHz): ticks * 10^6 / kHz.
                 let bound_ns = c.bound_ticks().saturating_mul(1_000_000) / u64::from(c.tsc_khz.max(1));
                 dev_info!(
                     dev,
-                    "calibration {} us: {}, host-guest TSC offset {} +/- {} ticks (~{} ns), lower {} upper {}, samples host {} guest {}, tsc {} kHz\n",
+                    "calibration {} us: ok, host-guest TSC offset {} +/- {} ticks (~{} ns), lower {} upper {}, samples host {} guest {}, tsc {} kHz\n",
                     duration_us,
-                    cal_result_name(c.result),
                     c.offset(),
                     c.bound_ticks(),
                     bound_ns,
@@ -117,44 +135,58 @@ impl Shared {
                     c.tsc_khz
                 );
             }
+            Ok((c, h)) => {
+                self.cnt.calibration_errors.add(1, Relaxed);
+                dev_warn!(
+                    dev,
+                    "calibration {} us (attempt {} of {}): {}, device samples {}; driver loop {} iterations, {} host values (first after {} us), {} us, HOST_DONE {}\n",
+                    duration_us,
+                    attempt,
+                    ATTEMPTS,
+                    cal_result_name(c.result),
+                    c.host_samples,
+                    h.iterations,
+                    h.samples,
+                    h.first_host_ns / 1000,
+                    h.loop_ns / 1000,
+                    if h.host_done { "seen" } else { "not seen" }
+                );
+            }
             Err(e) => {
                 self.cnt.calibration_errors.add(1, Relaxed);
                 dev_warn!(dev, "calibration {} us failed: {:?}\n", duration_us, e);
             }
         }
-        r
+        r.map(|(c, _)| c)
     }
 
-    fn calibrate_once(&self, duration_us: u32) -> Result<CalibrateReply> {
+    fn calibrate_once(&self, duration_us: u32) -> Result<(CalibrateReply, GuestHalf)> {
         // Held for the whole calibration: the page is zeroed, then shared with the device.
         let page = self.control.cal.lock();
         page.zero()?;
         let req = calibrate_request(page.mem.dma_address(), duration_us);
         let mut half = Err(EINVAL);
         let reply = self.ctrl_during(&req, || half = self.guest_loop(&page, duration_us))?;
-        let half = half?;
-        if !half.host_done {
-            dev_warn!(
-                self.pdev.as_ref(),
-                "calibration: the device never set HOST_DONE ({} samples)\n",
-                half.samples
-            );
-        }
-        Ok(CalibrateReply::decode(&reply))
+        Ok((CalibrateReply::decode(&reply), half?))
     }
 
     /// The driver's loop (§6.1.3), bounded by the device's loop length plus `SLACK_NS`; it
     /// also ends early if the reply arrived (the device refused, or runs no loop).
     fn guest_loop(&self, page: &CalPage, duration_us: u32) -> Result<GuestHalf> {
-        let deadline = now_ns() + u64::from(duration_us) * 1000 + SLACK_NS;
-        let mut h = GuestHalf { lower: i64::MIN, samples: 0, host_done: false };
-        let mut k = 0u32;
+        let t0 = now_ns();
+        let deadline = t0 + u64::from(duration_us) * 1000 + SLACK_NS;
+        let mut h =
+            GuestHalf { lower: i64::MIN, samples: 0, host_done: false, iterations: 0, first_host_ns: 0, loop_ns: 0 };
+        let mut k = 0u64;
         loop {
             page.store(CAL_GUEST_TSC, tsc())?;
             let host = page.load(CAL_HOST_TSC)?;
             // Executed only after the load above has completed.
             let g2 = tsc_ordered();
             if host != 0 {
+                if h.samples == 0 {
+                    h.first_host_ns = now_ns() - t0;
+                }
                 h.lower = raise_lower(h.lower, host, g2);
                 h.samples += 1;
             }
@@ -167,6 +199,8 @@ impl Shared {
                 break;
             }
         }
+        h.iterations = k;
+        h.loop_ns = now_ns() - t0;
         page.store(CAL_GUEST_LOWER, h.lower as u64)?;
         page.store(CAL_GUEST_SAMPLES, h.samples)?;
         // GUEST_DONE last: the device reads the other two once it sees it.

@@ -258,6 +258,7 @@ pub(crate) fn calibrate_request(page_addr: u64, duration_us: u32) -> CtrlRequest
 
 /// CALIBRATE result codes (reply offset 60).
 pub(crate) const CAL_OK: u32 = 0;
+pub(crate) const CAL_NO_GUEST: u32 = 1;
 
 pub(crate) fn cal_result_name(result: u32) -> &'static str {
     match result {

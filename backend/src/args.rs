@@ -10,6 +10,7 @@ use thiserror::Error as ThisError;
 use crate::protocol::{FaultKind, Jitter, Mode};
 use crate::relay::Timeouts;
 use crate::schedule::Limits;
+use irqstorm_protocol::control::SpinInfo;
 
 /// Most devices per process.
 pub const MAX_SOCKET_COUNT: u32 = 64;
@@ -81,9 +82,15 @@ pub struct Args {
     /// Largest storm burst.
     #[arg(long, default_value_t = 1024)]
     pub max_burst: u32,
-    /// Busy-wait the last N microseconds before a deadline (0 = timerfd only).
-    #[arg(long, default_value_t = 50)]
-    pub spin_us: u32,
+    /// Busy-wait the last N microseconds before a deadline (0 = timerfd
+    /// only); `auto` spins 50 us only if the host has a core to spare for
+    /// it beside the guests' vCPUs (see --guest-vcpus) and this process.
+    #[arg(long, default_value = "auto")]
+    pub spin_us: String,
+    /// vCPUs the guests served by this back end run in total, for
+    /// `--spin-us auto` (default: one per device).
+    #[arg(long)]
+    pub guest_vcpus: Option<u32>,
     /// Offer IRQSTORM_F_FAULT_INJECT and accept `fault` commands on the control socket.
     #[arg(long)]
     pub fault_injection: bool,
@@ -224,6 +231,8 @@ pub struct Config {
     pub control_socket: Option<PathBuf>,
     /// Spin window (ns).
     pub spin_ns: u64,
+    /// How the spin window was chosen (reported by `info`).
+    pub spin: SpinInfo,
     /// Fault injection offered.
     pub fault_injection: bool,
     /// Limits on front ends' vhost-user messages.
@@ -238,6 +247,41 @@ impl Config {
             SocketSource::Fd(_) => 1,
         }
     }
+}
+
+/// The spin window `auto` picks when it spins.
+pub const AUTO_SPIN_US: u32 = 50;
+
+/// `--spin-us`: a number, or `auto`: spin [`AUTO_SPIN_US`] only if `cores`
+/// leave at least one core beside `vcpus` and one for this process (the
+/// spin busy-waits on a core the vCPUs would otherwise use: on 2 cores
+/// with 2 vCPUs it measured a third of a core taken from them).
+pub fn choose_spin(arg: &str, vcpus: u32, cores: u32) -> Result<SpinInfo, Error> {
+    if arg != "auto" {
+        let us: u32 = arg.parse().map_err(|_| {
+            Error::Range("--spin-us", format!("{arg:?} is neither auto nor a number"))
+        })?;
+        let us = range("--spin-us", us, 0, MAX_SPIN_US)?;
+        return Ok(SpinInfo {
+            requested: arg.to_string(),
+            us,
+            reason: "given".into(),
+        });
+    }
+    let spare = i64::from(cores) - i64::from(vcpus) - 1;
+    let us = if spare >= 1 { AUTO_SPIN_US } else { 0 };
+    Ok(SpinInfo {
+        requested: "auto".into(),
+        us,
+        reason: format!(
+            "{cores} host cores, {vcpus} guest vCPUs + 1 for the back end: {}",
+            if spare >= 1 {
+                format!("{spare} to spare")
+            } else {
+                "none to spare".to_string()
+            }
+        ),
+    })
 }
 
 fn range<T: PartialOrd + std::fmt::Display>(
@@ -290,6 +334,12 @@ impl TryFrom<Args> for Config {
                 format!("{} is not an id QEMU names (1-13, 16-41, 45)", a.virtio_id),
             ));
         }
+        let devices = match &sockets {
+            SocketSource::Paths(p) => p.len() as u32,
+            SocketSource::Fd(_) => 1,
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        let spin = choose_spin(&a.spin_us, a.guest_vcpus.unwrap_or(devices), cores)?;
         let limits = Limits {
             num_sources: range("--sources", a.sources, 1, MAX_SOURCES)?,
             max_rate_hz: range("--max-rate", a.max_rate, 1, MAX_MAX_RATE)?,
@@ -307,7 +357,8 @@ impl TryFrom<Args> for Config {
             limits,
             virtio_id: a.virtio_id,
             control_socket: a.control_socket,
-            spin_ns: u64::from(range("--spin-us", a.spin_us, 0, MAX_SPIN_US)?) * 1000,
+            spin_ns: u64::from(spin.us) * 1000,
+            spin,
             fault_injection: a.fault_injection,
             front_end_timeouts: Timeouts {
                 first_message: ms(range(
@@ -335,6 +386,25 @@ mod tests {
         let a = Args::try_parse_from(std::iter::once("irqstorm-backend").chain(v.iter().copied()))
             .map_err(|e| Error::Range("clap", e.to_string()))?;
         Config::try_from(a)
+    }
+
+    #[test]
+    fn spin_auto_spins_only_with_a_core_to_spare() {
+        let s = choose_spin("auto", 2, 2).unwrap();
+        assert_eq!((s.us, s.requested.as_str()), (0, "auto"));
+        assert_eq!(
+            s.reason,
+            "2 host cores, 2 guest vCPUs + 1 for the back end: none to spare"
+        );
+        assert_eq!(choose_spin("auto", 2, 3).unwrap().us, 0);
+        let s = choose_spin("auto", 2, 4).unwrap();
+        assert_eq!(s.us, AUTO_SPIN_US);
+        assert!(s.reason.ends_with("1 to spare"), "{}", s.reason);
+        let s = choose_spin("20", 2, 2).unwrap();
+        assert_eq!((s.us, s.reason.as_str()), (20, "given"));
+        assert!(choose_spin("1001", 1, 8).is_err());
+        let e = choose_spin("fast", 1, 8).unwrap_err().to_string();
+        assert!(e.contains("neither auto nor a number"), "{e}");
     }
 
     #[test]

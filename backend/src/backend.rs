@@ -7,6 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use irqstorm_protocol::control::SpinInfo;
 use log::{debug, error, info, warn};
 use thiserror::Error as ThisError;
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
@@ -112,6 +113,8 @@ pub struct Shared {
     regions: Mutex<DeviceRegions>,
     /// `memguard::caught()` when this device last looked for faults.
     faults_seen: AtomicU64,
+    /// The generator's spin window (reported by `info`).
+    pub spin: SpinInfo,
 }
 
 impl Shared {
@@ -134,6 +137,7 @@ impl Shared {
             front_conn: Mutex::new(None),
             regions: Mutex::new(DeviceRegions::new(index)),
             faults_seen: AtomicU64::new(0),
+            spin: SpinInfo::default(),
         })
     }
 

@@ -159,12 +159,9 @@ pub fn run(config: Config) -> Result<()> {
     let mut devices = Vec::with_capacity(n);
     let mut generators = Vec::with_capacity(n);
     for i in 0..n {
-        let shared = Arc::new(Shared::new(
-            i,
-            config.limits,
-            config.fault_injection,
-            config.virtio_id,
-        )?);
+        let mut shared = Shared::new(i, config.limits, config.fault_injection, config.virtio_id)?;
+        shared.spin = config.spin.clone();
+        let shared = Arc::new(shared);
         generators.push(GeneratorThread::spawn(shared.clone(), config.spin_ns)?);
         devices.push(shared);
     }
@@ -192,7 +189,10 @@ pub fn run(config: Config) -> Result<()> {
             .map_err(Error::Spawn)?;
         handles.push(h);
     }
-    info!("serving {n} device(s)");
+    info!(
+        "serving {n} device(s); spin {} us ({}: {})",
+        config.spin.us, config.spin.requested, config.spin.reason
+    );
     let mut result = Ok(());
     for h in handles {
         match h.join() {

@@ -571,7 +571,10 @@ impl BackendSpec {
 }
 
 impl Backend {
-    /// Start the back end and wait until its vhost-user socket exists.
+    /// Start the back end and wait until its vhost-user socket(s) and its
+    /// control socket exist (it binds the control socket after the
+    /// vhost-user ones: a caller that talked to it at once lost that race
+    /// on a loaded machine).
     pub fn start(spec: &BackendSpec) -> Result<Backend, BootError> {
         std::fs::create_dir_all(&spec.dir).map_err(io_err(&spec.dir))?;
         let socket = spec.socket_path();
@@ -604,7 +607,8 @@ impl Backend {
         let end = Instant::now() + spec.startup_timeout;
         loop {
             // With --socket-count N > 1 the sockets are PATH0..PATH{N-1}.
-            if socket.exists() || PathBuf::from(format!("{}0", socket.display())).exists() {
+            let vhost = socket.exists() || PathBuf::from(format!("{}0", socket.display())).exists();
+            if vhost && ctl.exists() {
                 return Ok(b);
             }
             if let Ok(Some(st)) = b.child.try_wait() {

@@ -130,13 +130,52 @@ struct Frame {
     diags: Vec<String>,
 }
 
+/// Where a kernel message (`[ seconds.micros] ...`) starts inside `line`
+/// after its first byte: the console interleaves printk output with a
+/// script's writes, so a script line can run into a kernel line
+/// (`    1..15[    2.046764] # irqstorm_fifo: ...`).
+fn embedded_kernel_stamp(line: &str) -> Option<usize> {
+    let b = line.as_bytes();
+    (1..b.len()).find(|&i| {
+        if b[i] != b'[' {
+            return false;
+        }
+        let rest = &line[i + 1..];
+        let Some(end) = rest.find(']') else {
+            return false;
+        };
+        let stamp = rest[..end].trim_start_matches(' ');
+        let mut parts = stamp.splitn(2, '.');
+        let (secs, frac) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        !secs.is_empty()
+            && !frac.is_empty()
+            && secs.bytes().all(|c| c.is_ascii_digit())
+            && frac.bytes().all(|c| c.is_ascii_digit())
+    })
+}
+
+/// The console lines of `text`, each split where a kernel message ran
+/// into it.
+fn console_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.lines().flat_map(|l| {
+        let mut out = Vec::new();
+        let mut rest = l;
+        while let Some(i) = embedded_kernel_stamp(rest) {
+            out.push(&rest[..i]);
+            rest = &rest[i..];
+        }
+        out.push(rest);
+        out
+    })
+}
+
 /// Parse the first top-level KTAP document found in `text`.
 /// Returns `None` if no top-level `KTAP version 1` line was seen.
 pub fn parse(text: &str) -> Option<Suite> {
     // frames[d] is the suite at nesting depth d (0 = top level).
     let mut frames: Vec<Frame> = Vec::new();
     let mut started = false;
-    for raw in text.lines() {
+    for raw in console_lines(text) {
         let raw = raw.trim_end_matches(['\r', '\n']);
         let trimmed = raw.trim_start_matches(' ');
         let indent = raw.len() - trimmed.len();
@@ -342,6 +381,24 @@ ok 2 10-device # SKIP no device
         assert_eq!(s.tests[1].directive.as_deref(), Some("SKIP no device"));
         assert!(s.problems().is_empty(), "{:?}", s.problems());
         assert_eq!(s.counts(), (1, 0, 1));
+    }
+
+    /// A plan line that a kernel message ran into (seen in a CI run: the
+    /// driver's KUnit suites print while the guest script writes).
+    #[test]
+    fn a_kernel_message_glued_to_a_plan_line_is_split_off() {
+        let text = "KTAP version 1\n1..1\n    KTAP version 1\n    1..2[    2.046764] # irqstorm_fifo: \
+                    pass:2 fail:0\n[    2.046799] ok 6 irqstorm_fifo\n    ok 1 a\n    ok 2 b\nok 1 10-mechanisms\n";
+        let s = parse(text).expect("ktap");
+        assert!(s.problems().is_empty(), "{:?}", s.problems());
+        let sub = s.tests[0].subtests.as_ref().unwrap();
+        assert_eq!((sub.plan, sub.tests.len()), (Some(2), 2));
+        assert_eq!(embedded_kernel_stamp("ok 1 [x] [1.5] a"), Some(9));
+        assert_eq!(embedded_kernel_stamp("[ 1.0] at the start"), None);
+        assert_eq!(
+            embedded_kernel_stamp("ok 1 array[3] and [1.] and [a.1]"),
+            None
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The harness against fake "QEMU" scripts: proves the timeout, crash,
 //! missing-KTAP and `not ok` paths without booting anything.
 
-use irqstorm_harness::boot::{boot, evaluate, BootSpec};
+use irqstorm_harness::boot::{boot, evaluate, Backend, BackendSpec, BootSpec};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,6 +27,31 @@ fn spec(prog: PathBuf, log: PathBuf, timeout_ms: u64) -> BootSpec {
         on_line: None,
         watch: None,
     }
+}
+
+/// A back end that binds its control socket a moment after its vhost-user
+/// socket: `Backend::start` returns only once both exist (a soak that
+/// connected at once failed "ctl.sock: No such file" on a loaded machine).
+#[test]
+fn backend_start_waits_for_the_control_socket_too() {
+    let (prog, _) = fake(
+        "backend-late-ctl",
+        r#"while [ $# -gt 0 ]; do
+  case "$1" in --socket-path) s="$2"; shift;; --control-socket) c="$2"; shift;; esac; shift
+done
+touch "$s"; sleep 1; touch "$c"; sleep 30"#,
+    );
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fake-backend-late-ctl");
+    let spec = BackendSpec {
+        binary: prog,
+        dir: dir.join("sockets"),
+        extra_args: vec![],
+        log: dir.join("backend.log"),
+        startup_timeout: Duration::from_secs(10),
+    };
+    let mut b = Backend::start(&spec).expect("started");
+    assert!(spec.control_socket_path().exists());
+    b.stop();
 }
 
 #[test]

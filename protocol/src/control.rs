@@ -434,7 +434,7 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Reply<T> {
 pub struct Done {}
 
 /// Reply body of `info`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InfoReply {
     /// Device index.
@@ -461,6 +461,21 @@ pub struct InfoReply {
     pub negotiated_features: u64,
     /// Host `CLOCK_MONOTONIC` of the reply.
     pub host_ns: u64,
+    /// The generator's spin window (absent from older back ends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spin: Option<SpinInfo>,
+}
+
+/// The generator's spin window as the back end chose it (`--spin-us`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpinInfo {
+    /// What was asked: `auto` or a number of microseconds.
+    pub requested: String,
+    /// The window used, in microseconds (0: timerfd only).
+    pub us: u32,
+    /// Why (for `auto`: the cores and the load it counted).
+    pub reason: String,
 }
 
 /// Reply body of `start`.

@@ -76,7 +76,13 @@ fn merge_row(a: &mut MechanismResult, b: &MechanismResult) -> Result<(), HistErr
             x.distribution.merge(&y.distribution)?;
             x.negative_samples += y.negative_samples;
             x.below_base += y.below_base;
+            x.below_bound += y.below_bound;
+            x.uncalibrated += y.uncalibrated;
             x.error_bound_ns = x.error_bound_ns.max(y.error_bound_ns);
+            if x.method != y.method {
+                // Devices measured differently: the merged row says both.
+                x.method = format!("{}+{}", x.method, y.method);
+            }
             Some(x)
         }
         (None, Some(y)) => Some(OneWay { ..y.clone() }),

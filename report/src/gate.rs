@@ -630,6 +630,9 @@ program = { mode = "periodic", period_us = 1000 }
             negative_samples: 0,
             error_bound_ns: bound,
             below_base: below,
+            method: crate::model::METHOD_PING.into(),
+            below_bound: 0,
+            uncalibrated: 0,
         };
         let checks = |r: &RunResult| -> Vec<Check> {
             one_way_consistency_checks(r)

@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod guest;
+pub mod tsc;
 
 pub use backend::{parse_backend_stats, BackendStats, HistExt, RawRaiseToHardirqExt};
 pub use guest::{

@@ -188,6 +188,29 @@ pub struct OneWay {
     /// value is unknown, so they are not in `distribution`.
     #[serde(default)]
     pub below_base: u64,
+    /// How the host-guest relation was obtained: `tsc` (the shared TSC time
+    /// base, CALIBRATE) or `ping` (the NTP-style PING offset). Reports
+    /// written before the TSC method read as `ping`.
+    #[serde(default = "ping_method")]
+    pub method: String,
+    /// TSC method: estimates below `-error_bound_ns` (impossible while the
+    /// time base holds): counted, not in `distribution`.
+    #[serde(default)]
+    pub below_bound: u64,
+    /// TSC method: acks that arrived while the device had no valid
+    /// calibration (after a reset or a VM resume): counted, not in
+    /// `distribution`.
+    #[serde(default)]
+    pub uncalibrated: u64,
+}
+
+/// `OneWay::method` of the PING offset.
+pub const METHOD_PING: &str = "ping";
+/// `OneWay::method` of the shared TSC time base.
+pub const METHOD_TSC: &str = "tsc";
+
+fn ping_method() -> String {
+    METHOD_PING.to_string()
 }
 
 /// Results for one mechanism (and device, in `per_device`).

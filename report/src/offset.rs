@@ -213,6 +213,9 @@ where
         negative_samples: negative,
         error_bound_ns: estimate.error_bound_ns,
         below_base: 0,
+        method: crate::model::METHOD_PING.into(),
+        below_bound: 0,
+        uncalibrated: 0,
     })
 }
 
@@ -243,6 +246,9 @@ where
         negative_samples: negative,
         error_bound_ns: estimate.error_bound_ns,
         below_base: 0,
+        method: crate::model::METHOD_PING.into(),
+        below_bound: 0,
+        uncalibrated: 0,
     })
 }
 

@@ -41,11 +41,14 @@ expect_err "source beyond num_sources -> EINVAL" "Invalid argument" "63 periodic
 expect_err "unknown command -> EINVAL" "Invalid argument" "frobnicate" $D/ctrl
 
 # CALIBRATE: the counters move, the bounds are ordered and both loops saw the other side.
+# 20 ms, not the default 2 ms: on a loaded 2-core host the vCPU may not run at all during a
+# short device window (the driver then retries a no_guest result, up to 3 attempts, each
+# counted in `calibrations`).
 c0=$(grep '^calibrations ' $D/counters | cut -d' ' -f2)
-if echo "calibrate 2000" > $D/ctrl; then
+if echo "calibrate 20000" > $D/ctrl; then
 	lo=$(dstat lower); up=$(dstat upper); hs=$(dstat host_samples); gs=$(dstat guest_samples)
 	res=$(dstat result); c1=$(grep '^calibrations ' $D/counters | cut -d' ' -f2)
-	if [ "$res" = ok ] && [ "$lo" -le "$up" ] && [ "$hs" -gt 0 ] && [ "$gs" -gt 0 ] && [ "$c1" = $((c0 + 1)) ]; then
+	if [ "$res" = ok ] && [ "$lo" -le "$up" ] && [ "$hs" -gt 0 ] && [ "$gs" -gt 0 ] && [ "$c1" -gt "$c0" ] && [ "$c1" -le $((c0 + 3)) ]; then
 		ktap_ok "calibrate: result ok, lower <= upper, samples on both sides, counted"
 	else
 		ktap_fail "calibrate: result ok, lower <= upper, samples on both sides, counted" "$(cat $D/ctrl | tr '\n' ' ') calibrations $c0 -> $c1"

@@ -200,6 +200,7 @@ impl Server {
                     device_features: d.device_features(),
                     negotiated_features: d.negotiated(),
                     host_ns: now_ns(),
+                    spin: Some(dev.spin.clone()),
                 }))
             }
             Request::Configure(c) => {

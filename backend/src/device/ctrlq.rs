@@ -6,8 +6,8 @@ use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
 
 use crate::protocol::{
-    CalibrateRequest, CtrlReq, CtrlResp, InfoBody, Opcode, StatsBody, Status, CTRL_REQ_SIZE, CTRL_RESP_SIZE,
-    MAX_CHAIN_DESCS, SOURCE_ALL, SPEC_VERSION, STATS_F_RESET,
+    CalibrateRequest, CtrlReq, CtrlResp, InfoBody, Opcode, StatsBody, Status, CTRL_REQ_SIZE,
+    CTRL_RESP_SIZE, MAX_CHAIN_DESCS, SOURCE_ALL, SPEC_VERSION, STATS_F_RESET,
 };
 
 use super::chain::{

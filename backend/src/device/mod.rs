@@ -16,9 +16,9 @@ mod eventq;
 mod faults;
 mod sources;
 mod stats;
-mod timebase;
 #[cfg(test)]
 mod test_util;
+mod timebase;
 
 use std::collections::VecDeque;
 

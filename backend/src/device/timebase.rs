@@ -14,8 +14,8 @@ use irqstorm_protocol::stats::{CalibrationStats, TimeBaseStats, TscOneWay};
 use irqstorm_protocol::timebase::{one_way_ticks, ticks_to_ns, Added, Fit, Interval};
 use irqstorm_protocol::wire::{CalibrateReply, CalibrateRequest, CalibrateResult, CalibrationPage};
 
-use super::stats::{hist_stats, record};
 use super::now_ns;
+use super::stats::{hist_stats, record};
 use crate::tsc;
 
 /// How long the device waits for the driver to finish after its own loop.
@@ -87,7 +87,10 @@ pub(super) fn run_calibration(
         return reply;
     };
     let store = |off: u64, v: u64| page.store(v, off as usize, Ordering::Release).is_ok();
-    let load = |off: u64| page.load::<u64>(off as usize, Ordering::Acquire).unwrap_or(0);
+    let load = |off: u64| {
+        page.load::<u64>(off as usize, Ordering::Acquire)
+            .unwrap_or(0)
+    };
     let ticks = u64::from(req.duration_us) * tsc_hz / 1_000_000;
     let start = tsc::now();
     let mut upper = i128::MAX;
@@ -257,19 +260,36 @@ mod tests {
         let a = |off: u64| GuestAddress(page + off);
         let mut lower = i64::MIN;
         let mut n = 0u64;
-        while mem.load::<u64>(a(CalibrationPage::HOST_DONE), Ordering::Acquire).unwrap() == 0 {
-            mem.store(tsc::now() + theta, a(CalibrationPage::GUEST_TSC), Ordering::Release)
+        while mem
+            .load::<u64>(a(CalibrationPage::HOST_DONE), Ordering::Acquire)
+            .unwrap()
+            == 0
+        {
+            mem.store(
+                tsc::now() + theta,
+                a(CalibrationPage::GUEST_TSC),
+                Ordering::Release,
+            )
+            .unwrap();
+            let h: u64 = mem
+                .load(a(CalibrationPage::HOST_TSC), Ordering::Acquire)
                 .unwrap();
-            let h: u64 = mem.load(a(CalibrationPage::HOST_TSC), Ordering::Acquire).unwrap();
             let g2 = tsc::now_ordered() + theta;
             if h != 0 {
                 lower = lower.max(h as i64 - g2 as i64);
                 n += 1;
             }
         }
-        mem.store(lower as u64, a(CalibrationPage::GUEST_LOWER), Ordering::Relaxed).unwrap();
-        mem.store(n, a(CalibrationPage::GUEST_SAMPLES), Ordering::Relaxed).unwrap();
-        mem.store(1u64, a(CalibrationPage::GUEST_DONE), Ordering::Release).unwrap();
+        mem.store(
+            lower as u64,
+            a(CalibrationPage::GUEST_LOWER),
+            Ordering::Relaxed,
+        )
+        .unwrap();
+        mem.store(n, a(CalibrationPage::GUEST_SAMPLES), Ordering::Relaxed)
+            .unwrap();
+        mem.store(1u64, a(CalibrationPage::GUEST_DONE), Ordering::Release)
+            .unwrap();
     }
 
     #[test]
@@ -284,16 +304,18 @@ mod tests {
             duration_us: 2_000,
         };
         let hz = tsc::hz();
-        let attempt = || std::thread::scope(|s| {
-            s.spawn(|| guest_side(&mem, 0x4000, theta));
-            // Start once the guest side is writing (thread start-up can take
-            // longer than the loop on a loaded machine).
-            let g = GuestAddress(0x4000 + CalibrationPage::GUEST_TSC);
-            while mem.load::<u64>(g, Ordering::Acquire).unwrap() == 0 {
-                std::hint::spin_loop();
-            }
-            run_calibration(&mem, &req, hz)
-        });
+        let attempt = || {
+            std::thread::scope(|s| {
+                s.spawn(|| guest_side(&mem, 0x4000, theta));
+                // Start once the guest side is writing (thread start-up can take
+                // longer than the loop on a loaded machine).
+                let g = GuestAddress(0x4000 + CalibrationPage::GUEST_TSC);
+                while mem.load::<u64>(g, Ordering::Acquire).unwrap() == 0 {
+                    std::hint::spin_loop();
+                }
+                run_calibration(&mem, &req, hz)
+            })
+        };
         // A guest thread descheduled for longer than the device waits fails
         // the calibration (counted as no_guest); a loaded test machine can
         // do that, so try a few times, each from a clean page.

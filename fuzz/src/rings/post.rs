@@ -116,6 +116,11 @@ impl Harness {
                         bh_start_ns: r.raise_ns.wrapping_add(u64::from(s.delta) * 2),
                         bh_end_ns: r.raise_ns.wrapping_add(u64::from(s.delta) * 3),
                         post_ns: r.raise_ns.wrapping_add(u64::from(s.delta) * 4),
+                        // Any TSC value: the device has no calibration to
+                        // trust it with, or a fuzzed one (CALIBRATE below).
+                        hardirq_tsc: u64::from(s.delta).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                        bh_start_tsc: u64::from(s.delta) << 7,
+                        bh_end_tsc: u64::from(s.pick),
                     },
                     _ => AckRecord {
                         seq: u64::from(s.delta),

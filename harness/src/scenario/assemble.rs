@@ -67,14 +67,18 @@ pub fn device_result(
     };
     // One-way raise->hardirq: this device's raw differences, its base
     // and its own offset (converted per device; aggregate() merges).
+    // The TSC method first (exact up to its calibration bound); the PING
+    // method for the rows it could not fill.
+    let notes = stats.apply_tsc_one_way(&mut result.mechanisms, &label)?;
+    result.meta.notes.extend(notes);
     let notes = stats.apply_one_way(&mut result.mechanisms, est.as_ref(), &label)?;
     result.meta.notes.extend(notes);
-    if let Some(e) = est.filter(|_| {
-        result
-            .mechanisms
-            .iter()
-            .any(|r| r.raise_to_hardirq.is_some())
-    }) {
+    let is_ping = |r: &model::MechanismResult| {
+        r.raise_to_hardirq
+            .as_ref()
+            .is_some_and(|o| o.method == model::METHOD_PING)
+    };
+    if let Some(e) = est.filter(|_| result.mechanisms.iter().any(is_ping)) {
         add_drift_allowance(&mut result, &e, &samples, &stats, &label);
     }
     if !sh.ramp.steps.is_empty() {
@@ -106,6 +110,7 @@ fn add_drift_allowance(
                 .mechanisms
                 .iter_mut()
                 .filter_map(|r| r.raise_to_hardirq.as_mut())
+                .filter(|o| o.method == model::METHOD_PING)
             {
                 ow.error_bound_ns = ow.error_bound_ns.saturating_add(a);
             }

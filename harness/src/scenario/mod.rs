@@ -195,7 +195,13 @@ pub fn run(o: &RunSpec) -> Result<Outcome, RunError> {
     let spec = o.backend.spec(
         &o.dir,
         s.device.num_sources,
-        &["--socket-count".to_string(), n.to_string()],
+        &[
+            "--socket-count".to_string(),
+            n.to_string(),
+            // For `--spin-us auto`: every guest's vCPUs.
+            "--guest-vcpus".to_string(),
+            (s.guest.smp * n).to_string(),
+        ],
     );
     let mut backend = Backend::start(&spec)?;
     let r = run_with_backend(o, &s, &spec, n, (t0, start_time));

@@ -163,6 +163,11 @@ fn every_reply() -> Vec<(Request, Reply<Response>)> {
         device_features: 3,
         negotiated_features: 1,
         host_ns: 99,
+        spin: Some(SpinInfo {
+            requested: "auto".into(),
+            us: 0,
+            reason: "2 host cores, 2 guest vCPUs + 1 for the back end: none to spare".into(),
+        }),
     };
     let reqs = every_request();
     let find = |cmd: &str| *reqs.iter().find(|r| r.cmd() == cmd).unwrap();

@@ -203,7 +203,7 @@ impl BackendStats {
     ) -> Result<Vec<String>, InputError> {
         let acked: Vec<&str> = rows
             .iter()
-            .filter(|r| r.raise_to_ack.is_some())
+            .filter(|r| r.raise_to_ack.is_some() && r.raise_to_hardirq.is_none())
             .map(|r| r.mechanism.as_str())
             .collect();
         if acked.is_empty() {
@@ -217,7 +217,11 @@ impl BackendStats {
         };
         let mut missing: Vec<String> = Vec::new();
         let mut counts: Vec<String> = Vec::new();
-        for row in rows.iter_mut().filter(|r| r.raise_to_ack.is_some()) {
+        // Rows the TSC method filled keep its figure.
+        for row in rows
+            .iter_mut()
+            .filter(|r| r.raise_to_ack.is_some() && r.raise_to_hardirq.is_none())
+        {
             let n = row.mechanism.clone();
             let raw = self.raw_raise_to_hardirq(&n);
             let ow = match raw {
@@ -414,7 +418,7 @@ program = { mode = "storm", rate_hz = 1000, burst = 4 }
     /// like an older back end). Known clocks: guest ahead of the host by
     /// 5 s (`host - guest = -5e9`), base = hardirq - ack of the first ack
     /// = 5e9 - 40 us, so a stored value is `latency + 40 us`.
-    fn stats_with_raw() -> String {
+    pub(crate) fn stats_with_raw() -> String {
         STATS.replace(
             r#""guest_bh_run_ns": {"count": 0}},"#,
             r#""guest_bh_run_ns": {"count": 0},
@@ -425,7 +429,7 @@ program = { mode = "storm", rate_hz = 1000, burst = 4 }
         )
     }
 
-    fn est(host_minus_guest_ns: i64, bound: u64) -> OffsetEstimate {
+    pub(crate) fn est(host_minus_guest_ns: i64, bound: u64) -> OffsetEstimate {
         OffsetEstimate {
             host_minus_guest_ns,
             error_bound_ns: bound,

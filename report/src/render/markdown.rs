@@ -51,12 +51,13 @@ pub fn markdown(result: &RunResult, plots: &[String]) -> String {
     if !ow.is_empty() {
         o.push_str(
             "\n## One-way raise→hardirq (µs, ± bound)\n\n\
-             Device raise (host clock) → guest hard IRQ (guest clock), through the \
-             PING clock-offset estimate; every value is within ± bound of the true \
-             latency (docs/clock-offset.md).\n\n",
+             Device raise (host) → guest hard IRQ (guest), through the shared TSC \
+             time base (method `tsc`: CALIBRATE) or the PING clock-offset estimate \
+             (method `ping`); every value is within ± bound of the true latency \
+             (docs/clock-offset.md).\n\n",
         );
         let _ = writeln!(o, "| {} |", ONE_WAY_HEADERS.join(" | "));
-        o.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        o.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
         for r in ow {
             let _ = writeln!(
                 o,

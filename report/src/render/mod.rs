@@ -162,6 +162,9 @@ pub(crate) mod tests {
                     negative_samples: 0,
                     error_bound_ns: 3_000,
                     below_base: 0,
+                    method: crate::model::METHOD_PING.into(),
+                    below_bound: 0,
+                    uncalibrated: 0,
                 });
             }
             r.mechanisms.push(x);

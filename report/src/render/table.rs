@@ -314,26 +314,28 @@ pub(super) fn one_way_rows(result: &RunResult) -> Vec<Vec<String>> {
             };
             Some(vec![
                 name,
+                o.method.clone(),
                 o.distribution.count().to_string(),
                 us(s.p50_ns),
                 us(s.p99_ns),
                 us(s.max_ns),
                 us(o.error_bound_ns),
-                o.below_base.to_string(),
+                (o.below_base + o.below_bound).to_string(),
                 o.negative_samples.to_string(),
             ])
         })
         .collect()
 }
 
-pub(super) const ONE_WAY_HEADERS: [&str; 8] = [
+pub(super) const ONE_WAY_HEADERS: [&str; 9] = [
     "mechanism",
+    "method",
     "count",
     "p50",
     "p99",
     "max",
     "+/- bound",
-    "below base",
+    "below base/bound",
     "negative",
 ];
 
@@ -347,7 +349,7 @@ fn one_way_table(result: &RunResult) -> Option<Table> {
     Some(Table {
         groups: vec![
             ("".into(), 1),
-            ("one-way raise->hardirq (us, +/- bound)".into(), 7),
+            ("one-way raise->hardirq (us, +/- bound)".into(), 8),
         ],
         headers: ONE_WAY_HEADERS.map(String::from).to_vec(),
         rows,

@@ -123,6 +123,7 @@ mod tests {
             device_features: 0,
             negotiated_features: 0,
             host_ns: 0,
+            spin: None,
         };
         let lim = s.device.with_info(&info);
         assert_eq!(
@@ -132,13 +133,13 @@ mod tests {
         let e = s.validate_against(&lim).unwrap_err();
         assert!(e.iter().any(|p| p.field == "sources[4].id"), "{e:?}");
         // an info reply without the limits is refused when it is read
-        let mut partial = serde_json::to_value(info).unwrap();
+        let mut partial = serde_json::to_value(&info).unwrap();
         partial.as_object_mut().unwrap().remove("num_sources");
         partial["ok"] = true.into();
         let bad = Request::Info { device: None }.parse_reply(&partial.to_string());
         assert!(bad.unwrap_err().to_string().contains("num_sources"));
         let good = Request::Info { device: None }
-            .parse_reply(&Reply::Ok(info).to_line())
+            .parse_reply(&Reply::Ok(info.clone()).to_line())
             .unwrap();
         assert_eq!(good, Reply::Ok(Response::Info(info)));
     }

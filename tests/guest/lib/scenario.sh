@@ -24,7 +24,7 @@
 # CALIBRATE lines (spec §6.1.3; after set-up and again at dump, beside the PINGs):
 #   IRQSTORM_SC_CALIB lower upper host_tsc_mid host_samples guest_samples result
 #   (host TSC - guest TSC bounds in ticks; the back end's stats keep every calibration,
-#   these are for humans and a cross-check), or IRQSTORM_SC_CALIB failed ERR.
+#   these are for humans and a cross-check), or IRQSTORM_SC_CALIB failed ERR: DRIVER-LOG-LINE.
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 exec </dev/console >/dev/console 2>&1
@@ -98,7 +98,8 @@ do_pings() {
 
 do_calibrate() {
 	if ! err=$(echo calibrate 2>&1 > $D/ctrl); then
-		echo "IRQSTORM_SC_CALIB failed $err"
+		# The driver logs every calibration (result, bounds, samples) in one line.
+		echo "IRQSTORM_SC_CALIB failed $err: $(dmesg | grep 'irqstorm.*calibration' | tail -n 1)"
 		return
 	fi
 	lo="" up="" mid="" hs="" gs="" res=""
