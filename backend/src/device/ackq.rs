@@ -276,7 +276,9 @@ mod tests {
         d.configure(0, &storm(1000, 1), false);
         d.start(0, 0, T0).unwrap();
         d.service(T0 + 4 * MS, Some((&mut q, &m)));
-        let recs: Vec<EventRecord> = (0..4u64).map(|i| read_event(&m, 0x1000 + i * 0x100)).collect();
+        let recs: Vec<EventRecord> = (0..4u64)
+            .map(|i| read_event(&m, 0x1000 + i * 0x100))
+            .collect();
         // One interrupt at 1000 ns: its bottom half woke at 1300 (first record), then ran
         // records 2 and 3 at 1500 and 1900; record 4 came past the budget (FIRST of a new
         // run). Delays below 2048 ns are exact in a 3-digit HDR histogram.
@@ -317,7 +319,13 @@ mod tests {
         assert_eq!((per_record.min, per_record.max), (300, 1_000));
         let first = &mech.guest_irq_to_first_bh_ns;
         assert_eq!(first.count, 2);
-        let values: Vec<u64> = first.buckets.as_ref().unwrap().iter().map(|b| b.0).collect();
+        let values: Vec<u64> = first
+            .buckets
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|b| b.0)
+            .collect();
         assert_eq!(values, vec![300, 1_000]);
         // No flags at all (an older driver): no per-interrupt figure, nothing past budget.
         let (mut d, [r1, _]) = two_storm_records();

@@ -383,7 +383,9 @@ pub fn keep_trace(dir: &Path, consoles: &[&str]) -> Result<Vec<String>, RunError
                     let path = dir.join(per_device_name(name, "txt", i, n));
                     std::fs::write(&path, text).map_err(io(format!("write {}", path.display())))?;
                 }
-                None => notes.push(format!("guest {i}: --trace: no `{name}` section on the console")),
+                None => notes.push(format!(
+                    "guest {i}: --trace: no `{name}` section on the console"
+                )),
             }
         }
     }
@@ -442,7 +444,10 @@ mod tests {
         let c1 = "IRQSTORM_SC_TRACE unavailable: no x86-tsc trace clock\n";
         let notes = keep_trace(&dir, &[c0, c1]).unwrap();
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
-        assert_eq!(read("events-0.txt"), "# enabled 0 events 1\n5 tasklet 0 0 1 2 3 2 1\n");
+        assert_eq!(
+            read("events-0.txt"),
+            "# enabled 0 events 1\n5 tasklet 0 0 1 2 3 2 1\n"
+        );
         assert!(read("trace-0.txt").contains("irq_handler_entry: irq=24"));
         assert!(!dir.join("trace-1.txt").exists());
         assert_eq!(
