@@ -165,6 +165,32 @@ fn r_local(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "running {} mask {:#x} events {}", u8::from(local::running(s)),
         s.local.mask.load(Relaxed), s.cnt.local_events.load(Relaxed))
 }
+fn w_events(s: &Arc<Shared>, r: &mut UserSliceReader) -> Result {
+    let mut buf = [0u8; 256];
+    let n = read_cmd(r, &mut buf)?;
+    match core::str::from_utf8(&buf[..n]).map_err(|_| EINVAL)?.trim() {
+        "clear" => {
+            s.events.clear();
+            Ok(())
+        }
+        _ => Err(EINVAL),
+    }
+}
+fn r_events(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    s.events.show(f)
+}
+fn w_events_enable(s: &Arc<Shared>, r: &mut UserSliceReader) -> Result {
+    let mut buf = [0u8; 256];
+    let n = read_cmd(r, &mut buf)?;
+    match core::str::from_utf8(&buf[..n]).map_err(|_| EINVAL)?.trim() {
+        "1" => s.events.set_enabled(true),
+        "0" => s.events.set_enabled(false),
+        _ => Err(EINVAL),
+    }
+}
+fn r_events_enable(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    writeln!(f, "{}", u8::from(s.events.enabled()))
+}
 fn r_none(_s: &Arc<Shared>, _f: &mut fmt::Formatter<'_>) -> fmt::Result {
     Ok(())
 }
@@ -209,6 +235,8 @@ impl DebugFs {
         rw!(c"local", r_local, w_local);
         rw!(c"storm_threshold", r_threshold, w_threshold);
         rw!(c"storm_helper", r_helper, w_helper);
+        rw!(c"events", r_events, w_events);
+        rw!(c"events_enable", r_events_enable, w_events_enable);
         this.files = files;
         Ok(this)
     }

@@ -5,10 +5,9 @@
 
 use crate::{
     bh::fifo::Item,
-    kwrap::clock::{tsc_ordered, Stamp},
+    kwrap::clock::tsc_ordered,
     protocol::*,
     shared::Shared,
-    stats::Origin,
     virtio_pci::Transport,
     virtqueue::{Pop, Virtqueue, DESC_F_WRITE},
 };
@@ -77,9 +76,10 @@ pub(crate) fn check_record(r: &EventRecord, num_sources: u16, last_seq: &mut [u6
 }
 
 impl Shared {
-    /// Drains up to `IRQ_BUDGET` eventq records into `items`; `t` is the hard IRQ time stamp.
-    /// Returns how many items were filled and whether the drain is left unfinished.
-    pub(crate) fn drain_eventq(&self, t: Stamp, items: &mut [Item; IRQ_BUDGET]) -> (usize, bool) {
+    /// Drains up to `IRQ_BUDGET` eventq records into `items`, whose slots the caller filled
+    /// with the hard IRQ's stamp, CPU and flags ([`Item::stamped`]). Returns how many items
+    /// were filled and whether the drain is left unfinished.
+    pub(crate) fn drain_eventq(&self, items: &mut [Item; IRQ_BUDGET]) -> (usize, bool) {
         let mut n = 0;
         let mut more = false;
         // Buffers go back to the device only after the drain: a duplicated used id that
@@ -135,14 +135,15 @@ impl Shared {
                     if r.flags & EV_FINAL != 0 {
                         self.cnt.finals.add(1, Relaxed);
                     }
-                    // The TSC stamp is taken per record, when this drain read it (after the
-                    // read: lfence): never before the device wrote it, so one-way raise ->
+                    // The caller pre-filled the slots with the hard IRQ's stamp, CPU and flags.
+                    // The TSC stamp is then taken per record, when this drain read it (after
+                    // the read: lfence): never before the device wrote it, so one-way raise ->
                     // "found by the hard IRQ" is >= 0 up to the time base's bound, also for
                     // records written while this handler was already running. The ns stamp
                     // stays the interrupt's entry (hardirq -> bh per record, §6.4). A TSC-less
                     // guest keeps 0 (`tsc_ordered` returns 0).
-                    let found = if t.tsc == 0 { 0 } else { tsc_ordered() };
-                    items[n] = Item { seq: r.seq, count: r.count, source: r.source, hard_ns: t.ns, hard_tsc: found, origin: Origin::Device };
+                    let found = if items[n].hard_tsc == 0 { 0 } else { tsc_ordered() };
+                    items[n] = Item { seq: r.seq, count: r.count, source: r.source, found_tsc: found, ..items[n] };
                     n += 1;
                 }
             }

@@ -27,6 +27,7 @@ mod control;
 mod ctrlq;
 mod debugfs;
 mod dispatch;
+mod event_log;
 mod eventq;
 mod kwrap;
 mod local;

@@ -7,6 +7,7 @@
 //! For `threaded` the callback wakes the device's IRQ thread with `irq_wake_thread()`.
 
 use crate::{
+    dispatch::current_cpu,
     bh::{self, fifo::Item},
     mech::{Mech, NUM_MECH},
     shared::Shared,
@@ -98,7 +99,7 @@ impl HrTimerCallback for LocalSrc {
         let n = this.ticks.load(Relaxed) + 1;
         this.ticks.store(n, Relaxed);
         if let Some(m) = next_mech(s) {
-            let it = Item { seq: n, count: 1, source: 0, hard_ns: t.ns, hard_tsc: t.tsc, origin: Origin::Local };
+            let it = Item { seq: n, count: 1, ..Item::stamped(t, current_cpu(), 0, Origin::Local) };
             if bh::dispatch(s, it, m) {
                 bh::threaded::wake(s);
             }

@@ -41,6 +41,11 @@ pub(crate) const ACK_WORDS: usize = ACK_SIZE / 8;
 pub(crate) const CTRL_WORDS: usize = CTRL_SIZE / 8;
 /// Ack records per ackq buffer (§2: 1..=64).
 pub(crate) const ACKS_PER_BUF: usize = 64;
+/// Ack `flags` (§6.4): the first record a bottom-half run processed after it was scheduled;
+/// its `bh_start` stamps are the run's own start (hard IRQ -> bottom half, per interrupt).
+pub(crate) const ACK_F_FIRST: u8 = 1;
+/// Ack `flags`: drained by the IRQ thread past the hard IRQ's budget (stamps of that IRQ).
+pub(crate) const ACK_F_PAST_BUDGET: u8 = 2;
 
 /// Control opcodes (§6.1.1).
 pub(crate) const OP_GET_INFO: u16 = 1;
@@ -121,6 +126,8 @@ pub(crate) struct AckRecord {
     pub(crate) seq: u64,
     pub(crate) source: u16,
     pub(crate) mechanism: u8,
+    /// `ACK_F_*`.
+    pub(crate) flags: u8,
     pub(crate) count: u32,
     pub(crate) hardirq_ns: u64,
     pub(crate) bh_start_ns: u64,
@@ -136,7 +143,10 @@ impl AckRecord {
     pub(crate) fn encode(&self) -> [u64; ACK_WORDS] {
         [
             self.seq,
-            u64::from(self.source) | u64::from(self.mechanism) << 16 | u64::from(self.count) << 32,
+            u64::from(self.source)
+                | u64::from(self.mechanism) << 16
+                | u64::from(self.flags) << 24
+                | u64::from(self.count) << 32,
             self.hardirq_ns,
             self.bh_start_ns,
             self.bh_end_ns,
@@ -325,6 +335,7 @@ mod tests {
             seq: 1,
             source: 2,
             mechanism: 13,
+            flags: ACK_F_FIRST | ACK_F_PAST_BUDGET,
             count: 4,
             hardirq_ns: 5,
             bh_start_ns: 6,
@@ -334,8 +345,9 @@ mod tests {
             bh_start_tsc: 10,
             bh_end_tsc: 11,
         };
-        // Byte offsets 48, 56, 64 (§6.4): words 6, 7, 8.
-        assert_eq!(a.encode(), [1, 2 | 13 << 16 | 4 << 32, 5, 6, 7, 8, 9, 10, 11]);
+        // Flags at byte 11 (bits 24..32 of word 1); TSC stamps at byte offsets 48, 56, 64
+        // (§6.4): words 6, 7, 8.
+        assert_eq!(a.encode(), [1, 2 | 13 << 16 | 3 << 24 | 4 << 32, 5, 6, 7, 8, 9, 10, 11]);
         assert_eq!(ACK_WORDS * 8, 72);
     }
 

@@ -11,6 +11,7 @@ use crate::{
     calibrate::CalPage,
     ctrlq::{ControlChannel, CtrlQ},
     dispatch::LastHard,
+    event_log::EventLog,
     eventq::EventQ,
     local::LocalState,
     mech::Mech,
@@ -150,6 +151,9 @@ pub(crate) struct Shared {
     pub(crate) w_storm: Work<Shared, 20>,
     #[pin]
     pub(crate) local: LocalState,
+    /// Per-event stamps for the ftrace cross-check (debugfs `events`; off by default).
+    #[pin]
+    pub(crate) events: EventLog,
 }
 
 pub(crate) struct Queues {
@@ -208,6 +212,7 @@ impl Shared {
                 storm <- crate::storm_detect::StormDetector::new(),
                 w_storm <- kernel::new_work!("irqstorm::storm"),
                 local <- LocalState::new(),
+                events <- EventLog::new(),
             }? Error),
             GFP_KERNEL,
         )

@@ -3,7 +3,8 @@
 //! BH workqueues (mechanisms 4 `bh_wq` = `system_bh`, 5 `bh_wq_highpri` =
 //! `system_bh_highpri`): work items executed in softirq context, the tasklet replacement.
 
-use crate::{mech::Mech, shared::Shared};
+use crate::{
+    kwrap::clock::Stamp,mech::Mech, shared::Shared};
 use kernel::{
     sync::Arc,
     workqueue::{self, WorkItem},
@@ -17,14 +18,18 @@ kernel::impl_has_work! {
 impl WorkItem<4> for Shared {
     type Pointer = Arc<Shared>;
     fn run(this: Arc<Shared>) {
-        super::run(&this, Mech::BhWq);
+        // First statement: the bottom-half start of the run's first record.
+        let woke = Stamp::now();
+        super::run(&this, Mech::BhWq, Some(woke));
     }
 }
 
 impl WorkItem<5> for Shared {
     type Pointer = Arc<Shared>;
     fn run(this: Arc<Shared>) {
-        super::run(&this, Mech::BhWqHighpri);
+        // First statement: the bottom-half start of the run's first record.
+        let woke = Stamp::now();
+        super::run(&this, Mech::BhWqHighpri, Some(woke));
     }
 }
 

@@ -4,7 +4,10 @@
 //! `complete()`, the waiter returns from `wait_for_completion_timeout()` and drains.
 
 use crate::{
-    kwrap::{clock::msecs_to_jiffies, kthread::KThread},
+    kwrap::{
+        clock::{msecs_to_jiffies, Stamp},
+        kthread::KThread,
+    },
     mech::Mech,
     shared::Shared,
 };
@@ -22,5 +25,7 @@ pub(super) fn spawn(s: &Arc<Shared>) -> Result<KThread> {
 fn run(s: &Shared) {
     // Timed out or completed: drain either way (a timeout only bounds stop latency).
     let _ = s.bh.comp.wait_timeout(msecs_to_jiffies(100));
-    super::run(s, Mech::Completion);
+    // First statement after the wait: the bottom-half start of the run's first record.
+    let woke = Stamp::now();
+    super::run(s, Mech::Completion, Some(woke));
 }

@@ -2,7 +2,7 @@
 
 //! The per-mechanism queue of events waiting for their bottom half.
 
-use crate::stats::Origin;
+use crate::{kwrap::clock::Stamp, stats::Origin};
 use kernel::prelude::*;
 
 /// An event waiting for its bottom half.
@@ -14,7 +14,22 @@ pub(crate) struct Item {
     pub(crate) hard_ns: u64,
     /// Guest TSC next to `hard_ns` (0 = no TSC).
     pub(crate) hard_tsc: u64,
+    /// Guest TSC when the drain read this record (0 = no TSC): the ack's `hardirq_tsc`,
+    /// where one-way raise -> hard IRQ ends (spec §6.4).
+    pub(crate) found_tsc: u64,
+    /// CPU the hard IRQ (or the local hrtimer) ran on.
+    pub(crate) hard_cpu: u16,
+    /// Ack flags known before the bottom half runs (`ACK_F_PAST_BUDGET`, `ACK_F_FIRST` for
+    /// the hardirq mechanism); the bottom half adds `ACK_F_FIRST` (spec §6.4).
+    pub(crate) flags: u8,
     pub(crate) origin: Origin,
+}
+
+impl Item {
+    /// An item stamped `t` on `cpu` with `flags`; `seq`, `count` and `source` still 0.
+    pub(crate) const fn stamped(t: Stamp, cpu: u16, flags: u8, origin: Origin) -> Self {
+        Self { seq: 0, count: 0, source: 0, hard_ns: t.ns, hard_tsc: t.tsc, found_tsc: t.tsc, hard_cpu: cpu, flags, origin }
+    }
 }
 
 const FIFO_CAP: usize = 1024;
@@ -30,10 +45,7 @@ impl Fifo {
     pub(crate) fn new() -> Result<Self> {
         let mut buf = KVec::with_capacity(FIFO_CAP, GFP_KERNEL)?;
         for _ in 0..FIFO_CAP {
-            buf.push(
-                Item { seq: 0, count: 0, source: 0, hard_ns: 0, hard_tsc: 0, origin: Origin::Device },
-                GFP_KERNEL,
-            )?;
+            buf.push(Item::stamped(Stamp::default(), 0, 0, Origin::Device), GFP_KERNEL)?;
         }
         Ok(Self { buf, head: 0, len: 0 })
     }
@@ -68,7 +80,7 @@ mod tests {
     use super::*;
 
     fn item(seq: u64) -> Item {
-        Item { seq, count: 1, source: 0, hard_ns: 0, hard_tsc: 0, origin: Origin::Device }
+        Item { seq, count: 1, ..Item::stamped(Stamp::default(), 0, 0, Origin::Device) }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! `hrtimer` in soft mode (mechanism 13): deferred processing in `HRTIMER_SOFTIRQ`, armed with
 //! a zero relative expiry from the hard IRQ handler.
 
-use crate::{mech::Mech, shared::Shared};
+use crate::{
+    kwrap::clock::Stamp,mech::Mech, shared::Shared};
 use kernel::{
     sync::{Arc, ArcBorrow},
     time::{
@@ -23,7 +24,9 @@ impl HrTimerCallback for Shared {
     type Pointer<'a> = Arc<Self>;
 
     fn run(this: ArcBorrow<'_, Self>, _ctx: HrTimerCallbackContext<'_, Self>) -> HrTimerRestart {
-        super::run(&this, Mech::Hrtimer);
+        // First statement: the bottom-half start of the run's first record.
+        let woke = Stamp::now();
+        super::run(&this, Mech::Hrtimer, Some(woke));
         HrTimerRestart::NoRestart
     }
 }

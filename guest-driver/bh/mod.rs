@@ -10,7 +10,7 @@
 
 use crate::{
     kwrap::{
-        clock::Stamp,
+        clock::{tsc, Stamp},
         completion::Completion,
         delay::{msleep, usleep_range},
         hrtimer::HrTimerArm,
@@ -94,6 +94,7 @@ impl BhState {
 /// Called from hard IRQ context (device IRQ or the local hard hrtimer).
 pub(crate) fn dispatch(s: &Arc<Shared>, it: Item, m: Mech) -> bool {
     if m == Mech::Hardirq {
+        // Its bottom half is the hard IRQ handler itself: per record, no wake-up.
         inject_delay(s, m);
         process(s, it, m);
         return false;
@@ -124,12 +125,27 @@ fn schedule(s: &Arc<Shared>, m: Mech) -> bool {
 }
 
 /// Runs bottom half `m`: processes everything queued for it, then posts the acks.
-pub(crate) fn run(s: &Shared, m: Mech) {
-    inject_delay(s, m);
+///
+/// `woke` is the stamp the woken context took as its first statement (None: it was not woken
+/// for this run, e.g. a thread that found work without waiting). The first record it
+/// processes gets that stamp as its bottom-half start and `ACK_F_FIRST` (hard IRQ -> bottom
+/// half per interrupt); later records get their own start stamp (per record).
+pub(crate) fn run(s: &Shared, m: Mech, woke: Option<Stamp>) {
+    // The demonstration delay comes before the bottom half's start stamp: a woken context's
+    // stamp is retaken after it.
+    let mut woke = if inject_delay(s, m) { woke.map(|_| Stamp::now()) } else { woke };
     loop {
         let it = s.bh.fifos.lock()[m as usize].pop();
-        let Some(it) = it else { break };
-        process(s, it, m);
+        let Some(mut it) = it else { break };
+        match first_start(woke.take(), it.hard_ns) {
+            Some(start) => {
+                it.flags |= ACK_F_FIRST;
+                // Where the start stamp was taken before ACK_F_FIRST: kept in the events log.
+                let record_tsc = if s.events.enabled() { tsc() } else { start.tsc };
+                process_from(s, it, m, start, record_tsc);
+            }
+            None => process(s, it, m),
+        }
     }
     s.flush_acks();
 }
@@ -141,15 +157,23 @@ const MAX_INJECT_DELAY_US: u32 = 5000;
 /// wait at the start of mechanism `m`'s bottom half, before any of its start stamps, so that
 /// mechanism's hardirq->bh grows by the delay (guest-driver/README.md). Skipped when nothing is
 /// queued for `m` (the IRQ thread also runs for other reasons).
-fn inject_delay(s: &Shared, m: Mech) {
+/// Returns whether it waited.
+fn inject_delay(s: &Shared, m: Mech) -> bool {
     let us = crate::module_parameters::inject_delay_us.value().min(MAX_INJECT_DELAY_US);
     if us == 0 || crate::module_parameters::inject_delay_mech.value() != m as i32 {
-        return;
+        return false;
     }
     if m != Mech::Hardirq && fifo_len(s, m) == 0 {
-        return;
+        return false;
     }
     udelay(Delta::from_micros(i64::from(us)));
+    true
+}
+
+/// The bottom-half start of a run's first record: the wake-up stamp, unless the record's
+/// hard IRQ came after it (queued after the run began: the run was not scheduled for it).
+fn first_start(woke: Option<Stamp>, hard_ns: u64) -> Option<Stamp> {
+    woke.filter(|w| w.ns >= hard_ns)
 }
 
 pub(crate) fn fifo_len(s: &Shared, m: Mech) -> usize {
@@ -182,17 +206,24 @@ fn simulate(s: &Shared, it: &Item, m: Mech) {
 /// Processes one item in mechanism `m`: stamps (ns and TSC), simulated work, statistics, ack.
 fn process(s: &Shared, it: Item, m: Mech) {
     let start = Stamp::now();
+    process_from(s, it, m, start, start.tsc);
+}
+
+/// As [`process`], its bottom half having started at `start`; `record_tsc`: when processing of
+/// this record itself began (for the events log).
+fn process_from(s: &Shared, it: Item, m: Mech, start: Stamp, record_tsc: u64) {
     simulate(s, &it, m);
     let end = Stamp::now();
-    account(s, it, m, start, end);
+    account(s, it, m, start, end, record_tsc);
 }
 
 fn process_nowork(s: &Shared, it: Item, m: Mech) {
     let start = Stamp::now();
-    account(s, it, m, start, start);
+    account(s, it, m, start, start, start.tsc);
 }
 
-fn account(s: &Shared, it: Item, m: Mech, start: Stamp, end: Stamp) {
+fn account(s: &Shared, it: Item, m: Mech, start: Stamp, end: Stamp, record_tsc: u64) {
+    s.events.log(&it, m, start.tsc, end.tsc, record_tsc);
     s.stats.lock().get_mut(it.origin, m).record(
         it.count,
         start.ns.saturating_sub(it.hard_ns),
@@ -203,12 +234,13 @@ fn account(s: &Shared, it: Item, m: Mech, start: Stamp, end: Stamp) {
             seq: it.seq,
             source: it.source,
             mechanism: m as u8,
+            flags: it.flags,
             count: it.count,
             hardirq_ns: it.hard_ns,
             bh_start_ns: start.ns,
             bh_end_ns: end.ns,
             post_ns: 0,
-            hardirq_tsc: it.hard_tsc,
+            hardirq_tsc: it.found_tsc,
             bh_start_tsc: start.tsc,
             bh_end_tsc: end.tsc,
         });
@@ -253,4 +285,25 @@ pub(crate) fn quiesce(s: &Arc<Shared>) {
     }
     drop(th);
     s.bh.hrt_arm.release();
+}
+
+#[kernel::prelude::kunit_tests(irqstorm_bh)]
+mod tests {
+    use super::*;
+
+    fn at(ns: u64) -> Stamp {
+        Stamp { ns, tsc: ns * 2 }
+    }
+
+    #[test]
+    fn first_record_takes_the_wake_up_stamp() {
+        assert_eq!(first_start(Some(at(500)), 400).map(|s| s.tsc), Some(1000));
+        assert_eq!(first_start(Some(at(500)), 500).map(|s| s.ns), Some(500));
+    }
+
+    #[test]
+    fn no_wake_up_stamp_for_a_record_queued_after_it_or_without_wake_up() {
+        assert!(first_start(Some(at(500)), 501).is_none());
+        assert!(first_start(None, 0).is_none());
+    }
 }

@@ -4,6 +4,7 @@
 //! Deprecated upstream; its replacement, the BH workqueue, is in `bh_wq.rs`.
 
 use crate::{
+    kwrap::clock::Stamp,
     kwrap::tasklet::{impl_has_tasklet, Tasklet, TaskletCallback},
     mech::Mech,
     shared::Shared,
@@ -18,14 +19,18 @@ impl_has_tasklet! {
 /// `TASKLET_SOFTIRQ` callback.
 impl TaskletCallback<2> for Shared {
     fn run(this: ArcBorrow<'_, Self>) {
-        super::run(&this, Mech::Tasklet);
+        // First statement: the bottom-half start of the run's first record.
+        let woke = Stamp::now();
+        super::run(&this, Mech::Tasklet, Some(woke));
     }
 }
 
 /// `HI_SOFTIRQ` callback.
 impl TaskletCallback<3> for Shared {
     fn run(this: ArcBorrow<'_, Self>) {
-        super::run(&this, Mech::TaskletHi);
+        // First statement: the bottom-half start of the run's first record.
+        let woke = Stamp::now();
+        super::run(&this, Mech::TaskletHi, Some(woke));
     }
 }
 

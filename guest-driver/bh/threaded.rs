@@ -4,7 +4,11 @@
 //! returns `WakeThread` (see `dispatch.rs`); the local reference source wakes the thread with
 //! `irq_wake_thread()`.
 
-use crate::{kwrap::irq::ThreadWaker, mech::Mech, shared::Shared};
+use crate::{
+    kwrap::{clock::Stamp, irq::ThreadWaker},
+    mech::Mech,
+    shared::Shared,
+};
 use core::sync::atomic::Ordering;
 use kernel::sync::atomic::{Atomic, Relaxed};
 
@@ -29,11 +33,12 @@ pub(super) fn schedule(s: &Shared) -> bool {
     true
 }
 
-/// The IRQ thread's share: everything queued for `threaded`.
-pub(crate) fn run(s: &Shared) {
+/// The IRQ thread's share: everything queued for `threaded`. `woke` is the stamp the thread
+/// took first thing in `handle_threaded`.
+pub(crate) fn run(s: &Shared, woke: Stamp) {
     s.irq_thread.pending.store(false, Relaxed);
     core::sync::atomic::fence(Ordering::SeqCst);
-    super::run(s, Mech::Threaded);
+    super::run(s, Mech::Threaded, Some(woke));
 }
 
 /// Whether some event waits for the IRQ thread.

@@ -3,6 +3,7 @@
 //! `timer_list` (mechanism 12): deferred processing at the next jiffy, in the timer softirq.
 
 use crate::{
+    kwrap::clock::Stamp,
     kwrap::timer_list::{impl_has_timer, Timer, TimerCallback},
     mech::Mech,
     shared::Shared,
@@ -18,7 +19,9 @@ impl_has_timer! {
 
 impl TimerCallback<ID> for Shared {
     fn run(this: ArcBorrow<'_, Self>) {
-        super::run(&this, Mech::TimerList);
+        // First statement: the bottom-half start of the run's first record.
+        let woke = Stamp::now();
+        super::run(&this, Mech::TimerList, Some(woke));
     }
 }
 

@@ -3,7 +3,8 @@
 //! Process-context workqueues: 6 `system_wq` (7.3 name: `system_percpu_wq`), 7 `system_highpri_wq`, 8 `system_unbound_wq`,
 //! 9 the driver's own `alloc_workqueue` queue (`kwrap::workqueue::OwnedQueue`).
 
-use crate::{kwrap::workqueue::system_percpu, mech::Mech, shared::Shared};
+use crate::{
+    kwrap::clock::Stamp,kwrap::workqueue::system_percpu, mech::Mech, shared::Shared};
 use kernel::{
     sync::Arc,
     workqueue::{self, WorkItem},
@@ -19,28 +20,36 @@ kernel::impl_has_work! {
 impl WorkItem<6> for Shared {
     type Pointer = Arc<Shared>;
     fn run(this: Arc<Shared>) {
-        super::run(&this, Mech::WqSystem);
+        // First statement: the bottom-half start of the run's first record.
+        let woke = Stamp::now();
+        super::run(&this, Mech::WqSystem, Some(woke));
     }
 }
 
 impl WorkItem<7> for Shared {
     type Pointer = Arc<Shared>;
     fn run(this: Arc<Shared>) {
-        super::run(&this, Mech::WqHighpri);
+        // First statement: the bottom-half start of the run's first record.
+        let woke = Stamp::now();
+        super::run(&this, Mech::WqHighpri, Some(woke));
     }
 }
 
 impl WorkItem<8> for Shared {
     type Pointer = Arc<Shared>;
     fn run(this: Arc<Shared>) {
-        super::run(&this, Mech::WqUnbound);
+        // First statement: the bottom-half start of the run's first record.
+        let woke = Stamp::now();
+        super::run(&this, Mech::WqUnbound, Some(woke));
     }
 }
 
 impl WorkItem<9> for Shared {
     type Pointer = Arc<Shared>;
     fn run(this: Arc<Shared>) {
-        super::run(&this, Mech::WqDedicated);
+        // First statement: the bottom-half start of the run's first record.
+        let woke = Stamp::now();
+        super::run(&this, Mech::WqDedicated, Some(woke));
     }
 }
 

@@ -79,10 +79,12 @@ pub(crate) struct Stamp {
 }
 
 impl Stamp {
-    /// `ktime_get` and the TSC, side by side.
+    /// The TSC, then `ktime_get`, side by side. The TSC first: it is the stamp compared
+    /// with the kernel's trace (x86-tsc clock) and the host's TSC, and `ktime_get` costs
+    /// 0.4-1.1 us under TCG (cold), which would otherwise sit between the event and its stamp.
     #[inline]
     pub(crate) fn now() -> Self {
-        let ns = now_ns();
-        Self { ns, tsc: tsc() }
+        let tsc = tsc();
+        Self { ns: now_ns(), tsc }
     }
 }

@@ -300,8 +300,17 @@ pub struct MechanismStats {
     pub acked_raises: u64,
     /// Host raise -> ack arrival latency.
     pub latency_ns: Hist,
-    /// Guest hardirq -> bottom-half start.
+    /// Guest hardirq -> bottom-half start, per record (every ack).
     pub guest_bh_delay_ns: Hist,
+    /// Guest hardirq -> bottom-half start of the first record a bottom-half
+    /// run processed (acks with `ACK_F_FIRST`): the per-interrupt latency.
+    /// Absent from older back ends' stats.
+    #[serde(default)]
+    pub guest_irq_to_first_bh_ns: Hist,
+    /// Acks with `ACK_F_PAST_BUDGET` (drained by the IRQ thread past the hard
+    /// IRQ's budget). Absent from older back ends' stats.
+    #[serde(default)]
+    pub past_budget: u64,
     /// Guest bottom-half run time.
     pub guest_bh_run_ns: Hist,
     /// Always sent by this back end; absent from older back ends' stats.
@@ -426,6 +435,7 @@ pub(crate) mod tests {
                          "source_seq": 4, "conserved": true, "latency_ns": hist(0)}],
             "mechanisms": [{"id": 4, "name": "bh_wq", "acked": 4, "acked_raises": 4,
                             "latency_ns": hist(4), "guest_bh_delay_ns": hist(4),
+                            "guest_irq_to_first_bh_ns": hist(3), "past_budget": 1,
                             "guest_bh_run_ns": hist(0),
                             "raw_raise_to_hardirq": {"base_ns": null, "below_base": 0,
                                                      "diff_minus_base_ns": hist(0)}}]
@@ -449,6 +459,13 @@ pub(crate) mod tests {
         let s: Stats = serde_json::from_value(old.clone()).unwrap();
         assert!(s.mechanisms[0].raw_raise_to_hardirq.is_none());
         assert_eq!(serde_json::to_value(&s).unwrap(), old);
+        // Back ends before ACK_F_FIRST: no per-interrupt histogram, no past_budget.
+        let m = old["mechanisms"][0].as_object_mut().unwrap();
+        m.remove("guest_irq_to_first_bh_ns");
+        m.remove("past_budget");
+        let s: Stats = serde_json::from_value(old).unwrap();
+        assert_eq!(s.mechanisms[0].guest_irq_to_first_bh_ns, Hist::default());
+        assert_eq!(s.mechanisms[0].past_budget, 0);
     }
 
     fn err(v: serde_json::Value) -> String {

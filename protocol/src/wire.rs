@@ -56,14 +56,14 @@ pub const SOURCE_ALL: u16 = 0xffff;
 pub const EVT_F_LATCHED: u16 = 1 << 0;
 /// Event record flag: the last record of a program.
 pub const EVT_F_FINAL: u16 = 1 << 1;
-
-/// Ack record flag (spec version 2): the first record a bottom-half run
-/// processed after it was scheduled (hard IRQ -> this record's bottom half
-/// is the per-interrupt latency).
+/// Ack flag (§6.4): the first record a bottom-half run processed after it was
+/// scheduled; `bh_start_*` is the woken context's own first stamp, so
+/// `bh_start - hardirq` is the per-interrupt latency (hard IRQ -> first
+/// record's bottom half). Other acks' `bh_start` is per record.
 pub const ACK_F_FIRST: u8 = 1 << 0;
-/// Ack record flag (spec version 2): drained by the IRQ thread past the
-/// hard-IRQ budget; its hard-IRQ stamp is that of the interrupt whose drain
-/// the thread continued, which may predate the record's raise.
+/// Ack flag: the IRQ thread drained the record past the hard IRQ handler's
+/// budget; its `hardirq_*` stamps are those of the hard IRQ that started the
+/// drain.
 pub const ACK_F_PAST_BUDGET: u8 = 1 << 1;
 
 /// STATS request flag: reset the counters after reading.
@@ -542,7 +542,7 @@ pub struct AckRecord {
     pub source: u16,
     /// Bottom-half mechanism id.
     pub mechanism: u8,
-    /// 0.
+    /// [`ACK_F_FIRST`], [`ACK_F_PAST_BUDGET`].
     pub flags: u8,
     /// The event record's count.
     pub count: u32,

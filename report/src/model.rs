@@ -251,6 +251,16 @@ pub struct MechanismResult {
     pub hardirq_to_bh: Option<Distribution>,
     /// Guest bottom-half run time (log2, ns).
     pub bh_run: Option<Distribution>,
+    /// Guest hard IRQ -> bottom-half start of the first record of each
+    /// bottom-half run (acks with `ACK_F_FIRST`, HDR, ns): the per-interrupt
+    /// latency, next to the per-record `hardirq_to_bh`. Null from back ends
+    /// or drivers without the flag.
+    #[serde(default)]
+    pub irq_to_first_bh: Option<Distribution>,
+    /// Records the IRQ thread drained past the hard IRQ's budget (acks with
+    /// `ACK_F_PAST_BUDGET`).
+    #[serde(default)]
+    pub past_budget: u64,
     /// Device raise -> guest hard IRQ, via the clock-offset estimate.
     #[serde(default)]
     pub raise_to_hardirq: Option<OneWay>,
@@ -273,6 +283,8 @@ impl MechanismResult {
             raise_to_ack: None,
             hardirq_to_bh: None,
             bh_run: None,
+            irq_to_first_bh: None,
+            past_budget: 0,
             raise_to_hardirq: None,
             reference: None,
             ratios: Ratios::default(),
@@ -525,6 +537,7 @@ impl RunResult {
                 &mut row.raise_to_ack,
                 &mut row.hardirq_to_bh,
                 &mut row.bh_run,
+                &mut row.irq_to_first_bh,
             ]
             .into_iter()
             .flatten()

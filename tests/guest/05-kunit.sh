@@ -1,12 +1,12 @@
 #!/bin/sh
 # The driver's KUnit suites (pure logic: record checks, histogram buckets, mechanism names,
-# FIFO, wire records). Module suites run when the module loads; their results stay in
+# FIFO, wire records, events log, bottom-half start). Module suites run when the module loads; their results stay in
 # /sys/kernel/debug/kunit/<suite>/results while it is loaded. Each suite becomes one result
 # here, with KUnit's own case lines nested under it. Needs no device.
 . /tests/lib/ktap.sh
 mod="${IRQSTORM_MODULE:-/lib/modules/irqstorm.ko}"
 K=/sys/kernel/debug/kunit
-SUITES="irqstorm_mech irqstorm_sources irqstorm_fifo irqstorm_eventq irqstorm_stats irqstorm_protocol irqstorm_calibrate"
+SUITES="irqstorm_mech irqstorm_sources irqstorm_fifo irqstorm_eventq irqstorm_stats irqstorm_protocol irqstorm_calibrate irqstorm_event_log irqstorm_bh"
 
 ktap_plan $(($(echo $SUITES | wc -w) + 1))
 loaded_here=0

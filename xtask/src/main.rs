@@ -178,6 +178,11 @@ struct ScenarioOpts {
     /// `*_mech` parameters take a mechanism name or id.
     #[arg(long = "module-param", value_name = "NAME=VALUE")]
     module_params: Vec<String>,
+    /// Trace the run in the guest (irq_handler_entry, softirq_entry,
+    /// workqueue_execute_start, sched_switch; x86-tsc clock) with the driver's
+    /// events log on; keep trace.txt and events.txt in the report directory.
+    #[arg(long)]
+    trace: bool,
 }
 
 #[derive(Subcommand)]
@@ -425,6 +430,7 @@ fn scenario_checks(g: &Global, o: &GuestOpts) -> (usize, usize) {
         max_vcpu_wait_share: None,
         repeat: 1,
         module_params: Vec::new(),
+        trace: false,
     };
     step("scenario tests/scenarios/ci-quick.toml (gated)");
     let out = match scenario_run(g, o, &so) {

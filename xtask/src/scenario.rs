@@ -24,6 +24,8 @@ pub struct Opts<'a> {
     pub extra_cmdline: Option<&'a str>,
     /// Overrides `[gates] max_vcpu_wait_share` (`--max-vcpu-wait-share`).
     pub max_vcpu_wait_share: Option<f64>,
+    /// Keep the guest's trace and the driver's events log (`--trace`).
+    pub trace: bool,
 }
 
 fn accel_name(a: Accel) -> &'static str {
@@ -49,6 +51,7 @@ pub fn run(repo: &Path, g: &Guest, o: &Opts) -> Result<Outcome> {
         accel: accel_name(o.accel),
         timeout: o.timeout,
         echo: o.echo,
+        trace: o.trace,
         backend: BackendOpts {
             binary: &o.device.backend,
             virtio_id: o.device.virtio_id,
@@ -110,6 +113,7 @@ impl Prepared {
                 device: &self.dev,
                 extra_cmdline: self.cmdline.as_deref(),
                 max_vcpu_wait_share: so.max_vcpu_wait_share,
+                trace: so.trace,
             },
         )
     }

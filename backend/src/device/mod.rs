@@ -128,8 +128,12 @@ struct Mechanism {
     acked_raises: u64,
     /// Host raise -> host ack arrival.
     lat: Option<Histogram<u64>>,
-    /// Guest hardirq -> bottom-half start.
+    /// Guest hardirq -> bottom-half start (every ack: per record).
     bh_delay: Option<Histogram<u64>>,
+    /// The same for `ACK_F_FIRST` acks only (per interrupt).
+    first_bh_delay: Option<Histogram<u64>>,
+    /// Acks with `ACK_F_PAST_BUDGET`.
+    past_budget: u64,
     /// Guest bottom-half start -> end.
     bh_run: Option<Histogram<u64>>,
     /// Raw cross-clock differences `hardirq_guest - raise_host - base`

@@ -92,6 +92,8 @@ impl Device {
                 acked_raises: m.acked_raises,
                 latency_ns: hist_stats(&m.lat, buckets),
                 guest_bh_delay_ns: hist_stats(&m.bh_delay, buckets),
+                guest_irq_to_first_bh_ns: hist_stats(&m.first_bh_delay, buckets),
+                past_budget: m.past_budget,
                 guest_bh_run_ns: hist_stats(&m.bh_run, buckets),
                 raw_raise_to_hardirq: Some(RawRaiseToHardirq {
                     base_ns: self.clock_diff_base,

@@ -140,6 +140,10 @@ pub struct RunSpec<'a> {
     pub accel: &'a str,
     /// Boot and set-up limit of the guests.
     pub timeout: Duration,
+    /// `--trace`: the guests trace (irq, softirq, workqueue, sched_switch on
+    /// the x86-tsc clock) and log the driver's events; the report directory
+    /// keeps `trace.txt` and `events.txt` (per device: `trace-N.txt`, ...).
+    pub trace: bool,
     /// Echo the guest consoles.
     pub echo: bool,
     pub backend: BackendOpts<'a>,
@@ -259,6 +263,9 @@ fn boot_guests(o: &RunSpec, s: &Scenario, spec: &BackendSpec, n: u32) -> Result<
         g.base_cmdline,
         guest_cmdline(s)
     );
+    if o.trace {
+        cmdline.push_str(" irqstorm_sc_trace=1");
+    }
     if let Some(x) = g.extra_cmdline.filter(|x| !x.is_empty()) {
         cmdline.push(' ');
         cmdline.push_str(x);
@@ -329,9 +336,13 @@ fn run_with_backend(
         fmt_dur(t0.elapsed())
     ));
     let probe = Probe::new(guests.pids(), backend_pid);
-    let collected = phases::run_phases(s, &mut ctl, &mut guests, n, &o.dir, &probe)?;
+    let mut collected = phases::run_phases(s, &mut ctl, &mut guests, n, &o.dir, &probe, o.trace)?;
     guests.send_all("done")?;
     guests.finish(Duration::from_secs(60));
+    if o.trace {
+        let consoles: Vec<&str> = (0..guests.len()).map(|i| guests.console(i)).collect();
+        collected.notes.extend(keep_trace(&o.dir, &consoles)?);
+    }
     step(&format!(
         "guest(s) done after {}; host eventfd baseline",
         fmt_dur(t0.elapsed())
@@ -405,6 +416,34 @@ fn run_with_backend(
     Ok((result, failures))
 }
 
+/// Writes each guest's `trace` and `events` sections (`--trace`) into `dir`
+/// as `trace.txt` / `events.txt` (`trace-N.txt`, ... with several guests).
+/// Returns notes for what a guest did not send.
+pub fn keep_trace(dir: &Path, consoles: &[&str]) -> Result<Vec<String>, RunError> {
+    let n = consoles.len() as u32;
+    let mut notes = Vec::new();
+    for (i, console) in (0u32..).zip(consoles) {
+        if let Some(why) = console
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("IRQSTORM_SC_TRACE unavailable: "))
+        {
+            notes.push(format!("guest {i}: --trace: {why}"));
+        }
+        for name in ["trace", "events"] {
+            match console::section(console, name) {
+                Some(text) => {
+                    let path = dir.join(per_device_name(name, "txt", i, n));
+                    std::fs::write(&path, text).map_err(io(format!("write {}", path.display())))?;
+                }
+                None => notes.push(format!(
+                    "guest {i}: --trace: no `{name}` section on the console"
+                )),
+            }
+        }
+    }
+    Ok(notes)
+}
+
 /// Gate a result: the scenario's checks, then kernel problems on any guest
 /// console (`consoles[i]` of device `irqstorm{i}`). Returns the failures.
 pub fn gate(s: &Scenario, result: &mut RunResult, consoles: &[&str]) -> Vec<Check> {
@@ -447,6 +486,32 @@ pub fn regate(s: &Scenario, result: &RunResult) -> (RunResult, Vec<Check>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_sections_are_kept_per_device() {
+        let dir = std::env::temp_dir().join(format!("irqstorm-keep-trace-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let c0 = "IRQSTORM_SC_BEGIN events\n# enabled 0 events 1\n5 tasklet 0 0 1 2 3 2 1\nIRQSTORM_SC_END events\n\
+                  IRQSTORM_SC_BEGIN trace\n  <idle>-0 [000] d.h1. 100: irq_handler_entry: irq=24\nIRQSTORM_SC_END trace\n";
+        let c1 = "IRQSTORM_SC_TRACE unavailable: no x86-tsc trace clock\n";
+        let notes = keep_trace(&dir, &[c0, c1]).unwrap();
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+        assert_eq!(
+            read("events-0.txt"),
+            "# enabled 0 events 1\n5 tasklet 0 0 1 2 3 2 1\n"
+        );
+        assert!(read("trace-0.txt").contains("irq_handler_entry: irq=24"));
+        assert!(!dir.join("trace-1.txt").exists());
+        assert_eq!(
+            notes,
+            [
+                "guest 1: --trace: no x86-tsc trace clock",
+                "guest 1: --trace: no `trace` section on the console",
+                "guest 1: --trace: no `events` section on the console",
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn kernel_problems_on_a_console_fail_the_gate() {

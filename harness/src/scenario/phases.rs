@@ -40,6 +40,7 @@ pub fn run_phases(
     n: u32,
     dir: &Path,
     probe: &Probe,
+    trace: bool,
 ) -> Result<Collected, RunError> {
     let total_ms = s.total_ms();
     let run_start = Instant::now();
@@ -114,9 +115,11 @@ pub fn run_phases(
                 }
                 step("measured phase done: guest(s) dump their tables");
                 guests.send_all("dump")?;
+                // A trace (--trace) adds megabytes of console output.
+                let limit = if trace { 900 } else { 120 };
                 guests.wait_all(
                     "IRQSTORM_SC_ACK dump",
-                    Duration::from_secs(120),
+                    Duration::from_secs(limit),
                     "debugfs dump",
                 )?;
             }

@@ -170,6 +170,10 @@ impl BackendStats {
                 row.bh_run = m
                     .guest_bh_run_ns
                     .distribution(&format!("{n}.guest_bh_run_ns"))?;
+                row.irq_to_first_bh = m
+                    .guest_irq_to_first_bh_ns
+                    .distribution(&format!("{n}.guest_irq_to_first_bh_ns"))?;
+                row.past_budget = m.past_budget;
             }
         }
         Ok(rows)
@@ -320,6 +324,9 @@ program = { mode = "storm", rate_hz = 1000, burst = 4 }
                       "p999": 400127, "max": 400127, "mean": 21920.0, "buckets": [[20015, 1980], [400127, 10]]},
        "guest_bh_delay_ns": {"count": 1990, "min": 3000, "p50": 3001, "p90": 3001, "p99": 3001,
                              "p999": 3001, "max": 3001, "mean": 3000.5, "buckets": [[3001, 1990]]},
+       "guest_irq_to_first_bh_ns": {"count": 1500, "min": 2000, "p50": 2001, "p90": 2001, "p99": 2001,
+                                    "p999": 2001, "max": 2001, "mean": 2000.5, "buckets": [[2001, 1500]]},
+       "past_budget": 7,
        "guest_bh_run_ns": {"count": 0}},
       {"id": 4, "name": "bh_wq", "acked": 1000, "acked_raises": 1095,
        "latency_ns": {"count": 1000, "min": 30000, "p50": 30015, "p90": 30015, "p99": 30015,
@@ -363,6 +370,12 @@ program = { mode = "storm", rate_hz = 1000, burst = 4 }
             Resolution::Hdr
         );
         assert!(t.bh_run.is_none());
+        // Per interrupt (ACK_F_FIRST acks) apart from per record; bh_wq's back end
+        // predates them.
+        let first = t.irq_to_first_bh.as_ref().unwrap();
+        assert_eq!((first.count(), first.summary.p50_ns), (1500, 2001));
+        assert_eq!((t.past_budget, b.past_budget), (7, 0));
+        assert!(b.irq_to_first_bh.is_none());
         // the bare stats object works too
         let inner = serde_json::from_str::<serde_json::Value>(STATS).unwrap()["stats"].to_string();
         assert_eq!(parse_backend_stats(&inner).unwrap().stats.sources.len(), 4);

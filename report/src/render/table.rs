@@ -238,6 +238,15 @@ pub fn table(result: &RunResult) -> String {
         out.push('\n');
         out.push_str(&t.render());
     }
+    if let Some(t) = first_bh_table(&result.mechanisms) {
+        out.push('\n');
+        out.push_str(&t.render());
+        out.push_str(
+            "per interrupt = hard IRQ -> bh start of the first record of each bottom-half run \
+             (ACK_F_FIRST, device spec 6.4); per record = every record (includes the earlier \
+             records' work); past budget = records the IRQ thread drained past the hard IRQ's budget\n",
+        );
+    }
     if !result.per_device.is_empty() {
         out.push_str("\nper device:\n");
         out.push_str(&main_table(&result.per_device, true).render());
@@ -358,10 +367,76 @@ fn one_way_table(result: &RunResult) -> Option<Table> {
     })
 }
 
+/// Per-interrupt vs per-record hard IRQ -> bh start, for rows whose acks
+/// carried `ACK_F_FIRST` or `ACK_F_PAST_BUDGET`.
+fn first_bh_table(rows: &[MechanismResult]) -> Option<Table> {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .filter(|r| r.irq_to_first_bh.is_some() || r.past_budget > 0)
+        .map(|r| {
+            let first = r.irq_to_first_bh.as_ref();
+            let f = first.map(|d| &d.summary);
+            let hb = summary(&r.hardirq_to_bh);
+            vec![
+                r.mechanism.clone(),
+                first.map_or("0".into(), |d| d.count().to_string()),
+                cell_us(f, |s| s.p50_ns),
+                cell_us(f, |s| s.p99_ns),
+                cell_us(f, |s| s.max_ns),
+                cell_us(hb, |s| s.p50_ns),
+                cell_us(hb, |s| s.p99_ns),
+                r.past_budget.to_string(),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    Some(Table {
+        groups: vec![
+            ("".into(), 1),
+            ("hardirq->bh per interrupt (us)".into(), 4),
+            ("per record (us)".into(), 2),
+            ("".into(), 1),
+        ],
+        headers: [
+            "mechanism",
+            "runs",
+            "irq->1st bh p50",
+            "p99",
+            "max",
+            "p50",
+            "p99",
+            "past budget",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hist::Distribution;
     use crate::render::tests::sample_result;
+
+    #[test]
+    fn per_interrupt_block_only_with_first_acks() {
+        let mut r = sample_result();
+        assert!(!table(&r).contains("irq->1st bh p50"));
+        let k = &mut r.mechanisms[3];
+        k.irq_to_first_bh = Some(Distribution::from_buckets([(7_000, 90), (9_000, 10)]).unwrap());
+        k.past_budget = 12;
+        let t = table(&r);
+        let line = t
+            .lines()
+            .find(|l| l.starts_with("kthread ") && l.ends_with(" 12"))
+            .unwrap_or_else(|| panic!("{t}"));
+        let cells: Vec<&str> = line.split(['|', ' ']).filter(|c| !c.is_empty()).collect();
+        assert_eq!(&cells[..3], &["kthread", "100", "7.0"], "{line}");
+        assert!(t.contains("hardirq->bh per interrupt (us)"));
+    }
 
     #[test]
     fn table_columns_align() {

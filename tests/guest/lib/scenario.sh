@@ -18,6 +18,11 @@
 #   host:  dump         -> guest: reference stopped, PINGs, tables between
 #                          IRQSTORM_SC_BEGIN NAME / IRQSTORM_SC_END NAME, IRQSTORM_SC_ACK dump
 #   host:  done         -> guest powers off
+# With irqstorm_sc_trace=1 (`cargo xtask run --trace`) the guest traces from READY on: trace
+# clock x86-tsc (the driver's TSC stamps are the same counter), irq:irq_handler_entry of the
+# device's IRQ, irq:softirq_entry, workqueue:workqueue_execute_start, sched:sched_switch to
+# the driver's threads, and the driver's events log (debugfs events); `dump` stops both and
+# adds them as the sections `events` and `trace` (the host keeps events.txt, trace.txt).
 # PING lines: IRQSTORM_SC_PING t1_guest t2_host t3_host t4_guest (ns, CLOCK_MONOTONIC each).
 # Run conditions (before READY, and the clocksource again in dump):
 #   IRQSTORM_SC_CLOCKSOURCE NAME             current clocksource (e.g. tsc-early, tsc)
@@ -42,12 +47,16 @@ src=""
 ref=off
 pings=16
 modparams=""
+trace=0
+T=/sys/kernel/tracing
+TRACE_EVENTS="irq/irq_handler_entry irq/softirq_entry workqueue/workqueue_execute_start sched/sched_switch"
 for w in $(cat /proc/cmdline); do
 	case "$w" in
 	irqstorm_sc_src=*) src="${w#irqstorm_sc_src=}" ;;
 	irqstorm_sc_ref=*) ref="${w#irqstorm_sc_ref=}" ;;
 	irqstorm_sc_pings=*) pings="${w#irqstorm_sc_pings=}" ;;
 	irqstorm.*=*) modparams="$modparams ${w#irqstorm.}" ;;
+	irqstorm_sc_trace=1) trace=1 ;;
 	esac
 done
 
@@ -134,6 +143,34 @@ do_calibrate() {
 	echo "IRQSTORM_SC_CALIB $lo $up $mid $hs $gs $res"
 }
 
+# Tracing for --trace; a kernel without x86-tsc or a tracepoint says so and the run goes on.
+trace_start() {
+	[ -d $T/events ] || mount -t tracefs none $T 2>/dev/null
+	grep -q x86-tsc $T/trace_clock 2>/dev/null || { echo "IRQSTORM_SC_TRACE unavailable: no x86-tsc trace clock"; trace=0; return; }
+	irq=$(awk '/irqstorm/ { sub(":", "", $1); print $1; exit }' /proc/interrupts)
+	echo 0 > $T/tracing_on
+	echo x86-tsc > $T/trace_clock
+	echo 1024 > $T/buffer_size_kb
+	[ -n "$irq" ] && echo "irq == $irq" > $T/events/irq/irq_handler_entry/filter
+	echo 'next_comm ~ "*irqstorm*"' > $T/events/sched/sched_switch/filter
+	for e in $TRACE_EVENTS; do
+		echo 1 > "$T/events/$e/enable" || echo "IRQSTORM_SC_TRACE unavailable: tracepoint $e"
+	done
+	echo 1 > $D/events_enable
+	echo > $T/trace
+	echo 1 > $T/tracing_on
+	echo "IRQSTORM_SC_TRACE on: irq $irq, tsc $(dmesg | sed -n 's/.*tsc: Refined TSC clocksource calibration: \([0-9.]*\) MHz.*/\1/p' | tail -n 1) MHz"
+}
+
+trace_dump() {
+	echo 0 > $T/tracing_on
+	echo 0 > $D/events_enable
+	dump events
+	echo "IRQSTORM_SC_BEGIN trace"
+	cat $T/trace
+	echo "IRQSTORM_SC_END trace"
+}
+
 dump() {
 	echo "IRQSTORM_SC_BEGIN $1"
 	cat "$D/$1"
@@ -148,6 +185,7 @@ if [ "$ref" != off ]; then
 fi
 clocksource
 cpuflags
+[ "$trace" = 1 ] && trace_start
 echo "IRQSTORM_SC_READY"
 while read -r cmd rest; do
 	case "$cmd" in
@@ -179,6 +217,7 @@ while read -r cmd rest; do
 		do_pings
 		clocksource
 		for t in stats counters hist hist_work hist_local; do dump $t; done
+		[ "$trace" = 1 ] && trace_dump
 		echo "IRQSTORM_SC_ACK dump"
 		;;
 	done)
