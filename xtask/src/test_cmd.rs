@@ -1,0 +1,210 @@
+//! `cargo xtask test`: every check in order (fmt, clippy, cargo test, the short fuzz runs, the
+//! guest scripts, the gated ci-quick scenario and the impossible threshold, the short soaks),
+//! ending in one "N passed, N failed" line.
+
+use super::*;
+
+/// The threshold `cargo xtask test` adds to ci-quick to check the failing
+/// gate path: no bottom half starts within 1 ns of its hard IRQ.
+pub(crate) const IMPOSSIBLE: &str =
+    "\n[[thresholds]]\nmechanism = \"tasklet\"\nfigure = \"hardirq_to_bh.p50\"\nmax = \"1ns\"\n";
+
+/// ci-quick with its gates, then the impossible threshold re-gated on the
+/// same collected result (no second boot). Returns (passed, failed).
+fn scenario_checks(g: &Global, o: &GuestOpts) -> (usize, usize) {
+    let repo = util::repo_root();
+    let so = ScenarioOpts {
+        scenario: repo.join("tests/scenarios/ci-quick.toml"),
+        report_dir: None,
+        socket_count: 1,
+        max_vcpu_wait_share: None,
+        repeat: 1,
+        module_params: Vec::new(),
+        trace: false,
+    };
+    step("scenario tests/scenarios/ci-quick.toml (gated)");
+    let out = match scenario_run(g, o, &so) {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("  FAIL: scenario ci-quick: {e:#}");
+            return (0, 2);
+        }
+    };
+    let console = out.dir.join("console.log");
+    let (mut passed, mut failed) = (0, 0);
+    match scenario::report(&out, console.exists().then_some(console.as_path())) {
+        Ok(None) => {
+            eprintln!("  ok      scenario ci-quick: all checks passed");
+            passed += 1;
+        }
+        Ok(Some(m)) => {
+            eprint!("  FAIL: scenario ci-quick gates:\n{m}");
+            failed += 1;
+        }
+        Err(e) => {
+            eprintln!("  FAIL: scenario ci-quick report: {e:#}");
+            failed += 1;
+        }
+    }
+    let text = std::fs::read_to_string(&so.scenario).unwrap_or_default() + IMPOSSIBLE;
+    match irqstorm_report::scenario::parse(&text, "ci-quick + impossible threshold") {
+        Ok(mut s2) => {
+            // This checks the failing-threshold path: judge it even when the
+            // host disturbed the run (a disturbed run skips latency gates).
+            s2.gates.max_vcpu_wait_share = 1.0;
+            let (_, f) = scenario::regate(&s2, &out.result);
+            let msg = irqstorm_report::gate::exit_message(&f).unwrap_or_default();
+            let named = f.iter().any(|c| {
+                c.measured.is_some()
+                    && c.message.contains("exceeds")
+                    && c.message.contains("tasklet")
+                    && c.message.contains("hardirq_to_bh.p50")
+                    && c.message.contains("1 ns")
+            });
+            if named {
+                eprintln!(
+                    "  ok      impossible threshold fails and names mechanism, figure, limit:"
+                );
+                eprint!(
+                    "{}",
+                    msg.lines()
+                        .map(|l| format!("          {l}\n"))
+                        .collect::<String>()
+                );
+                passed += 1;
+            } else {
+                eprintln!("  FAIL: impossible threshold: expected a failure naming tasklet, hardirq_to_bh.p50 and 1 ns; got: {msg:?}");
+                failed += 1;
+            }
+        }
+        Err(e) => {
+            eprintln!("  FAIL: impossible-threshold scenario: {e}");
+            failed += 1;
+        }
+    }
+    (passed, failed)
+}
+
+pub(crate) fn cmd_test(
+    g: &Global,
+    o: &GuestOpts,
+    guest_only: bool,
+    (no_scenario, no_soak): (bool, bool),
+) -> Result<ExitCode> {
+    let t0 = Instant::now();
+    let repo = util::repo_root();
+    let (mut passed, mut failed) = (0, 0);
+    if let Err(e) = setup::ensure() {
+        eprintln!("error: {e:#}");
+        return Ok(summary(0, 1));
+    }
+    if !guest_only {
+        let steps: [(&str, &[&str]); 3] = [
+            ("cargo fmt --check", &["fmt", "--all", "--check"]),
+            (
+                "cargo clippy --workspace --all-targets -- -D warnings",
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+            ),
+            ("cargo test --workspace", &["test", "--workspace"]),
+        ];
+        for (name, args) in steps {
+            step(name);
+            let st = Command::new(cargo())
+                .args(args)
+                .current_dir(&repo)
+                .status()
+                .with_context(|| format!("cannot run {name}"))?;
+            if st.success() {
+                passed += 1;
+            } else {
+                eprintln!("  FAIL: {name} ({st})");
+                failed += 1;
+            }
+        }
+        // The short fuzz run: each target for a few seconds (the full,
+        // bounded run is `cargo xtask fuzz`).
+        let (p, f) = fuzz::run_all(
+            &repo,
+            &target_dir(&repo),
+            &fuzz::TARGETS,
+            fuzz::Budget {
+                seconds: fuzz::SHORT_SECONDS,
+                runs: Some(fuzz::SHORT_RUNS),
+            },
+        );
+        passed += p;
+        failed += f;
+    }
+    // The guest scripts need the device: `test` always runs in device mode.
+    let mut od = o.clone();
+    od.device = true;
+    let o = &od;
+    match guest_run(g, o) {
+        Ok(ev) => {
+            passed += ev.passed + ev.skipped;
+            failed += ev.failed;
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            failed += 1;
+        }
+    }
+    if !no_scenario {
+        let (p, f) = scenario_checks(g, o);
+        passed += p;
+        failed += f;
+    }
+    if !no_soak {
+        let (p, f) = short_soaks(g, o);
+        passed += p;
+        failed += f;
+    }
+    eprintln!("total time {}", util::fmt_dur(t0.elapsed()));
+    Ok(summary(passed, failed))
+}
+
+/// The short versions of the soaks (`cargo xtask soak ...` runs the long
+/// ones): one pass/fail line each. The rebind soak's short version is
+/// 40-teardown in the guest run.
+fn short_soaks(g: &Global, o: &GuestOpts) -> (usize, usize) {
+    let short = [
+        (
+            "soak pause --cycles 5",
+            soak::Soak::Pause(soak::pause::PauseArgs::quick()),
+        ),
+        (
+            "soak reconnect --cycles 5",
+            soak::Soak::Reconnect {
+                cycles: 5,
+                events: 2000,
+                rate_hz: 20_000,
+            },
+        ),
+    ];
+    let (mut passed, mut failed) = (0, 0);
+    for (name, which) in short {
+        step(&format!("{name} (short version)"));
+        match run_soak(g, o, &which) {
+            Ok(true) => {
+                eprintln!("  ok      {name}");
+                passed += 1;
+            }
+            Ok(false) => {
+                eprintln!("  FAIL: {name}");
+                failed += 1;
+            }
+            Err(e) => {
+                eprintln!("  FAIL: {name}: {e:#}");
+                failed += 1;
+            }
+        }
+    }
+    (passed, failed)
+}
