@@ -17,6 +17,7 @@ use crate::{
         kthread::KThread,
         tasklet::Tasklet,
         timer_list::Timer,
+        waitq::WaitQueue,
         workqueue::{flush_work, OwnedQueue, WQ_PERCPU},
     },
     mech::NUM_MECH,
@@ -28,9 +29,9 @@ use crate::{
 };
 use fifo::{Fifo, Item};
 use kernel::{
-    new_condvar, new_mutex, new_spinlock_irq,
+    new_mutex, new_spinlock_irq,
     prelude::*,
-    sync::{atomic::Relaxed, Arc, CondVar, Mutex, SpinLockIrq},
+    sync::{atomic::Relaxed, Arc, Mutex, SpinLockIrq},
     time::{delay::udelay, Delta},
 };
 
@@ -58,7 +59,7 @@ pub(crate) struct BhState {
     /// The driver's own queue (`wq_dedicated`).
     pub(crate) wq: OwnedQueue,
     #[pin]
-    pub(crate) kt_wait: CondVar,
+    pub(crate) kt_wait: WaitQueue,
     #[pin]
     pub(crate) comp: Completion,
     #[pin]
@@ -81,7 +82,7 @@ impl BhState {
             tasklet <- Tasklet::new(),
             tasklet_hi <- Tasklet::new(),
             wq,
-            kt_wait <- new_condvar!("irqstorm_kthread"),
+            kt_wait <- WaitQueue::new(c"irqstorm_kthread", kernel::static_lock_class!()),
             comp <- Completion::new(),
             threads <- new_mutex!(KVec::new(), "irqstorm_threads"),
             timer <- Timer::new(c"irqstorm_bh_timer", kernel::static_lock_class!()),

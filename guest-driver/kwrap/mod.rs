@@ -16,4 +16,5 @@ pub(crate) mod sysfs;
 pub(crate) mod tasklet;
 pub(crate) mod timer_list;
 pub(crate) mod usermode;
+pub(crate) mod waitq;
 pub(crate) mod workqueue;
