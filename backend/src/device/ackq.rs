@@ -270,18 +270,7 @@ mod tests {
     #[test]
     fn first_and_past_budget_acks_counted_apart() {
         let m = mem();
-        let vq = MockSplitQueue::new(&m, 16);
-        for i in 0..4u16 {
-            add_chain(&vq, i, &[(0x1000 + u64::from(i) * 0x100, 48, true)]);
-        }
-        let mut q: Queue = vq.create_queue().unwrap();
-        let mut d = device(0);
-        d.configure(0, &storm(1000, 1), false);
-        d.start(0, 0, T0).unwrap();
-        d.service(T0 + 4 * MS, Some((&mut q, &m)));
-        let recs: Vec<EventRecord> = (0..4u64)
-            .map(|i| read_event(&m, 0x1000 + i * 0x100))
-            .collect();
+        let (mut d, recs) = storm_records(&m, 4);
         // One interrupt at 1000 ns: its bottom half woke at 1300 (first record), then ran
         // records 2 and 3 at 1500 and 1900; record 4 came past the budget (FIRST of a new
         // run). Delays below 2048 ns are exact in a 3-digit HDR histogram.

@@ -93,3 +93,21 @@ pub fn storm(rate: u32, burst: u16) -> ConfigureBody {
         ..Default::default()
     }
 }
+
+/// A device whose 1 kHz storm on source 0 wrote `n` records, one per 48-byte
+/// buffer at 0x1000 + i * 0x100 of `m`.
+pub fn storm_records(m: &GuestMemoryMmap, n: u16) -> (Device, Vec<EventRecord>) {
+    let vq = MockSplitQueue::new(m, 16);
+    for i in 0..n {
+        add_chain(&vq, i, &[(0x1000 + u64::from(i) * 0x100, 48, true)]);
+    }
+    let mut q: Queue = vq.create_queue().unwrap();
+    let mut d = device(0);
+    d.configure(0, &storm(1000, 1), false);
+    d.start(0, 0, T0).unwrap();
+    d.service(T0 + u64::from(n) * MS, Some((&mut q, m)));
+    let recs = (0..u64::from(n))
+        .map(|i| read_event(m, 0x1000 + i * 0x100))
+        .collect();
+    (d, recs)
+}
