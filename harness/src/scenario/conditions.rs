@@ -126,6 +126,7 @@ pub fn run_conditions(
     let vcpus = guests.first().and_then(|g| smp(&g.qemu_argv).or(g.cpus));
     RunConditions {
         backend_spin_us: spin_us(&backend_argv),
+        backend_spin: None,
         backend_argv,
         accelerator: accelerator.to_string(),
         vcpus,

@@ -329,6 +329,9 @@ fn run_with_backend(
 ) -> Result<(RunResult, Vec<Check>), RunError> {
     let mut ctl = Client::connect(&spec.control_socket_path(), CONTROL_TIMEOUT)?;
     check_devices(s, &mut ctl, n)?;
+    let spin = ctl
+        .call::<InfoReply>(&Request::Info { device: Some(0) })?
+        .spin;
     let (mut guests, logs, commands) = boot_guests(o, s, spec, n)?;
     guests.wait_all(READY, o.timeout, "boot and scenario set-up")?;
     step(&format!(
@@ -385,12 +388,15 @@ fn run_with_backend(
         .enumerate()
         .map(|(i, c)| conditions::guest_conditions(&format!("irqstorm{i}"), c, guests.console(i)))
         .collect();
-    result.run_conditions = Some(conditions::run_conditions(
+    let mut rc = conditions::run_conditions(
         conditions::backend_argv(spec),
         o.accel,
         guest_conds,
         conditions::host_cpus(),
-    ));
+    );
+    rc.time_base = model::TimeBase::of_rows(&result.mechanisms);
+    rc.backend_spin = spin;
+    result.run_conditions = Some(rc);
     if let Some((a, b)) = &collected.interference {
         // Events the guests were given in the measured phase.
         let delivered = result

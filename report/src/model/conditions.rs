@@ -120,16 +120,43 @@ fn time_base_ping() -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeBase {
-    /// `ping` ([`TIME_BASE_PING`]): the PING offset estimate of each
-    /// device (`clock_offsets`). Other methods add their own names.
+    /// What the one-way figures used: `tsc` (the shared TSC time base),
+    /// `ping` ([`TIME_BASE_PING`], the PING offset of each device,
+    /// `clock_offsets`), `tsc+ping` when rows differ, `none` without one-way
+    /// figures. Reports written before the TSC method read as `ping`.
     #[serde(default = "time_base_ping")]
     pub method: String,
+    /// The widest `raise_to_hardirq.error_bound_ns` of the merged rows.
+    #[serde(default)]
+    pub error_bound_ns: Option<u64>,
 }
 
 impl Default for TimeBase {
     fn default() -> Self {
         TimeBase {
             method: time_base_ping(),
+            error_bound_ns: None,
+        }
+    }
+}
+
+impl TimeBase {
+    /// The time base the one-way figures of `rows` used.
+    pub fn of_rows(rows: &[crate::model::MechanismResult]) -> Self {
+        let ows: Vec<&crate::model::OneWay> = rows
+            .iter()
+            .filter_map(|r| r.raise_to_hardirq.as_ref())
+            .collect();
+        let mut methods: Vec<&str> = ows.iter().map(|o| o.method.as_str()).collect();
+        methods.sort_unstable();
+        methods.dedup();
+        TimeBase {
+            method: if methods.is_empty() {
+                "none".to_string()
+            } else {
+                methods.join("+")
+            },
+            error_bound_ns: ows.iter().map(|o| o.error_bound_ns).max(),
         }
     }
 }
@@ -144,6 +171,10 @@ pub struct RunConditions {
     /// back end's own default).
     #[serde(default)]
     pub backend_spin_us: Option<String>,
+    /// The spin window the back end chose and why (its `info` reply; absent
+    /// from older back ends).
+    #[serde(default)]
+    pub backend_spin: Option<irqstorm_protocol::control::SpinInfo>,
     /// `tcg` or `kvm`.
     pub accelerator: String,
     /// vCPUs per guest (QEMU `-smp`, else what the guest reported).
@@ -188,4 +219,42 @@ pub struct GuestConditions {
 pub struct CpuFlag {
     pub name: String,
     pub present: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hist::Distribution;
+    use crate::model::{MechanismResult, OneWay, METHOD_PING, METHOD_TSC};
+
+    fn row(method: Option<(&str, u64)>) -> MechanismResult {
+        let mut r = MechanismResult::new("tasklet", None);
+        r.raise_to_hardirq = method.map(|(m, b)| OneWay {
+            distribution: Distribution::from_buckets([(1_000, 1)]).unwrap(),
+            negative_samples: 0,
+            error_bound_ns: b,
+            below_base: 0,
+            method: m.into(),
+            after_irq_start: 0,
+            past_budget: 0,
+            uncalibrated: 0,
+        });
+        r
+    }
+
+    #[test]
+    fn the_time_base_names_every_method_the_rows_used() {
+        let tb = TimeBase::of_rows(&[row(Some((METHOD_TSC, 63))), row(None)]);
+        assert_eq!((tb.method.as_str(), tb.error_bound_ns), ("tsc", Some(63)));
+        let tb = TimeBase::of_rows(&[
+            row(Some((METHOD_TSC, 63))),
+            row(Some((METHOD_PING, 211_000))),
+        ]);
+        assert_eq!(
+            (tb.method.as_str(), tb.error_bound_ns),
+            ("ping+tsc", Some(211_000))
+        );
+        let tb = TimeBase::of_rows(&[row(None)]);
+        assert_eq!((tb.method.as_str(), tb.error_bound_ns), ("none", None));
+    }
 }

@@ -92,10 +92,7 @@ pub(super) fn conditions_line(c: &RunConditions) -> String {
             &c.host_cpu_model
         }
     )];
-    parts.push(format!(
-        "back end --spin-us {}",
-        c.backend_spin_us.as_deref().unwrap_or("default")
-    ));
+    parts.push(format!("back end {}", spin(c)));
     for g in &c.guests {
         parts.push(format!(
             "guest {}: clocksource {}, TSC flags {}",
@@ -104,8 +101,28 @@ pub(super) fn conditions_line(c: &RunConditions) -> String {
             tsc_flags(g)
         ));
     }
-    parts.push(format!("time base {}", c.time_base.method));
+    parts.push(format!("time base {}", time_base(c)));
     format!("conditions: {}\n", parts.join(" | "))
+}
+
+/// The spin window: what the back end chose (and why) when it said so,
+/// else the flag given.
+fn spin(c: &RunConditions) -> String {
+    match &c.backend_spin {
+        Some(s) => format!("spin {} us (--spin-us {}: {})", s.us, s.requested, s.reason),
+        None => format!(
+            "--spin-us {}",
+            c.backend_spin_us.as_deref().unwrap_or("default")
+        ),
+    }
+}
+
+/// The time base and its widest bound.
+fn time_base(c: &RunConditions) -> String {
+    match c.time_base.error_bound_ns {
+        Some(b) => format!("{} (+/- {b} ns at most)", c.time_base.method),
+        None => c.time_base.method.clone(),
+    }
 }
 
 /// `" (2 not judged: disturbed run)"` or nothing.
@@ -161,12 +178,7 @@ pub(super) fn markdown_section(c: Option<&RunConditions>, i: Option<&Interferenc
         row("host cores", c.host_cores.to_string());
         row("host CPU", md(&c.host_cpu_model));
         row("back end", argv(&c.backend_argv));
-        row(
-            "back end --spin-us",
-            md(c.backend_spin_us
-                .as_deref()
-                .unwrap_or("not given (back end default)")),
-        );
+        row("back end spin", md(&spin(c)));
         for g in &c.guests {
             row(&format!("QEMU ({})", md(&g.device)), argv(&g.qemu_argv));
             row(
@@ -179,7 +191,7 @@ pub(super) fn markdown_section(c: Option<&RunConditions>, i: Option<&Interferenc
                 )),
             );
         }
-        row("time base", md(&c.time_base.method));
+        row("time base", md(&time_base(c)));
     }
     if let Some(i) = i {
         row("measured phase (wall)", fmt_ns(i.phase_ns as f64));
@@ -299,6 +311,11 @@ mod tests {
         r.run_conditions = Some(RunConditions {
             backend_argv: vec!["irqstorm-backend".into(), "--spin-us=0".into()],
             backend_spin_us: Some("0".into()),
+            backend_spin: Some(irqstorm_protocol::control::SpinInfo {
+                requested: "0".into(),
+                us: 0,
+                reason: "given".into(),
+            }),
             accelerator: "tcg".into(),
             vcpus: Some(2),
             host_cores: 2,
@@ -317,7 +334,10 @@ mod tests {
                     })
                     .collect(),
             }],
-            time_base: TimeBase::default(),
+            time_base: TimeBase {
+                method: "tsc".into(),
+                error_bound_ns: Some(63),
+            },
         });
         r
     }
@@ -335,8 +355,8 @@ mod tests {
         assert_eq!(
             lines[1],
             "conditions: tcg, 2 vCPUs, 2 host cores (Intel(R) Xeon(R) Processor) | back end \
-             --spin-us 0 | guest irqstorm0: clocksource tsc (was tsc-early at set-up), TSC flags \
-             tsc rdtscp (no constant_tsc) | time base ping"
+             spin 0 us (--spin-us 0: given) | guest irqstorm0: clocksource tsc (was tsc-early at \
+             set-up), TSC flags tsc rdtscp (no constant_tsc) | time base tsc (+/- 63 ns at most)"
         );
         assert_eq!(
             lines[2],
