@@ -353,9 +353,17 @@ mod tests {
         // Causality alone: the true offset lies inside, whatever the timing.
         let truth = -(theta as i64);
         assert!(r.lower <= truth && truth <= r.upper, "{r:?}");
+        // The first calibration starts the fit unless it is loose (a bound
+        // above LOOSE_NS: how tight it is depends on the machine's load).
         let mut tb = TimeBase::default();
         tb.add(&r, hz);
-        assert_eq!(tb.stats(hz).calibrations[0].fit, "started");
+        let c = &tb.stats(hz).calibrations[0];
+        let want = if c.bound_ns > LOOSE_NS {
+            "loose"
+        } else {
+            "started"
+        };
+        assert_eq!(c.fit, want, "{c:?}");
     }
 
     #[test]
