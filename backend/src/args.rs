@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use thiserror::Error as ThisError;
 
+use crate::device::AckPolicy;
 use crate::protocol::{FaultKind, Jitter, Mode};
 use crate::relay::Timeouts;
 use crate::schedule::Limits;
@@ -87,6 +88,12 @@ pub struct Args {
     /// it beside the guests' vCPUs (see --guest-vcpus) and this process.
     #[arg(long, default_value = "auto")]
     pub spin_us: String,
+    /// How acks reach the device (spec §6.4.1): `kick` (one wake-up per ack
+    /// buffer), `poll` (the generator drains them on its wake-ups; a kick
+    /// only at half a ring), or `auto`: poll while events are due within
+    /// 2 ms and the TSC time base is calibrated, else kick.
+    #[arg(long, default_value = "auto", value_name = "auto|kick|poll")]
+    pub acks: AckPolicy,
     /// vCPUs the guests served by this back end run in total, for
     /// `--spin-us auto` (default: one per device).
     #[arg(long)]
@@ -233,6 +240,8 @@ pub struct Config {
     pub spin_ns: u64,
     /// How the spin window was chosen (reported by `info`).
     pub spin: SpinInfo,
+    /// `--acks`.
+    pub acks: AckPolicy,
     /// Fault injection offered.
     pub fault_injection: bool,
     /// Limits on front ends' vhost-user messages.
@@ -359,6 +368,7 @@ impl TryFrom<Args> for Config {
             control_socket: a.control_socket,
             spin_ns: u64::from(spin.us) * 1000,
             spin,
+            acks: a.acks,
             fault_injection: a.fault_injection,
             front_end_timeouts: Timeouts {
                 first_message: ms(range(

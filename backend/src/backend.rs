@@ -210,13 +210,34 @@ impl Shared {
             Option<(&mut virtio_queue::Queue, &GuestMemoryMmap)>,
         ) -> (R, QueueOutcome),
     ) -> R {
+        self.with_queues(false, |dev, evq, _| {
+            let (r, out) = f(dev, evq);
+            (r, out, QueueOutcome::default())
+        })
+    }
+
+    /// [`Shared::with_eventq`], with the ackq too when `ackq` is set (the
+    /// generator's polled acks, §6.4.1); signals each queue `f` asks to.
+    fn with_queues<R>(
+        &self,
+        ackq: bool,
+        f: impl FnOnce(
+            &mut Device,
+            Option<(&mut virtio_queue::Queue, &GuestMemoryMmap)>,
+            Option<&mut virtio_queue::Queue>,
+        ) -> (R, QueueOutcome, QueueOutcome),
+    ) -> R {
         let mut dev = lock(&self.dev);
-        let vring = {
+        let (vring, ack_vring) = {
             let mut rings = lock(&self.rings);
             self.settle(&mut dev, &mut rings);
             match rings.restart {
-                Some(_) => None,
-                None => rings.vrings.get(usize::from(EVENTQ)).cloned(),
+                Some(_) => (None, None),
+                None => (
+                    rings.vrings.get(usize::from(EVENTQ)).cloned(),
+                    ackq.then(|| rings.vrings.get(usize::from(ACKQ)).cloned())
+                        .flatten(),
+                ),
             }
         };
         let mem = lock(&self.mem).clone();
@@ -224,33 +245,60 @@ impl Shared {
             (Some(vring), Some(mem)) => {
                 let guard = mem.memory();
                 let mut st = vring.get_mut();
+                let mut ack_st = ack_vring.as_ref().map(|v| v.get_mut());
                 // A stopped (GET_VRING_BASE) or disabled (SET_VRING_ENABLE 0)
                 // ring must not be touched: raises latch until it runs again.
-                let (r, out) = if st.is_enabled() && st.get_queue().ready() {
-                    f(&mut dev, Some((st.get_queue_mut(), &guard)))
-                } else {
-                    f(&mut dev, None)
-                };
+                let evq = (st.is_enabled() && st.get_queue().ready())
+                    .then(|| (st.get_queue_mut(), &*guard));
+                let ackq = ack_st
+                    .as_mut()
+                    .filter(|a| a.is_enabled() && a.get_queue().ready())
+                    .map(|a| a.get_queue_mut());
+                let (r, out, ack_out) = f(&mut dev, evq, ackq);
                 if out.signal {
                     if let Err(e) = st.signal_used_queue() {
                         debug!("eventq signal: {e}");
                     }
                 }
+                if let (true, Some(a)) = (ack_out.signal, &ack_st) {
+                    if let Err(e) = a.signal_used_queue() {
+                        debug!("ackq signal: {e}");
+                    }
+                }
+                drop(ack_st);
                 drop(st);
                 drop(guard);
                 self.after_memory_access();
                 r
             }
-            _ => f(&mut dev, None).0,
+            _ => f(&mut dev, None, None).0,
         }
     }
 
-    /// Generator step: raise what is due, write, notify; returns the next
-    /// deadline (at most [`RESTART_POLL_NS`] away while a restart is judged).
+    /// Generator step: take polled acks, raise what is due, write, notify,
+    /// then choose kicked or polled acks for the time until the next
+    /// deadline; returns that deadline (at most [`RESTART_POLL_NS`] away while
+    /// a restart is judged).
     pub fn service(&self, now: u64) -> Option<u64> {
-        let next = self.with_eventq(|dev, q| {
-            let out = dev.service(now, q);
-            (dev.next_deadline(), out)
+        let next = self.with_queues(true, |dev, mut evq, ackq| {
+            let mut ack_out = QueueOutcome::default();
+            let mem = evq.as_ref().map(|(_, m)| *m);
+            if let (Some(q), Some(mem)) = (ackq, mem) {
+                if dev.acks_polled() {
+                    ack_out = dev.take_acks(q, mem);
+                }
+                let out = dev.service(now, evq.take());
+                let next = dev.next_deadline();
+                let want = dev.want_ack_poll(now, next);
+                if want != dev.acks_polled() {
+                    let o = dev.set_acks_polled(want, q, mem);
+                    ack_out.used += o.used;
+                    ack_out.signal |= o.signal;
+                }
+                return (next, out, ack_out);
+            }
+            let out = dev.service(now, evq);
+            (dev.next_deadline(), out, ack_out)
         });
         if self.restarting() {
             let poll = now.saturating_add(RESTART_POLL_NS);
@@ -450,7 +498,7 @@ impl IrqBackend {
         }
         let mut st = vring.get_mut();
         let (out, wake) = match idx {
-            CONTROLQ | ACKQ => {
+            CONTROLQ => {
                 // Process until no buffer arrived while notifications were off
                 // (with EVENT_IDX this also moves avail_event forward).
                 let mut out = QueueOutcome::default();
@@ -458,21 +506,19 @@ impl IrqBackend {
                 let q = st.get_queue_mut();
                 for _ in 0..MAX_QUEUE_SIZE {
                     let _ = q.disable_notification(&*guard);
-                    let (o, w) = if idx == CONTROLQ {
-                        let o = dev.process_ctrlq(q, &guard);
-                        (o.q, o.wake_generator)
-                    } else {
-                        (dev.process_ackq(q, &guard), false)
-                    };
-                    out.used += o.used;
-                    out.signal |= o.signal;
-                    wake |= w;
+                    let o = dev.process_ctrlq(q, &guard);
+                    out.used += o.q.used;
+                    out.signal |= o.q.signal;
+                    wake |= o.wake_generator;
                     if !q.enable_notification(&*guard).unwrap_or(false) {
                         break;
                     }
                 }
                 (out, wake)
             }
+            // Kicked, or polled acks at half a ring: the device's ack path decides
+            // what the driver kicks next.
+            ACKQ => (dev.take_acks(st.get_queue_mut(), &guard), false),
             _ => {
                 let out = dev.flush(now_ns(), Some((st.get_queue_mut(), &guard)));
                 // Records written here may open a moderation window: the

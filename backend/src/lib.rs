@@ -161,6 +161,7 @@ pub fn run(config: Config) -> Result<()> {
     for i in 0..n {
         let mut shared = Shared::new(i, config.limits, config.fault_injection, config.virtio_id)?;
         shared.spin = config.spin.clone();
+        shared.device().set_ack_policy(config.acks);
         let shared = Arc::new(shared);
         generators.push(GeneratorThread::spawn(shared.clone(), config.spin_ns)?);
         devices.push(shared);

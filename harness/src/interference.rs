@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use irqstorm_report::model::{BackendCpu, HostLoad, Interference, VcpuInterference};
+use irqstorm_report::model::{
+    BackendCpu, BackendThreadCpu, HostLoad, Interference, VcpuInterference,
+};
 
 /// Errors of sampling `/proc`.
 #[derive(Debug, thiserror::Error)]
@@ -301,6 +303,7 @@ pub fn figures(probe: &Probe, start: &Sample, end: &Sample, delivered: u64) -> I
     }
     let before: BTreeMap<u32, &Task> = start.backend.iter().map(|t| (t.tid, t)).collect();
     let mut cpu = SchedStat::default();
+    let mut by_name: BTreeMap<&str, BackendThreadCpu> = BTreeMap::new();
     for t in &end.backend {
         let d = match before.get(&t.tid) {
             Some(s) => t.stat.since(&s.stat),
@@ -308,6 +311,14 @@ pub fn figures(probe: &Probe, start: &Sample, end: &Sample, delivered: u64) -> I
         };
         cpu.cpu_ns += d.cpu_ns;
         cpu.wait_ns += d.wait_ns;
+        cpu.timeslices += d.timeslices;
+        let n = by_name.entry(&t.comm).or_insert_with(|| BackendThreadCpu {
+            name: t.comm.clone(),
+            ..Default::default()
+        });
+        n.threads += 1;
+        n.cpu_ns += d.cpu_ns;
+        n.timeslices += d.timeslices;
     }
     let gone = start
         .backend
@@ -327,6 +338,8 @@ pub fn figures(probe: &Probe, start: &Sample, end: &Sample, delivered: u64) -> I
         cpu_share: share(cpu.cpu_ns, phase_ns),
         delivered_events: delivered,
         cpu_ns_per_event: (delivered > 0).then(|| cpu.cpu_ns as f64 / delivered as f64),
+        timeslices: cpu.timeslices,
+        by_thread: by_name.into_values().collect(),
     };
     let (mut busy, mut total) = (0u64, 0u64);
     let busy_share_per_core = end

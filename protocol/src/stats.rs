@@ -370,7 +370,7 @@ pub struct TimeBaseStats {
     pub max_miss_ns: u64,
     /// Calibrations that restarted the fit (`jumped`).
     pub jumps: u64,
-    /// Calibrations that failed (no guest, bad page, crossed bounds).
+    /// Calibrations that failed (no guest, bad page, not later than the last).
     pub failed: u64,
     /// Calibrations whose bound exceeded `loose_limit_ns`: logged, kept out
     /// of the fit (a disturbed channel would widen every bound after it).
@@ -379,6 +379,42 @@ pub struct TimeBaseStats {
     pub loose_limit_ns: u64,
     /// Times the fit was dropped (device reset, VM resume).
     pub invalidated: u64,
+    /// Calibrations whose bounds crossed (lower > upper): the channel's
+    /// stamps are off by at least the crossing (under TCG the guest's
+    /// `lfence; rdtsc` is a host RDTSC that may run ahead of the guest's
+    /// preceding load). Each widens later bounds (`allowance_ns`).
+    #[serde(default)]
+    pub crossed: u64,
+    /// Largest miss or crossing since the fit started (kept over stats
+    /// epochs, dropped with the fit): already inside every per-event
+    /// bound made after it (`max_bound_ns`).
+    #[serde(default)]
+    pub allowance_ns: u64,
+}
+
+/// How acks reached the device and when they counted as arrived (§6.4.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckPathStats {
+    /// `--acks`: `auto`, `kick` or `poll`.
+    pub policy: String,
+    /// The mode at the reply: `kick` or `poll`.
+    pub mode: String,
+    /// Switches from kicked to polled acks, and back.
+    pub to_poll: u64,
+    pub to_kick: u64,
+    /// Ack buffers the device took while acks were polled (drained by the
+    /// generator's wake-ups, or by a kick the driver sent at half a ring).
+    pub polled_buffers: u64,
+    /// Ack buffers taken in kicked mode (one wake-up of the vring worker each).
+    pub kicked_buffers: u64,
+    /// Acks whose raise->ack time ends at the guest's post, put on the host
+    /// clock through the TSC time base (exact up to its bound).
+    pub time_guest_post: u64,
+    /// Acks whose raise->ack time ends when the device read them (no usable
+    /// TSC time base for that ack): includes the kick's delivery, and any
+    /// polling delay.
+    pub time_device_read: u64,
 }
 
 /// The `stats` object of a device.
@@ -404,6 +440,9 @@ pub struct Stats {
     /// The TSC time base (absent from spec-version-1 back ends).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_base: Option<TimeBaseStats>,
+    /// The ack path (absent from older back ends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acks: Option<AckPathStats>,
 }
 
 #[cfg(test)]

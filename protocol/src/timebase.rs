@@ -102,20 +102,11 @@ impl Fit {
         if !iv.is_valid() || self.intervals.last().is_some_and(|l| iv.at <= l.at) {
             return Added::Invalid;
         }
-        let Some(pred) = self.at(iv.at) else {
+        if self.intervals.is_empty() {
             self.intervals.push(iv);
             return Added::Started;
-        };
-        let lo = i128::from(pred.offset) - i128::from(pred.bound_ticks);
-        let hi = i128::from(pred.offset) + i128::from(pred.bound_ticks);
-        let (l, u) = (i128::from(iv.lower), i128::from(iv.upper));
-        let miss = if u < lo {
-            lo - u
-        } else if l > hi {
-            l - hi
-        } else {
-            0
-        } as u64;
+        }
+        let miss = self.miss(&iv);
         if miss > 0 && self.slope_measured() {
             self.intervals.clear();
             self.intervals.push(iv);
@@ -127,6 +118,23 @@ impl Fit {
         }
         self.intervals.push(iv);
         Added::Extended { miss_ticks: miss }
+    }
+
+    /// How far `iv` lies outside the fit's prediction at `iv.at` (ticks; 0
+    /// inside, or without a calibration).
+    pub fn miss(&self, iv: &Interval) -> u64 {
+        let Some(pred) = self.at(iv.at) else { return 0 };
+        let lo = i128::from(pred.offset) - i128::from(pred.bound_ticks);
+        let hi = i128::from(pred.offset) + i128::from(pred.bound_ticks);
+        let (l, u) = (i128::from(iv.lower), i128::from(iv.upper));
+        let d = if u < lo {
+            lo - u
+        } else if l > hi {
+            l - hi
+        } else {
+            0
+        };
+        u64::try_from(d).unwrap_or(u64::MAX)
     }
 
     /// Forgets every calibration (device reset, resume).

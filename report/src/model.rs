@@ -9,8 +9,8 @@ use crate::hist::{Distribution, HistError, LatencySummary};
 
 mod conditions;
 pub use conditions::{
-    BackendCpu, CpuFlag, GuestConditions, HostLoad, Interference, RunConditions, TimeBase,
-    VcpuInterference, TIME_BASE_PING,
+    BackendCpu, BackendThreadCpu, CpuFlag, GuestConditions, HostLoad, Interference, RunConditions,
+    TimeBase, VcpuInterference, TIME_BASE_PING,
 };
 
 /// Version of the `report.json` schema.

@@ -1,6 +1,7 @@
 //! `cargo xtask`: set-up, build and boot the irqstorm guest lab.
 
 mod apt;
+mod bench;
 mod conservation;
 mod fault;
 mod fuzz;
@@ -142,6 +143,22 @@ impl Cmd {
                 guest: guest.with_device_env(value)?,
                 soak,
             },
+            Cmd::Bench {
+                bench:
+                    BenchKind::Backend {
+                        guest,
+                        repeat,
+                        report_dir,
+                        check,
+                    },
+            } => Cmd::Bench {
+                bench: BenchKind::Backend {
+                    guest: guest.with_device_env(value)?,
+                    repeat,
+                    report_dir,
+                    check,
+                },
+            },
             c @ (Cmd::Doctor | Cmd::Fuzz { .. }) => c,
         })
     }
@@ -186,6 +203,25 @@ struct ScenarioOpts {
     trace: bool,
 }
 
+#[derive(Subcommand, Clone)]
+enum BenchKind {
+    /// Back end CPU per delivered event, isolated events and bursts; use
+    /// --backend PATH to measure another build (e.g. main's) the same way.
+    Backend {
+        #[command(flatten)]
+        guest: GuestOpts,
+        /// Runs per case (a fresh back end and guest boot each).
+        #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+        repeat: u32,
+        /// Report directory (default: target/irqstorm/bench/<stamp>/).
+        #[arg(long, value_name = "DIR")]
+        report_dir: Option<PathBuf>,
+        /// Exit 1 when a median misses its goal.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Set up, build, boot and run a scenario (default tests/scenarios/default.toml) in
@@ -221,6 +257,14 @@ enum Cmd {
         guest: GuestOpts,
         #[command(subcommand)]
         soak: soak::Soak,
+    },
+    /// Benchmarks that print their figures: `bench backend` runs
+    /// tests/scenarios/bench-isolated.toml and bench-bursts.toml and prints
+    /// the back end's CPU time per delivered event (median over --repeat
+    /// runs) beside its goal.
+    Bench {
+        #[command(subcommand)]
+        bench: BenchKind,
     },
     /// Check every prerequisite: version, OK/missing, and the exact fix.
     Doctor,
@@ -263,6 +307,15 @@ fn main() -> ExitCode {
             no_soak,
         } => test_cmd::cmd_test(&cli.global, guest, *guest_only, (*no_scenario, *no_soak)),
         Cmd::Soak { guest, soak } => cmd_soak(&cli.global, guest, soak),
+        Cmd::Bench {
+            bench:
+                BenchKind::Backend {
+                    guest,
+                    repeat,
+                    report_dir,
+                    check,
+                },
+        } => bench::run(&cli.global, guest, *repeat, report_dir.clone(), *check),
         Cmd::Doctor => cmd_doctor(&cli.global),
         Cmd::Fuzz {
             seconds,

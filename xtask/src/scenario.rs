@@ -93,6 +93,11 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// The back end binary every run starts.
+    pub fn backend_path(&self) -> &Path {
+        &self.dev.backend
+    }
+
     /// One run (a fresh back end and guest boot) into `report_dir`.
     pub fn run(
         &self,

@@ -23,7 +23,7 @@ fn clamp_i64(v: i128) -> i64 {
 }
 
 impl Device {
-    /// Applies one ack record arriving at `ack_ns`.
+    /// Applies one ack record the device read at `ack_ns`.
     pub fn apply_ack(&mut self, a: &AckRecord, ack_ns: u64) -> bool {
         if usize::from(a.mechanism) >= NUM_MECHANISMS {
             self.c.bad_acks += 1;
@@ -54,6 +54,8 @@ impl Device {
         while self.outstanding.front().is_some_and(|o| o.acked) {
             self.outstanding.pop_front();
         }
+        let now_tsc = crate::tsc::now();
+        let ack_ns = self.ack_time(a, o.raise_ns, o.raise_tsc, ack_ns, now_tsc);
         let lat = ack_ns.saturating_sub(o.raise_ns);
         if let Some(s) = self.sources.get_mut(usize::from(o.source)) {
             s.c.acked += 1;
@@ -96,7 +98,7 @@ impl Device {
                 &mut m.tsc_one_way,
                 o.raise_tsc,
                 a.hardirq_tsc,
-                crate::tsc::now(),
+                now_tsc,
                 self.tsc_hz,
             );
         }

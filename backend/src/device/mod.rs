@@ -9,6 +9,7 @@
 //! given by the caller, so the same code runs under the vhost-user daemon, the
 //! generator thread, and the unit tests (virtio-queue's `MockSplitQueue`).
 
+mod ackpath;
 mod ackq;
 mod chain;
 mod ctrlq;
@@ -30,6 +31,7 @@ use crate::protocol::{
 };
 use crate::schedule::{Limits, Program, Schedule};
 
+pub use ackpath::{AckPolicy, ACK_POLL_WINDOW_NS};
 pub use stats::hist_stats;
 
 /// Kinds of injected faults (§7): defined with the wire formats.
@@ -204,6 +206,8 @@ pub struct Device {
     tb: timebase::TimeBase,
     /// Host TSC frequency, measured at each calibration (0 before the first).
     tsc_hz: u64,
+    /// Kicked or polled acks (§6.4.1).
+    acks: ackpath::AckPath,
 }
 
 impl Device {
@@ -225,6 +229,7 @@ impl Device {
             stats_since_ns: now_ns(),
             tb: timebase::TimeBase::default(),
             tsc_hz: 0,
+            acks: ackpath::AckPath::default(),
         }
     }
 
@@ -250,6 +255,12 @@ impl Device {
     /// Negotiated features.
     pub fn negotiated(&self) -> u64 {
         self.negotiated
+    }
+
+    /// The driver negotiated VIRTIO_RING_F_EVENT_IDX.
+    pub fn has_event_idx(&self) -> bool {
+        self.negotiated & (1 << virtio_bindings::bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX)
+            != 0
     }
 
     fn has(&self, bit: u32) -> bool {
@@ -330,6 +341,7 @@ impl Device {
         self.total_unnotified = 0;
         self.negotiated = 0;
         self.tb.invalidate();
+        self.acks.reset();
         self.c.resets += 1;
     }
 
@@ -357,6 +369,7 @@ impl Device {
         }
         self.clock_diff_base = None;
         self.tb.reset_epoch();
+        self.acks.reset_epoch();
         self.c = DeviceCounters::default();
         self.stats_since_ns = now_ns();
     }

@@ -123,6 +123,7 @@ impl Device {
             sources,
             mechanisms,
             time_base: Some(self.tb.stats(self.tsc_hz)),
+            acks: Some(self.acks.stats()),
         }
     }
 

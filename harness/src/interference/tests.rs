@@ -160,6 +160,20 @@ fn figures_from_two_samples_of_a_recorded_proc_tree() {
     assert_eq!(be.wait_ns, 2_000_000);
     assert!((be.cpu_share - 0.425).abs() < 1e-12);
     assert_eq!(be.cpu_ns_per_event, Some(50_000.0));
+    assert_eq!(be.timeslices, 4003);
+    let by: Vec<_> = be
+        .by_thread
+        .iter()
+        .map(|t| (t.name.as_str(), t.threads, t.cpu_ns, t.timeslices))
+        .collect();
+    assert_eq!(
+        by,
+        vec![
+            ("irqstorm-backen", 1, 0, 0),
+            ("irqstorm-gen0", 1, 800_000_000, 4000),
+            ("irqstorm-new", 1, 50_000_000, 3),
+        ]
+    );
     // cpu0: 150 busy of 200 ticks; cpu1: 100 of 200
     assert_eq!(f.host.busy_share_per_core, vec![0.75, 0.5]);
     assert!((f.host.busy_share - 0.625).abs() < 1e-12);

@@ -112,8 +112,9 @@ impl BackendStats {
             notes.push(format!(
                 "{device}: one-way raise->hardirq by the TSC method: host TSC {:.3} MHz, {} \
                  calibrations ok of {} (bounds {}..{} ns), fit of {} ({}slope {:.4} +/- {:.4} \
-                 ppm), largest miss {} ns, {} jumps; {} (negative: estimate in [-bound, 0), \
-                 recorded as 0; the other counts are not in the distribution)",
+                 ppm), largest miss {} ns, {} jumps, {} crossed (allowance {} ns, inside \
+                 every bound); {} (negative: estimate in [-bound, 0), recorded as 0; the other \
+                 counts are not in the distribution)",
                 tb.tsc_hz as f64 / 1e6,
                 ok.len(),
                 tb.calibrations.len(),
@@ -129,6 +130,8 @@ impl BackendStats {
                 tb.slope_uncertainty_ppm,
                 tb.max_miss_ns,
                 tb.jumps,
+                tb.crossed,
+                tb.allowance_ns,
                 used.join("; ")
             ));
         }
@@ -185,6 +188,8 @@ mod tests {
             loose: 0,
             loose_limit_ns: 2_000,
             invalidated: 0,
+            crossed: 0,
+            allowance_ns: 0,
         }
     }
 

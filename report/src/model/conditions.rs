@@ -81,6 +81,25 @@ pub struct BackendCpu {
     /// `cpu_ns / delivered_events`; `null` when nothing was delivered.
     #[serde(default)]
     pub cpu_ns_per_event: Option<f64>,
+    /// Times its threads were scheduled in (about one per wake-up).
+    #[serde(default)]
+    pub timeslices: u64,
+    /// The same figures per thread name (`irqstorm-gen0`, the vring
+    /// workers, the control thread...), by name.
+    #[serde(default)]
+    pub by_thread: Vec<BackendThreadCpu>,
+}
+
+/// The back end's threads of one name over the phase.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendThreadCpu {
+    /// `/proc/<pid>/task/<tid>/comm`.
+    pub name: String,
+    /// Threads of that name.
+    pub threads: u32,
+    pub cpu_ns: u64,
+    pub timeslices: u64,
 }
 
 /// Host load over the phase.

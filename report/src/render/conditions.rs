@@ -299,6 +299,7 @@ mod tests {
                 cpu_share: 0.4,
                 delivered_events: 30_000,
                 cpu_ns_per_event: Some(40_000.0),
+                ..Default::default()
             }),
             host: HostLoad {
                 loadavg_start: [1.0, 0.5, 0.25],
