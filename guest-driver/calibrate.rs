@@ -68,6 +68,25 @@ impl CalPage {
     }
 }
 
+/// Iterations of [`reorder_spacer`].
+const SPACER_ITERATIONS: u64 = 24;
+
+/// Work between the load of `HOST_TSC` and the stamp after it. Under TCG the guest's
+/// `lfence; rdtsc` is a call to QEMU's RDTSC helper, and nothing in the translated code
+/// orders the host RDTSC after the guest's load: it ran ahead of it, inflating the lower
+/// bound by up to a few hundred ticks (calibrations whose bounds crossed by 52-884 ticks).
+/// This loop translates to well over a host reorder buffer of instructions, so the load has
+/// retired before the RDTSC can issue; on hardware (KVM) `lfence` alone orders it and the
+/// loop only costs its few nanoseconds of bound.
+#[inline(never)]
+fn reorder_spacer(v: u64) -> u64 {
+    let mut x = v;
+    for i in 0..SPACER_ITERATIONS {
+        x = core::hint::black_box(x.wrapping_add(i));
+    }
+    x
+}
+
 /// The driver's lower bound after one more sample: the host wrote `h` before the guest read
 /// it, and the guest stamped `g2` after that read, so at the read host TSC >= `h` and guest
 /// TSC <= `g2`: `host - guest >= h - g2`. Saturates instead of wrapping (as the device's clamp).
@@ -181,6 +200,7 @@ impl Shared {
         loop {
             page.store(CAL_GUEST_TSC, tsc())?;
             let host = page.load(CAL_HOST_TSC)?;
+            reorder_spacer(host);
             // Executed only after the load above has completed.
             let g2 = tsc_ordered();
             if host != 0 {
