@@ -20,7 +20,7 @@ use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{EventConsumer, EventNotifier};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use crate::device::{now_ns, Device, QueueOutcome};
+use crate::device::{now_ns, run_pending_calibration, Device, QueueOutcome};
 use crate::memguard::{self, DeviceRegions};
 use crate::protocol::{ACKQ, CONFIG_SIZE, CONTROLQ, EVENTQ, NUM_QUEUES};
 use crate::relay;
@@ -109,8 +109,13 @@ pub struct Shared {
     pub front_end: relay::Counters,
     /// The current front end's socket, to end its connection from here.
     front_conn: Mutex<Option<UnixStream>>,
-    /// Guest memory regions guarded against SIGBUS (swapped under `dev`).
+    /// Guest memory regions guarded against SIGBUS (swapped under `dev` and
+    /// `calibrating`).
     regions: Mutex<DeviceRegions>,
+    /// Held by a CALIBRATE loop, which touches guest memory without `dev`
+    /// (§6.1.3); taken after `dev` wherever the regions are swapped, so no
+    /// region stops being guarded under a running loop.
+    calibrating: Mutex<()>,
     /// `memguard::caught()` when this device last looked for faults.
     faults_seen: AtomicU64,
     /// The generator's spin window (reported by `info`).
@@ -136,6 +141,7 @@ impl Shared {
             front_end: relay::Counters::default(),
             front_conn: Mutex::new(None),
             regions: Mutex::new(DeviceRegions::new(index)),
+            calibrating: Mutex::new(()),
             faults_seen: AtomicU64::new(0),
             spin: SpinInfo::default(),
         })
@@ -157,7 +163,9 @@ impl Shared {
     /// Installs a new memory table: refused (and counted) if a region is
     /// not backed by its file. Called with no device lock held.
     pub fn set_memory(&self, mem: GuestMemoryAtomic<GuestMemoryMmap>) -> Result<(), Error> {
-        let _dev = lock(&self.dev);
+        let mut dev = lock(&self.dev);
+        let _calibrating = lock(&self.calibrating);
+        dev.memory_changed();
         let checked = memguard::check_backed(&mem.memory())
             .and_then(|()| lock(&self.regions).replace(&mem.memory()));
         if let Err(e) = checked {
@@ -407,6 +415,7 @@ impl Shared {
         *lock(&self.rings) = Rings::default();
         *lock(&self.mem) = None;
         // Faults the library's own accesses may have caught.
+        let calibrating = lock(&self.calibrating);
         let mut regions = lock(&self.regions);
         let n = regions.take_faults();
         if n > 0 {
@@ -414,6 +423,7 @@ impl Shared {
         }
         regions.clear();
         drop(regions);
+        drop(calibrating);
         drop(dev);
         self.wake_generator();
     }
@@ -477,7 +487,82 @@ impl IrqBackend {
         lock(&self.shared.mem).clone()
     }
 
+    /// The controlq: requests in order. A CALIBRATE's loop runs with the
+    /// device lock released (the generator raises and takes polled acks
+    /// meanwhile; §6.1.3) and the ring's lock kept (the front end cannot
+    /// stop or reset this ring before the answer is on it); the device lock
+    /// is taken again only after the ring's (lock order: device, rings,
+    /// vring), then the requests after it are served.
+    fn process_controlq(&self, vring: &VringRwLock) -> IoResult<()> {
+        let mut wake = false;
+        for _ in 0..MAX_QUEUE_SIZE {
+            let mut dev = lock(&self.shared.dev);
+            let Some(mem) = self.memory() else { break };
+            let guard = mem.memory();
+            {
+                let mut rings = lock(&self.shared.rings);
+                self.shared.settle(&mut dev, &mut rings);
+                if rings.restart.is_some() {
+                    debug!(
+                        "device {}: controlq kicked during a restart",
+                        self.shared.index
+                    );
+                    break;
+                }
+            }
+            let mut st = vring.get_mut();
+            let mut out = QueueOutcome::default();
+            let mut pending = None;
+            // Until no buffer arrived while notifications were off (with
+            // EVENT_IDX this also moves avail_event forward).
+            for _ in 0..MAX_QUEUE_SIZE {
+                let q = st.get_queue_mut();
+                let _ = q.disable_notification(&*guard);
+                let o = dev.process_ctrlq_until_calibrate(q, &guard);
+                out.used += o.q.used;
+                out.signal |= o.q.signal;
+                wake |= o.wake_generator;
+                if o.calibrate.is_some() {
+                    pending = o.calibrate;
+                    break;
+                }
+                if !q.enable_notification(&*guard).unwrap_or(false) {
+                    break;
+                }
+            }
+            let Some(mut p) = pending else {
+                drop(guard);
+                self.shared.after_memory_access();
+                drop(dev);
+                if out.signal {
+                    st.signal_used_queue().map_err(Error::Signal)?;
+                }
+                break;
+            };
+            let calibrating = lock(&self.shared.calibrating);
+            drop(dev);
+            let body = run_pending_calibration(&p, &guard);
+            let (a, errors) = p.answer(&body, st.get_queue_mut(), &guard);
+            drop(calibrating);
+            drop(guard);
+            if out.signal || a.signal {
+                st.signal_used_queue().map_err(Error::Signal)?;
+            }
+            drop(st);
+            let mut dev = lock(&self.shared.dev);
+            dev.calibration_answered(&p, &body, errors);
+            self.shared.after_memory_access();
+        }
+        if wake {
+            self.shared.wake_generator();
+        }
+        Ok(())
+    }
+
     fn process_queue(&self, idx: u16, vring: &VringRwLock) -> IoResult<()> {
+        if idx == CONTROLQ {
+            return self.process_controlq(vring);
+        }
         // The device lock first: memory is swapped only under it.
         let mut dev = lock(&self.shared.dev);
         let Some(mem) = self.memory() else {
@@ -498,24 +583,6 @@ impl IrqBackend {
         }
         let mut st = vring.get_mut();
         let (out, wake) = match idx {
-            CONTROLQ => {
-                // Process until no buffer arrived while notifications were off
-                // (with EVENT_IDX this also moves avail_event forward).
-                let mut out = QueueOutcome::default();
-                let mut wake = false;
-                let q = st.get_queue_mut();
-                for _ in 0..MAX_QUEUE_SIZE {
-                    let _ = q.disable_notification(&*guard);
-                    let o = dev.process_ctrlq(q, &guard);
-                    out.used += o.q.used;
-                    out.signal |= o.q.signal;
-                    wake |= o.wake_generator;
-                    if !q.enable_notification(&*guard).unwrap_or(false) {
-                        break;
-                    }
-                }
-                (out, wake)
-            }
             // Kicked, or polled acks at half a ring: the device's ack path decides
             // what the driver kicks next.
             ACKQ => (dev.take_acks(st.get_queue_mut(), &guard), false),

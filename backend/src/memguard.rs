@@ -15,9 +15,10 @@
 //!   the default action, as if no handler were installed.
 //!
 //! Registration follows the device lock: a device swaps its regions only
-//! while it holds its device mutex, and every guest-memory access of the
-//! device model happens under that mutex, so no access to a region is in
-//! flight when it stops being registered.
+//! while it holds its device mutex and its calibration mutex, and every
+//! guest-memory access of the device model happens under one of them (a
+//! CALIBRATE loop runs under the calibration mutex alone), so no access to
+//! a region is in flight when it stops being registered.
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

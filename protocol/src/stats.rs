@@ -385,9 +385,13 @@ pub struct TimeBaseStats {
     /// preceding load). Each widens later bounds (`allowance_ns`).
     #[serde(default)]
     pub crossed: u64,
-    /// Largest miss or crossing since the fit started (kept over stats
-    /// epochs, dropped with the fit): already inside every per-event
-    /// bound made after it (`max_bound_ns`).
+    /// Calibrations whose answer was dropped: the device was reset or
+    /// resumed while their loop ran (it runs without the device lock).
+    #[serde(default)]
+    pub abandoned: u64,
+    /// Largest crossing since the fit started (kept over stats epochs,
+    /// dropped with the fit): already inside every per-event bound made
+    /// after it (`max_bound_ns`). A crossing is also its calibration's miss.
     #[serde(default)]
     pub allowance_ns: u64,
 }

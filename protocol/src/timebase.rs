@@ -79,8 +79,9 @@ pub enum Added {
     /// The first of a segment.
     Started,
     /// Too close to the segment's first calibration to measure a slope
-    /// from (`Fit::min_span`): kept out of the fit, it checks the
-    /// equal-rate prediction (`miss_ticks` as for `Extended`).
+    /// from (`Fit::min_span`): it checks the equal-rate prediction
+    /// (`miss_ticks` as for `Extended`), and if it missed, the segment
+    /// restarts from it (the newest anchor); else it is kept out.
     Checked {
         /// Distance from the prediction interval.
         miss_ticks: u64,
@@ -114,6 +115,13 @@ impl Fit {
         }
         let first = self.intervals[0];
         if !self.slope_measured() && iv.at - first.at < self.min_span {
+            if miss > 0 {
+                // The equal-rate assumption failed: anchor on the newer one (under
+                // TCG's tick ratchet the relation moves irregularly, and the
+                // latest calibration is the best estimate of it).
+                self.intervals.clear();
+                self.intervals.push(iv);
+            }
             return Added::Checked { miss_ticks: miss };
         }
         self.intervals.push(iv);
@@ -333,14 +341,17 @@ mod tests {
             Added::Checked { miss_ticks: 0 }
         );
         assert!(!fit.slope_measured());
-        // A check that misses says by how much.
+        // A check that misses says by how much, and becomes the anchor:
+        // estimates after it use its offset, not the first one's.
         assert_eq!(
             fit.add(calib(400_000, 900, 0.0, 60)),
             Added::Checked { miss_ticks: 280 }
         );
-        // Far enough: the slope is measured.
+        assert_eq!(fit.intervals.len(), 1);
+        assert_eq!(fit.at(500_000).unwrap().offset, 900);
+        // Far enough from the new anchor: the slope is measured.
         assert_eq!(
-            fit.add(calib(2_000_000, 500, 0.0, 60)),
+            fit.add(calib(2_000_000, 900, 0.0, 60)),
             Added::Extended { miss_ticks: 0 }
         );
         assert!(fit.slope_measured());

@@ -428,8 +428,10 @@ fn guest_run(g: &Global, o: &GuestOpts) -> Result<irqstorm_harness::boot::Evalua
     )
 }
 
-fn summary(passed: usize, failed: usize) -> ExitCode {
-    println!("{passed} passed, {failed} failed");
+/// The last line of `test`, `run --only` and `soak`: `N passed, N failed, N
+/// skipped` (a skip is never counted as passed; each is named above it).
+fn summary(passed: usize, failed: usize, skipped: usize) -> ExitCode {
+    println!("{passed} passed, {failed} failed, {skipped} skipped");
     if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -437,10 +439,27 @@ fn summary(passed: usize, failed: usize) -> ExitCode {
     }
 }
 
+/// One line per skipped guest script, with its reason.
+fn print_skipped(ev: &irqstorm_harness::boot::Evaluation) {
+    let Some(k) = &ev.ktap else { return };
+    for t in k
+        .tests
+        .iter()
+        .filter(|t| t.outcome == irqstorm_harness::ktap::Outcome::Skip)
+    {
+        println!(
+            "  skipped {}: {}",
+            t.name,
+            t.directive.as_deref().unwrap_or("SKIP")
+        );
+    }
+}
+
 fn cmd_run(g: &Global, o: &GuestOpts, so: &ScenarioOpts) -> Result<ExitCode> {
     if o.only.is_some() {
         let ev = guest_run(g, o)?;
-        return Ok(summary(ev.passed + ev.skipped, ev.failed));
+        print_skipped(&ev);
+        return Ok(summary(ev.passed, ev.failed, ev.skipped));
     }
     if so.repeat > 1 {
         return repeat::run(g, o, so);
@@ -470,7 +489,7 @@ fn scenario_run(g: &Global, o: &GuestOpts, so: &ScenarioOpts) -> Result<scenario
 
 fn cmd_soak(g: &Global, o: &GuestOpts, which: &soak::Soak) -> Result<ExitCode> {
     let ok = run_soak(g, o, which)?;
-    Ok(summary(usize::from(ok), usize::from(!ok)))
+    Ok(summary(usize::from(ok), usize::from(!ok), 0))
 }
 
 /// Runs one soak in device mode; `Ok(true)` when every check held.
@@ -528,7 +547,7 @@ fn cmd_fuzz(seconds: u64, runs: Option<u64>, target: Option<&str>) -> Result<Exi
     let repo = util::repo_root();
     let budget = fuzz::Budget { seconds, runs };
     let (passed, failed) = fuzz::run_all(&repo, &target_dir(&repo), &targets, budget);
-    Ok(summary(passed, failed))
+    Ok(summary(passed, failed, 0))
 }
 
 fn cmd_shell(g: &Global, o: &GuestOpts) -> Result<ExitCode> {

@@ -1,6 +1,6 @@
 //! `cargo xtask test`: every check in order (fmt, clippy, cargo test, the short fuzz runs, the
 //! guest scripts, the gated ci-quick scenario and the impossible threshold, the short soaks),
-//! ending in one "N passed, N failed" line.
+//! ending in one "N passed, N failed, N skipped" line.
 
 use super::*;
 
@@ -93,10 +93,10 @@ pub(crate) fn cmd_test(
 ) -> Result<ExitCode> {
     let t0 = Instant::now();
     let repo = util::repo_root();
-    let (mut passed, mut failed) = (0, 0);
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     if let Err(e) = setup::ensure() {
         eprintln!("error: {e:#}");
-        return Ok(summary(0, 1));
+        return Ok(summary(0, 1, 0));
     }
     if !guest_only {
         let steps: [(&str, &[&str]); 3] = [
@@ -148,8 +148,10 @@ pub(crate) fn cmd_test(
     let o = &od;
     match guest_run(g, o) {
         Ok(ev) => {
-            passed += ev.passed + ev.skipped;
+            print_skipped(&ev);
+            passed += ev.passed;
             failed += ev.failed;
+            skipped += ev.skipped;
         }
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -167,7 +169,7 @@ pub(crate) fn cmd_test(
         failed += f;
     }
     eprintln!("total time {}", util::fmt_dur(t0.elapsed()));
-    Ok(summary(passed, failed))
+    Ok(summary(passed, failed, skipped))
 }
 
 /// The short versions of the soaks (`cargo xtask soak ...` runs the long

@@ -32,6 +32,7 @@ use crate::protocol::{
 use crate::schedule::{Limits, Program, Schedule};
 
 pub use ackpath::{AckPolicy, ACK_POLL_WINDOW_NS};
+pub use ctrlq::{run_pending_calibration, PendingCalibration};
 pub use stats::hist_stats;
 
 /// Kinds of injected faults (§7): defined with the wire formats.
@@ -172,12 +173,14 @@ pub struct QueueOutcome {
 }
 
 /// Result of a control request, for the caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CtrlOutcome {
     /// Queue outcome.
     pub q: QueueOutcome,
     /// Source programs changed: the generator must recompute its deadline.
     pub wake_generator: bool,
+    /// A CALIBRATE to run without the device lock, then answer.
+    pub calibrate: Option<ctrlq::PendingCalibration>,
 }
 
 /// The device state (one per vhost-user socket).
@@ -208,6 +211,9 @@ pub struct Device {
     tsc_hz: u64,
     /// Kicked or polled acks (§6.4.1).
     acks: ackpath::AckPath,
+    /// Bumped by every reset, resume and memory change: work begun before
+    /// (a calibration running without the lock) is not answered after.
+    ring_epoch: u64,
 }
 
 impl Device {
@@ -230,6 +236,7 @@ impl Device {
             tb: timebase::TimeBase::default(),
             tsc_hz: 0,
             acks: ackpath::AckPath::default(),
+            ring_epoch: 0,
         }
     }
 
@@ -255,6 +262,12 @@ impl Device {
     /// Negotiated features.
     pub fn negotiated(&self) -> u64 {
         self.negotiated
+    }
+
+    /// Guest memory was replaced (SET_MEM_TABLE): a calibration running on
+    /// the old mapping is not answered.
+    pub fn memory_changed(&mut self) {
+        self.ring_epoch += 1;
     }
 
     /// The driver negotiated VIRTIO_RING_F_EVENT_IDX.
@@ -342,6 +355,7 @@ impl Device {
         self.negotiated = 0;
         self.tb.invalidate();
         self.acks.reset();
+        self.ring_epoch += 1;
         self.c.resets += 1;
     }
 
@@ -351,6 +365,7 @@ impl Device {
     /// restarts, so the driver must calibrate again.
     pub fn count_resume(&mut self) {
         self.c.resumes += 1;
+        self.ring_epoch += 1;
         self.tb.invalidate();
     }
 

@@ -40,8 +40,12 @@ pub(super) struct TimeBase {
     loose: u64,
     invalidated: u64,
     crossed: u64,
-    /// Largest miss or crossing since the fit started (ticks): every bound
-    /// given after it is widened by it.
+    /// Calibrations whose answer was dropped: the device was reset or
+    /// resumed while their loop ran.
+    pub(super) abandoned: u64,
+    /// Largest crossing since the fit started (ticks): every bound given
+    /// after it is widened by it (misses are added by the report, from the
+    /// epoch's `max_miss_ns`: a miss bounds the estimates made before it).
     allowance_ticks: u64,
 }
 
@@ -175,6 +179,7 @@ impl TimeBase {
                 upper: iv.lower,
             };
             let crossing = swapped.upper.abs_diff(swapped.lower);
+            self.allowance_ticks = self.allowance_ticks.max(crossing);
             ("crossed", crossing.max(self.fit.miss(&swapped)))
         } else {
             match self.fit.add(iv) {
@@ -193,7 +198,6 @@ impl TimeBase {
         };
         let miss_ns = ticks_to_ns(miss_ticks, tsc_hz);
         self.max_miss_ns = self.max_miss_ns.max(miss_ns);
-        self.allowance_ticks = self.allowance_ticks.max(miss_ticks);
         if self.log.len() == KEEP {
             self.log.pop_front();
         }
@@ -308,6 +312,7 @@ impl TimeBase {
             loose_limit_ns: LOOSE_NS,
             invalidated: self.invalidated,
             crossed: self.crossed,
+            abandoned: self.abandoned,
             allowance_ns: ticks_to_ns(self.allowance_ticks, tsc_hz),
         }
     }
