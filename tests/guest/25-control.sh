@@ -43,18 +43,22 @@ expect_err "unknown command -> EINVAL" "Invalid argument" "frobnicate" $D/ctrl
 # CALIBRATE: the counters move, the bounds are ordered and both loops saw the other side.
 # 20 ms, not the default 2 ms: on a loaded 2-core host the vCPU may not run at all during a
 # short device window (the driver then retries a no_guest result, up to 3 attempts, each
-# counted in `calibrations`).
+# counted in `calibrations`). Under TCG the guest TSC can gain on the host's within the window
+# (QEMU's tick ratchet, docs/clock-offset.md), so the bounds may cross by a little (the
+# device logs such a calibration `crossed` and widens later bounds by it): crossed by more
+# than 1 ms of ticks means a broken channel.
 c0=$(grep '^calibrations ' $D/counters | cut -d' ' -f2)
 if echo "calibrate 20000" > $D/ctrl; then
 	lo=$(dstat lower); up=$(dstat upper); hs=$(dstat host_samples); gs=$(dstat guest_samples)
-	res=$(dstat result); c1=$(grep '^calibrations ' $D/counters | cut -d' ' -f2)
-	if [ "$res" = ok ] && [ "$lo" -le "$up" ] && [ "$hs" -gt 0 ] && [ "$gs" -gt 0 ] && [ "$c1" -gt "$c0" ] && [ "$c1" -le $((c0 + 3)) ]; then
-		ktap_ok "calibrate: result ok, lower <= upper, samples on both sides, counted"
+	res=$(dstat result); khz=$(dstat tsc_khz); c1=$(grep '^calibrations ' $D/counters | cut -d' ' -f2)
+	[ "$lo" -gt "$up" ] && echo "# calibrate: bounds crossed by $((lo - up)) ticks"
+	if [ "$res" = ok ] && [ $((lo - up)) -le "$khz" ] && [ "$hs" -gt 0 ] && [ "$gs" -gt 0 ] && [ "$c1" -gt "$c0" ] && [ "$c1" -le $((c0 + 3)) ]; then
+		ktap_ok "calibrate: result ok, bounds ordered or crossed by < 1 ms, samples on both sides, counted"
 	else
-		ktap_fail "calibrate: result ok, lower <= upper, samples on both sides, counted" "$(cat $D/ctrl | tr '\n' ' ') calibrations $c0 -> $c1"
+		ktap_fail "calibrate: result ok, bounds ordered or crossed by < 1 ms, samples on both sides, counted" "$(cat $D/ctrl | tr '\n' ' ') calibrations $c0 -> $c1"
 	fi
 else
-	ktap_fail "calibrate: result ok, lower <= upper, samples on both sides, counted" "write failed: $(cat $D/ctrl | tr '\n' ' ')"
+	ktap_fail "calibrate: result ok, bounds ordered or crossed by < 1 ms, samples on both sides, counted" "write failed: $(cat $D/ctrl | tr '\n' ' ')"
 fi
 expect_err "calibrate 5 us (below 10) -> ERANGE" "Numerical result out of range" "calibrate 5" $D/ctrl
 expect_err "calibrate with a bad number -> EINVAL" "Invalid argument" "calibrate x" $D/ctrl

@@ -196,6 +196,18 @@ struct ScenarioOpts {
     /// `*_mech` parameters take a mechanism name or id.
     #[arg(long = "module-param", value_name = "NAME=VALUE")]
     module_params: Vec<String>,
+    /// With --repeat N: interleave a second configuration B (these options
+    /// plus every --b-module-param) with A (these options), run by run in
+    /// ABBA order (A B, B A, A B, ...) so both meet the same host
+    /// conditions, into DIR/A and DIR/B, then compare B against A
+    /// (compare.txt, compare.json, compare.xml; exit 1 on a significant
+    /// regression). Without --b-module-param both sides are the same:
+    /// clean against clean.
+    #[arg(long, requires = "repeat")]
+    ab: bool,
+    /// A module parameter only configuration B has (see --ab; repeatable).
+    #[arg(long = "b-module-param", value_name = "NAME=VALUE", requires = "ab")]
+    b_module_params: Vec<String>,
     /// Trace the run in the guest (irq_handler_entry, softirq_entry,
     /// workqueue_execute_start, sched_switch; x86-tsc clock) with the driver's
     /// events log on; keep trace.txt and events.txt in the report directory.
@@ -461,6 +473,9 @@ fn cmd_run(g: &Global, o: &GuestOpts, so: &ScenarioOpts) -> Result<ExitCode> {
         print_skipped(&ev);
         return Ok(summary(ev.passed, ev.failed, ev.skipped));
     }
+    if so.ab {
+        return repeat::run_ab(g, o, so);
+    }
     if so.repeat > 1 {
         return repeat::run(g, o, so);
     }
@@ -655,6 +670,58 @@ fn cmd_doctor(g: &Global) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ab_needs_a_repeat_and_b_params_need_ab() {
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "run",
+            "--repeat",
+            "10",
+            "--ab",
+            "--b-module-param",
+            "inject_delay_us=20",
+        ])
+        .unwrap();
+        let Cmd::Run { sc, .. } = cli.cmd else {
+            panic!("not run")
+        };
+        assert!(sc.ab);
+        assert_eq!(sc.b_module_params, vec!["inject_delay_us=20"]);
+        assert!(Cli::try_parse_from(["xtask", "run", "--ab"]).is_err());
+        assert!(Cli::try_parse_from(["xtask", "run", "--b-module-param", "x=1"]).is_err());
+    }
+
+    #[test]
+    fn bench_backend_takes_guest_options() {
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "bench",
+            "backend",
+            "--repeat",
+            "2",
+            "--backend",
+            "/x/irqstorm-backend",
+            "--backend-arg=--acks=kick",
+            "--check",
+        ])
+        .unwrap();
+        let Cmd::Bench {
+            bench:
+                BenchKind::Backend {
+                    guest,
+                    repeat,
+                    check,
+                    ..
+                },
+        } = cli.cmd
+        else {
+            panic!("not bench")
+        };
+        assert_eq!((repeat, check), (2, true));
+        assert_eq!(guest.backend_args, vec!["--acks=kick"]);
+        assert_eq!(guest.backend.unwrap(), PathBuf::from("/x/irqstorm-backend"));
+    }
 
     #[test]
     fn cli_parses_device_mode_options() {

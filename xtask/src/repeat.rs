@@ -84,6 +84,91 @@ pub fn run(g: &Global, o: &GuestOpts, so: &ScenarioOpts) -> Result<ExitCode> {
     Ok(ExitCode::FAILURE)
 }
 
+/// `--ab`: configurations A and B interleaved run by run in ABBA order
+/// (a slow stretch of the host falls on both), each side's runs and
+/// repeats.json under `DIR/A` and `DIR/B`, then B compared against A. Exit
+/// 1 on a significant regression or a run that did not complete.
+pub fn run_ab(g: &Global, o: &GuestOpts, so: &ScenarioOpts) -> Result<ExitCode> {
+    let t0 = Instant::now();
+    let top = match &so.report_dir {
+        Some(d) => d.clone(),
+        None => crate::guest::new_run_dir(&util::repo_root())?,
+    };
+    let mut b_opts = so.clone();
+    b_opts.module_params.extend(so.b_module_params.iter().cloned());
+    let sides = [("A", so), ("B", &b_opts)];
+    let mut prepared = Vec::new();
+    for (name, opts) in sides {
+        let runs = top.join(name).join("runs");
+        if runs.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+            anyhow::bail!(
+                "{} is not empty: give --report-dir a new directory for --ab",
+                runs.display()
+            );
+        }
+        std::fs::create_dir_all(&runs)
+            .with_context(|| format!("cannot create {}", runs.display()))?;
+        let file = RepeatsFile::new(&opts.scenario.display().to_string(), opts.repeat);
+        prepared.push((name, opts, scenario::prepare(g, o, opts)?, file));
+    }
+    let n = so.repeat;
+    let mut incomplete = 0;
+    for k in 1..=n {
+        // ABBA: A first in odd runs, B first in even ones.
+        let order: [usize; 2] = if k % 2 == 1 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let (name, opts, p, file) = &mut prepared[i];
+            util::step(&format!("--ab run {k}/{n}, side {name} ..."));
+            let t = Instant::now();
+            let dir = top.join(*name).join("runs").join(k.to_string());
+            let figures = p
+                .run(g, opts, Some(dir.clone()))
+                .and_then(|out| {
+                    let console = out.dir.join("console.log");
+                    scenario::report(&out, console.exists().then_some(console.as_path()))
+                })
+                .map_err(|e| format!("{e:#}"))
+                .and_then(|_| {
+                    load::read_report(&dir.join("report.json"), &format!("runs/{k}"))
+                        .map_err(|e| e.to_string())
+                });
+            let r = file.push(k, figures);
+            if r.outcome == RunOutcome::Error {
+                incomplete += 1;
+            }
+            eprintln!("{name}: {} [{}]", summary_line(r, n), util::fmt_dur(t.elapsed()));
+            write(&top.join(*name), file)?;
+        }
+    }
+    let base = load::load(&top.join("A")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let new = load::load(&top.join("B")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let c = irqstorm_report::compare::compare(&base, &new, &Default::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let table = irqstorm_report::compare::render::table(&c);
+    print!("\nB against A:\n{table}");
+    for (name, text) in [
+        ("compare.txt", table),
+        ("compare.json", serde_json::to_string_pretty(&c)? + "\n"),
+        ("compare.xml", irqstorm_report::compare::render::junit(&c)),
+    ] {
+        let p = top.join(name);
+        std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    eprintln!(
+        "--ab: {n} runs a side in {}, interleaved ABBA; {} regression(s), {} improvement(s); {} run(s) did not complete; report {} (A/, B/, compare.*)",
+        util::fmt_dur(t0.elapsed()),
+        c.regressions,
+        c.improvements,
+        incomplete,
+        top.display()
+    );
+    Ok(if c.regressions > 0 || incomplete > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn write(top: &Path, file: &RepeatsFile) -> Result<()> {
     let json = serde_json::to_string_pretty(file)? + "\n";
     for (name, text) in [("repeats.json", json), ("repeats.txt", file.spread_table())] {

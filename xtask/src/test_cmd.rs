@@ -21,6 +21,8 @@ fn scenario_checks(g: &Global, o: &GuestOpts) -> (usize, usize) {
         repeat: 1,
         module_params: Vec::new(),
         trace: false,
+        ab: false,
+        b_module_params: Vec::new(),
     };
     step("scenario tests/scenarios/ci-quick.toml (gated)");
     let out = match scenario_run(g, o, &so) {
