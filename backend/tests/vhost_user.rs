@@ -455,3 +455,52 @@ fn malformed_guest_buffers_over_the_socket() {
     assert_eq!(d["malformed"], 5);
     assert_eq!(s["stats"]["totals"]["conserved"], true);
 }
+
+/// Regression: the device ran a CALIBRATE's loop holding its lock, so no
+/// event was raised while the loop and its waits ran (here ~300 ms: no
+/// driver writes the page, so the device waits 100 ms for it, loops 100 ms
+/// and waits 100 ms for its result). The events of a 1 kHz source must go
+/// on being raised meanwhile.
+#[test]
+fn events_are_raised_while_a_calibration_runs() {
+    use irqstorm_backend::protocol::CalibrateRequest;
+    let be = Backend::spawn("calib-nostall", &[]);
+    let mut f = Front::connect(&be.sock(), true, 0);
+    let periodic = ConfigureBody {
+        mode: Mode::Periodic as u8,
+        period_ns: 1_000_000,
+        ..Default::default()
+    };
+    assert_eq!(
+        f.ctrl(&CtrlReq::configure(0, &periodic)).status,
+        Status::Ok as u16
+    );
+    f.post_events(250);
+    assert_eq!(
+        f.ctrl(&CtrlReq::new(Opcode::Start as u16, 0, 0)).status,
+        Status::Ok as u16
+    );
+    wait_for("the first events", Duration::from_secs(10), || {
+        (!f.take_events().is_empty()).then_some(())
+    });
+    // Guest memory nobody writes: 0x30_0000 is past every ring and buffer.
+    let req = CalibrateRequest {
+        page_addr: 0x30_0000,
+        duration_us: 100_000,
+    }
+    .encode();
+    let r = f.ctrl(&req);
+    assert_eq!(r.status, Status::Ok as u16);
+    // The device took the request at r.host_ns; its loop ran from ~100 ms
+    // after that to ~200 ms.
+    let (from, to) = (r.host_ns + 120_000_000, r.host_ns + 180_000_000);
+    let raised_meanwhile = f
+        .take_events()
+        .iter()
+        .filter(|e| (from..to).contains(&e.2.raise_ns))
+        .count();
+    assert!(
+        raised_meanwhile > 0,
+        "no event raised between 120 and 180 ms into the calibration"
+    );
+}

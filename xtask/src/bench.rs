@@ -7,11 +7,11 @@
 //! printed beside them and judged only with `--check`.
 
 use crate::{scenario, util, Global, GuestOpts, ScenarioOpts};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use irqstorm_report::model::RunResult;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// A benchmark scenario and its goal (issue 9: CPU per delivered event).
@@ -255,7 +255,7 @@ pub fn run(
     let repo = util::repo_root();
     let top = match report_dir {
         Some(d) => d,
-        None => new_bench_dir(&repo)?,
+        None => crate::guest::new_stamped_dir(&repo.join("target/irqstorm/bench"))?,
     };
     let mut runs = Vec::new();
     let mut errors = Vec::new();
@@ -334,19 +334,6 @@ pub fn run(
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn new_bench_dir(repo: &Path) -> Result<PathBuf> {
-    let root = repo.join("target/irqstorm/bench");
-    let stamp = irqstorm_report::utc::UtcTime::now().stamp();
-    let mut dir = root.join(&stamp);
-    let mut n = 1;
-    while dir.exists() {
-        n += 1;
-        dir = root.join(format!("{stamp}-{n}"));
-    }
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(dir)
 }
 
 #[cfg(test)]

@@ -201,8 +201,13 @@ pub fn choose_accel(repo: &Path, cache: &Path, g: &Guest, opt: AccelOpt) -> Resu
 
 /// A new run directory under target/irqstorm/runs/ (and a `latest` link).
 pub fn new_run_dir(repo: &Path) -> Result<PathBuf> {
-    let runs = repo.join("target/irqstorm/runs");
-    std::fs::create_dir_all(&runs)?;
+    new_stamped_dir(&repo.join("target/irqstorm/runs"))
+}
+
+/// A new `<UTC stamp>[-n]` directory under `runs` (the newest 100 kept, and a
+/// `latest` link).
+pub fn new_stamped_dir(runs: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(runs)?;
     let stamp = irqstorm_report::utc::UtcTime::now().stamp();
     let mut dir = runs.join(&stamp);
     let mut n = 1;
@@ -211,7 +216,7 @@ pub fn new_run_dir(repo: &Path) -> Result<PathBuf> {
         dir = runs.join(format!("{stamp}-{n}"));
     }
     std::fs::create_dir_all(&dir)?;
-    prune_runs(&runs, 100);
+    prune_runs(runs, 100);
     let latest = runs.join("latest");
     let _ = std::fs::remove_file(&latest);
     let _ = std::os::unix::fs::symlink(dir.file_name().unwrap(), &latest);

@@ -143,22 +143,11 @@ impl Cmd {
                 guest: guest.with_device_env(value)?,
                 soak,
             },
-            Cmd::Bench {
-                bench:
-                    BenchKind::Backend {
-                        guest,
-                        repeat,
-                        report_dir,
-                        check,
-                    },
-            } => Cmd::Bench {
-                bench: BenchKind::Backend {
-                    guest: guest.with_device_env(value)?,
-                    repeat,
-                    report_dir,
-                    check,
-                },
-            },
+            Cmd::Bench { mut bench } => {
+                let BenchKind::Backend { guest, .. } = &mut bench;
+                *guest = guest.clone().with_device_env(value)?;
+                Cmd::Bench { bench }
+            }
             c @ (Cmd::Doctor | Cmd::Fuzz { .. }) => c,
         })
     }

@@ -5,7 +5,7 @@
 
 use crate::{scenario, util, Global, GuestOpts, ScenarioOpts};
 use anyhow::{Context, Result};
-use irqstorm_report::compare::load;
+use irqstorm_report::compare::load::{self, RunFigures};
 use irqstorm_report::compare::repeats::{summary_line, RepeatsFile, RunOutcome};
 use std::path::Path;
 use std::process::ExitCode;
@@ -34,18 +34,7 @@ pub fn run(g: &Global, o: &GuestOpts, so: &ScenarioOpts) -> Result<ExitCode> {
     for k in 1..=n {
         util::step(&format!("run {k}/{n}: {} ...", so.scenario.display()));
         let t = Instant::now();
-        let dir = runs.join(k.to_string());
-        let figures = p
-            .run(g, so, Some(dir.clone()))
-            .and_then(|out| {
-                let console = out.dir.join("console.log");
-                scenario::report(&out, console.exists().then_some(console.as_path()))
-            })
-            .map_err(|e| format!("{e:#}"))
-            .and_then(|_| {
-                load::read_report(&dir.join("report.json"), &format!("runs/{k}"))
-                    .map_err(|e| e.to_string())
-            });
+        let figures = one_run(&p, g, so, &runs, k);
         let r = file.push(k, figures);
         eprintln!("{} [{}]", summary_line(r, n), util::fmt_dur(t.elapsed()));
         for m in &r.failed_checks {
@@ -95,7 +84,9 @@ pub fn run_ab(g: &Global, o: &GuestOpts, so: &ScenarioOpts) -> Result<ExitCode> 
         None => crate::guest::new_run_dir(&util::repo_root())?,
     };
     let mut b_opts = so.clone();
-    b_opts.module_params.extend(so.b_module_params.iter().cloned());
+    b_opts
+        .module_params
+        .extend(so.b_module_params.iter().cloned());
     let sides = [("A", so), ("B", &b_opts)];
     let mut prepared = Vec::new();
     for (name, opts) in sides {
@@ -120,23 +111,16 @@ pub fn run_ab(g: &Global, o: &GuestOpts, so: &ScenarioOpts) -> Result<ExitCode> 
             let (name, opts, p, file) = &mut prepared[i];
             util::step(&format!("--ab run {k}/{n}, side {name} ..."));
             let t = Instant::now();
-            let dir = top.join(*name).join("runs").join(k.to_string());
-            let figures = p
-                .run(g, opts, Some(dir.clone()))
-                .and_then(|out| {
-                    let console = out.dir.join("console.log");
-                    scenario::report(&out, console.exists().then_some(console.as_path()))
-                })
-                .map_err(|e| format!("{e:#}"))
-                .and_then(|_| {
-                    load::read_report(&dir.join("report.json"), &format!("runs/{k}"))
-                        .map_err(|e| e.to_string())
-                });
+            let figures = one_run(p, g, opts, &top.join(*name).join("runs"), k);
             let r = file.push(k, figures);
             if r.outcome == RunOutcome::Error {
                 incomplete += 1;
             }
-            eprintln!("{name}: {} [{}]", summary_line(r, n), util::fmt_dur(t.elapsed()));
+            eprintln!(
+                "{name}: {} [{}]",
+                summary_line(r, n),
+                util::fmt_dur(t.elapsed())
+            );
             write(&top.join(*name), file)?;
         }
     }
@@ -167,6 +151,28 @@ pub fn run_ab(g: &Global, o: &GuestOpts, so: &ScenarioOpts) -> Result<ExitCode> 
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Run `k` of `p` into `runs/<k>/`: its report directory, then its figures
+/// read back (or why there are none).
+fn one_run(
+    p: &scenario::Prepared,
+    g: &Global,
+    so: &ScenarioOpts,
+    runs: &Path,
+    k: u32,
+) -> Result<RunFigures, String> {
+    let dir = runs.join(k.to_string());
+    p.run(g, so, Some(dir.clone()))
+        .and_then(|out| {
+            let console = out.dir.join("console.log");
+            scenario::report(&out, console.exists().then_some(console.as_path()))
+        })
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|_| {
+            load::read_report(&dir.join("report.json"), &format!("runs/{k}"))
+                .map_err(|e| e.to_string())
+        })
 }
 
 fn write(top: &Path, file: &RepeatsFile) -> Result<()> {
