@@ -191,6 +191,13 @@ fn w_events_enable(s: &Arc<Shared>, r: &mut UserSliceReader) -> Result {
 fn r_events_enable(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "{}", u8::from(s.events.enabled()))
 }
+/// `name kind may_sleep` per mechanism, by id (checked against the host's table by 10-mechanisms).
+fn r_mechanisms(_s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    for m in Mech::ALL {
+        writeln!(f, "{} {} {}", m.name(), m.kind(), u8::from(m.can_sleep()))?;
+    }
+    Ok(())
+}
 fn r_none(_s: &Arc<Shared>, _f: &mut fmt::Formatter<'_>) -> fmt::Result {
     Ok(())
 }
@@ -227,6 +234,7 @@ impl DebugFs {
         ro!(c"hist", r_hist);
         ro!(c"hist_local", r_hist_local);
         ro!(c"hist_work", r_hist_work);
+        ro!(c"mechanisms", r_mechanisms);
         rw!(c"sources", r_sources, w_sources);
         rw!(c"timer", r_none, w_timer);
         rw!(c"storm", r_none, w_storm);

@@ -6,7 +6,7 @@
 //! atomic load per event. The ring is allocated on the first enable (process context) and
 //! written under an IRQ-safe spinlock from every bottom half and the hard IRQ handler.
 
-use crate::{bh::fifo::Item, dispatch::current_cpu, mech::Mech, stats::Origin};
+use crate::{bh::fifo::Item, mech::Mech, stats::Origin};
 use core::fmt;
 use kernel::{
     new_spinlock_irq,
@@ -153,7 +153,7 @@ impl EventLog {
     }
 
     /// Logs a device event (one call from `bh::account`); the bottom-half CPU is this one.
-    pub(crate) fn log(&self, it: &Item, m: Mech, bh_start_tsc: u64, bh_end_tsc: u64, record_tsc: u64) {
+    pub(crate) fn log(&self, it: &Item, m: Mech, bh_start_tsc: u64, bh_end_tsc: u64, record_tsc: u64, bh_cpu: u16) {
         if !self.enabled() || it.origin != Origin::Device {
             return;
         }
@@ -164,7 +164,7 @@ impl EventLog {
             bh_end_tsc,
             record_tsc,
             hard_cpu: it.hard_cpu,
-            bh_cpu: current_cpu(),
+            bh_cpu,
             mechanism: m as u8,
             flags: it.flags,
         };

@@ -309,5 +309,9 @@ kernel::module_pci_driver! {
             default: -1,
             description: "Mechanism id (0..13, spec 6.5) that inject_delay_us delays; -1 = none",
         },
+        kthread_fifo: bool {
+            default: false,
+            description: "Run the kthread and completion waiter at SCHED_FIFO (sched_set_fifo, priority 50) instead of SCHED_NORMAL",
+        },
     },
 }

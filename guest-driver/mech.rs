@@ -88,6 +88,16 @@ impl Mech {
         )
     }
 
+    /// The execution context's kind: `hardirq`, `softirq` or `process` (debugfs
+    /// `mechanisms`; the host's table, protocol/src/mechanisms.rs, must agree: 10-mechanisms).
+    pub(crate) fn kind(self) -> &'static str {
+        match self {
+            Mech::Hardirq => "hardirq",
+            m if m.can_sleep() => "process",
+            _ => "softirq",
+        }
+    }
+
     /// The execution context, for messages.
     pub(crate) fn context(self) -> &'static str {
         match self {
@@ -135,6 +145,9 @@ mod tests {
         assert_eq!(sleepers, 7);
         for m in Mech::ALL {
             assert_eq!(m.can_sleep(), m.context() == "process context");
+            assert_eq!(m.can_sleep(), m.kind() == "process");
         }
+        assert_eq!(Mech::Hardirq.kind(), "hardirq");
+        assert_eq!(Mech::TimerList.kind(), "softirq");
     }
 }

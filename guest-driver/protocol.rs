@@ -29,13 +29,13 @@ pub(crate) const CFG_MIN_PERIOD_NS: usize = 24;
 pub(crate) const CFG_MAX_BURST: usize = 28;
 pub(crate) const MAGIC: u32 = 0x5351_5249;
 /// Spec version 2: ack records carry guest TSC stamps; CALIBRATE (opcode 7).
-pub(crate) const SPEC_VERSION: u16 = 2;
+pub(crate) const SPEC_VERSION: u16 = 3;
 pub(crate) const MAX_SOURCES: usize = 64;
 
 pub(crate) const CTRL_SIZE: usize = 64;
 pub(crate) const EVENT_SIZE: usize = 48;
 /// 48 in spec version 1; version 2 added the three TSC stamps.
-pub(crate) const ACK_SIZE: usize = 72;
+pub(crate) const ACK_SIZE: usize = 80;
 pub(crate) const EVENT_WORDS: usize = EVENT_SIZE / 8;
 pub(crate) const ACK_WORDS: usize = ACK_SIZE / 8;
 pub(crate) const CTRL_WORDS: usize = CTRL_SIZE / 8;
@@ -137,6 +137,9 @@ pub(crate) struct AckRecord {
     pub(crate) hardirq_tsc: u64,
     pub(crate) bh_start_tsc: u64,
     pub(crate) bh_end_tsc: u64,
+    /// The CPU of the hard IRQ, and the one the bottom half began the record on (spec 3).
+    pub(crate) hard_cpu: u16,
+    pub(crate) bh_cpu: u16,
 }
 
 impl AckRecord {
@@ -154,6 +157,7 @@ impl AckRecord {
             self.hardirq_tsc,
             self.bh_start_tsc,
             self.bh_end_tsc,
+            u64::from(self.hard_cpu) | u64::from(self.bh_cpu) << 16,
         ]
     }
 }
@@ -344,11 +348,13 @@ mod tests {
             hardirq_tsc: 9,
             bh_start_tsc: 10,
             bh_end_tsc: 11,
+            hard_cpu: 1,
+            bh_cpu: 3,
         };
         // Flags at byte 11 (bits 24..32 of word 1); TSC stamps at byte offsets 48, 56, 64
-        // (§6.4): words 6, 7, 8.
-        assert_eq!(a.encode(), [1, 2 | 13 << 16 | 3 << 24 | 4 << 32, 5, 6, 7, 8, 9, 10, 11]);
-        assert_eq!(ACK_WORDS * 8, 72);
+        // (§6.4): words 6, 7, 8; the CPUs at bytes 72 and 74: word 9.
+        assert_eq!(a.encode(), [1, 2 | 13 << 16 | 3 << 24 | 4 << 32, 5, 6, 7, 8, 9, 10, 11, 1 | 3 << 16]);
+        assert_eq!(ACK_WORDS * 8, 80);
     }
 
     #[test]

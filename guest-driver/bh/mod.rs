@@ -9,6 +9,7 @@
 //! histograms and posts the acks (batched).
 
 use crate::{
+    dispatch::current_cpu,
     kwrap::{
         clock::{tsc, Stamp},
         completion::Completion,
@@ -213,18 +214,21 @@ fn process(s: &Shared, it: Item, m: Mech) {
 /// As [`process`], its bottom half having started at `start`; `record_tsc`: when processing of
 /// this record itself began (for the events log).
 fn process_from(s: &Shared, it: Item, m: Mech, start: Stamp, record_tsc: u64) {
+    // Before the work: a sleeping record may wake on another CPU.
+    let cpu = current_cpu();
     simulate(s, &it, m);
     let end = Stamp::now();
-    account(s, it, m, start, end, record_tsc);
+    account(s, it, m, (start, end, cpu), record_tsc);
 }
 
 fn process_nowork(s: &Shared, it: Item, m: Mech) {
     let start = Stamp::now();
-    account(s, it, m, start, start, start.tsc);
+    account(s, it, m, (start, start, current_cpu()), start.tsc);
 }
 
-fn account(s: &Shared, it: Item, m: Mech, start: Stamp, end: Stamp, record_tsc: u64) {
-    s.events.log(&it, m, start.tsc, end.tsc, record_tsc);
+/// Accounts record `it` whose bottom half ran from `start` to `end` on `cpu`.
+fn account(s: &Shared, it: Item, m: Mech, (start, end, cpu): (Stamp, Stamp, u16), record_tsc: u64) {
+    s.events.log(&it, m, start.tsc, end.tsc, record_tsc, cpu);
     s.stats.lock().get_mut(it.origin, m).record(
         it.count,
         start.ns.saturating_sub(it.hard_ns),
@@ -244,6 +248,8 @@ fn account(s: &Shared, it: Item, m: Mech, start: Stamp, end: Stamp, record_tsc: 
             hardirq_tsc: it.found_tsc,
             bh_start_tsc: start.tsc,
             bh_end_tsc: end.tsc,
+            hard_cpu: it.hard_cpu,
+            bh_cpu: cpu,
         });
     } else {
         s.cnt.local_events.add(1, Relaxed);

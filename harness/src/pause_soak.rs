@@ -34,6 +34,8 @@ use crate::scenario::{console, BackendOpts, QemuArgs, RunError, READY};
 pub const TIMER_SOURCE: u16 = 0;
 /// Source 1: the storm (threaded IRQ bottom half).
 pub const STORM_SOURCE: u16 = 1;
+/// vCPUs of the soak's guest.
+const SOAK_SMP: u32 = 2;
 /// How long the device may take to deliver what is latched, and a control
 /// or QMP reply to come.
 const SETTLE: Duration = Duration::from_secs(30);
@@ -197,7 +199,8 @@ fn with_backend(o: &Spec, spec: &BackendSpec) -> Result<Outcome, SoakError> {
         o.base_cmdline
     );
     let qmp_path = spec.dir.join("qmp.sock");
-    let mut args = (o.qemu_args)(&cmdline, &spec.socket_path()).map_err(RunError::QemuArgs)?;
+    let mut args =
+        (o.qemu_args)(&cmdline, &spec.socket_path(), SOAK_SMP).map_err(RunError::QemuArgs)?;
     args.extend(qmp::qemu_args(&qmp_path));
     let cmd_file = o.dir.join("qemu-command.sh");
     std::fs::write(

@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod control;
+pub mod mechanisms;
 pub mod stats;
 pub mod timebase;
 pub mod wire;

@@ -282,8 +282,22 @@ pub struct TscOneWay {
     pub past_budget: u64,
     /// Acks with a TSC stamp that arrived while no calibration was valid.
     pub uncalibrated: u64,
-    /// Largest error bound (ns) of any recorded estimate.
+    /// Largest error bound (ns) of any recorded estimate: the bound of its
+    /// interval between two calibrations (docs/clock-offset.md "Per-event
+    /// estimate").
     pub max_bound_ns: u64,
+    /// The error bound (ns) of each recorded estimate.
+    #[serde(default)]
+    pub bound_ns: Hist,
+    /// Estimates made since the last usable calibration: their bound is
+    /// known once the next one checks the fit; not yet in `estimates_ns`.
+    #[serde(default)]
+    pub awaiting_check: u64,
+    /// Estimates never checked: the fit was dropped (a reset or a resume)
+    /// before a calibration followed them, or more than the device keeps
+    /// were waiting. Counted, not in the histogram.
+    #[serde(default)]
+    pub unchecked: u64,
 }
 
 /// Per-mechanism statistics (only mechanisms that have acks are listed).
@@ -320,6 +334,24 @@ pub struct MechanismStats {
     /// carry TSC stamps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raise_to_hardirq_tsc: Option<TscOneWay>,
+    /// Where its records ran (spec version 3 acks).
+    #[serde(default)]
+    pub cpus: CpuStats,
+}
+
+/// CPU placement of one mechanism's acked records.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpuStats {
+    /// `[cpu, acks]` by the CPU of the hard IRQ, ascending.
+    pub hard: Vec<(u16, u64)>,
+    /// `[cpu, acks]` by the CPU the bottom half began the record on.
+    pub bh: Vec<(u16, u64)>,
+    /// Acks whose bottom half began on another CPU than their hard IRQ.
+    pub cross_cpu: u64,
+    /// Acks naming a CPU at or above the device's limit (256): counted
+    /// here, not by CPU.
+    pub beyond_limit: u64,
 }
 
 /// One CALIBRATE exchange as the device saw it.
@@ -481,7 +513,9 @@ pub(crate) mod tests {
                             "guest_irq_to_first_bh_ns": hist(3), "past_budget": 1,
                             "guest_bh_run_ns": hist(0),
                             "raw_raise_to_hardirq": {"base_ns": null, "below_base": 0,
-                                                     "diff_minus_base_ns": hist(0)}}]
+                                                     "diff_minus_base_ns": hist(0)},
+                            "cpus": {"hard": [[1, 4]], "bh": [[0, 1], [1, 3]],
+                                     "cross_cpu": 1, "beyond_limit": 0}}]
         })
     }
 
@@ -506,9 +540,13 @@ pub(crate) mod tests {
         let m = old["mechanisms"][0].as_object_mut().unwrap();
         m.remove("guest_irq_to_first_bh_ns");
         m.remove("past_budget");
-        let s: Stats = serde_json::from_value(old).unwrap();
+        let s: Stats = serde_json::from_value(old.clone()).unwrap();
         assert_eq!(s.mechanisms[0].guest_irq_to_first_bh_ns, Hist::default());
         assert_eq!(s.mechanisms[0].past_budget, 0);
+        // Spec version 2 back ends: no CPUs.
+        old["mechanisms"][0].as_object_mut().unwrap().remove("cpus");
+        let s: Stats = serde_json::from_value(old).unwrap();
+        assert_eq!(s.mechanisms[0].cpus, CpuStats::default());
     }
 
     fn err(v: serde_json::Value) -> String {

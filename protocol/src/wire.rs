@@ -16,7 +16,7 @@ pub use codes::{CodeError, FaultKind, Jitter, Mode, Opcode, Status};
 /// `magic` in the device configuration: bytes "IRQS".
 pub const MAGIC: u32 = 0x5351_5249;
 /// `spec_version` in the device configuration.
-pub const SPEC_VERSION: u16 = 2;
+pub const SPEC_VERSION: u16 = 3;
 
 /// Size of the device configuration space.
 pub const CONFIG_SIZE: usize = 32;
@@ -26,8 +26,9 @@ pub const CTRL_REQ_SIZE: usize = 64;
 pub const CTRL_RESP_SIZE: usize = 64;
 /// Size of an event record.
 pub const EVENT_SIZE: usize = 48;
-/// Size of an ack record (48 in spec version 1; version 2 added the TSC stamps).
-pub const ACK_SIZE: usize = 72;
+/// Size of an ack record (48 in spec version 1; version 2 added the TSC stamps,
+/// version 3 the CPUs).
+pub const ACK_SIZE: usize = 80;
 /// Most ack records in one ackq buffer.
 pub const MAX_ACKS_PER_BUFFER: usize = 64;
 /// Most descriptors in a controlq or eventq chain.
@@ -560,10 +561,14 @@ pub struct AckRecord {
     pub bh_start_tsc: u64,
     /// Guest TSC when the bottom half finished (0: none).
     pub bh_end_tsc: u64,
+    /// Guest CPU that took the hard IRQ.
+    pub hard_cpu: u16,
+    /// Guest CPU the bottom half ran the record on (when it began it).
+    pub bh_cpu: u16,
 }
 
 impl AckRecord {
-    /// Encodes the 48-byte record.
+    /// Encodes the record.
     pub fn encode(&self) -> [u8; ACK_SIZE] {
         let mut b = [0u8; ACK_SIZE];
         put_u64(&mut b, 0, self.seq);
@@ -578,10 +583,12 @@ impl AckRecord {
         put_u64(&mut b, 48, self.hardirq_tsc);
         put_u64(&mut b, 56, self.bh_start_tsc);
         put_u64(&mut b, 64, self.bh_end_tsc);
+        put_u16(&mut b, 72, self.hard_cpu);
+        put_u16(&mut b, 74, self.bh_cpu);
         b
     }
 
-    /// Decodes a 48-byte record.
+    /// Decodes a record (bytes 76..80 are reserved, ignored).
     pub fn decode(b: &[u8]) -> Result<Self, Error> {
         check_len(b, ACK_SIZE)?;
         Ok(Self {
@@ -597,6 +604,8 @@ impl AckRecord {
             hardirq_tsc: u64_at(b, 48),
             bh_start_tsc: u64_at(b, 56),
             bh_end_tsc: u64_at(b, 64),
+            hard_cpu: u16_at(b, 72),
+            bh_cpu: u16_at(b, 74),
         })
     }
 }
@@ -616,7 +625,7 @@ mod tests {
         };
         let b = c.encode();
         assert_eq!(&b[0..4], b"IRQS");
-        assert_eq!(u16_at(&b, 4), 2);
+        assert_eq!(u16_at(&b, 4), 3);
         assert_eq!(u16_at(&b, 6), 8);
         assert_eq!(&b[8..12], &[4, 3, 2, 1]);
         assert_eq!(u32_at(&b, 12), 16384);
@@ -627,7 +636,7 @@ mod tests {
                 u16_at(&b, 20),
                 u16_at(&b, 22)
             ],
-            [64, 64, 48, 72]
+            [64, 64, 48, 80]
         );
         assert_eq!(u32_at(&b, 24), 2000);
         assert_eq!(u32_at(&b, 28), 1024);
@@ -682,9 +691,11 @@ mod tests {
             hardirq_tsc: 14,
             bh_start_tsc: 15,
             bh_end_tsc: 16,
+            hard_cpu: 0x0102,
+            bh_cpu: 3,
         };
         let b = a.encode();
-        assert_eq!(b.len(), 72);
+        assert_eq!(b.len(), 80);
         assert_eq!(b[0], 0x88);
         assert_eq!(b[7], 0x11);
         assert_eq!(&b[8..10], &[0x0b, 0x0a]);
@@ -695,6 +706,8 @@ mod tests {
         assert_eq!(b[32], 12);
         assert_eq!(b[40], 13);
         assert_eq!((b[48], b[56], b[64]), (14, 15, 16));
+        assert_eq!((&b[72..74], b[74]), (&[0x02, 0x01][..], 3));
+        assert_eq!(&b[76..80], &[0; 4]);
         assert_eq!(AckRecord::decode(&b).unwrap(), a);
     }
 

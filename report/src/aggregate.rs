@@ -42,6 +42,16 @@ fn merge_dist(a: &mut Option<Distribution>, b: &Option<Distribution>) -> Result<
     Ok(())
 }
 
+fn add_by_cpu(a: &mut Vec<(u16, u64)>, b: &[(u16, u64)]) {
+    for &(cpu, n) in b {
+        match a.iter_mut().find(|(c, _)| *c == cpu) {
+            Some((_, m)) => *m += n,
+            None => a.push((cpu, n)),
+        }
+    }
+    a.sort_unstable();
+}
+
 fn merge_row(a: &mut MechanismResult, b: &MechanismResult) -> Result<(), HistError> {
     a.host += b.host;
     // guest counters are kept only when every input has them
@@ -79,6 +89,7 @@ fn merge_row(a: &mut MechanismResult, b: &MechanismResult) -> Result<(), HistErr
             x.after_irq_start += y.after_irq_start;
             x.past_budget += y.past_budget;
             x.uncalibrated += y.uncalibrated;
+            x.unchecked += y.unchecked;
             x.error_bound_ns = x.error_bound_ns.max(y.error_bound_ns);
             if x.method != y.method {
                 // Devices measured differently: the merged row says both.
@@ -88,6 +99,18 @@ fn merge_row(a: &mut MechanismResult, b: &MechanismResult) -> Result<(), HistErr
         }
         (None, Some(y)) => Some(OneWay { ..y.clone() }),
         (x, None) => x,
+    };
+    // CPU ids of different guests are different CPUs: by-id counts add up
+    // as "CPU n of its guest"; the cross-CPU share is exact.
+    a.cpus = match (a.cpus.take(), &b.cpus) {
+        (Some(mut x), Some(y)) => {
+            add_by_cpu(&mut x.hard, &y.hard);
+            add_by_cpu(&mut x.bh, &y.bh);
+            x.cross_cpu += y.cross_cpu;
+            x.records += y.records;
+            Some(x)
+        }
+        (x, y) => x.or_else(|| y.clone()),
     };
     a.reference = match (a.reference.take(), &b.reference) {
         (Some(mut x), Some(y)) => {

@@ -649,6 +649,7 @@ program = { mode = "periodic", period_us = 1000 }
             after_irq_start: 0,
             past_budget: 0,
             uncalibrated: 0,
+            unchecked: 0,
         };
         let checks = |r: &RunResult| -> Vec<Check> {
             one_way_consistency_checks(r)

@@ -9,8 +9,8 @@ use crate::hist::{Distribution, HistError, LatencySummary};
 
 mod conditions;
 pub use conditions::{
-    BackendCpu, BackendThreadCpu, CpuFlag, GuestConditions, HostLoad, Interference, RunConditions,
-    TimeBase, VcpuInterference, TIME_BASE_PING,
+    BackendCpu, BackendThreadCpu, CpuFlag, GuestConditions, HostLoad, Interference, IrqPlacement,
+    RunConditions, TimeBase, VcpuInterference, TIME_BASE_PING,
 };
 
 /// Version of the `report.json` schema.
@@ -219,6 +219,11 @@ pub struct OneWay {
     /// `distribution`.
     #[serde(default)]
     pub uncalibrated: u64,
+    /// TSC method: estimates no calibration checked after them (the fit
+    /// was dropped first, or the run ended without one): counted, not in
+    /// `distribution`.
+    #[serde(default)]
+    pub unchecked: u64,
 }
 
 /// `OneWay::method` of the PING offset.
@@ -268,6 +273,30 @@ pub struct MechanismResult {
     pub reference: Option<ReferenceResult>,
     #[serde(default)]
     pub ratios: Ratios,
+    /// Where its records ran: CPUs of the hard IRQ and of the bottom half
+    /// (spec version 3 acks); null from older back ends.
+    #[serde(default)]
+    pub cpus: Option<CpuPlacement>,
+}
+
+/// CPU placement of a mechanism's acked records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct CpuPlacement {
+    /// `[cpu, records]` by the hard IRQ's CPU.
+    pub hard: Vec<(u16, u64)>,
+    /// `[cpu, records]` by the CPU the bottom half began the record on.
+    pub bh: Vec<(u16, u64)>,
+    /// Records whose bottom half began on another CPU than their hard IRQ.
+    pub cross_cpu: u64,
+    /// Records counted (CPU ids past the back end's limit are not).
+    pub records: u64,
+}
+
+impl CpuPlacement {
+    /// `cross_cpu / records` (0 without records).
+    pub fn cross_cpu_share(&self) -> f64 {
+        ratio(self.cross_cpu, self.records)
+    }
 }
 
 impl MechanismResult {
@@ -288,6 +317,7 @@ impl MechanismResult {
             raise_to_hardirq: None,
             reference: None,
             ratios: Ratios::default(),
+            cpus: None,
         }
     }
 

@@ -217,6 +217,7 @@ where
         after_irq_start: 0,
         past_budget: 0,
         uncalibrated: 0,
+        unchecked: 0,
     })
 }
 
@@ -251,6 +252,7 @@ where
         after_irq_start: 0,
         past_budget: 0,
         uncalibrated: 0,
+        unchecked: 0,
     })
 }
 

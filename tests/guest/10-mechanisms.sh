@@ -16,8 +16,18 @@ NT=10     # periodic timer events on source 0
 NS=200    # storm events on source 1
 TOTAL=$((NT + NS))
 
-ktap_plan 15
+ktap_plan 16
 if [ -f $D/stats ]; then ktap_ok "driver bound, debugfs present"; else ktap_fail "driver bound, debugfs present" "$D/stats missing"; fi
+# The driver's mechanism table (name, context, may sleep) against the host's, from which the
+# README's teaching table is generated (protocol/src/mechanisms.rs -> /tests/lib/mechanisms.txt).
+if [ ! -f /tests/lib/mechanisms.txt ]; then
+	ktap_fail "mechanism table matches the host's" "/tests/lib/mechanisms.txt missing from the initramfs"
+elif diff /tests/lib/mechanisms.txt $D/mechanisms > /tmp/mech.diff 2>&1; then
+	ktap_ok "mechanism table matches the host's"
+else
+	sed 's/^/# /' /tmp/mech.diff
+	ktap_fail "mechanism table matches the host's" "driver and protocol/src/mechanisms.rs differ"
+fi
 
 for m in $MECHS; do
 	echo all > $D/reset

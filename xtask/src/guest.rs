@@ -74,11 +74,14 @@ pub fn load_template(repo: &Path) -> Result<Template> {
     Template::parse(&text).with_context(|| format!("{}", p.display()))
 }
 
-/// The QEMU argument vector for one boot.
+/// vCPUs of a guest boot unless a scenario says otherwise (`guest.smp`).
+pub const DEFAULT_SMP: u32 = 2;
+
+/// The QEMU argument vector for one boot of `smp` vCPUs.
 pub fn qemu_args(
     repo: &Path,
     g: &Guest,
-    accel: Accel,
+    (accel, smp): (Accel, u32),
     serial: &str,
     cmdline: &str,
     device: Option<(&Device, &Path)>,
@@ -94,6 +97,7 @@ pub fn qemu_args(
     };
     set("ACCEL", a.into());
     set("CPU", cpu.into());
+    set("SMP", smp.to_string());
     set("MEM", "512M".into());
     set("SERIAL", serial.into());
     set("KERNEL", g.kernel.display().to_string());
@@ -157,7 +161,7 @@ pub fn choose_accel(repo: &Path, cache: &Path, g: &Guest, opt: AccelOpt) -> Resu
     let args = qemu_args(
         repo,
         g,
-        Accel::Kvm,
+        (Accel::Kvm, DEFAULT_SMP),
         "stdio",
         &format!("{BASE_CMDLINE} irqstorm_tests=none"),
         None,
@@ -284,7 +288,7 @@ pub fn run_tests(repo: &Path, g: &Guest, o: &RunOpts) -> Result<Evaluation> {
     let args = qemu_args(
         repo,
         g,
-        o.accel,
+        (o.accel, DEFAULT_SMP),
         "stdio",
         &cmdline,
         o.device.map(|d| (d, sock.as_path())),
@@ -318,7 +322,7 @@ pub fn run_tests(repo: &Path, g: &Guest, o: &RunOpts) -> Result<Evaluation> {
     let console_log = dir.join("console.log");
     step(&format!(
         "guest: booting ({:?}, {}, timeout {}s, tests: {}); console: {}",
-        o.accel,
+        (o.accel, DEFAULT_SMP),
         g.qemu.version,
         o.timeout.as_secs(),
         o.only.unwrap_or("all"),
@@ -412,7 +416,7 @@ pub fn shell(repo: &Path, g: &Guest, accel: Accel, device: Option<&Device>) -> R
     let args = qemu_args(
         repo,
         g,
-        accel,
+        (accel, DEFAULT_SMP),
         "mon:stdio",
         &format!("{BASE_CMDLINE} irqstorm_shell=1"),
         device.map(|d| (d, sock.as_path())),
@@ -459,7 +463,7 @@ mod tests {
         let a = qemu_args(
             &repo,
             &guest(),
-            Accel::Tcg,
+            (Accel::Tcg, DEFAULT_SMP),
             "stdio",
             "console=ttyS0 x=1",
             None,
@@ -490,13 +494,14 @@ mod tests {
         let a = qemu_args(
             &repo,
             &guest(),
-            Accel::Kvm,
+            (Accel::Kvm, DEFAULT_SMP),
             "mon:stdio",
             "c",
             Some((&d, Path::new("/s/vhost.sock"))),
         )
         .unwrap();
         assert_eq!(pos(&a, "-cpu"), vec!["host"]);
+        assert_eq!(pos(&a, "-smp"), vec!["2"]);
         assert_eq!(pos(&a, "-serial"), vec!["mon:stdio"]);
         assert_eq!(
             pos(&a, "-chardev"),
@@ -506,6 +511,15 @@ mod tests {
             pos(&a, "-device"),
             vec!["vhost-user-test-device-pci,chardev=irqstorm0,virtio-id=22,num_vqs=3,vq_size=128,config_size=32"]
         );
+    }
+
+    /// Regression: the launch definition fixed `-smp 2`, so a scenario's
+    /// `guest.smp = 1` booted two vCPUs (its run conditions said 2 vCPUs).
+    #[test]
+    fn the_vcpus_asked_for_reach_qemu() {
+        let repo = util::repo_root();
+        let a = qemu_args(&repo, &guest(), (Accel::Tcg, 1), "stdio", "c", None).unwrap();
+        assert_eq!(pos(&a, "-smp"), vec!["1"]);
     }
 
     #[test]

@@ -111,6 +111,13 @@ pub fn assemble(repo: &Path, module: &Path) -> Result<Archive> {
         .map(PathBuf::from)
         .unwrap_or_else(|| repo.join("tests/guest"));
     add_tree(&mut a, &tests, "tests")?;
+    // The host's mechanism table, which the driver's debugfs `mechanisms` must match
+    // (10-mechanisms).
+    a.file(
+        "tests/lib/mechanisms.txt",
+        irqstorm_protocol::mechanisms::driver_listing().into_bytes(),
+        0o644,
+    );
     Ok(a)
 }
 

@@ -3,6 +3,7 @@
 mod apt;
 mod bench;
 mod conservation;
+mod docs;
 mod fault;
 mod fuzz;
 mod guest;
@@ -148,7 +149,7 @@ impl Cmd {
                 *guest = guest.clone().with_device_env(value)?;
                 Cmd::Bench { bench }
             }
-            c @ (Cmd::Doctor | Cmd::Fuzz { .. }) => c,
+            c @ (Cmd::Doctor | Cmd::Docs { .. } | Cmd::Fuzz { .. }) => c,
         })
     }
 }
@@ -269,6 +270,13 @@ enum Cmd {
     },
     /// Check every prerequisite: version, OK/missing, and the exact fix.
     Doctor,
+    /// Rewrite the README's generated blocks (the mechanism teaching table,
+    /// from protocol/src/mechanisms.rs); --check: exit 1 if they are stale.
+    Docs {
+        /// Only check.
+        #[arg(long)]
+        check: bool,
+    },
     /// Fuzz the back end (cargo-fuzz / libFuzzer, fuzz/): build the targets,
     /// run each for --seconds from its seeds and kept corpus, print the
     /// figures (executions, coverage, features, corpus, crashes) per target.
@@ -318,6 +326,13 @@ fn main() -> ExitCode {
                 },
         } => bench::run(&cli.global, guest, *repeat, report_dir.clone(), *check),
         Cmd::Doctor => cmd_doctor(&cli.global),
+        Cmd::Docs { check } => docs::run(&util::repo_root(), *check).map(|ok| {
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }),
         Cmd::Fuzz {
             seconds,
             runs,

@@ -41,8 +41,16 @@ pub fn run(repo: &Path, g: &Guest, o: &Opts) -> Result<Outcome> {
         Some(d) => d.clone(),
         None => crate::guest::new_run_dir(repo)?,
     };
-    let args = |cmdline: &str, sock: &Path| {
-        qemu_args(repo, g, o.accel, "stdio", cmdline, Some((o.device, sock))).map_err(Into::into)
+    let args = |cmdline: &str, sock: &Path, smp: u32| {
+        qemu_args(
+            repo,
+            g,
+            (o.accel, smp),
+            "stdio",
+            cmdline,
+            Some((o.device, sock)),
+        )
+        .map_err(Into::into)
     };
     Ok(runner::run(&RunSpec {
         scenario: o.scenario,

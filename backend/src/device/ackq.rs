@@ -18,7 +18,7 @@ use super::chain::{
 use super::stats::record;
 use super::{now_ns, Device, QueueOutcome};
 
-fn clamp_i64(v: i128) -> i64 {
+pub(super) fn clamp_i64(v: i128) -> i64 {
     v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
 
@@ -65,6 +65,7 @@ impl Device {
         let m = &mut self.mechs[usize::from(a.mechanism)];
         m.acked += 1;
         m.acked_raises += u64::from(o.count);
+        m.cpus.record(a.hard_cpu, a.bh_cpu);
         record(&mut m.lat, lat);
         if a.bh_start_ns >= a.hardirq_ns && a.hardirq_ns != 0 {
             record(&mut m.bh_delay, a.bh_start_ns - a.hardirq_ns);
@@ -94,13 +95,8 @@ impl Device {
             self.mechs[usize::from(a.mechanism)].tsc_one_way.past_budget += 1;
         } else if a.hardirq_tsc != 0 && o.raise_tsc != 0 {
             let m = &mut self.mechs[usize::from(a.mechanism)];
-            self.tb.one_way(
-                &mut m.tsc_one_way,
-                o.raise_tsc,
-                a.hardirq_tsc,
-                now_tsc,
-                self.tsc_hz,
-            );
+            self.tb
+                .one_way(&mut m.tsc_one_way, o.raise_tsc, a.hardirq_tsc, now_tsc);
         }
         true
     }
@@ -241,10 +237,10 @@ mod tests {
         add_chain(&avq, 0, &[(0x1000, b1.len() as u32, false)]);
         let b2 = ack_bytes(&[ack(&r2, 1)]);
         aq_mem.write_slice(&b2, GuestAddress(0x2000)).unwrap();
-        add_chain(&avq, 1, &[(0x2000, 16, false), (0x2010, 56, false)]);
-        add_chain(&avq, 3, &[(0x2000, 71, false)]); // not a multiple of 72
-        add_chain(&avq, 4, &[(0x2000, 72, true)]); // writable
-        add_chain(&avq, 5, &[(0x2000, 72 * 65, false)]); // too many records
+        add_chain(&avq, 1, &[(0x2000, 16, false), (0x2010, 64, false)]);
+        add_chain(&avq, 3, &[(0x2000, 79, false)]); // not a multiple of 80
+        add_chain(&avq, 4, &[(0x2000, 80, true)]); // writable
+        add_chain(&avq, 5, &[(0x2000, 80 * 65, false)]); // too many records
         add_chain(&avq, 6, &[(0x2000, 0, false)]); // empty
         let mut aq: Queue = avq.create_queue().unwrap();
         let out = d.process_ackq(&mut aq, &aq_mem);

@@ -85,7 +85,8 @@ impl Device {
             self.tb.abandoned += 1;
             return;
         }
-        self.tb.add(body, p.tsc_hz);
+        let check = self.tb.add(body, p.tsc_hz);
+        self.settle_one_way(check);
     }
 
     /// Processes every available controlq buffer, running calibrations in

@@ -147,6 +147,8 @@ struct Mechanism {
     raw_below_base: u64,
     /// One-way raise -> hard IRQ on the TSC time base.
     tsc_one_way: timebase::TscOneWayAcc,
+    /// CPU placement of its records.
+    cpus: stats::CpuCounts,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -354,6 +356,7 @@ impl Device {
         self.total_unnotified = 0;
         self.negotiated = 0;
         self.tb.invalidate();
+        self.settle_one_way(timebase::Check::Drop);
         self.acks.reset();
         self.ring_epoch += 1;
         self.c.resets += 1;
@@ -367,6 +370,14 @@ impl Device {
         self.c.resumes += 1;
         self.ring_epoch += 1;
         self.tb.invalidate();
+        self.settle_one_way(timebase::Check::Drop);
+    }
+
+    /// Settles every mechanism's TSC estimates waiting for a calibration.
+    fn settle_one_way(&mut self, check: timebase::Check) {
+        for m in &mut self.mechs {
+            m.tsc_one_way.settle(check, self.tsc_hz);
+        }
     }
 
     /// Zeroes the counters and histograms. Raises still latched stay counted

@@ -7,13 +7,59 @@ use log::warn;
 use crate::protocol::MECHANISM_NAMES;
 
 use irqstorm_protocol::stats::{
-    Hist, HistSummary, MechanismStats, RawRaiseToHardirq, SourceStats, Stats, Totals,
+    CpuStats, Hist, HistSummary, MechanismStats, RawRaiseToHardirq, SourceStats, Stats, Totals,
 };
 
 use super::{now_ns, Device, Source};
 
 /// Histogram range: 1 ns .. 60 s, 3 significant digits.
 const HIST_MAX_NS: u64 = 60_000_000_000;
+
+/// CPUs counted one by one; an ack naming one at or above is counted
+/// `beyond_limit` (the CPU ids are the driver's word).
+pub(super) const MAX_CPUS: usize = 256;
+
+/// Acks by hard-IRQ CPU and bottom-half CPU, for one mechanism.
+#[derive(Debug, Default)]
+pub(super) struct CpuCounts {
+    hard: Vec<u64>,
+    bh: Vec<u64>,
+    cross: u64,
+    beyond: u64,
+}
+
+impl CpuCounts {
+    pub(super) fn record(&mut self, hard: u16, bh: u16) {
+        let (h, b) = (usize::from(hard), usize::from(bh));
+        if h >= MAX_CPUS || b >= MAX_CPUS {
+            self.beyond += 1;
+            return;
+        }
+        for (v, i) in [(&mut self.hard, h), (&mut self.bh, b)] {
+            if v.len() <= i {
+                v.resize(i + 1, 0);
+            }
+            v[i] += 1;
+        }
+        self.cross += u64::from(h != b);
+    }
+
+    pub(super) fn stats(&self) -> CpuStats {
+        let by = |v: &[u64]| {
+            (0u16..)
+                .zip(v)
+                .filter(|(_, n)| **n > 0)
+                .map(|(c, n)| (c, *n))
+                .collect()
+        };
+        CpuStats {
+            hard: by(&self.hard),
+            bh: by(&self.bh),
+            cross_cpu: self.cross,
+            beyond_limit: self.beyond,
+        }
+    }
+}
 
 pub(super) fn record(h: &mut Option<Histogram<u64>>, v: u64) {
     if h.is_none() {
@@ -101,6 +147,7 @@ impl Device {
                     diff_minus_base_ns: hist_stats(&m.raw_raise_to_hardirq, buckets),
                 }),
                 raise_to_hardirq_tsc: m.tsc_one_way.stats(buckets),
+                cpus: m.cpus.stats(),
             })
             .collect();
         let tot = |f: &dyn Fn(&Source) -> u64| self.sources.iter().map(f).sum::<u64>();
@@ -139,5 +186,25 @@ impl Device {
             self.counters().malformed,
             self.c.bad_acks
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_counts_by_cpu_and_across() {
+        let mut c = CpuCounts::default();
+        c.record(0, 0);
+        c.record(0, 1);
+        c.record(1, 1);
+        c.record(3, 0);
+        // A CPU id past the limit: counted, not indexed.
+        c.record(0, u16::MAX);
+        let s = c.stats();
+        assert_eq!(s.hard, [(0, 2), (1, 1), (3, 1)]);
+        assert_eq!(s.bh, [(0, 2), (1, 2)]);
+        assert_eq!((s.cross_cpu, s.beyond_limit), (2, 1));
     }
 }

@@ -14,6 +14,7 @@ use irqstorm_protocol::stats::{CalibrationStats, TimeBaseStats, TscOneWay};
 use irqstorm_protocol::timebase::{one_way_ticks, ticks_to_ns, Added, Fit, Interval};
 use irqstorm_protocol::wire::{CalibrateReply, CalibrateRequest, CalibrateResult, CalibrationPage};
 
+use super::ackq::clamp_i64;
 use super::now_ns;
 use super::stats::{hist_stats, record};
 use crate::tsc;
@@ -44,26 +45,70 @@ pub(super) struct TimeBase {
     /// resumed while their loop ran.
     pub(super) abandoned: u64,
     /// Largest crossing since the fit started (ticks): every bound given
-    /// after it is widened by it (misses are added by the report, from the
-    /// epoch's `max_miss_ns`: a miss bounds the estimates made before it).
+    /// after it is widened by it.
     allowance_ticks: u64,
+    /// The last usable calibration (swapped if it crossed): the earlier side
+    /// of the bracket of the estimates waiting for the next one.
+    last_usable: Option<Interval>,
+}
+
+/// Estimates kept per mechanism while they wait for the calibration that
+/// bounds them (at 50k events/s and calibrations 0.25 s apart, 12.5k);
+/// past it they are counted `unchecked`.
+const MAX_OPEN: usize = 1 << 16;
+
+/// An estimate made since the last usable calibration.
+#[derive(Debug, Clone, Copy)]
+struct OpenEstimate {
+    /// `hardirq_tsc + offset - raise_tsc` with the fit at the ack.
+    w_ticks: i64,
+    /// The offset it was made with.
+    offset: i64,
+}
+
+/// What a calibration added to the time base does to the estimates waiting
+/// for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Check {
+    /// Not usable (failed, loose): they keep waiting.
+    Wait,
+    /// The offset moves one way between two calibrations (TCG's tick
+    /// ratchet only moves the guest TSC forward; under KVM the relation is
+    /// linear), so at every instant between the previous usable calibration
+    /// and this one it lay in the hull of their intervals, `[lower, upper]`
+    /// (ticks); `allowance` (ticks) widens it (a crossed channel).
+    Bound {
+        /// Least offset of the two intervals.
+        lower: i64,
+        /// Largest.
+        upper: i64,
+        /// The fit's allowance.
+        allowance: u64,
+    },
+    /// No previous calibration to bracket with (the fit had been dropped):
+    /// never checked.
+    Drop,
 }
 
 /// Per-mechanism one-way estimates on the TSC.
 #[derive(Debug, Default)]
 pub(super) struct TscOneWayAcc {
     hist: Option<Histogram<u64>>,
+    bounds: Option<Histogram<u64>>,
+    open: Vec<OpenEstimate>,
     negative: u64,
     after_irq_start: u64,
     pub(super) past_budget: u64,
     uncalibrated: u64,
+    unchecked: u64,
     max_bound_ns: u64,
 }
 
 impl TscOneWayAcc {
     pub(super) fn stats(&self, buckets: bool) -> Option<TscOneWay> {
         let any = self.hist.as_ref().is_some_and(|h| !h.is_empty())
-            || self.after_irq_start + self.uncalibrated + self.past_budget > 0;
+            || !self.open.is_empty()
+            || self.after_irq_start + self.uncalibrated + self.past_budget + self.unchecked > 0;
         any.then(|| TscOneWay {
             estimates_ns: hist_stats(&self.hist, buckets),
             negative: self.negative,
@@ -71,7 +116,49 @@ impl TscOneWayAcc {
             past_budget: self.past_budget,
             uncalibrated: self.uncalibrated,
             max_bound_ns: self.max_bound_ns,
+            bound_ns: hist_stats(&self.bounds, false),
+            awaiting_check: self.open.len() as u64,
+            unchecked: self.unchecked,
         })
+    }
+
+    /// Settles the estimates waiting for a calibration (`check`).
+    pub(super) fn settle(&mut self, check: Check, tsc_hz: u64) {
+        match check {
+            Check::Wait => {}
+            Check::Drop => {
+                self.unchecked += self.open.len() as u64;
+                self.open.clear();
+            }
+            Check::Bound {
+                lower,
+                upper,
+                allowance,
+            } => {
+                // The hull's middle: the estimate whose worst error is least.
+                let (lo, hi) = (i128::from(lower), i128::from(upper));
+                let mid = lo + (hi - lo) / 2;
+                let half = u64::try_from((hi - lo + 1) / 2).unwrap_or(0);
+                let bound_ticks = half.saturating_add(allowance);
+                let bound_ns = ticks_to_ns(bound_ticks, tsc_hz);
+                for o in std::mem::take(&mut self.open) {
+                    let w = i128::from(o.w_ticks) + mid - i128::from(o.offset);
+                    if w < -i128::from(bound_ticks) {
+                        self.after_irq_start += 1;
+                        continue;
+                    }
+                    self.max_bound_ns = self.max_bound_ns.max(bound_ns);
+                    record(&mut self.bounds, bound_ns);
+                    if w < 0 {
+                        self.negative += 1;
+                        record(&mut self.hist, 0);
+                    } else {
+                        let w = u64::try_from(w).unwrap_or(u64::MAX);
+                        record(&mut self.hist, ticks_to_ns(w, tsc_hz));
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -152,8 +239,9 @@ pub(super) fn run_calibration(
 }
 
 impl TimeBase {
-    /// Adds a finished calibration to the fit and the log.
-    pub(super) fn add(&mut self, r: &CalibrateReply, tsc_hz: u64) {
+    /// Adds a finished calibration to the fit and the log; returns what it
+    /// does to the estimates waiting for it ([`TscOneWayAcc::settle`]).
+    pub(super) fn add(&mut self, r: &CalibrateReply, tsc_hz: u64) -> Check {
         let iv = Interval {
             at: r.host_tsc_mid,
             lower: r.lower,
@@ -198,6 +286,23 @@ impl TimeBase {
         };
         let miss_ns = ticks_to_ns(miss_ticks, tsc_hz);
         self.max_miss_ns = self.max_miss_ns.max(miss_ns);
+        let check = if matches!(fit, "failed" | "loose" | "invalid") {
+            Check::Wait
+        } else {
+            let now = Interval {
+                at: iv.at,
+                lower: iv.lower.min(iv.upper),
+                upper: iv.lower.max(iv.upper),
+            };
+            match self.last_usable.replace(now) {
+                None => Check::Drop,
+                Some(p) => Check::Bound {
+                    lower: p.lower.min(now.lower),
+                    upper: p.upper.max(now.upper),
+                    allowance: self.allowance_ticks,
+                },
+            }
+        };
         if self.log.len() == KEEP {
             self.log.pop_front();
         }
@@ -211,6 +316,7 @@ impl TimeBase {
             fit: fit.into(),
             miss_ns,
         });
+        check
     }
 
     /// Drops the fit: after a device reset or a VM resume the guest TSC
@@ -221,6 +327,7 @@ impl TimeBase {
         }
         self.fit.clear();
         self.allowance_ticks = 0;
+        self.last_usable = None;
     }
 
     /// New stats epoch: the per-epoch figures restart; the fit stays.
@@ -228,37 +335,30 @@ impl TimeBase {
         self.max_miss_ns = 0;
     }
 
-    /// Records the one-way estimate of an event raised at host TSC
+    /// Takes the one-way estimate of an event raised at host TSC
     /// `raise_tsc` whose hard IRQ read guest TSC `hardirq_tsc`; `now_tsc`
-    /// is the ack's arrival (where the bound is taken: the latest instant
-    /// the hard IRQ can have been).
+    /// is the ack's arrival (where the fit's bound is taken: the latest
+    /// instant the hard IRQ can have been). It waits in `acc` for the next
+    /// calibration, which bounds it ([`TscOneWayAcc::settle`]).
     pub(super) fn one_way(
         &self,
         acc: &mut TscOneWayAcc,
         raise_tsc: u64,
         hardirq_tsc: u64,
         now_tsc: u64,
-        tsc_hz: u64,
     ) {
         let Some(e) = self.fit.at(now_tsc) else {
             acc.uncalibrated += 1;
             return;
         };
-        let w = one_way_ticks(raise_tsc, hardirq_tsc, e.offset);
-        let bound_ticks = e.bound_ticks.saturating_add(self.allowance_ticks);
-        let bound = i128::from(bound_ticks);
-        let bound_ns = ticks_to_ns(bound_ticks, tsc_hz);
-        if w < -bound {
-            acc.after_irq_start += 1;
+        if acc.open.len() >= MAX_OPEN {
+            acc.unchecked += 1;
             return;
         }
-        acc.max_bound_ns = acc.max_bound_ns.max(bound_ns);
-        if w < 0 {
-            acc.negative += 1;
-            record(&mut acc.hist, 0);
-        } else {
-            record(&mut acc.hist, ticks_to_ns(w as u64, tsc_hz));
-        }
+        acc.open.push(OpenEstimate {
+            w_ticks: clamp_i64(one_way_ticks(raise_tsc, hardirq_tsc, e.offset)),
+            offset: e.offset,
+        });
     }
 
     /// Whether the fit places guest TSC stamps at host TSC `now_tsc`.
@@ -335,6 +435,12 @@ mod tests {
     }
 
     const HZ: u64 = 2_000_000_000; // 2 ticks per ns
+
+    /// Adds calibration `r` and settles the estimates waiting for it.
+    fn settle(tb: &mut TimeBase, acc: &mut TscOneWayAcc, r: CalibrateReply) {
+        let check = tb.add(&r, HZ);
+        acc.settle(check, HZ);
+    }
 
     /// The driver's half of §6.1.3, with its TSC `theta` ahead of the host's.
     fn guest_side(mem: &GuestMemoryMmap, page: u64, theta: u64) {
@@ -475,9 +581,10 @@ mod tests {
         assert_eq!(st.failed, 0);
         assert_eq!(st.calibrations[1].fit, "crossed");
         assert!(st.allowance_ns >= 145, "{st:?}");
-        // A hard IRQ 1000 ticks (500 ns) after its raise.
+        // A hard IRQ 1000 ticks (500 ns) after its raise, checked by the next calibration.
         let mut acc = TscOneWayAcc::default();
-        tb.one_way(&mut acc, 50_000, 51_000 + AHEAD, 60_000, HZ);
+        tb.one_way(&mut acc, 50_000, 51_000 + AHEAD, 60_000);
+        settle(&mut tb, &mut acc, reply(70_000, truth + 10, truth + 20));
         let s = acc.stats(false).unwrap();
         let est = s.estimates_ns.summary.unwrap().max;
         assert!(
@@ -497,12 +604,17 @@ mod tests {
         tb.add(&reply(10_000, -1_000_100, -999_900), HZ);
         let mut acc = TscOneWayAcc::default();
         // Raised at host 50_000; hard IRQ at host 70_000 (20_000 ticks = 10 us).
-        tb.one_way(&mut acc, 50_000, 70_000 + AHEAD, 80_000, HZ);
+        tb.one_way(&mut acc, 50_000, 70_000 + AHEAD, 80_000);
         // A hard IRQ 40 ticks after the raise: within the bound of 0.
-        tb.one_way(&mut acc, 50_000, 50_040 + AHEAD, 80_000, HZ);
+        tb.one_way(&mut acc, 50_000, 50_040 + AHEAD, 80_000);
         // 300 ticks before the raise: raised after its interrupt began.
-        tb.one_way(&mut acc, 50_000, 49_700 + AHEAD, 80_000, HZ);
+        tb.one_way(&mut acc, 50_000, 49_700 + AHEAD, 80_000);
+        // Not in the figures until a calibration checks the fit.
         let s = acc.stats(false).unwrap();
+        assert_eq!((s.awaiting_check, s.estimates_ns.count), (3, 0));
+        settle(&mut tb, &mut acc, reply(90_000, -1_000_100, -999_900));
+        let s = acc.stats(false).unwrap();
+        assert_eq!(s.awaiting_check, 0);
         assert_eq!(s.estimates_ns.count, 2);
         // HDR keeps 3 significant digits.
         let sum = s.estimates_ns.summary.unwrap();
@@ -520,7 +632,8 @@ mod tests {
         // one-way of 20 ticks is estimated at -60.
         let mut tb = TimeBase::default();
         tb.add(&reply(10_000, -1_000_180, -999_980), HZ);
-        tb.one_way(&mut acc, 50_000, 50_020 + AHEAD, 60_000, HZ);
+        tb.one_way(&mut acc, 50_000, 50_020 + AHEAD, 60_000);
+        settle(&mut tb, &mut acc, reply(70_000, -1_000_180, -999_980));
         let s = acc.stats(false).unwrap();
         assert_eq!((s.negative, s.estimates_ns.count), (1, 1));
         // Recorded as 0 (the histogram's floor is 1 ns).
@@ -531,10 +644,10 @@ mod tests {
     fn without_calibration_acks_are_counted_uncalibrated() {
         let mut tb = TimeBase::default();
         let mut acc = TscOneWayAcc::default();
-        tb.one_way(&mut acc, 1, 1, 1, HZ);
+        tb.one_way(&mut acc, 1, 1, 1);
         tb.add(&reply(10, 5, 6), HZ);
         tb.invalidate();
-        tb.one_way(&mut acc, 1, 1, 20, HZ);
+        tb.one_way(&mut acc, 1, 1, 20);
         assert_eq!(acc.stats(false).unwrap().uncalibrated, 2);
         let st = tb.stats(HZ);
         assert_eq!((st.invalidated, st.fit_len), (1, 0));
@@ -563,5 +676,121 @@ mod tests {
         assert_eq!((st.jumps, st.failed, st.loose, st.fit_len), (1, 1, 1, 1));
         assert!(st.max_miss_ns > 4_000, "{st:?}");
         assert_eq!(st.calibrations[4].result, "no_guest");
+    }
+
+    /// Regression: the bound of an estimate was the fit's bound at its ack
+    /// plus how far the next calibration fell *outside* the prediction. A
+    /// next calibration that overlaps the prediction but reaches far past
+    /// it allows the truth to be at its far edge: an estimate made just
+    /// before it was off by 95 ns with a stated bound of 5 ns.
+    #[test]
+    fn an_estimate_is_bounded_by_the_calibration_after_it() {
+        let truth_then = -(AHEAD as i64) + 190;
+        let mut tb = TimeBase::default();
+        let mut acc = TscOneWayAcc::default();
+        // +/- 10 ticks around -AHEAD.
+        tb.add(
+            &reply(10_000, -(AHEAD as i64) - 10, -(AHEAD as i64) + 10),
+            HZ,
+        );
+        // Meanwhile the offset moved to truth_then: a hard IRQ 2000 ticks
+        // (1000 ns) after its raise, stamped on a guest TSC that lags 190 ticks more.
+        tb.one_way(
+            &mut acc,
+            50_000,
+            (52_000 + AHEAD).wrapping_add_signed(-190),
+            60_000,
+        );
+        // Overlaps the prediction (-AHEAD +/- 10): no miss, yet the truth is 190 off.
+        settle(
+            &mut tb,
+            &mut acc,
+            reply(70_000, -(AHEAD as i64) + 5, truth_then + 10),
+        );
+        assert_eq!(tb.stats(HZ).max_miss_ns, 0);
+        let s = acc.stats(false).unwrap();
+        let est = s.estimates_ns.summary.unwrap().max;
+        assert!(
+            est.abs_diff(1_000) <= s.max_bound_ns,
+            "estimate {est} ns, bound {} ns, truth 1000 ns",
+            s.max_bound_ns
+        );
+    }
+
+    /// A jump between two calibrations widens the bounds of the estimates
+    /// made between them, not of those after (TCG's tick ratchet: one jump
+    /// of 48 us in a run used to widen the run's every bound).
+    #[test]
+    fn a_jump_widens_only_the_estimates_before_it() {
+        let ahead = -(AHEAD as i64);
+        let mut tb = TimeBase::default();
+        let mut acc = TscOneWayAcc::default();
+        tb.add(&reply(10_000, ahead - 10, ahead + 10), HZ);
+        // One estimate, then the guest TSC gains 20_000 ticks (10 us) on the host.
+        tb.one_way(&mut acc, 50_000, 52_000 + AHEAD, 60_000);
+        settle(
+            &mut tb,
+            &mut acc,
+            reply(HZ / 2, ahead - 20_010, ahead - 19_990),
+        );
+        // Nine after it, checked by a calibration that agrees.
+        for i in 0..9 {
+            let raise = HZ / 2 + 100_000 + i * 10_000;
+            tb.one_way(
+                &mut acc,
+                raise,
+                raise + 2_000 + AHEAD + 20_000,
+                raise + 5_000,
+            );
+        }
+        settle(
+            &mut tb,
+            &mut acc,
+            reply(HZ - 1, ahead - 20_010, ahead - 19_990),
+        );
+        let s = acc.stats(false).unwrap();
+        assert_eq!(s.estimates_ns.count, 10);
+        let b = s.bound_ns.summary.unwrap();
+        // The one before the jump: the hull of both sides, +/- 10_010 ticks (5 us);
+        // the nine after: +/- 10 ticks (5 ns).
+        assert_eq!(s.max_bound_ns, 5_005, "{s:?}");
+        assert!(b.p50 <= 6, "{b:?}");
+        // Each estimate lies within its bound: 1000 ns after the raise.
+        let e = s.estimates_ns.summary.unwrap();
+        assert!(
+            e.p50.abs_diff(1_000) <= 6 && e.max.abs_diff(1_000) <= s.max_bound_ns,
+            "{e:?}"
+        );
+    }
+
+    /// Estimates whose fit is dropped before a calibration checks them are
+    /// counted, not lost and not in the figures; so are those past the
+    /// device's keep.
+    #[test]
+    fn estimates_never_checked_are_counted_unchecked() {
+        let mut tb = TimeBase::default();
+        let mut acc = TscOneWayAcc::default();
+        tb.add(&reply(10_000, -1_000_010, -999_990), HZ);
+        for _ in 0..MAX_OPEN + 3 {
+            tb.one_way(&mut acc, 50_000, 52_000 + AHEAD, 60_000);
+        }
+        let s = acc.stats(false).unwrap();
+        assert_eq!((s.awaiting_check, s.unchecked), (MAX_OPEN as u64, 3));
+        // A reset: the fit is dropped, and the next calibration has nothing to check.
+        tb.invalidate();
+        settle(&mut tb, &mut acc, reply(20_000, -5, 5));
+        let s = acc.stats(false).unwrap();
+        assert_eq!((s.awaiting_check, s.unchecked), (0, MAX_OPEN as u64 + 3));
+        assert_eq!(s.estimates_ns.count, 0);
+        // A failed or loose calibration checks nothing: estimates keep waiting.
+        tb.one_way(&mut acc, 50_000, 50_100, 60_000);
+        let mut bad = reply(30_000, 0, 0);
+        bad.result = CalibrateResult::NoGuest as u32;
+        settle(&mut tb, &mut acc, bad);
+        settle(&mut tb, &mut acc, reply(40_000, -5_000, 5_000));
+        assert_eq!(acc.stats(false).unwrap().awaiting_check, 1);
+        settle(&mut tb, &mut acc, reply(50_000, -5, 5));
+        let s = acc.stats(false).unwrap();
+        assert_eq!((s.awaiting_check, s.estimates_ns.count), (0, 1));
     }
 }

@@ -481,6 +481,8 @@ pub fn ack_for(r: &EventRecord, mechanism: u8) -> AckRecord {
         hardirq_tsc: 0,
         bh_start_tsc: 0,
         bh_end_tsc: 0,
+        hard_cpu: 0,
+        bh_cpu: 0,
     }
 }
 

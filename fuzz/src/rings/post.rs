@@ -2,7 +2,9 @@
 //! The chains the harness builds: well-formed and malformed controlq,
 //! eventq and ackq buffers, each posted with what the device must do with it.
 
-use irqstorm_backend::protocol::{AckRecord, CtrlReq, Opcode, EVENT_SIZE, SOURCE_ALL};
+use irqstorm_backend::protocol::{
+    AckRecord, CtrlReq, Opcode, ACK_SIZE, EVENT_SIZE, MAX_ACKS_PER_BUFFER, SOURCE_ALL,
+};
 use vm_memory::{Bytes, GuestAddress};
 
 use super::{
@@ -121,6 +123,9 @@ impl Harness {
                         hardirq_tsc: u64::from(s.delta).wrapping_mul(0x9e37_79b9_7f4a_7c15),
                         bh_start_tsc: u64::from(s.delta) << 7,
                         bh_end_tsc: u64::from(s.pick),
+                        // Any CPU ids, past the device's limit too.
+                        hard_cpu: s.delta,
+                        bh_cpu: s.delta.rotate_left(8),
                     },
                     _ => AckRecord {
                         seq: u64::from(s.delta),
@@ -150,10 +155,12 @@ impl Harness {
     pub(super) fn post_bad_ack(&mut self, kind: u8) {
         let r = &mut self.rings[ACKQ];
         let a = ACK_BUF + u64::from(r.next_head() % 64) * ACK_SLOT;
+        // Writable; not a multiple of the record; more records than a buffer holds; empty.
+        let size = ACK_SIZE as u32;
         let chain: &[(u64, u32, bool)] = match kind % 4 {
-            0 => &[(a, 48, true)],
-            1 => &[(a, 47, false)],
-            2 => &[(a, 48 * 65, false)],
+            0 => &[(a, size, true)],
+            1 => &[(a, size - 1, false)],
+            2 => &[(a, size * (MAX_ACKS_PER_BUFFER as u32 + 1), false)],
             _ => &[(a, 0, false)],
         };
         r.post(&self.mem, chain, None, Expect::Malformed);

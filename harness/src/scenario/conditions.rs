@@ -4,7 +4,7 @@
 //! its clocksource and TSC flags (`IRQSTORM_SC_CLOCKSOURCE`,
 //! `IRQSTORM_SC_CPUFLAGS`, see `tests/guest/lib/scenario.sh`).
 
-use irqstorm_report::model::{CpuFlag, GuestConditions, RunConditions, TimeBase};
+use irqstorm_report::model::{CpuFlag, GuestConditions, IrqPlacement, RunConditions, TimeBase};
 
 use crate::boot::BackendSpec;
 use crate::interference::{cpu_model, parse_proc_stat};
@@ -88,6 +88,29 @@ fn cpu_flags(console: &str) -> (Option<u32>, Vec<CpuFlag>) {
     (cpus, flags)
 }
 
+/// The guest's last `IRQSTORM_SC_IRQ irq=N affinity=LIST effective=LIST`
+/// line (after the measured phase: x86 moves an IRQ at its next interrupt).
+fn irq_placement(console: &str) -> Option<IrqPlacement> {
+    let line = console
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("IRQSTORM_SC_IRQ "))?;
+    let mut p = IrqPlacement {
+        irq: u32::MAX,
+        affinity: String::new(),
+        effective: String::new(),
+    };
+    for (k, v) in line.split_whitespace().filter_map(|w| w.split_once('=')) {
+        match k {
+            "irq" => p.irq = v.parse().ok()?,
+            "affinity" => p.affinity = v.to_string(),
+            "effective" => p.effective = v.to_string(),
+            _ => {}
+        }
+    }
+    (p.irq != u32::MAX).then_some(p)
+}
+
 /// Guest `device`'s conditions from its console and its QEMU command.
 pub fn guest_conditions(device: &str, qemu_argv: Vec<String>, console: &str) -> GuestConditions {
     let (first, last) = clocksources(console);
@@ -99,6 +122,7 @@ pub fn guest_conditions(device: &str, qemu_argv: Vec<String>, console: &str) -> 
         clocksource_at_start: first.filter(|f| Some(f) != last.as_ref()),
         clocksource: last,
         tsc_flags,
+        irq: irq_placement(console),
     }
 }
 
@@ -187,6 +211,7 @@ mod tests {
     const CONSOLE: &str = "[    0.9] clocksource: tsc-early\n\
         IRQSTORM_SC_CLOCKSOURCE tsc-early\n\
         IRQSTORM_SC_CPUFLAGS cpus=2 tsc=1 constant_tsc=0 nonstop_tsc=0 tsc_known_freq=0 rdtscp=1\n\
+        IRQSTORM_SC_IRQ irq=24 affinity=0-1 effective=1\n\
         IRQSTORM_SC_READY\n\
         IRQSTORM_SC_PING 1 2 3 4\n\
         IRQSTORM_SC_CLOCKSOURCE tsc\n\
@@ -198,6 +223,10 @@ mod tests {
         assert_eq!(g.cpus, Some(2));
         assert_eq!(g.clocksource.as_deref(), Some("tsc"));
         assert_eq!(g.clocksource_at_start.as_deref(), Some("tsc-early"));
+        assert_eq!(
+            g.irq.as_ref().map(|i| i.describe()).as_deref(),
+            Some("irq 24 -> CPUs 0-1 (effective 1)")
+        );
         let names: Vec<(&str, bool)> = g
             .tsc_flags
             .iter()
@@ -220,6 +249,7 @@ mod tests {
         // an older guest script prints neither line
         let none = guest_conditions("irqstorm1", Vec::new(), "IRQSTORM_SC_READY\n");
         assert!(none.clocksource.is_none() && none.cpus.is_none() && none.tsc_flags.is_empty());
+        assert!(none.irq.is_none());
         let rc = run_conditions(
             v(&["b", "--spin-us", "5"]),
             "tcg",

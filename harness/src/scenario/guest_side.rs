@@ -36,10 +36,14 @@ pub fn guest_cmdline(s: &Scenario) -> String {
     } else {
         format!("{}:{mask:x}", s.reference.period_us)
     };
-    format!(
+    let mut c = format!(
         "irqstorm_sc_src={} irqstorm_sc_ref={reference} irqstorm_sc_pings={PINGS}",
         src.join(",")
-    )
+    );
+    if let Some(list) = &s.guest.irq_affinity {
+        c.push_str(&format!(" irqstorm_sc_irq_affinity={list}"));
+    }
+    c
 }
 
 /// The debugfs write (file, arguments) that starts a guest-driven source.

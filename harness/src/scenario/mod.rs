@@ -42,10 +42,10 @@ const CONTROL_TIMEOUT: Duration = Duration::from_secs(15);
 /// What the guest prints when its scenario set-up is done.
 pub const READY: &str = "IRQSTORM_SC_READY";
 
-/// The QEMU argument vector of one guest, given its kernel command line
-/// and its vhost-user socket.
+/// The QEMU argument vector of one guest, given its kernel command line,
+/// its vhost-user socket and its vCPUs (the scenario's `guest.smp`).
 pub type QemuArgs<'a> =
-    dyn Fn(&str, &Path) -> Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>> + 'a;
+    dyn Fn(&str, &Path, u32) -> Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>> + 'a;
 
 /// Errors of a scenario run.
 #[derive(Debug, thiserror::Error)]
@@ -279,7 +279,7 @@ fn boot_guests(o: &RunSpec, s: &Scenario, spec: &BackendSpec, n: u32) -> Result<
         } else {
             PathBuf::from(format!("{}{i}", sock.display()))
         };
-        let args = (g.qemu_args)(&cmdline, &p).map_err(RunError::QemuArgs)?;
+        let args = (g.qemu_args)(&cmdline, &p, s.guest.smp).map_err(RunError::QemuArgs)?;
         let file = o.dir.join(per_device_name("qemu-command", "sh", i, n));
         std::fs::write(
             &file,

@@ -13,7 +13,7 @@ use irqstorm_protocol::stats::{Hist, RawRaiseToHardirq, Stats};
 
 use super::InputError;
 use crate::hist::Distribution;
-use crate::model::{mechanism_id, HostCounters, MechanismResult, OneWay};
+use crate::model::{mechanism_id, CpuPlacement, HostCounters, MechanismResult, OneWay};
 use crate::offset::{one_way_from_diffs, OffsetEstimate};
 use crate::scenario::Scenario;
 
@@ -174,6 +174,14 @@ impl BackendStats {
                     .guest_irq_to_first_bh_ns
                     .distribution(&format!("{n}.guest_irq_to_first_bh_ns"))?;
                 row.past_budget = m.past_budget;
+                let c = &m.cpus;
+                let records: u64 = c.hard.iter().map(|(_, n)| n).sum();
+                row.cpus = (records > 0).then(|| CpuPlacement {
+                    hard: c.hard.clone(),
+                    bh: c.bh.clone(),
+                    cross_cpu: c.cross_cpu,
+                    records,
+                });
             }
         }
         Ok(rows)

@@ -3,10 +3,11 @@
 //! (device spec §6.1.3, docs/clock-offset.md "TSC method").
 //!
 //! The back end already converted every ack with the calibration fit that
-//! held when it arrived, so each estimate is exact up to that fit's bound;
-//! a later calibration that fell outside the fit's prediction
-//! (`max_miss_ns`) widens the bound by its miss. Where the TSC method cannot
-//! give a figure the caller falls back to the PING method
+//! held when it arrived, and held each estimate until the next calibration
+//! checked that fit: an estimate's bound is the larger of the fit's bound at
+//! its ack and how far the fit's prediction was from that calibration
+//! (`bound_ns` per estimate, `max_bound_ns` the largest). Where the TSC
+//! method cannot give a figure the caller falls back to the PING method
 //! ([`BackendStats::apply_one_way`]).
 
 use irqstorm_protocol::stats::TimeBaseStats;
@@ -73,7 +74,7 @@ impl BackendStats {
                 left.push(format!("{n} (no TSC stamps in its acks)"));
                 continue;
             };
-            let bound = t.max_bound_ns.saturating_add(tb.max_miss_ns);
+            let bound = t.max_bound_ns;
             if bound > TSC_MAX_BOUND_NS {
                 left.push(format!(
                     "{n} (TSC bound {bound} ns > {TSC_MAX_BOUND_NS} ns)"
@@ -85,15 +86,25 @@ impl BackendStats {
                 .distribution(&format!("{n}.raise_to_hardirq_tsc.estimates_ns"))?
             else {
                 left.push(format!(
-                    "{n} (no estimate: {} acks arrived uncalibrated)",
-                    t.uncalibrated
+                    "{n} (no checked estimate: {} acks arrived uncalibrated, {} await a \
+                     calibration after them, {} were never checked)",
+                    t.uncalibrated, t.awaiting_check, t.unchecked
                 ));
                 continue;
             };
+            let (p50, p99) = t
+                .bound_ns
+                .summary
+                .map_or((bound, bound), |b| (b.p50, b.p99));
             used.push(format!(
-                "{n} {} negative, {} raised after their interrupt began, {} past the IRQ \
-                 budget, {} uncalibrated",
-                t.negative, t.after_irq_start, t.past_budget, t.uncalibrated
+                "{n} bound p50 {p50} ns, p99 {p99} ns, max {bound} ns; {} negative, {} raised \
+                 after their interrupt began, {} past the IRQ budget, {} uncalibrated, {} \
+                 unchecked",
+                t.negative,
+                t.after_irq_start,
+                t.past_budget,
+                t.uncalibrated,
+                t.awaiting_check + t.unchecked
             ));
             row.raise_to_hardirq = Some(OneWay {
                 distribution: dist,
@@ -104,6 +115,7 @@ impl BackendStats {
                 after_irq_start: t.after_irq_start,
                 past_budget: t.past_budget,
                 uncalibrated: t.uncalibrated,
+                unchecked: t.awaiting_check + t.unchecked,
             });
         }
         let mut notes = Vec::new();
@@ -118,8 +130,9 @@ impl BackendStats {
                 "{device}: one-way raise->hardirq by the TSC method: host TSC {:.3} MHz, {} \
                  calibrations ok of {} (bounds {}..{} ns), fit of {} ({}slope {:.4} +/- {:.4} \
                  ppm), largest miss {} ns, {} jumps, {} crossed (allowance {} ns, inside \
-                 every bound); {} (negative: estimate in [-bound, 0), recorded as 0; the other \
-                 counts are not in the distribution)",
+                 every bound); each estimate bounded by the calibration after it; {} \
+                 (negative: estimate in [-bound, 0), recorded as 0; the other counts are not in \
+                 the distribution)",
                 tb.tsc_hz as f64 / 1e6,
                 ok.len(),
                 tb.calibrations.len(),
@@ -216,6 +229,13 @@ mod tests {
             past_budget: 3,
             uncalibrated: 7,
             max_bound_ns: bound_ns,
+            bound_ns: serde_json::from_str(&format!(
+                r#"{{"count": 1990, "min": 40, "p50": 40, "p90": 40, "p99": 40,
+                    "p999": {bound_ns}, "max": {bound_ns}, "mean": 41.0}}"#
+            ))
+            .unwrap(),
+            awaiting_check: 2,
+            unchecked: 1,
         });
         st.stats.time_base = tb;
         st
@@ -230,11 +250,17 @@ mod tests {
         let notes = st.apply_tsc_one_way(&mut rows, "irqstorm0").unwrap();
         let ow = rows[0].raise_to_hardirq.clone().unwrap();
         assert_eq!(ow.method, METHOD_TSC);
-        // The largest per-event bound plus the largest calibration miss.
-        assert_eq!(ow.error_bound_ns, 110);
+        // The largest per-event bound (each already checked by the calibration
+        // after it: the epoch's largest miss is not added again).
+        assert_eq!(ow.error_bound_ns, 90);
         assert_eq!(
-            (ow.negative_samples, ow.uncalibrated, ow.past_budget),
-            (5, 7, 3)
+            (
+                ow.negative_samples,
+                ow.uncalibrated,
+                ow.past_budget,
+                ow.unchecked
+            ),
+            (5, 7, 3, 3)
         );
         assert_eq!(ow.distribution.count(), 1990);
         assert_eq!(ow.after_irq_start, 4);
@@ -243,6 +269,10 @@ mod tests {
         assert!(rows[1].raise_to_hardirq.is_none());
         assert!(
             notes[0].contains("TSC method: host TSC 2100.000 MHz, 1 calibrations ok of 1"),
+            "{notes:?}"
+        );
+        assert!(
+            notes[0].contains("tasklet bound p50 40 ns, p99 40 ns, max 90 ns"),
             "{notes:?}"
         );
         assert!(

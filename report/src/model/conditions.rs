@@ -230,6 +230,37 @@ pub struct GuestConditions {
     /// TSC flags of the guest's `/proc/cpuinfo`, by name.
     #[serde(default)]
     pub tsc_flags: Vec<CpuFlag>,
+    /// The device IRQ: its number, the CPUs it may run on and those it is
+    /// routed to (`/proc/irq/N/{smp,effective}_affinity_list` at set-up).
+    #[serde(default)]
+    pub irq: Option<IrqPlacement>,
+}
+
+/// Where the device's interrupt goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IrqPlacement {
+    pub irq: u32,
+    /// `smp_affinity_list`.
+    pub affinity: String,
+    /// `effective_affinity_list` (empty if the kernel has none).
+    pub effective: String,
+}
+
+impl IrqPlacement {
+    /// `irq 24 -> CPUs 0-1 (effective 1)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "irq {} -> CPUs {} (effective {})",
+            self.irq,
+            self.affinity,
+            if self.effective.is_empty() {
+                "-"
+            } else {
+                &self.effective
+            }
+        )
+    }
 }
 
 /// One CPU flag and whether the guest has it.
@@ -257,6 +288,7 @@ mod tests {
             after_irq_start: 0,
             past_budget: 0,
             uncalibrated: 0,
+            unchecked: 0,
         });
         r
     }

@@ -51,6 +51,14 @@ pub(super) fn interference_lines(i: &Interference) -> String {
     s
 }
 
+/// `, irq 24 -> CPUs 0-1 (effective 1)`, or nothing when not recorded.
+fn irq(g: &GuestConditions) -> String {
+    g.irq
+        .as_ref()
+        .map(|i| format!(", {}", i.describe()))
+        .unwrap_or_default()
+}
+
 fn tsc_flags(g: &GuestConditions) -> String {
     if g.tsc_flags.is_empty() {
         return "-".into();
@@ -95,10 +103,11 @@ pub(super) fn conditions_line(c: &RunConditions) -> String {
     parts.push(format!("back end {}", spin(c)));
     for g in &c.guests {
         parts.push(format!(
-            "guest {}: clocksource {}, TSC flags {}",
+            "guest {}: clocksource {}, TSC flags {}{}",
             g.device,
             clocksource(g),
-            tsc_flags(g)
+            tsc_flags(g),
+            irq(g)
         ));
     }
     parts.push(format!("time base {}", time_base(c)));
@@ -184,10 +193,11 @@ pub(super) fn markdown_section(c: Option<&RunConditions>, i: Option<&Interferenc
             row(
                 &format!("guest {}", md(&g.device)),
                 md(&format!(
-                    "{} CPUs, clocksource {}, TSC flags {}",
+                    "{} CPUs, clocksource {}, TSC flags {}{}",
                     g.cpus.map_or("?".into(), |n| n.to_string()),
                     clocksource(g),
-                    tsc_flags(g)
+                    tsc_flags(g),
+                    irq(g)
                 )),
             );
         }
@@ -334,6 +344,11 @@ mod tests {
                         present: *n != "constant_tsc",
                     })
                     .collect(),
+                irq: Some(crate::model::IrqPlacement {
+                    irq: 24,
+                    affinity: "1".into(),
+                    effective: "1".into(),
+                }),
             }],
             time_base: TimeBase {
                 method: "tsc".into(),
@@ -357,7 +372,8 @@ mod tests {
             lines[1],
             "conditions: tcg, 2 vCPUs, 2 host cores (Intel(R) Xeon(R) Processor) | back end \
              spin 0 us (--spin-us 0: given) | guest irqstorm0: clocksource tsc (was tsc-early at \
-             set-up), TSC flags tsc rdtscp (no constant_tsc) | time base tsc (+/- 63 ns at most)"
+             set-up), TSC flags tsc rdtscp (no constant_tsc), irq 24 -> CPUs 1 (effective 1) | \
+             time base tsc (+/- 63 ns at most)"
         );
         assert_eq!(
             lines[2],

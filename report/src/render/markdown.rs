@@ -2,7 +2,9 @@
 
 use std::fmt::Write as _;
 
-use super::table::{guest_is_log2, main_table, one_way_rows, ONE_WAY_HEADERS};
+use super::table::{
+    cpu_rows, guest_is_log2, main_table, one_way_rows, CPU_HEADERS, ONE_WAY_HEADERS,
+};
 use super::{conditions, count_outcomes, effective_checks, fmt_ns};
 use crate::model::{Outcome, RunResult};
 
@@ -62,13 +64,7 @@ pub fn markdown(result: &RunResult, plots: &[String]) -> String {
         "| mechanism | events | coalesced | raise→ack p50 | p99 | p99.9 | max | hardirq→bh p50 | p99 | max | bh run p50 | max | ×ref | ×evfd |\n",
     );
     o.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    for r in main_table(&result.mechanisms, false).rows {
-        let _ = writeln!(
-            o,
-            "| {} |",
-            r.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | ")
-        );
-    }
+    md_rows(&mut o, main_table(&result.mechanisms, false).rows);
     if guest_is_log2(&result.mechanisms) {
         o.push_str("\nGuest figures (hardirq→bh, bh run) are log2 bucket upper edges.\n");
     }
@@ -83,13 +79,18 @@ pub fn markdown(result: &RunResult, plots: &[String]) -> String {
         );
         let _ = writeln!(o, "| {} |", ONE_WAY_HEADERS.join(" | "));
         o.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
-        for r in ow {
-            let _ = writeln!(
-                o,
-                "| {} |",
-                r.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | ")
-            );
-        }
+        md_rows(&mut o, ow);
+    }
+    let cpus = cpu_rows(&result.mechanisms);
+    if !cpus.is_empty() {
+        o.push_str(
+            "\n## CPU placement\n\n\
+             Records by the guest CPU of their hard IRQ and the CPU their bottom half began \
+             them on (ack record, device spec 6.4).\n\n",
+        );
+        let _ = writeln!(o, "| {} |", CPU_HEADERS.join(" | "));
+        o.push_str("|---|---|---|---:|\n");
+        md_rows(&mut o, cpus);
     }
     if f > 0 {
         o.push_str("\n## Failures\n\n");
@@ -126,6 +127,17 @@ pub fn markdown(result: &RunResult, plots: &[String]) -> String {
         }
     }
     o
+}
+
+/// Appends `rows` as Markdown table rows (cells escaped).
+fn md_rows(o: &mut String, rows: impl IntoIterator<Item = Vec<String>>) {
+    for r in rows {
+        let _ = writeln!(
+            o,
+            "| {} |",
+            r.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | ")
+        );
+    }
 }
 
 #[cfg(test)]

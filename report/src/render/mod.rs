@@ -167,6 +167,7 @@ pub(crate) mod tests {
                     after_irq_start: 0,
                     past_budget: 0,
                     uncalibrated: 0,
+                    unchecked: 0,
                 });
             }
             r.mechanisms.push(x);

@@ -247,6 +247,10 @@ pub fn table(result: &RunResult) -> String {
              records' work); past budget = records the IRQ thread drained past the hard IRQ's budget\n",
         );
     }
+    if let Some(t) = cpu_table(&result.mechanisms) {
+        out.push('\n');
+        out.push_str(&t.render());
+    }
     if !result.per_device.is_empty() {
         out.push_str("\nper device:\n");
         out.push_str(&main_table(&result.per_device, true).render());
@@ -331,7 +335,8 @@ pub(super) fn one_way_rows(result: &RunResult) -> Vec<Vec<String>> {
                 us(s.p99_ns),
                 us(s.max_ns),
                 us(o.error_bound_ns),
-                (o.below_base + o.after_irq_start + o.past_budget).to_string(),
+                (o.below_base + o.after_irq_start + o.past_budget + o.uncalibrated + o.unchecked)
+                    .to_string(),
                 o.negative_samples.to_string(),
             ])
         })
@@ -363,6 +368,46 @@ fn one_way_table(result: &RunResult) -> Option<Table> {
             ("one-way raise->hardirq (us, +/- bound)".into(), 8),
         ],
         headers: ONE_WAY_HEADERS.map(String::from).to_vec(),
+        rows,
+    })
+}
+
+/// `cpu:records` pairs, e.g. `0:812 1:4`.
+fn by_cpu(v: &[(u16, u64)]) -> String {
+    v.iter()
+        .map(|(c, n)| format!("{c}:{n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// CPU placement: per mechanism, records by hard-IRQ CPU and bottom-half
+/// CPU, and the share whose bottom half began on another CPU.
+pub(super) fn cpu_rows(rows: &[MechanismResult]) -> Vec<Vec<String>> {
+    rows.iter()
+        .filter_map(|r| {
+            let c = r.cpus.as_ref()?;
+            Some(vec![
+                r.mechanism.clone(),
+                by_cpu(&c.hard),
+                by_cpu(&c.bh),
+                format!("{:.1}%", 100.0 * c.cross_cpu_share()),
+            ])
+        })
+        .collect()
+}
+
+pub(super) const CPU_HEADERS: [&str; 4] = [
+    "mechanism",
+    "hard IRQ cpu:records",
+    "bh cpu:records",
+    "bh on another cpu",
+];
+
+fn cpu_table(rows: &[MechanismResult]) -> Option<Table> {
+    let rows = cpu_rows(rows);
+    (!rows.is_empty()).then(|| Table {
+        groups: vec![("".into(), 1), ("CPU placement".into(), 3)],
+        headers: CPU_HEADERS.map(String::from).to_vec(),
         rows,
     })
 }

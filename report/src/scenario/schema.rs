@@ -85,6 +85,11 @@ pub struct Guest {
     pub smp: u32,
     #[serde(default)]
     pub accel: AccelRequirement,
+    /// CPUs the device's IRQ may run on, a Linux CPU list (`1`, `0-1`,
+    /// `0,2`) written to `/proc/irq/N/smp_affinity_list` after the module
+    /// loads; unset: the kernel's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub irq_affinity: Option<String>,
 }
 
 fn default_smp() -> u32 {
@@ -96,6 +101,7 @@ impl Default for Guest {
         Guest {
             smp: default_smp(),
             accel: AccelRequirement::Any,
+            irq_affinity: None,
         }
     }
 }

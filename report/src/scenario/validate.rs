@@ -54,6 +54,11 @@ impl Scenario {
         if !(1..=64).contains(&self.guest.smp) {
             p.add("guest.smp", format!("{}: must be 1..=64", self.guest.smp));
         }
+        if let Some(list) = &self.guest.irq_affinity {
+            if let Err(why) = cpu_list(list, self.guest.smp) {
+                p.add("guest.irq_affinity", format!("`{list}`: {why}"));
+            }
+        }
         if !(1..=64).contains(&dev.num_sources) {
             p.add(
                 "device.num_sources",
@@ -421,6 +426,30 @@ impl Scenario {
     }
 }
 
+/// The CPUs of a Linux CPU list (`0`, `0-3`, `0,2-3`), each below `smp`.
+pub fn cpu_list(list: &str, smp: u32) -> Result<Vec<u32>, String> {
+    let mut cpus = Vec::new();
+    for part in list.split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let num = |x: &str| {
+            x.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("`{part}` is not a CPU or a range N-M"))
+        };
+        let (a, b) = (num(a)?, num(b)?);
+        if a > b {
+            return Err(format!("`{part}`: the range runs backwards"));
+        }
+        if b >= smp {
+            return Err(format!(
+                "CPU {b} is not in the guest's {smp} vCPUs (guest.smp)"
+            ));
+        }
+        cpus.extend(a..=b);
+    }
+    Ok(cpus)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::scenario::fixtures::{problems, with, MINIMAL};
@@ -604,5 +633,22 @@ program = { mode = "storm", rate_hz = 60000, burst = 8 }
             s.gates.max_vcpu_wait_share,
             crate::scenario::DEFAULT_MAX_VCPU_WAIT_SHARE
         );
+    }
+
+    #[test]
+    fn irq_affinity_is_a_cpu_list_within_the_vcpus() {
+        use super::cpu_list;
+        assert_eq!(cpu_list("1", 2), Ok(vec![1]));
+        assert_eq!(cpu_list("0-1", 2), Ok(vec![0, 1]));
+        assert_eq!(cpu_list("0,2-3", 4), Ok(vec![0, 2, 3]));
+        for bad in ["2", "", "x", "1-0", "0-", "0,,1"] {
+            assert!(cpu_list(bad, 2).is_err(), "{bad}");
+        }
+        let e = problems(&with("[guest]\nsmp = 2\nirq_affinity = \"3\"\n")).join("\n");
+        assert!(
+            e.contains("guest.irq_affinity: `3`: CPU 3 is not in the guest's 2 vCPUs"),
+            "{e}"
+        );
+        assert!(problems(&with("[guest]\nirq_affinity = \"0-1\"\n")).is_empty());
     }
 }

@@ -6,6 +6,7 @@
 #   irqstorm_sc_src=ID:MECH:KIND:US,...   mechanism and simulated work per source
 #   irqstorm_sc_ref=PERIOD_US:HEXMASK|off local hrtimer reference source
 #   irqstorm_sc_pings=N                    PING exchanges before and after the run
+#   irqstorm_sc_irq_affinity=CPULIST       the device IRQ's smp_affinity_list (guest.irq_affinity)
 #   irqstorm.NAME=VALUE                    guest driver module parameter, handed to insmod
 #                                          (`cargo xtask run --module-param NAME=VALUE`)
 # Protocol on the console (host -> guest lines arrive on the serial input):
@@ -48,6 +49,7 @@ src=""
 ref=off
 pings=16
 modparams=""
+irq_affinity=""
 trace=0
 T=/sys/kernel/tracing
 TRACE_EVENTS="irq/irq_handler_entry irq/softirq_entry workqueue/workqueue_execute_start sched/sched_switch"
@@ -56,6 +58,7 @@ for w in $(cat /proc/cmdline); do
 	irqstorm_sc_src=*) src="${w#irqstorm_sc_src=}" ;;
 	irqstorm_sc_ref=*) ref="${w#irqstorm_sc_ref=}" ;;
 	irqstorm_sc_pings=*) pings="${w#irqstorm_sc_pings=}" ;;
+	irqstorm_sc_irq_affinity=*) irq_affinity="${w#irqstorm_sc_irq_affinity=}" ;;
 	irqstorm.*=*) modparams="$modparams ${w#irqstorm.}" ;;
 	irqstorm_sc_trace=1) trace=1 ;;
 	esac
@@ -72,6 +75,15 @@ i=0
 while [ ! -e $D/sources ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 [ -e $D/sources ] || fail "no $D (device not bound?)"
 echo 0 > $D/storm_threshold
+# The device IRQ: where it may run (guest.irq_affinity) and where it does.
+irq=$(awk '/irqstorm/ { sub(":", "", $1); print $1; exit }' /proc/interrupts)
+if [ -n "$irq_affinity" ]; then
+	echo "$irq_affinity" > "/proc/irq/$irq/smp_affinity_list" || fail "irq $irq: smp_affinity_list $irq_affinity"
+fi
+irq_line() {
+	echo "IRQSTORM_SC_IRQ irq=$irq affinity=$(cat /proc/irq/$irq/smp_affinity_list) effective=$(cat /proc/irq/$irq/effective_affinity_list 2>/dev/null)"
+}
+irq_line
 
 for s in $(echo "$src" | tr ',' ' '); do
 	IFS=: read -r id mech kind us <<EOT
@@ -179,17 +191,18 @@ dump() {
 }
 
 # Calibrations during the measured phase, from its reset to the host's
-# "calibrate": 1 ms windows every 0.5 s. Under TCG the guest TSC gains on the
+# "calibrate": 1 ms windows every 0.25 s. Under TCG the guest TSC gains on the
 # host's irregularly (QEMU ratchets its tick offset forward whenever a vCPU
-# reads a tick below the last one read: 0.4-0.7 ppm in a storm), and the fit
-# re-anchors on each calibration; the device runs their loop without its
-# lock, so events go on meanwhile (docs/clock-offset.md).
+# reads a tick below the last one read: 0.1-1.3 us per 0.5 s in a storm); the
+# fit re-anchors on each calibration, and each one bounds the estimates made
+# since the one before; the device runs their loop without its lock, so
+# events go on meanwhile (docs/clock-offset.md).
 CAL_ON=/tmp/irqstorm-cal-on
 cal_loop_start() {
 	touch $CAL_ON
 	(
 		while [ -e $CAL_ON ]; do
-			usleep 500000
+			usleep 250000
 			[ -e $CAL_ON ] && echo calibrate 1000 2>/dev/null > $D/ctrl
 		done
 	) &
@@ -243,6 +256,8 @@ while read -r cmd rest; do
 		[ "$ref" != off ] && echo stop > $D/local
 		do_pings
 		clocksource
+		# x86 moves an IRQ at its next interrupt: the effective CPUs after the phase.
+		irq_line
 		for t in stats counters hist hist_work hist_local; do dump $t; done
 		[ "$trace" = 1 ] && trace_dump
 		echo "IRQSTORM_SC_ACK dump"

@@ -84,8 +84,8 @@ pub fn pause(
         Some(d) => d.clone(),
         None => crate::guest::new_run_dir(repo)?,
     };
-    let args = |cmdline: &str, sock: &Path| {
-        qemu_args(repo, g, accel, "stdio", cmdline, Some((dev, sock))).map_err(Into::into)
+    let args = |cmdline: &str, sock: &Path, smp: u32| {
+        qemu_args(repo, g, (accel, smp), "stdio", cmdline, Some((dev, sock))).map_err(Into::into)
     };
     let mut base = crate::guest::BASE_CMDLINE.to_string();
     if let Some(x) = extra_cmdline.filter(|x| !x.is_empty()) {

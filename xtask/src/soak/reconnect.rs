@@ -113,7 +113,7 @@ pub fn run(repo: &Path, g: &Guest, accel: Accel, d: &Device, o: &Opts) -> Result
     let args = guest::qemu_args(
         repo,
         g,
-        accel,
+        (accel, guest::DEFAULT_SMP),
         "stdio",
         &cmdline,
         Some((d, &spec.socket_path())),

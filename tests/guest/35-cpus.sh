@@ -1,0 +1,122 @@
+#!/bin/sh
+# CPUs and threads (issue 11 item 5):
+#   - the device IRQ's /proc/interrupts count (summed over CPUs) moves with the driver's `irqs`;
+#   - the IRQ thread irq/N-irqstorm and the driver's kthreads are listed by ps, the IRQ thread at
+#     SCHED_FIFO, the kthread and completion waiter at SCHED_NORMAL, and at SCHED_FIFO after
+#     reloading the module with kthread_fifo=1;
+#   - IRQ affinity: with /proc/irq/N/smp_affinity_list set to one CPU, every record's hard IRQ
+#     (the events log's hard_cpu) runs there, and a tasklet's bottom half with it.
+. /tests/lib/ktap.sh
+. /tests/lib/irqstorm.sh
+irqstorm_require_device
+
+ncpu=$(grep -c '^processor' /proc/cpuinfo)
+irq_of() { awk '/irqstorm/ { sub(":", "", $1); print $1; exit }' /proc/interrupts; }
+IRQ=$(irq_of)
+cnt() { grep "^$1 " $D/counters | cut -d' ' -f2; }
+# The IRQ's count summed over the CPU columns.
+irq_total() {
+	awk -v irq="$1:" -v n="$ncpu" '$1 == irq { s = 0; for (i = 2; i <= n + 1; i++) s += $i; print s }' /proc/interrupts
+}
+# Waits until the driver has posted $1 acks (at most 10 s).
+wait_acks() {
+	i=0
+	while [ "$(cnt acks_posted)" -lt "$1" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+}
+# "policy rt_priority" of the thread whose comm is $1 (from /proc/PID/stat, fields 41 and 40).
+policy_of() {
+	for p in /proc/[0-9]*; do
+		[ "$(cat "$p/comm" 2>/dev/null)" = "$1" ] || continue
+		sed 's/^.*) //' "$p/stat" | awk '{ print $39, $38 }'
+		return
+	done
+}
+
+ktap_plan 5
+ktap_diag "$ncpu CPUs, irqstorm IRQ $IRQ"
+
+# 1. /proc/interrupts against the driver's count, over a quiet start and end.
+echo all > $D/reset
+echo "all work none" > $D/sources
+echo "all tasklet" > $D/sources
+a0=$(cnt acks_posted)
+p0=$(irq_total "$IRQ"); d0=$(cnt irqs)
+echo "0 periodic 2000000 200" > $D/timer
+wait_acks $((a0 + 200))
+sleep 0.2
+p1=$(irq_total "$IRQ"); d1=$(cnt irqs)
+dp=$((p1 - p0)); dd=$((d1 - d0))
+# Two records can share an interrupt (EVENT_IDX): at least half as many interrupts as events.
+if [ "$dp" -eq "$dd" ] && [ "$dd" -ge 100 ]; then
+	ktap_ok "/proc/interrupts counts the driver's interrupts ($dd)"
+else
+	ktap_fail "/proc/interrupts counts the driver's interrupts" "/proc/interrupts +$dp, driver irqs +$dd (>= 100 wanted)"
+fi
+
+# 2. The threads in ps, with their policy (0 SCHED_NORMAL, 1 SCHED_FIFO).
+ithread="irq/$IRQ-irqstorm"
+# ps shows TASK_COMM_LEN - 1 characters (/proc/PID/comm a kthread's full name).
+listed=$(ps -o comm 2>/dev/null | grep -c -e "^$ithread\$" -e '^irqstorm_kthrea$' -e '^irqstorm_compl$')
+pi=$(policy_of "$ithread"); pk=$(policy_of irqstorm_kthread); pc=$(policy_of irqstorm_compl)
+ktap_diag "ps: $listed of 3 listed; policy rt_priority: $ithread $pi, irqstorm_kthread $pk, irqstorm_compl $pc"
+if [ "$listed" -eq 3 ] && [ "${pi%% *}" = 1 ] && [ "${pk%% *}" = 0 ] && [ "${pc%% *}" = 0 ]; then
+	ktap_ok "ps lists the IRQ thread (SCHED_FIFO) and the kthreads (SCHED_NORMAL)"
+else
+	ktap_fail "ps lists the IRQ thread (SCHED_FIFO) and the kthreads (SCHED_NORMAL)" "listed $listed, policies '$pi' '$pk' '$pc'"
+fi
+
+# 3. kthread_fifo=1 puts the kthreads at SCHED_FIFO.
+rmmod irqstorm && insmod "$mod" kthread_fifo=1
+i=0
+while [ ! -e $D/sources ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+pk=$(policy_of irqstorm_kthread); pc=$(policy_of irqstorm_compl)
+if [ "${pk%% *}" = 1 ] && [ "${pc%% *}" = 1 ]; then
+	ktap_ok "kthread_fifo=1: the kthreads run at SCHED_FIFO ($pk, $pc)"
+else
+	ktap_fail "kthread_fifo=1: the kthreads run at SCHED_FIFO" "policies '$pk' '$pc'"
+fi
+rmmod irqstorm && insmod "$mod"
+i=0
+while [ ! -e $D/sources ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+IRQ=$(irq_of)
+
+# 4-5. IRQ affinity: hard IRQ and tasklet on the chosen CPU.
+affinity_check() {
+	cpu=$1
+	name="smp_affinity_list $cpu: every hard IRQ and tasklet on CPU $cpu"
+	if ! echo "$cpu" > "/proc/irq/$IRQ/smp_affinity_list" 2>/tmp/aff.err; then
+		ktap_fail "$name" "write refused: $(cat /tmp/aff.err)"
+		return
+	fi
+	echo "all tasklet" > $D/sources
+	a0=$(cnt acks_posted)
+	# A few events first: the move takes effect from the next interrupt on.
+	echo "0 periodic 1000000 20" > $D/timer
+	wait_acks $((a0 + 20))
+	echo clear > $D/events
+	echo 1 > $D/events_enable
+	a0=$(cnt acks_posted)
+	echo "0 periodic 1000000 200" > $D/timer
+	wait_acks $((a0 + 200))
+	echo 0 > $D/events_enable
+	res=$(awk -v c="$cpu" '!/^#/ && $2 == "tasklet" { n++; if ($3 != c) h++; if ($4 != c) b++ } END { printf "%d %d %d", n, h, b }' $D/events)
+	set -- $res
+	eff=$(cat "/proc/irq/$IRQ/effective_affinity_list" 2>/dev/null)
+	ktap_diag "affinity $cpu (effective $eff): $1 records, $2 hard IRQs elsewhere, $3 bottom halves elsewhere"
+	if [ "$1" -ge 200 ] && [ "$2" -eq 0 ] && [ "$3" -eq 0 ]; then
+		ktap_ok "$name"
+	else
+		ktap_fail "$name" "$1 records, $2 hard IRQs and $3 tasklets on another CPU"
+	fi
+}
+if [ "$ncpu" -ge 2 ]; then
+	affinity_check 0
+	affinity_check 1
+	echo "0-$((ncpu - 1))" > "/proc/irq/$IRQ/smp_affinity_list"
+else
+	ktap_skip "smp_affinity_list 0" "one CPU"
+	ktap_skip "smp_affinity_list 1" "one CPU"
+fi
+
+echo "all threaded" > $D/sources
+ktap_finish
