@@ -77,15 +77,30 @@ pub(crate) fn set_work(s: &Shared, cmd: &str) -> Result {
 }
 
 pub(crate) fn show_sources(s: &Shared, f: &mut dyn Write) -> fmt::Result {
-    writeln!(f, "# source mechanism work us")?;
+    writeln!(f, "# source mechanism work us delay_us")?;
     for i in 0..s.info.num_sources as usize {
         let (w, us) = s.work_of(i);
-        writeln!(f, "{} {} {} {}", i, s.mech_of(i as u16).name(), w.name(), us)?;
+        writeln!(f, "{} {} {} {} {}", i, s.mech_of(i as u16).name(), w.name(), us, s.delay_of(i as u16))?;
     }
     Ok(())
 }
 
-/// Writes to `sources`: "SRC|all MECH" or "SRC|all work none|busy US|sleep US".
+/// `sources`: "SRC|all delay US" (the requested delay of delay mechanisms' runs).
+fn set_delay(s: &Shared, src: &str, us: Option<&str>) -> Result {
+    let src = source(s, Some(src))?;
+    let us: u32 = us.ok_or(EINVAL)?.parse().map_err(|_| EINVAL)?;
+    if src == SOURCE_ALL {
+        for i in 0..s.info.num_sources as usize {
+            s.set_delay(i, us)?;
+        }
+        Ok(())
+    } else {
+        s.set_delay(src as usize, us)
+    }
+}
+
+/// Writes to `sources`: "SRC|all MECH", "SRC|all work none|busy US|sleep US" or
+/// "SRC|all delay US".
 pub(crate) fn sources_cmd(s: &Shared, cmd: &str) -> Result {
     let mut w = cmd.split_whitespace();
     let first = w.next().ok_or(EINVAL)?;
@@ -107,6 +122,13 @@ pub(crate) fn sources_cmd(s: &Shared, cmd: &str) -> Result {
                 line.extend_from_slice(x.as_bytes(), GFP_KERNEL)?;
             }
             set_work(s, core::str::from_utf8(&line).map_err(|_| EINVAL)?)
+        }
+        Some("delay") => {
+            let us = w.next();
+            if w.next().is_some() {
+                return Err(EINVAL);
+            }
+            set_delay(s, first, us)
         }
         _ => set_mechanism(s, cmd),
     }
@@ -317,6 +339,8 @@ pub(crate) fn show_counters(s: &Shared, f: &mut dyn Write) -> fmt::Result {
         ("local_events", &c.local_events),
         ("local_skipped", &c.local_skipped),
         ("sleep_refused", &c.sleep_refused),
+        ("delay_refused", &c.delay_refused),
+        ("delay_early", &c.delay_early),
         ("uevents", &c.uevents),
         ("helper_runs", &c.helper_runs),
         ("helper_errors", &c.helper_errors),

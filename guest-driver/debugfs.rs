@@ -198,6 +198,12 @@ fn r_mechanisms(_s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     }
     Ok(())
 }
+/// The kernel's timer facts the delay mechanisms depend on (run conditions).
+fn r_timing(_s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    writeln!(f, "hz {}", crate::kwrap::clock::hz())?;
+    writeln!(f, "msleep ceil(d/1000) ms (a jiffy timer: at least one jiffy more)")?;
+    writeln!(f, "usleep_range d..d+d/4+1 us (hrtimer with that slack)")
+}
 fn r_none(_s: &Arc<Shared>, _f: &mut fmt::Formatter<'_>) -> fmt::Result {
     Ok(())
 }
@@ -235,6 +241,7 @@ impl DebugFs {
         ro!(c"hist_local", r_hist_local);
         ro!(c"hist_work", r_hist_work);
         ro!(c"mechanisms", r_mechanisms);
+        ro!(c"timing", r_timing);
         rw!(c"sources", r_sources, w_sources);
         rw!(c"timer", r_none, w_timer);
         rw!(c"storm", r_none, w_storm);

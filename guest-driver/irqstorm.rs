@@ -295,7 +295,7 @@ kernel::module_pci_driver! {
     params: {
         default_mech: u32 {
             default: 1,
-            description: "Bottom half for every source at bind time (0..13, spec 6.5; default 1 = threaded)",
+            description: "Bottom half for every source at bind time (0..16, spec 6.5; default 1 = threaded)",
         },
         event_idx: bool {
             default: true,
@@ -307,7 +307,7 @@ kernel::module_pci_driver! {
         },
         inject_delay_mech: i32 {
             default: -1,
-            description: "Mechanism id (0..13, spec 6.5) that inject_delay_us delays; -1 = none",
+            description: "Mechanism id (0..16, spec 6.5) that inject_delay_us delays; -1 = none",
         },
         kthread_fifo: bool {
             default: false,

@@ -3,7 +3,7 @@
 //! The catalogue of bottom-half mechanisms (spec §6.5): ids, names, execution contexts.
 //! A leaf module: the bottom halves themselves are in `bh/`.
 
-pub(crate) const NUM_MECH: usize = 14;
+pub(crate) const NUM_MECH: usize = 17;
 
 /// Bottom-half mechanism ids (spec §6.5).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -23,6 +23,9 @@ pub(crate) enum Mech {
     Completion = 11,
     TimerList = 12,
     Hrtimer = 13,
+    WqDelayed = 14,
+    KthreadMsleep = 15,
+    KthreadUsleep = 16,
 }
 
 impl Mech {
@@ -41,6 +44,9 @@ impl Mech {
         Mech::Completion,
         Mech::TimerList,
         Mech::Hrtimer,
+        Mech::WqDelayed,
+        Mech::KthreadMsleep,
+        Mech::KthreadUsleep,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -59,6 +65,9 @@ impl Mech {
             Mech::Completion => "completion",
             Mech::TimerList => "timer_list",
             Mech::Hrtimer => "hrtimer",
+            Mech::WqDelayed => "wq_delayed",
+            Mech::KthreadMsleep => "kthread_msleep",
+            Mech::KthreadUsleep => "kthread_usleep",
         }
     }
 
@@ -85,6 +94,18 @@ impl Mech {
                 | Mech::WqDedicated
                 | Mech::Kthread
                 | Mech::Completion
+                | Mech::WqDelayed
+                | Mech::KthreadMsleep
+                | Mech::KthreadUsleep
+        )
+    }
+
+    /// Whether its runs wait for a requested delay (the source's `delay`): a timer, delayed
+    /// work or a sleep; each run's first ack carries the delay and when it was armed.
+    pub(crate) fn takes_delay(self) -> bool {
+        matches!(
+            self,
+            Mech::TimerList | Mech::Hrtimer | Mech::WqDelayed | Mech::KthreadMsleep | Mech::KthreadUsleep
         )
     }
 
@@ -131,8 +152,9 @@ mod tests {
         }
         assert_eq!(Mech::parse("0"), Some(Mech::Hardirq));
         assert_eq!(Mech::parse("13"), Some(Mech::Hrtimer));
+        assert_eq!(Mech::parse("16"), Some(Mech::KthreadUsleep));
         assert_eq!(Mech::parse("tasklet_hi"), Some(Mech::TaskletHi));
-        assert_eq!(Mech::parse("14"), None);
+        assert_eq!(Mech::parse("17"), None);
         assert_eq!(Mech::parse("-1"), None);
         assert_eq!(Mech::parse(""), None);
         assert_eq!(Mech::parse("Tasklet"), None);
@@ -142,7 +164,8 @@ mod tests {
     #[test]
     fn only_process_context_mechanisms_sleep() {
         let sleepers = Mech::ALL.iter().filter(|m| m.can_sleep()).count();
-        assert_eq!(sleepers, 7);
+        assert_eq!(sleepers, 10);
+        assert_eq!(Mech::ALL.iter().filter(|m| m.takes_delay()).count(), 5);
         for m in Mech::ALL {
             assert_eq!(m.can_sleep(), m.context() == "process context");
             assert_eq!(m.can_sleep(), m.kind() == "process");

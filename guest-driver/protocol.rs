@@ -35,7 +35,7 @@ pub(crate) const MAX_SOURCES: usize = 64;
 pub(crate) const CTRL_SIZE: usize = 64;
 pub(crate) const EVENT_SIZE: usize = 48;
 /// 48 in spec version 1; version 2 added the three TSC stamps.
-pub(crate) const ACK_SIZE: usize = 80;
+pub(crate) const ACK_SIZE: usize = 88;
 pub(crate) const EVENT_WORDS: usize = EVENT_SIZE / 8;
 pub(crate) const ACK_WORDS: usize = ACK_SIZE / 8;
 pub(crate) const CTRL_WORDS: usize = CTRL_SIZE / 8;
@@ -140,6 +140,10 @@ pub(crate) struct AckRecord {
     /// The CPU of the hard IRQ, and the one the bottom half began the record on (spec 3).
     pub(crate) hard_cpu: u16,
     pub(crate) bh_cpu: u16,
+    /// Delay mechanisms, a run's first record: the delay asked for (us) and when it was armed
+    /// (guest ns; 0 = none).
+    pub(crate) delay_us: u32,
+    pub(crate) armed_ns: u64,
 }
 
 impl AckRecord {
@@ -157,7 +161,8 @@ impl AckRecord {
             self.hardirq_tsc,
             self.bh_start_tsc,
             self.bh_end_tsc,
-            u64::from(self.hard_cpu) | u64::from(self.bh_cpu) << 16,
+            u64::from(self.hard_cpu) | u64::from(self.bh_cpu) << 16 | u64::from(self.delay_us) << 32,
+            self.armed_ns,
         ]
     }
 }
@@ -350,11 +355,17 @@ mod tests {
             bh_end_tsc: 11,
             hard_cpu: 1,
             bh_cpu: 3,
+            delay_us: 1000,
+            armed_ns: 12,
         };
         // Flags at byte 11 (bits 24..32 of word 1); TSC stamps at byte offsets 48, 56, 64
-        // (§6.4): words 6, 7, 8; the CPUs at bytes 72 and 74: word 9.
-        assert_eq!(a.encode(), [1, 2 | 13 << 16 | 3 << 24 | 4 << 32, 5, 6, 7, 8, 9, 10, 11, 1 | 3 << 16]);
-        assert_eq!(ACK_WORDS * 8, 80);
+        // (§6.4): words 6, 7, 8; the CPUs at bytes 72 and 74 and the delay at 76: word 9;
+        // armed_ns at 80: word 10.
+        assert_eq!(
+            a.encode(),
+            [1, 2 | 13 << 16 | 3 << 24 | 4 << 32, 5, 6, 7, 8, 9, 10, 11, 1 | 3 << 16 | 1000 << 32, 12]
+        );
+        assert_eq!(ACK_WORDS * 8, 88);
     }
 
     #[test]

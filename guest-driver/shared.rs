@@ -28,7 +28,7 @@ use kernel::{
         Arc, SpinLockIrq,
     },
     time::hrtimer::HrTimer,
-    workqueue::Work,
+    workqueue::{DelayedWork, Work},
 };
 
 /// Device-wide counters (guest side).
@@ -57,6 +57,11 @@ pub(crate) struct Counters {
     pub(crate) local_events: Atomic<u64>,
     pub(crate) local_skipped: Atomic<u64>,
     pub(crate) sleep_refused: Atomic<u64>,
+    /// Delays refused: on a mechanism that takes none, or above the limit.
+    pub(crate) delay_refused: Atomic<u64>,
+    /// Delay-mechanism runs that began before their delay had passed (a kernel bug, or a
+    /// jiffies comparison gone wrong): counted by the run.
+    pub(crate) delay_early: Atomic<u64>,
     pub(crate) uevents: Atomic<u64>,
     pub(crate) helper_runs: Atomic<u64>,
     pub(crate) helper_errors: Atomic<u64>,
@@ -77,7 +82,7 @@ impl Counters {
             &self.past_budget, &self.fifo_overflow, &self.acks_posted, &self.ack_bufs,
             &self.acks_dropped, &self.ack_bad_id, &self.ctrl_requests, &self.ctrl_errors,
             &self.ctrl_timeouts, &self.local_events, &self.local_skipped, &self.sleep_refused,
-            &self.uevents, &self.helper_runs, &self.helper_errors, &self.calibrations,
+            &self.delay_refused, &self.delay_early, &self.uevents, &self.helper_runs, &self.helper_errors, &self.calibrations,
             &self.calibration_errors,
         ] {
             c.store(0, Relaxed);
@@ -89,7 +94,7 @@ impl Counters {
             irqs, records, raises, latched, finals, bad_id, bad_len, bad_source, bad_count, seq_gap,
             budget_exhausted, past_budget, fifo_overflow, acks_posted, ack_bufs, acks_dropped,
             ack_bad_id, ctrl_requests, ctrl_errors, ctrl_timeouts, local_events, local_skipped,
-            sleep_refused, uevents, helper_runs, helper_errors, calibrations, calibration_errors
+            sleep_refused, delay_refused, delay_early, uevents, helper_runs, helper_errors, calibrations, calibration_errors
         )
     }
 }
@@ -142,6 +147,8 @@ pub(crate) struct Shared {
     pub(crate) w_unbound: Work<Shared, 8>,
     #[pin]
     pub(crate) w_ded: Work<Shared, 9>,
+    #[pin]
+    pub(crate) w_delayed: DelayedWork<Shared, 14>,
     #[pin]
     pub(crate) hrt: HrTimer<Shared>,
     // Storm detector.
@@ -208,6 +215,7 @@ impl Shared {
                 w_hi <- kernel::new_work!("irqstorm::wq_highpri"),
                 w_unbound <- kernel::new_work!("irqstorm::wq_unbound"),
                 w_ded <- kernel::new_work!("irqstorm::wq_dedicated"),
+                w_delayed <- kernel::workqueue::new_delayed_work!("irqstorm::wq_delayed"),
                 hrt <- HrTimer::new(),
                 storm <- crate::storm_detect::StormDetector::new(),
                 w_storm <- kernel::new_work!("irqstorm::storm"),

@@ -39,6 +39,8 @@ pub(crate) struct SourceConfig {
     pub(crate) mech: [Atomic<u32>; MAX_SOURCES],
     pub(crate) work: [Atomic<u32>; MAX_SOURCES],
     pub(crate) work_us: [Atomic<u32>; MAX_SOURCES],
+    /// Requested delay (us) of delay mechanisms' runs.
+    pub(crate) delay_us: [Atomic<u32>; MAX_SOURCES],
 }
 
 impl SourceConfig {
@@ -47,6 +49,7 @@ impl SourceConfig {
             mech: [const { Atomic::new(0) }; MAX_SOURCES],
             work: [const { Atomic::new(0) }; MAX_SOURCES],
             work_us: [const { Atomic::new(0) }; MAX_SOURCES],
+            delay_us: [const { Atomic::new(0) }; MAX_SOURCES],
         }
     }
 }
@@ -54,6 +57,20 @@ impl SourceConfig {
 /// Whether `w` cannot run in mechanism `m` (sleeping in a context that must not sleep).
 pub(crate) fn refuses_sleep(m: Mech, w: WorkKind) -> bool {
     w == WorkKind::Sleep && !m.can_sleep()
+}
+
+/// Largest requested delay (us): 1 s (a sleeping kthread delays teardown by up to that).
+pub(crate) const MAX_DELAY_US: u32 = 1_000_000;
+
+/// Why a delay of `us` cannot be asked of mechanism `m` (`None`: it can).
+pub(crate) fn delay_refusal(m: Mech, us: u32) -> Option<Error> {
+    if us > MAX_DELAY_US {
+        Some(ERANGE)
+    } else if us != 0 && !m.takes_delay() {
+        Some(EINVAL)
+    } else {
+        None
+    }
 }
 
 /// Bounds of the simulated work: busy-wait at most 10 ms, sleep at most 1 s.
@@ -76,6 +93,14 @@ impl Shared {
             return Err(EINVAL);
         }
         let w = WorkKind::from_u32(self.sources.work[source].load(Relaxed));
+        if delay_refusal(m, self.sources.delay_us[source].load(Relaxed)).is_some() {
+            self.cnt.delay_refused.add(1, Relaxed);
+            pr_warn!(
+                "source {}: refusing mechanism {}: the source asks for a delay, and {} takes none (set `delay 0` first)\n",
+                source, m.name(), m.name()
+            );
+            return Err(EINVAL);
+        }
         if refuses_sleep(m, w) {
             self.cnt.sleep_refused.add(1, Relaxed);
             pr_warn!(
@@ -110,6 +135,29 @@ impl Shared {
         Ok(())
     }
 
+    /// Sets the requested delay of `source` (delay mechanisms only; 0 always accepted).
+    pub(crate) fn set_delay(&self, source: usize, us: u32) -> Result {
+        if source >= self.info.num_sources as usize {
+            return Err(EINVAL);
+        }
+        let m = self.mech_of(source as u16);
+        if let Some(e) = delay_refusal(m, us) {
+            self.cnt.delay_refused.add(1, Relaxed);
+            pr_warn!(
+                "source {}: refusing a delay of {} us: {} takes {} (timer_list, hrtimer, wq_delayed, kthread_msleep and kthread_usleep take at most {} us)\n",
+                source, us, m.name(), if m.takes_delay() { "less" } else { "none" }, MAX_DELAY_US
+            );
+            return Err(e);
+        }
+        self.sources.delay_us[source].store(us, Relaxed);
+        Ok(())
+    }
+
+    /// The requested delay of `source` (us).
+    pub(crate) fn delay_of(&self, source: u16) -> u32 {
+        self.sources.delay_us[source as usize % MAX_SOURCES].load(Relaxed)
+    }
+
     pub(crate) fn work_of(&self, source: usize) -> (WorkKind, u32) {
         (
             WorkKind::from_u32(self.sources.work[source].load(Relaxed)),
@@ -129,6 +177,17 @@ mod tests {
         }
         assert!(WorkKind::from_u32(7) == WorkKind::None);
         assert_eq!(WorkKind::Sleep.name(), "sleep");
+    }
+
+    #[test]
+    fn delays_only_for_delay_mechanisms_and_at_most_a_second() {
+        for m in Mech::ALL {
+            assert!(delay_refusal(m, 0).is_none());
+            assert_eq!(delay_refusal(m, 1000).is_none(), m.takes_delay());
+        }
+        assert!(delay_refusal(Mech::Hrtimer, MAX_DELAY_US).is_none());
+        assert!(delay_refusal(Mech::Hrtimer, MAX_DELAY_US + 1) == Some(ERANGE));
+        assert!(delay_refusal(Mech::Tasklet, 1) == Some(EINVAL));
     }
 
     #[test]

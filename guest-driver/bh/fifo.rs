@@ -23,12 +23,28 @@ pub(crate) struct Item {
     /// the hardirq mechanism); the bottom half adds `ACK_F_FIRST` (spec §6.4).
     pub(crate) flags: u8,
     pub(crate) origin: Origin,
+    /// Set by a delay mechanism's run on its first record: the delay asked for (us) and when
+    /// it was armed (ns; 0 = none), for the ack (spec §6.4).
+    pub(crate) delay_us: u32,
+    pub(crate) armed_ns: u64,
 }
 
 impl Item {
     /// An item stamped `t` on `cpu` with `flags`; `seq`, `count` and `source` still 0.
     pub(crate) const fn stamped(t: Stamp, cpu: u16, flags: u8, origin: Origin) -> Self {
-        Self { seq: 0, count: 0, source: 0, hard_ns: t.ns, hard_tsc: t.tsc, found_tsc: t.tsc, hard_cpu: cpu, flags, origin }
+        Self {
+            seq: 0,
+            count: 0,
+            source: 0,
+            hard_ns: t.ns,
+            hard_tsc: t.tsc,
+            found_tsc: t.tsc,
+            hard_cpu: cpu,
+            flags,
+            origin,
+            delay_us: 0,
+            armed_ns: 0,
+        }
     }
 }
 
@@ -63,6 +79,10 @@ impl Fifo {
     }
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+    /// The oldest item, left in place.
+    pub(crate) fn front(&self) -> Option<&Item> {
+        (self.len > 0).then(|| &self.buf[self.head])
     }
     pub(crate) fn pop(&mut self) -> Option<Item> {
         if self.len == 0 {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `hrtimer` in soft mode (mechanism 13): deferred processing in `HRTIMER_SOFTIRQ`, armed with
-//! a zero relative expiry from the hard IRQ handler.
+//! `hrtimer` in soft mode (mechanism 13): deferred processing in `HRTIMER_SOFTIRQ`, armed from
+//! the hard IRQ handler with the source's requested delay as relative expiry (0 by default).
 
 use crate::{
     kwrap::clock::Stamp,mech::Mech, shared::Shared};
@@ -26,7 +26,8 @@ impl HrTimerCallback for Shared {
     fn run(this: ArcBorrow<'_, Self>, _ctx: HrTimerCallbackContext<'_, Self>) -> HrTimerRestart {
         // First statement: the bottom-half start of the run's first record.
         let woke = Stamp::now();
-        super::run(&this, Mech::Hrtimer, Some(woke));
+        let armed = super::take_armed(&this, Mech::Hrtimer);
+        super::run_armed(&this, Mech::Hrtimer, Some(woke), armed);
         HrTimerRestart::NoRestart
     }
 }
@@ -36,6 +37,8 @@ pub(super) fn install(s: &Arc<Shared>) {
     s.bh.hrt_arm.install(s.clone(), Delta::from_secs(3600));
 }
 
-pub(super) fn schedule(s: &Shared) {
-    s.bh.hrt_arm.start(Delta::ZERO);
+/// Arms the timer `delay_us` from now; `false` if it cannot be armed (not installed yet, or
+/// torn down).
+pub(super) fn schedule(s: &Shared, delay_us: u32) -> bool {
+    s.bh.hrt_arm.start(Delta::from_micros(i64::from(delay_us)))
 }

@@ -11,7 +11,7 @@
 use crate::{
     dispatch::current_cpu,
     kwrap::{
-        clock::{tsc, Stamp},
+        clock::{now_ns, tsc, Stamp},
         completion::Completion,
         delay::{msleep, usleep_range},
         hrtimer::HrTimerArm,
@@ -19,7 +19,7 @@ use crate::{
         tasklet::Tasklet,
         timer_list::Timer,
         waitq::WaitQueue,
-        workqueue::{flush_work, OwnedQueue, WQ_PERCPU},
+        workqueue::{flush_delayed_work, flush_work, OwnedQueue, WQ_PERCPU},
     },
     mech::NUM_MECH,
     mech::Mech,
@@ -32,7 +32,10 @@ use fifo::{Fifo, Item};
 use kernel::{
     new_mutex, new_spinlock_irq,
     prelude::*,
-    sync::{atomic::Relaxed, Arc, Mutex, SpinLockIrq},
+    sync::{
+        atomic::{Atomic, Acquire, Relaxed, Release},
+        Arc, Mutex, SpinLockIrq,
+    },
     time::{delay::udelay, Delta},
 };
 
@@ -41,6 +44,7 @@ pub(crate) mod completion;
 pub(crate) mod fifo;
 pub(crate) mod hrtimer;
 pub(crate) mod kthread;
+pub(crate) mod sleeper;
 pub(crate) mod tasklet;
 pub(crate) mod threaded;
 pub(crate) mod timer_list;
@@ -67,8 +71,17 @@ pub(crate) struct BhState {
     pub(crate) threads: Mutex<KVec<KThread>>,
     #[pin]
     pub(crate) timer: Timer<Shared, 12>,
+    /// The jiffies the bottom-half timer was last armed to expire at.
+    pub(crate) timer_expires: Atomic<u64>,
     #[pin]
     pub(crate) hrt_arm: HrTimerArm<Shared>,
+    /// The sleeper kthread's wait queue (`kthread_msleep`, `kthread_usleep`).
+    #[pin]
+    pub(crate) sl_wait: WaitQueue,
+    /// Delay mechanisms: when the pending timer / delayed work was armed (ns; 0 = none
+    /// pending) and the delay it was asked for (us).
+    pub(crate) armed: [Atomic<u64>; NUM_MECH],
+    pub(crate) armed_delay: [Atomic<u32>; NUM_MECH],
 }
 
 impl BhState {
@@ -87,7 +100,11 @@ impl BhState {
             comp <- Completion::new(),
             threads <- new_mutex!(KVec::new(), "irqstorm_threads"),
             timer <- Timer::new(c"irqstorm_bh_timer", kernel::static_lock_class!()),
+            timer_expires: Atomic::new(0),
             hrt_arm <- HrTimerArm::new(),
+            sl_wait <- WaitQueue::new(c"irqstorm_sleeper", kernel::static_lock_class!()),
+            armed: [const { Atomic::new(0) }; NUM_MECH],
+            armed_delay: [const { Atomic::new(0) }; NUM_MECH],
         }))
     }
 }
@@ -107,11 +124,31 @@ pub(crate) fn dispatch(s: &Arc<Shared>, it: Item, m: Mech) -> bool {
         process_nowork(s, it, m);
         return false;
     }
-    schedule(s, m)
+    schedule(s, m, s.delay_of(it.source))
+}
+
+/// Claims delay mechanism `m`'s arm slot for a run asked to wait `delay_us`: `true` if the
+/// caller must arm its timer or delayed work (none is pending, so the first record waiting
+/// is this one or came after the last run began).
+fn try_arm(s: &Shared, m: Mech, delay_us: u32) -> bool {
+    if s.bh.armed[m as usize].cmpxchg(0, now_ns().max(1), Relaxed).is_err() {
+        return false;
+    }
+    // Before the caller arms: the run that takes the slot comes after the arming (the timer
+    // and workqueue code order the two).
+    s.bh.armed_delay[m as usize].store(delay_us, Release);
+    true
+}
+
+/// Takes mechanism `m`'s arm slot at the start of its run: `(armed_ns, delay_us)`, or `None`
+/// when no delay was armed (a run for another reason).
+pub(crate) fn take_armed(s: &Shared, m: Mech) -> Option<(u64, u32)> {
+    let armed = s.bh.armed[m as usize].xchg(0, Acquire);
+    (armed != 0).then(|| (armed, s.bh.armed_delay[m as usize].load(Acquire)))
 }
 
 /// Schedules the deferred part of `m`. Returns `true` if the IRQ thread must be woken.
-fn schedule(s: &Arc<Shared>, m: Mech) -> bool {
+fn schedule(s: &Arc<Shared>, m: Mech, delay_us: u32) -> bool {
     match m {
         Mech::Hardirq => {}
         Mech::Threaded => return threaded::schedule(s),
@@ -120,8 +157,21 @@ fn schedule(s: &Arc<Shared>, m: Mech) -> bool {
         Mech::WqSystem | Mech::WqHighpri | Mech::WqUnbound | Mech::WqDedicated => workqueue::schedule(s, m),
         Mech::Kthread => kthread::schedule(s),
         Mech::Completion => completion::schedule(s),
-        Mech::TimerList => timer_list::schedule(s),
-        Mech::Hrtimer => hrtimer::schedule(s),
+        Mech::TimerList if try_arm(s, m, delay_us) => timer_list::schedule(s, delay_us),
+        Mech::Hrtimer | Mech::WqDelayed if try_arm(s, m, delay_us) => {
+            let armed = if m == Mech::Hrtimer {
+                hrtimer::schedule(s, delay_us)
+            } else {
+                workqueue::schedule_delayed(s, delay_us)
+            };
+            if !armed {
+                // Nothing will run to take the slot: give it back, so the next record arms.
+                take_armed(s, m);
+            }
+        }
+        // Armed already: the pending run takes this record too.
+        Mech::TimerList | Mech::Hrtimer | Mech::WqDelayed => {}
+        Mech::KthreadMsleep | Mech::KthreadUsleep => sleeper::schedule(s),
     }
     false
 }
@@ -133,6 +183,17 @@ fn schedule(s: &Arc<Shared>, m: Mech) -> bool {
 /// processes gets that stamp as its bottom-half start and `ACK_F_FIRST` (hard IRQ -> bottom
 /// half per interrupt); later records get their own start stamp (per record).
 pub(crate) fn run(s: &Shared, m: Mech, woke: Option<Stamp>) {
+    run_armed(s, m, woke, None);
+}
+
+/// [`run`] of a delay mechanism whose wait (`armed`: when it was armed, ns, and for how long,
+/// us) ended at `woke`: the first record's ack carries both, for its lateness.
+pub(crate) fn run_armed(s: &Shared, m: Mech, woke: Option<Stamp>, mut armed: Option<(u64, u32)>) {
+    if let (Some((at, us)), Some(w)) = (armed, woke) {
+        if w.ns < at.saturating_add(u64::from(us) * 1000) {
+            s.cnt.delay_early.add(1, Relaxed);
+        }
+    }
     // The demonstration delay comes before the bottom half's start stamp: a woken context's
     // stamp is retaken after it.
     let mut woke = if inject_delay(s, m) { woke.map(|_| Stamp::now()) } else { woke };
@@ -142,6 +203,9 @@ pub(crate) fn run(s: &Shared, m: Mech, woke: Option<Stamp>) {
         match first_start(woke.take(), it.hard_ns) {
             Some(start) => {
                 it.flags |= ACK_F_FIRST;
+                if let Some((at, us)) = armed.take() {
+                    (it.armed_ns, it.delay_us) = (at, us);
+                }
                 // Where the start stamp was taken before ACK_F_FIRST: kept in the events log.
                 let record_tsc = if s.events.enabled() { tsc() } else { start.tsc };
                 process_from(s, it, m, start, record_tsc);
@@ -250,6 +314,8 @@ fn account(s: &Shared, it: Item, m: Mech, (start, end, cpu): (Stamp, Stamp, u16)
             bh_end_tsc: end.tsc,
             hard_cpu: it.hard_cpu,
             bh_cpu: cpu,
+            delay_us: it.delay_us,
+            armed_ns: it.armed_ns,
         });
     } else {
         s.cnt.local_events.add(1, Relaxed);
@@ -262,6 +328,7 @@ pub(crate) fn start(s: &Arc<Shared>) -> Result {
     let mut th = s.bh.threads.lock();
     th.push(kthread::spawn(s)?, GFP_KERNEL)?;
     th.push(completion::spawn(s)?, GFP_KERNEL)?;
+    th.push(sleeper::spawn(s)?, GFP_KERNEL)?;
     drop(th);
     hrtimer::install(s);
     Ok(())
@@ -277,6 +344,8 @@ pub(crate) fn quiesce(s: &Arc<Shared>) {
     flush_work(&s.w_hi);
     flush_work(&s.w_unbound);
     flush_work(&s.w_ded);
+    // A pending delayed work runs now (its wait cut short) and drains its queue.
+    flush_delayed_work(&s.w_delayed);
     s.bh.wq.flush();
     flush_work(&s.w_storm);
     timer_list::shutdown(s);
@@ -285,6 +354,7 @@ pub(crate) fn quiesce(s: &Arc<Shared>) {
         // Wake the waiters so they see the stop request promptly.
         let _f = s.bh.fifos.lock();
         s.bh.kt_wait.notify_all();
+        s.bh.sl_wait.notify_all();
     }
     s.bh.comp.complete();
     while let Some(mut k) = th.pop() {
@@ -300,6 +370,18 @@ mod tests {
 
     fn at(ns: u64) -> Stamp {
         Stamp { ns, tsc: ns * 2 }
+    }
+
+    #[test]
+    fn jiffies_comparisons_survive_the_wrap() {
+        use crate::kwrap::clock::time_after_eq;
+        assert!(time_after_eq(10, 10));
+        assert!(time_after_eq(11, 10));
+        assert!(!time_after_eq(9, 10));
+        // Expiry armed just before the counter wraps, checked just after.
+        let expires = u64::MAX - 2;
+        assert!(time_after_eq(expires.wrapping_add(5), expires));
+        assert!(!time_after_eq(expires, expires.wrapping_add(5)));
     }
 
     #[test]

@@ -1,10 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Process-context workqueues: 6 `system_wq` (7.3 name: `system_percpu_wq`), 7 `system_highpri_wq`, 8 `system_unbound_wq`,
-//! 9 the driver's own `alloc_workqueue` queue (`kwrap::workqueue::OwnedQueue`).
+//! 9 the driver's own `alloc_workqueue` queue (`kwrap::workqueue::OwnedQueue`), and 14
+//! `wq_delayed`: `queue_delayed_work(system_percpu_wq)` with the source's requested delay.
 
 use crate::{
-    kwrap::clock::Stamp,kwrap::workqueue::system_percpu, mech::Mech, shared::Shared};
+    kwrap::{
+        clock::{usecs_to_jiffies, Stamp},
+        workqueue::system_percpu,
+    },
+    mech::Mech,
+    shared::Shared,
+};
 use kernel::{
     sync::Arc,
     workqueue::{self, WorkItem},
@@ -15,6 +22,28 @@ kernel::impl_has_work! {
     impl HasWork<Self, 7> for Shared { self.w_hi }
     impl HasWork<Self, 8> for Shared { self.w_unbound }
     impl HasWork<Self, 9> for Shared { self.w_ded }
+}
+
+kernel::workqueue::impl_has_delayed_work! {
+    impl HasDelayedWork<Self, 14> for Shared { self.w_delayed }
+}
+
+impl WorkItem<14> for Shared {
+    type Pointer = Arc<Shared>;
+    fn run(this: Arc<Shared>) {
+        // First statement: the bottom-half start of the run's first record.
+        let woke = Stamp::now();
+        let armed = super::take_armed(&this, Mech::WqDelayed);
+        super::run_armed(&this, Mech::WqDelayed, Some(woke), armed);
+    }
+}
+
+/// Queues the delayed work to run `delay_us` from now (rounded up to jiffies); `false` if it
+/// was pending already.
+pub(super) fn schedule_delayed(s: &Arc<Shared>, delay_us: u32) -> bool {
+    system_percpu()
+        .enqueue_delayed::<Arc<Shared>, 14>(s.clone(), usecs_to_jiffies(delay_us) as _)
+        .is_ok()
 }
 
 impl WorkItem<6> for Shared {

@@ -23,6 +23,24 @@ pub(crate) fn jiffies() -> u64 {
     unsafe { core::ptr::read_volatile(&raw const bindings::jiffies) as u64 }
 }
 
+/// `time_after_eq(a, b)`: jiffies value `a` is at or after `b`, across the counter's wrap
+/// (the difference read as signed, as the kernel's macro does).
+#[inline]
+pub(crate) fn time_after_eq(a: u64, b: u64) -> bool {
+    a.wrapping_sub(b) as i64 >= 0
+}
+
+/// Jiffies for a delay of `us` microseconds, rounded up to whole milliseconds first (a jiffy
+/// is 1-10 ms): what `mod_timer` and `queue_delayed_work` are given.
+pub(crate) fn usecs_to_jiffies(us: u32) -> u64 {
+    msecs_to_jiffies(us.div_ceil(1000))
+}
+
+/// `HZ` (`CONFIG_HZ`): jiffies per second.
+pub(crate) fn hz() -> u64 {
+    msecs_to_jiffies(1000)
+}
+
 /// Milliseconds to jiffies.
 pub(crate) fn msecs_to_jiffies(ms: u32) -> u64 {
     kernel::time::msecs_to_jiffies(ms) as u64

@@ -48,14 +48,18 @@ where
         drop(old);
     }
 
-    /// Starts (or restarts) the timer; a no-op unless a handle is installed. Any context.
-    pub(crate) fn start(&self, expires: Expires<T>) {
+    /// Starts (or restarts) the timer; a no-op unless a handle is installed (returns whether
+    /// it started). Any context.
+    pub(crate) fn start(&self, expires: Expires<T>) -> bool {
         let kept = self.kept.lock();
         if let Some((_, owner)) = kept.as_ref() {
             // SAFETY: by the type invariant the kept handle keeps `*owner` alive and cancels its
             // timer before releasing it; the handle cannot leave `kept` while we hold the lock,
             // so this start happens before that cancel.
             unsafe { T::start(Arc::as_ptr(owner), expires) };
+            true
+        } else {
+            false
         }
     }
 

@@ -3,7 +3,7 @@
 //! An owned workqueue (`alloc_workqueue` / `destroy_workqueue`) and `flush_work`.
 
 use core::ptr::NonNull;
-use kernel::{bindings, prelude::*, workqueue::{Queue, Work}};
+use kernel::{bindings, prelude::*, workqueue::{DelayedWork, Queue, Work}};
 
 /// `WQ_PERCPU`: per-CPU worker pools, like `system_wq`.
 pub(crate) const WQ_PERCPU: u32 = bindings::wq_flags_WQ_PERCPU;
@@ -57,6 +57,17 @@ impl Drop for OwnedQueue {
 pub(crate) fn flush_work<T: ?Sized, const ID: u64>(w: &Work<T, ID>) -> bool {
     // SAFETY: `w` is a valid, initialised work item (it is pinned inside its owner).
     unsafe { bindings::flush_work(Work::raw_get(w)) }
+}
+
+/// `flush_delayed_work()`: a pending delayed work is queued at once, then waited for (its
+/// wait cut short; teardown). Process context only.
+pub(crate) fn flush_delayed_work<T: ?Sized, const ID: u64>(w: &DelayedWork<T, ID>) -> bool {
+    // CAST: `DelayedWork` is `repr(transparent)` over `Opaque<delayed_work>`, itself
+    // `repr(transparent)` over the C struct.
+    let dw = core::ptr::from_ref(w).cast::<bindings::delayed_work>().cast_mut();
+    // SAFETY: `dw` points to a valid, initialised `delayed_work` (pinned inside its owner);
+    // `flush_delayed_work` may be called on it from process context at any time.
+    unsafe { bindings::flush_delayed_work(dw) }
 }
 
 /// `system_percpu_wq`: the per-CPU system workqueue. In 7.3 `system_wq` (what

@@ -195,7 +195,7 @@ pub fn run(o: &Spec) -> Result<Outcome, SoakError> {
 fn with_backend(o: &Spec, spec: &BackendSpec) -> Result<Outcome, SoakError> {
     let mut ctl = Client::connect(&spec.control_socket_path(), SETTLE)?;
     let cmdline = format!(
-        "{} rdinit=/tests/lib/scenario.sh irqstorm_sc_src={TIMER_SOURCE}:tasklet:none:0,{STORM_SOURCE}:threaded:none:0 irqstorm_sc_ref=off irqstorm_sc_pings=0",
+        "{} rdinit=/tests/lib/scenario.sh irqstorm_sc_src={TIMER_SOURCE}:tasklet:none:0:0,{STORM_SOURCE}:threaded:none:0:0 irqstorm_sc_ref=off irqstorm_sc_pings=0",
         o.base_cmdline
     );
     let qmp_path = spec.dir.join("qmp.sock");

@@ -159,18 +159,48 @@ pub const MECHANISMS: [Mechanism; MECHANISM_NAMES.len()] = [
     m(
         "timer_list",
         Softirq,
-        "`timer_setup` + `mod_timer` (next jiffy)",
+        "`timer_setup` + `mod_timer`, the source's delay (at least the next jiffy)",
         "the arming CPU, or another if timer migration moves it",
         "`softirq_entry` vec 1 (TIMER)",
     ),
     m(
         "hrtimer",
         Softirq,
-        "`hrtimer_start` (soft mode)",
+        "`hrtimer_start` (soft mode), the source's delay",
         "the arming CPU",
         "`softirq_entry` vec 8 (HRTIMER)",
     ),
+    m(
+        "wq_delayed",
+        Process,
+        "`queue_delayed_work(system_percpu_wq)`, the source's delay",
+        "a kworker of the queueing CPU's pool",
+        "`workqueue_execute_start`",
+    ),
+    m(
+        "kthread_msleep",
+        Process,
+        "`msleep` of the source's delay (ms, rounded up) in the sleeper kthread",
+        "where the scheduler wakes the sleeper kthread",
+        "`sched_switch` to `irqstorm_sleep`",
+    ),
+    m(
+        "kthread_usleep",
+        Process,
+        "`usleep_range(d, d + d/4)` of the source's delay in the sleeper kthread",
+        "where the scheduler wakes the sleeper kthread",
+        "`sched_switch` to `irqstorm_sleep`",
+    ),
 ];
+
+/// Whether the mechanism takes a requested delay (its figure: lateness =
+/// actual - requested).
+pub fn takes_delay(name: &str) -> bool {
+    matches!(
+        name,
+        "timer_list" | "hrtimer" | "wq_delayed" | "kthread_msleep" | "kthread_usleep"
+    )
+}
 
 /// The README's teaching table (Markdown), generated from [`MECHANISMS`].
 pub fn teaching_table() -> String {
@@ -219,7 +249,7 @@ mod tests {
     }
 
     #[test]
-    fn seven_mechanisms_may_sleep() {
+    fn process_context_mechanisms_may_sleep() {
         let sleepers: Vec<&str> = MECHANISMS
             .iter()
             .filter(|m| m.may_sleep())
@@ -234,7 +264,10 @@ mod tests {
                 "wq_unbound",
                 "wq_dedicated",
                 "kthread",
-                "completion"
+                "completion",
+                "wq_delayed",
+                "kthread_msleep",
+                "kthread_usleep"
             ]
         );
         assert!(driver_listing().starts_with("hardirq hardirq 0\nthreaded process 1\n"));

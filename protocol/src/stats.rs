@@ -337,6 +337,23 @@ pub struct MechanismStats {
     /// Where its records ran (spec version 3 acks).
     #[serde(default)]
     pub cpus: CpuStats,
+    /// Delay mechanisms: lateness (bottom-half start - armed - requested
+    /// delay) of each run's first record, by requested delay.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lateness: Vec<LatenessStats>,
+}
+
+/// Lateness of one mechanism at one requested delay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatenessStats {
+    /// The requested delay (us).
+    pub delay_us: u32,
+    /// `bh_start - armed - delay` (ns) of the runs that were not early.
+    pub lateness_ns: Hist,
+    /// Runs that started before the delay had passed (a kernel that fires
+    /// early, or stamps out of order): counted, not in the histogram.
+    pub early: u64,
 }
 
 /// CPU placement of one mechanism's acked records.

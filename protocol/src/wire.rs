@@ -27,8 +27,8 @@ pub const CTRL_RESP_SIZE: usize = 64;
 /// Size of an event record.
 pub const EVENT_SIZE: usize = 48;
 /// Size of an ack record (48 in spec version 1; version 2 added the TSC stamps,
-/// version 3 the CPUs).
-pub const ACK_SIZE: usize = 80;
+/// version 3 the CPUs and the requested delay).
+pub const ACK_SIZE: usize = 88;
 /// Most ack records in one ackq buffer.
 pub const MAX_ACKS_PER_BUFFER: usize = 64;
 /// Most descriptors in a controlq or eventq chain.
@@ -71,7 +71,7 @@ pub const ACK_F_PAST_BUDGET: u8 = 1 << 1;
 pub const STATS_F_RESET: u32 = 1 << 0;
 
 /// Names of the bottom-half mechanisms (§6.5), indexed by id.
-pub const MECHANISM_NAMES: [&str; 14] = [
+pub const MECHANISM_NAMES: [&str; 17] = [
     "hardirq",
     "threaded",
     "tasklet",
@@ -86,6 +86,9 @@ pub const MECHANISM_NAMES: [&str; 14] = [
     "completion",
     "timer_list",
     "hrtimer",
+    "wq_delayed",
+    "kthread_msleep",
+    "kthread_usleep",
 ];
 /// Number of mechanism ids.
 pub const NUM_MECHANISMS: usize = MECHANISM_NAMES.len();
@@ -565,6 +568,11 @@ pub struct AckRecord {
     pub hard_cpu: u16,
     /// Guest CPU the bottom half ran the record on (when it began it).
     pub bh_cpu: u16,
+    /// Delay mechanisms (§6.5), first record of a run: the delay (us) the
+    /// timer, delayed work or sleep that ran it was asked for.
+    pub delay_us: u32,
+    /// Guest time that delay was armed (0: not a delay run's first record).
+    pub armed_ns: u64,
 }
 
 impl AckRecord {
@@ -585,10 +593,12 @@ impl AckRecord {
         put_u64(&mut b, 64, self.bh_end_tsc);
         put_u16(&mut b, 72, self.hard_cpu);
         put_u16(&mut b, 74, self.bh_cpu);
+        put_u32(&mut b, 76, self.delay_us);
+        put_u64(&mut b, 80, self.armed_ns);
         b
     }
 
-    /// Decodes a record (bytes 76..80 are reserved, ignored).
+    /// Decodes a record.
     pub fn decode(b: &[u8]) -> Result<Self, Error> {
         check_len(b, ACK_SIZE)?;
         Ok(Self {
@@ -606,6 +616,8 @@ impl AckRecord {
             bh_end_tsc: u64_at(b, 64),
             hard_cpu: u16_at(b, 72),
             bh_cpu: u16_at(b, 74),
+            delay_us: u32_at(b, 76),
+            armed_ns: u64_at(b, 80),
         })
     }
 }
@@ -636,7 +648,7 @@ mod tests {
                 u16_at(&b, 20),
                 u16_at(&b, 22)
             ],
-            [64, 64, 48, 80]
+            [64, 64, 48, 88]
         );
         assert_eq!(u32_at(&b, 24), 2000);
         assert_eq!(u32_at(&b, 28), 1024);
@@ -693,9 +705,11 @@ mod tests {
             bh_end_tsc: 16,
             hard_cpu: 0x0102,
             bh_cpu: 3,
+            delay_us: 1000,
+            armed_ns: 17,
         };
         let b = a.encode();
-        assert_eq!(b.len(), 80);
+        assert_eq!(b.len(), 88);
         assert_eq!(b[0], 0x88);
         assert_eq!(b[7], 0x11);
         assert_eq!(&b[8..10], &[0x0b, 0x0a]);
@@ -707,7 +721,7 @@ mod tests {
         assert_eq!(b[40], 13);
         assert_eq!((b[48], b[56], b[64]), (14, 15, 16));
         assert_eq!((&b[72..74], b[74]), (&[0x02, 0x01][..], 3));
-        assert_eq!(&b[76..80], &[0; 4]);
+        assert_eq!((u32_at(&b, 76), b[80]), (1000, 17));
         assert_eq!(AckRecord::decode(&b).unwrap(), a);
     }
 

@@ -112,6 +112,20 @@ fn merge_row(a: &mut MechanismResult, b: &MechanismResult) -> Result<(), HistErr
         }
         (x, y) => x.or_else(|| y.clone()),
     };
+    for l in &b.lateness {
+        match a
+            .lateness
+            .iter_mut()
+            .find(|x| x.requested_us == l.requested_us)
+        {
+            Some(x) => {
+                merge_dist(&mut x.distribution, &l.distribution)?;
+                x.early += l.early;
+            }
+            None => a.lateness.push(l.clone()),
+        }
+    }
+    a.lateness.sort_by_key(|l| l.requested_us);
     a.reference = match (a.reference.take(), &b.reference) {
         (Some(mut x), Some(y)) => {
             merge_dist(&mut x.timer_to_hardirq, &y.timer_to_hardirq)?;

@@ -277,6 +277,23 @@ pub struct MechanismResult {
     /// (spec version 3 acks); null from older back ends.
     #[serde(default)]
     pub cpus: Option<CpuPlacement>,
+    /// Delay mechanisms: lateness (actual - requested) of each run, by
+    /// requested delay; empty for the others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lateness: Vec<Lateness>,
+}
+
+/// Lateness of one mechanism's runs at one requested delay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lateness {
+    /// The requested delay (us; `4294967295`: the runs of delays past the
+    /// back end's 16 per mechanism, together).
+    pub requested_us: u32,
+    /// Bottom-half start - armed - requested (HDR, ns), first record of each
+    /// run; null when every run was early.
+    pub distribution: Option<Distribution>,
+    /// Runs that began before their delay had passed (not in `distribution`).
+    pub early: u64,
 }
 
 /// CPU placement of a mechanism's acked records.
@@ -318,6 +335,7 @@ impl MechanismResult {
             reference: None,
             ratios: Ratios::default(),
             cpus: None,
+            lateness: Vec::new(),
         }
     }
 
@@ -671,7 +689,9 @@ pub(crate) mod tests {
         assert_eq!(mechanism_id("hrtimer"), Some(13));
         assert_eq!(mechanism_id("wq_dedicated"), Some(9));
         assert_eq!(mechanism_name(11), Some("completion"));
-        assert_eq!(mechanism_name(14), None);
+        assert_eq!(mechanism_name(14), Some("wq_delayed"));
+        assert_eq!(mechanism_name(16), Some("kthread_usleep"));
+        assert_eq!(mechanism_name(17), None);
         assert!(!is_sleepable("tasklet_hi"));
         assert!(is_sleepable("threaded"));
         assert!(is_sleepable("kthread"));

@@ -4,7 +4,7 @@
 # Needs the device (harness device mode); skips without it.
 . /tests/lib/ktap.sh
 . /tests/lib/irqstorm.sh
-MECHS="hardirq threaded tasklet tasklet_hi bh_wq bh_wq_highpri wq_system wq_highpri wq_unbound wq_dedicated kthread completion timer_list hrtimer"
+MECHS="hardirq threaded tasklet tasklet_hi bh_wq bh_wq_highpri wq_system wq_highpri wq_unbound wq_dedicated kthread completion timer_list hrtimer wq_delayed kthread_msleep kthread_usleep"
 irqstorm_require_device
 
 cnt() { grep "^$1 " $D/counters | cut -d' ' -f2; }
@@ -16,7 +16,7 @@ NT=10     # periodic timer events on source 0
 NS=200    # storm events on source 1
 TOTAL=$((NT + NS))
 
-ktap_plan 16
+ktap_plan 19
 if [ -f $D/stats ]; then ktap_ok "driver bound, debugfs present"; else ktap_fail "driver bound, debugfs present" "$D/stats missing"; fi
 # The driver's mechanism table (name, context, may sleep) against the host's, from which the
 # README's teaching table is generated (protocol/src/mechanisms.rs -> /tests/lib/mechanisms.txt).

@@ -5,7 +5,7 @@
 . /tests/lib/irqstorm.sh
 irqstorm_require_device
 
-ktap_plan 15
+ktap_plan 18
 echo "all work none" > $D/sources
 for m in hardirq tasklet tasklet_hi bh_wq bh_wq_highpri timer_list hrtimer; do
 	echo "0 $m" > "$P/mechanism"
@@ -18,7 +18,7 @@ for m in hardirq tasklet tasklet_hi bh_wq bh_wq_highpri timer_list hrtimer; do
 		ktap_fail "sleep refused in $m (EINVAL)" "rc=$rc out='$out' msg='$msg'"
 	fi
 done
-for m in threaded wq_system wq_highpri wq_unbound wq_dedicated kthread completion; do
+for m in threaded wq_system wq_highpri wq_unbound wq_dedicated kthread completion wq_delayed kthread_msleep kthread_usleep; do
 	echo "0 $m" > "$P/mechanism"
 	if echo "0 sleep 100" > "$P/work"; then ktap_ok "sleep accepted in $m"; else ktap_fail "sleep accepted in $m" "write failed"; fi
 	echo "0 none" > "$P/work"

@@ -76,6 +76,9 @@ impl Device {
         if a.flags & ACK_F_PAST_BUDGET != 0 {
             m.past_budget += 1;
         }
+        if a.armed_ns != 0 && a.flags & ACK_F_FIRST != 0 && a.bh_start_ns != 0 {
+            m.lateness.record(a.delay_us, a.armed_ns, a.bh_start_ns);
+        }
         if a.bh_end_ns >= a.bh_start_ns && a.bh_start_ns != 0 {
             record(&mut m.bh_run, a.bh_end_ns - a.bh_start_ns);
         }
@@ -232,15 +235,16 @@ mod tests {
         let avq = MockSplitQueue::new(&aq_mem, 16);
         let mut wrong = ack(&r2, 1);
         wrong.source = 3;
-        let b1 = ack_bytes(&[ack(&r1, 4), ack(&r1, 4), wrong, ack(&r2, 14)]);
+        let b1 = ack_bytes(&[ack(&r1, 4), ack(&r1, 4), wrong, ack(&r2, 17)]);
         aq_mem.write_slice(&b1, GuestAddress(0x1000)).unwrap();
         add_chain(&avq, 0, &[(0x1000, b1.len() as u32, false)]);
         let b2 = ack_bytes(&[ack(&r2, 1)]);
         aq_mem.write_slice(&b2, GuestAddress(0x2000)).unwrap();
-        add_chain(&avq, 1, &[(0x2000, 16, false), (0x2010, 64, false)]);
-        add_chain(&avq, 3, &[(0x2000, 79, false)]); // not a multiple of 80
-        add_chain(&avq, 4, &[(0x2000, 80, true)]); // writable
-        add_chain(&avq, 5, &[(0x2000, 80 * 65, false)]); // too many records
+        let size = ACK_SIZE as u32;
+        add_chain(&avq, 1, &[(0x2000, 16, false), (0x2010, size - 16, false)]);
+        add_chain(&avq, 3, &[(0x2000, size - 1, false)]); // not a multiple of the record
+        add_chain(&avq, 4, &[(0x2000, size, true)]); // writable
+        add_chain(&avq, 5, &[(0x2000, size * 65, false)]); // too many records
         add_chain(&avq, 6, &[(0x2000, 0, false)]); // empty
         let mut aq: Queue = avq.create_queue().unwrap();
         let out = d.process_ackq(&mut aq, &aq_mem);

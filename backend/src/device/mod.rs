@@ -149,6 +149,8 @@ struct Mechanism {
     tsc_one_way: timebase::TscOneWayAcc,
     /// CPU placement of its records.
     cpus: stats::CpuCounts,
+    /// Delay mechanisms: lateness of each run's first record.
+    lateness: stats::LatenessAcc,
 }
 
 #[derive(Debug, Clone, Copy)]

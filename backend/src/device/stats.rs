@@ -7,7 +7,8 @@ use log::warn;
 use crate::protocol::MECHANISM_NAMES;
 
 use irqstorm_protocol::stats::{
-    CpuStats, Hist, HistSummary, MechanismStats, RawRaiseToHardirq, SourceStats, Stats, Totals,
+    CpuStats, Hist, HistSummary, LatenessStats, MechanismStats, RawRaiseToHardirq, SourceStats,
+    Stats, Totals,
 };
 
 use super::{now_ns, Device, Source};
@@ -18,6 +19,56 @@ const HIST_MAX_NS: u64 = 60_000_000_000;
 /// CPUs counted one by one; an ack naming one at or above is counted
 /// `beyond_limit` (the CPU ids are the driver's word).
 pub(super) const MAX_CPUS: usize = 256;
+
+/// Requested delays kept apart per mechanism; the runs of any further
+/// delay share one entry, `delay_us` = `u32::MAX` (counted, not lost).
+pub(super) const MAX_DELAYS: usize = 16;
+
+/// Lateness of a delay mechanism's runs, by requested delay.
+#[derive(Debug, Default)]
+pub(super) struct LatenessAcc {
+    by_delay: Vec<(u32, Option<Histogram<u64>>, u64)>,
+}
+
+impl LatenessAcc {
+    /// A run asked for `delay_us`, armed at `armed_ns`, started at `start_ns`.
+    pub(super) fn record(&mut self, delay_us: u32, armed_ns: u64, start_ns: u64) {
+        let key = if self.by_delay.iter().any(|(d, _, _)| *d == delay_us)
+            || self.by_delay.len() < MAX_DELAYS - 1
+        {
+            delay_us
+        } else {
+            u32::MAX
+        };
+        let i = match self.by_delay.iter().position(|(d, _, _)| *d == key) {
+            Some(i) => i,
+            None => {
+                self.by_delay.push((key, None, 0));
+                self.by_delay.len() - 1
+            }
+        };
+        let due = armed_ns.saturating_add(u64::from(delay_us) * 1000);
+        let e = &mut self.by_delay[i];
+        match start_ns.checked_sub(due) {
+            Some(late) => record(&mut e.1, late),
+            None => e.2 += 1,
+        }
+    }
+
+    pub(super) fn stats(&self, buckets: bool) -> Vec<LatenessStats> {
+        let mut v: Vec<LatenessStats> = self
+            .by_delay
+            .iter()
+            .map(|(d, h, early)| LatenessStats {
+                delay_us: *d,
+                lateness_ns: hist_stats(h, buckets),
+                early: *early,
+            })
+            .collect();
+        v.sort_by_key(|l| l.delay_us);
+        v
+    }
+}
 
 /// Acks by hard-IRQ CPU and bottom-half CPU, for one mechanism.
 #[derive(Debug, Default)]
@@ -148,6 +199,7 @@ impl Device {
                 }),
                 raise_to_hardirq_tsc: m.tsc_one_way.stats(buckets),
                 cpus: m.cpus.stats(),
+                lateness: m.lateness.stats(buckets),
             })
             .collect();
         let tot = |f: &dyn Fn(&Source) -> u64| self.sources.iter().map(f).sum::<u64>();
@@ -206,5 +258,34 @@ mod tests {
         assert_eq!(s.hard, [(0, 2), (1, 1), (3, 1)]);
         assert_eq!(s.bh, [(0, 2), (1, 2)]);
         assert_eq!((s.cross_cpu, s.beyond_limit), (2, 1));
+    }
+
+    #[test]
+    fn lateness_by_requested_delay() {
+        let mut l = LatenessAcc::default();
+        // Asked for 1 ms at t=10 us: started 1.5 ms later (0.5 ms late).
+        l.record(1000, 10_000, 1_510_000);
+        l.record(1000, 10_000, 1_010_000);
+        // Started before its 100 us had passed: early, counted apart.
+        l.record(100, 10_000, 50_000);
+        let s = l.stats(false);
+        assert_eq!(s.len(), 2);
+        assert_eq!(
+            (s[0].delay_us, s[0].early, s[0].lateness_ns.count),
+            (100, 1, 0)
+        );
+        assert_eq!((s[1].delay_us, s[1].lateness_ns.count), (1000, 2));
+        let sum = s[1].lateness_ns.summary.unwrap();
+        assert!(sum.max.abs_diff(500_000) <= 500 && sum.min == 1, "{sum:?}");
+        // Past MAX_DELAYS distinct delays the rest share one entry.
+        for d in 0..40u32 {
+            l.record(d + 5000, 0, 1 << 40);
+        }
+        let s = l.stats(false);
+        assert_eq!(s.len(), MAX_DELAYS);
+        let other = s.last().unwrap();
+        assert_eq!(other.delay_us, u32::MAX);
+        let total: u64 = s.iter().map(|x| x.lateness_ns.count + x.early).sum();
+        assert_eq!(total, 43);
     }
 }

@@ -483,6 +483,8 @@ pub fn ack_for(r: &EventRecord, mechanism: u8) -> AckRecord {
         bh_end_tsc: 0,
         hard_cpu: 0,
         bh_cpu: 0,
+        delay_us: 0,
+        armed_ns: 0,
     }
 }
 

@@ -3,7 +3,7 @@
 //! eventq and ackq buffers, each posted with what the device must do with it.
 
 use irqstorm_backend::protocol::{
-    AckRecord, CtrlReq, Opcode, ACK_SIZE, EVENT_SIZE, MAX_ACKS_PER_BUFFER, SOURCE_ALL,
+    AckRecord, CtrlReq, Opcode, ACK_F_FIRST, ACK_SIZE, EVENT_SIZE, MAX_ACKS_PER_BUFFER, SOURCE_ALL,
 };
 use vm_memory::{Bytes, GuestAddress};
 
@@ -112,7 +112,7 @@ impl Harness {
                         seq: r.seq,
                         source: r.source,
                         mechanism: s.mech % 16,
-                        flags: 0,
+                        flags: s.pick & ACK_F_FIRST,
                         count: r.count,
                         hardirq_ns: r.raise_ns.wrapping_add(u64::from(s.delta)),
                         bh_start_ns: r.raise_ns.wrapping_add(u64::from(s.delta) * 2),
@@ -126,6 +126,9 @@ impl Harness {
                         // Any CPU ids, past the device's limit too.
                         hard_cpu: s.delta,
                         bh_cpu: s.delta.rotate_left(8),
+                        // Any delay and arming time; FIRST or not (lateness is taken from FIRST acks).
+                        delay_us: u32::from(s.delta) << 4,
+                        armed_ns: r.raise_ns.wrapping_sub(u64::from(s.pick)),
                     },
                     _ => AckRecord {
                         seq: u64::from(s.delta),

@@ -123,6 +123,10 @@ pub fn guest_conditions(device: &str, qemu_argv: Vec<String>, console: &str) -> 
         clocksource: last,
         tsc_flags,
         irq: irq_placement(console),
+        hz: console
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("IRQSTORM_SC_TIMING hz="))
+            .and_then(|v| v.trim().parse().ok()),
     }
 }
 
@@ -212,6 +216,7 @@ mod tests {
         IRQSTORM_SC_CLOCKSOURCE tsc-early\n\
         IRQSTORM_SC_CPUFLAGS cpus=2 tsc=1 constant_tsc=0 nonstop_tsc=0 tsc_known_freq=0 rdtscp=1\n\
         IRQSTORM_SC_IRQ irq=24 affinity=0-1 effective=1\n\
+        IRQSTORM_SC_TIMING hz=250\n\
         IRQSTORM_SC_READY\n\
         IRQSTORM_SC_PING 1 2 3 4\n\
         IRQSTORM_SC_CLOCKSOURCE tsc\n\
@@ -249,7 +254,8 @@ mod tests {
         // an older guest script prints neither line
         let none = guest_conditions("irqstorm1", Vec::new(), "IRQSTORM_SC_READY\n");
         assert!(none.clocksource.is_none() && none.cpus.is_none() && none.tsc_flags.is_empty());
-        assert!(none.irq.is_none());
+        assert!(none.irq.is_none() && none.hz.is_none());
+        assert_eq!(g.hz, Some(250));
         let rc = run_conditions(
             v(&["b", "--spin-us", "5"]),
             "tcg",

@@ -20,7 +20,10 @@ pub fn guest_cmdline(s: &Scenario) -> String {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_else(|| "none".into());
-            format!("{}:{}:{}:{}", x.id, x.mechanism, kind, x.work.us)
+            format!(
+                "{}:{}:{}:{}:{}",
+                x.id, x.mechanism, kind, x.work.us, x.delay_us
+            )
         })
         .collect();
     // The local reference source cycles through a mask of mechanism ids
@@ -122,7 +125,7 @@ program = { mode = "storm", rate_hz = 1000, burst = 2, duration_ms = 10 }
         .unwrap();
         let c = guest_cmdline(&s);
         assert!(
-            c.contains("irqstorm_sc_src=0:tasklet:busy:5,1:threaded:none:0"),
+            c.contains("irqstorm_sc_src=0:tasklet:busy:5:0,1:threaded:none:0:0"),
             "{c}"
         );
         // threaded = 1, tasklet = 2.

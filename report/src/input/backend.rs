@@ -13,7 +13,7 @@ use irqstorm_protocol::stats::{Hist, RawRaiseToHardirq, Stats};
 
 use super::InputError;
 use crate::hist::Distribution;
-use crate::model::{mechanism_id, CpuPlacement, HostCounters, MechanismResult, OneWay};
+use crate::model::{mechanism_id, CpuPlacement, HostCounters, Lateness, MechanismResult, OneWay};
 use crate::offset::{one_way_from_diffs, OffsetEstimate};
 use crate::scenario::Scenario;
 
@@ -182,6 +182,19 @@ impl BackendStats {
                     cross_cpu: c.cross_cpu,
                     records,
                 });
+                row.lateness = Vec::new();
+                for l in &m.lateness {
+                    let name = format!("{n}.lateness[{}].lateness_ns", l.delay_us);
+                    let dist = l.lateness_ns.distribution(&name)?;
+                    if dist.is_none() && l.early == 0 {
+                        continue;
+                    }
+                    row.lateness.push(Lateness {
+                        requested_us: l.delay_us,
+                        distribution: dist,
+                        early: l.early,
+                    });
+                }
             }
         }
         Ok(rows)

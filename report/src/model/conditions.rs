@@ -234,6 +234,10 @@ pub struct GuestConditions {
     /// routed to (`/proc/irq/N/{smp,effective}_affinity_list` at set-up).
     #[serde(default)]
     pub irq: Option<IrqPlacement>,
+    /// The guest kernel's `HZ` (jiffies per second; debugfs `timing`): a
+    /// `timer_list`, `msleep` or delayed work waits in whole jiffies.
+    #[serde(default)]
+    pub hz: Option<u32>,
 }
 
 /// Where the device's interrupt goes.

@@ -51,12 +51,17 @@ pub(super) fn interference_lines(i: &Interference) -> String {
     s
 }
 
-/// `, irq 24 -> CPUs 0-1 (effective 1)`, or nothing when not recorded.
+/// `, irq 24 -> CPUs 0-1 (effective 1), HZ 250`, or what of it was recorded.
 fn irq(g: &GuestConditions) -> String {
-    g.irq
+    let mut s = g
+        .irq
         .as_ref()
         .map(|i| format!(", {}", i.describe()))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if let Some(hz) = g.hz {
+        s.push_str(&format!(", HZ {hz}"));
+    }
+    s
 }
 
 fn tsc_flags(g: &GuestConditions) -> String {
@@ -349,6 +354,7 @@ mod tests {
                     affinity: "1".into(),
                     effective: "1".into(),
                 }),
+                hz: Some(250),
             }],
             time_base: TimeBase {
                 method: "tsc".into(),
@@ -372,7 +378,7 @@ mod tests {
             lines[1],
             "conditions: tcg, 2 vCPUs, 2 host cores (Intel(R) Xeon(R) Processor) | back end \
              spin 0 us (--spin-us 0: given) | guest irqstorm0: clocksource tsc (was tsc-early at \
-             set-up), TSC flags tsc rdtscp (no constant_tsc), irq 24 -> CPUs 1 (effective 1) | \
+             set-up), TSC flags tsc rdtscp (no constant_tsc), irq 24 -> CPUs 1 (effective 1), HZ 250 | \
              time base tsc (+/- 63 ns at most)"
         );
         assert_eq!(

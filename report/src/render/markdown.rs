@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 
 use super::table::{
-    cpu_rows, guest_is_log2, main_table, one_way_rows, CPU_HEADERS, ONE_WAY_HEADERS,
+    cpu_rows, guest_is_log2, lateness_rows, main_table, one_way_rows, CPU_HEADERS,
+    LATENESS_HEADERS, ONE_WAY_HEADERS,
 };
 use super::{conditions, count_outcomes, effective_checks, fmt_ns};
 use crate::model::{Outcome, RunResult};
@@ -80,6 +81,17 @@ pub fn markdown(result: &RunResult, plots: &[String]) -> String {
         let _ = writeln!(o, "| {} |", ONE_WAY_HEADERS.join(" | "));
         o.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
         md_rows(&mut o, ow);
+    }
+    let late = lateness_rows(&result.mechanisms);
+    if !late.is_empty() {
+        o.push_str(
+            "\n## Timer lateness: actual − requested (µs)\n\n\
+             Per delay mechanism and requested delay: the first record of each run started this \
+             long after its timer, delayed work or sleep was armed plus the delay asked for.\n\n",
+        );
+        let _ = writeln!(o, "| {} |", LATENESS_HEADERS.join(" | "));
+        o.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+        md_rows(&mut o, late);
     }
     let cpus = cpu_rows(&result.mechanisms);
     if !cpus.is_empty() {

@@ -247,6 +247,14 @@ pub fn table(result: &RunResult) -> String {
              records' work); past budget = records the IRQ thread drained past the hard IRQ's budget\n",
         );
     }
+    if let Some(t) = lateness_table(&result.mechanisms) {
+        out.push('\n');
+        out.push_str(&t.render());
+        out.push_str(
+            "lateness = bh start of a run's first record - when its timer/work/sleep was armed - \
+             the delay asked for (device spec 6.4); early = runs that began before it\n",
+        );
+    }
     if let Some(t) = cpu_table(&result.mechanisms) {
         out.push('\n');
         out.push_str(&t.render());
@@ -368,6 +376,52 @@ fn one_way_table(result: &RunResult) -> Option<Table> {
             ("one-way raise->hardirq (us, +/- bound)".into(), 8),
         ],
         headers: ONE_WAY_HEADERS.map(String::from).to_vec(),
+        rows,
+    })
+}
+
+/// Lateness rows: mechanism, requested delay, runs, p50, p99, max, early.
+pub(super) fn lateness_rows(rows: &[MechanismResult]) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for r in rows {
+        for l in &r.lateness {
+            let s = l.distribution.as_ref().map(|d| &d.summary);
+            out.push(vec![
+                r.mechanism.clone(),
+                if l.requested_us == u32::MAX {
+                    "others".into()
+                } else {
+                    us(u64::from(l.requested_us) * 1000)
+                },
+                l.distribution.as_ref().map_or(0, |d| d.count()).to_string(),
+                s.map_or("-".into(), |s| us(s.p50_ns)),
+                s.map_or("-".into(), |s| us(s.p99_ns)),
+                s.map_or("-".into(), |s| us(s.max_ns)),
+                l.early.to_string(),
+            ]);
+        }
+    }
+    out
+}
+
+pub(super) const LATENESS_HEADERS: [&str; 7] = [
+    "mechanism",
+    "requested",
+    "runs",
+    "p50",
+    "p99",
+    "max",
+    "early",
+];
+
+fn lateness_table(rows: &[MechanismResult]) -> Option<Table> {
+    let rows = lateness_rows(rows);
+    (!rows.is_empty()).then(|| Table {
+        groups: vec![
+            ("".into(), 1),
+            ("timer lateness: actual - requested (us)".into(), 6),
+        ],
+        headers: LATENESS_HEADERS.map(String::from).to_vec(),
         rows,
     })
 }

@@ -193,6 +193,11 @@ pub struct Source {
     /// Delay of this source's start after the measured run starts, ms.
     #[serde(default)]
     pub start_delay_ms: u64,
+    /// Delay mechanisms (`timer_list`, `hrtimer`, `wq_delayed`,
+    /// `kthread_msleep`, `kthread_usleep`): the delay each run asks for,
+    /// us (0..=1000000); the report gives their lateness (actual - requested).
+    #[serde(default)]
+    pub delay_us: u32,
 }
 
 /// Program modes (spec §5.1; OFF is not a scenario mode).

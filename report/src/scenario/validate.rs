@@ -151,6 +151,14 @@ impl Scenario {
                     MECHANISMS.join(", ")
                 ),
             );
+        } else if s.delay_us != 0 && !irqstorm_protocol::mechanisms::takes_delay(&s.mechanism) {
+            p.add(
+                f("delay_us"),
+                format!(
+                    "`{}` takes no delay (timer_list, hrtimer, wq_delayed, kthread_msleep and kthread_usleep do)",
+                    s.mechanism
+                ),
+            );
         } else if s.work.kind == WorkKind::Sleep && !is_sleepable(&s.mechanism) {
             p.add(
                 f("work.kind"),
@@ -158,6 +166,12 @@ impl Scenario {
                     "`sleep` work on `{}`: its bottom half runs in atomic context and cannot sleep (the driver refuses it); use `busy` or a sleepable mechanism",
                     s.mechanism
                 ),
+            );
+        }
+        if s.delay_us > MAX_DELAY_US {
+            p.add(
+                f("delay_us"),
+                format!("{}: at most {MAX_DELAY_US} (1 s)", s.delay_us),
             );
         }
         match s.work.kind {
@@ -426,6 +440,9 @@ impl Scenario {
     }
 }
 
+/// Largest requested delay (us): the driver's limit.
+pub const MAX_DELAY_US: u32 = 1_000_000;
+
 /// The CPUs of a Linux CPU list (`0`, `0-3`, `0,2-3`), each below `smp`.
 pub fn cpu_list(list: &str, smp: u32) -> Result<Vec<u32>, String> {
     let mut cpus = Vec::new();
@@ -650,5 +667,23 @@ program = { mode = "storm", rate_hz = 60000, burst = 8 }
             "{e}"
         );
         assert!(problems(&with("[guest]\nirq_affinity = \"0-1\"\n")).is_empty());
+    }
+
+    #[test]
+    fn delays_only_on_delay_mechanisms_and_within_a_second() {
+        let t = MINIMAL.to_string() + "delay_us = 1000\n";
+        let e = problems(&t).join("\n");
+        assert!(
+            e.contains("sources[0].delay_us: `tasklet` takes no delay"),
+            "{e}"
+        );
+        let t = MINIMAL.replace("\"tasklet\"", "\"hrtimer\"") + "delay_us = 1000\n";
+        assert!(problems(&t).is_empty(), "{:?}", problems(&t));
+        let t = MINIMAL.replace("\"tasklet\"", "\"kthread_msleep\"") + "delay_us = 2000000\n";
+        let e = problems(&t).join("\n");
+        assert!(
+            e.contains("sources[0].delay_us: 2000000: at most 1000000"),
+            "{e}"
+        );
     }
 }

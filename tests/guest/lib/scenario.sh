@@ -3,7 +3,7 @@
 #
 # Booted as rdinit=/tests/lib/scenario.sh (instead of /init). Settings come
 # from the kernel command line (written by xtask from the scenario file):
-#   irqstorm_sc_src=ID:MECH:KIND:US,...   mechanism and simulated work per source
+#   irqstorm_sc_src=ID:MECH:KIND:US:DELAY,...   mechanism, simulated work and requested delay (us) per source
 #   irqstorm_sc_ref=PERIOD_US:HEXMASK|off local hrtimer reference source
 #   irqstorm_sc_pings=N                    PING exchanges before and after the run
 #   irqstorm_sc_irq_affinity=CPULIST       the device IRQ's smp_affinity_list (guest.irq_affinity)
@@ -84,15 +84,19 @@ irq_line() {
 	echo "IRQSTORM_SC_IRQ irq=$irq affinity=$(cat /proc/irq/$irq/smp_affinity_list) effective=$(cat /proc/irq/$irq/effective_affinity_list 2>/dev/null)"
 }
 irq_line
+echo "IRQSTORM_SC_TIMING $(awk '$1 == "hz" { print "hz=" $2 }' $D/timing 2>/dev/null)"
 
 for s in $(echo "$src" | tr ',' ' '); do
-	IFS=: read -r id mech kind us <<EOT
+	IFS=: read -r id mech kind us delay <<EOT
 $s
 EOT
 	echo "$id work none" > $D/sources || fail "source $id: work none"
 	echo "$id $mech" > $D/sources || fail "source $id: mechanism $mech"
 	if [ "$kind" != none ]; then
 		echo "$id work $kind $us" > $D/sources || fail "source $id: work $kind $us"
+	fi
+	if [ "${delay:-0}" != 0 ]; then
+		echo "$id delay $delay" > $D/sources || fail "source $id: delay $delay"
 	fi
 done
 
