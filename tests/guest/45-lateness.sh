@@ -18,8 +18,14 @@ wait_acks() {
 hz=$(awk '$1 == "hz" { print $2 }' $D/timing)
 khz=$(dmesg | sed -n 's/.*tsc: Refined TSC clocksource calibration: \([0-9.]*\) MHz.*/\1/p' | tail -n 1)
 [ -n "$khz" ] || khz=$(dmesg | sed -n 's/.*tsc: Detected \([0-9.]*\) MHz.*/\1/p' | tail -n 1)
+[ -n "$khz" ] || khz=$(awk -F': ' '/^cpu MHz/ { print $2; exit }' /proc/cpuinfo)
 khz=$(echo "$khz" | awk '{ printf "%d", $1 * 1000 }')
 N=20
+if [ "${khz:-0}" -le 0 ]; then
+	ktap_plan 1
+	ktap_fail "TSC frequency known" "not in dmesg nor /proc/cpuinfo"
+	ktap_finish
+fi
 
 ktap_plan 7
 ktap_diag "HZ $hz, TSC $khz kHz, $N events per case, 30 ms apart"
