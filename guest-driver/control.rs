@@ -40,19 +40,22 @@ fn source(s: &Shared, w: Option<&str>) -> Result<u16> {
     }
 }
 
+/// Applies `f` to source `src`, or to every source for `SOURCE_ALL` (stopping at the first
+/// error).
+fn each_source(s: &Shared, src: u16, f: impl Fn(usize) -> Result) -> Result {
+    if src == SOURCE_ALL {
+        (0..s.info.num_sources as usize).try_for_each(f)
+    } else {
+        f(src as usize)
+    }
+}
+
 /// `sources` / sysfs `mechanism`: "SRC|all MECH".
 pub(crate) fn set_mechanism(s: &Shared, cmd: &str) -> Result {
     let mut w = cmd.split_whitespace();
     let src = source(s, w.next())?;
     let m = Mech::parse(w.next().ok_or(EINVAL)?).ok_or(EINVAL)?;
-    if src == SOURCE_ALL {
-        for i in 0..s.info.num_sources as usize {
-            s.set_mech(i, m)?;
-        }
-        Ok(())
-    } else {
-        s.set_mech(src as usize, m)
-    }
+    each_source(s, src, |i| s.set_mech(i, m))
 }
 
 /// sysfs `work`: "SRC|all none|busy US|sleep US".
@@ -66,14 +69,7 @@ pub(crate) fn set_work(s: &Shared, cmd: &str) -> Result {
         _ => return Err(EINVAL),
     };
     let us: u32 = num_or(w.next(), 0)?;
-    if src == SOURCE_ALL {
-        for i in 0..s.info.num_sources as usize {
-            s.set_work(i, kind, us)?;
-        }
-        Ok(())
-    } else {
-        s.set_work(src as usize, kind, us)
-    }
+    each_source(s, src, |i| s.set_work(i, kind, us))
 }
 
 pub(crate) fn show_sources(s: &Shared, f: &mut dyn Write) -> fmt::Result {
@@ -89,14 +85,7 @@ pub(crate) fn show_sources(s: &Shared, f: &mut dyn Write) -> fmt::Result {
 fn set_delay(s: &Shared, src: &str, us: Option<&str>) -> Result {
     let src = source(s, Some(src))?;
     let us: u32 = us.ok_or(EINVAL)?.parse().map_err(|_| EINVAL)?;
-    if src == SOURCE_ALL {
-        for i in 0..s.info.num_sources as usize {
-            s.set_delay(i, us)?;
-        }
-        Ok(())
-    } else {
-        s.set_delay(src as usize, us)
-    }
+    each_source(s, src, |i| s.set_delay(i, us))
 }
 
 /// Writes to `sources`: "SRC|all MECH", "SRC|all work none|busy US|sleep US" or
