@@ -198,6 +198,44 @@ fn r_mechanisms(_s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     }
     Ok(())
 }
+/// `bh`: "cancel MECH", "reopen MECH", "flush MECH" (bh/cancel.rs). EINVAL for a mechanism
+/// without that kernel call or a malformed command (counted `cancel_refused`).
+fn w_bh(s: &Arc<Shared>, r: &mut UserSliceReader) -> Result {
+    let mut buf = [0u8; 256];
+    let n = read_cmd(r, &mut buf)?;
+    let line = core::str::from_utf8(&buf[..n]).map_err(|_| EINVAL)?;
+    let mut w = line.split_whitespace();
+    let (cmd, m) = match (w.next(), w.next().and_then(Mech::parse), w.next()) {
+        (Some(c), Some(m), None) => (c, m),
+        _ => {
+            s.cnt.cancel_refused.add(1, Relaxed);
+            return Err(EINVAL);
+        }
+    };
+    match cmd {
+        "cancel" => bh::cancel::cancel(s, m).map(|_| ()),
+        "reopen" => {
+            bh::cancel::reopen(s, m);
+            Ok(())
+        }
+        "flush" => bh::cancel::flush(s, m).map(|_| ()),
+        _ => {
+            s.cnt.cancel_refused.add(1, Relaxed);
+            Err(EINVAL)
+        }
+    }
+}
+fn r_bh(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    write!(f, "closed")?;
+    for m in Mech::ALL.into_iter().filter(|m| bh::cancel::is_closed(s, *m)) {
+        write!(f, " {}", m.name())?;
+    }
+    writeln!(f)?;
+    for m in Mech::ALL {
+        writeln!(f, "queued {} {}", m.name(), bh::fifo_len(s, m))?;
+    }
+    Ok(())
+}
 /// The kernel's timer facts the delay mechanisms depend on (run conditions).
 fn r_timing(_s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "hz {}", crate::kwrap::clock::hz())?;
@@ -242,6 +280,7 @@ impl DebugFs {
         ro!(c"hist_work", r_hist_work);
         ro!(c"mechanisms", r_mechanisms);
         ro!(c"timing", r_timing);
+        rw!(c"bh", r_bh, w_bh);
         rw!(c"sources", r_sources, w_sources);
         rw!(c"timer", r_none, w_timer);
         rw!(c"storm", r_none, w_storm);

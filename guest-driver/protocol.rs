@@ -45,6 +45,7 @@ pub(crate) const ACKS_PER_BUF: usize = 64;
 /// its `bh_start` stamps are the run's own start (hard IRQ -> bottom half, per interrupt).
 pub(crate) const ACK_F_FIRST: u8 = 1;
 /// Ack `flags`: drained by the IRQ thread past the hard IRQ's budget (stamps of that IRQ).
+pub(crate) const ACK_F_CANCELLED: u8 = 1 << 2;
 pub(crate) const ACK_F_PAST_BUDGET: u8 = 2;
 
 /// Control opcodes (§6.1.1).

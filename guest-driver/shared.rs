@@ -62,6 +62,14 @@ pub(crate) struct Counters {
     /// Delay-mechanism runs that began before their delay had passed (a kernel bug, or a
     /// jiffies comparison gone wrong): counted by the run.
     pub(crate) delay_early: Atomic<u64>,
+    /// Records handed back by a cancelled bottom half (acked `ACK_F_CANCELLED`).
+    pub(crate) cancelled: Atomic<u64>,
+    /// Runs of a cancelled mechanism that began after its cancel returned (must stay 0).
+    pub(crate) ran_after_cancel: Atomic<u64>,
+    pub(crate) cancels: Atomic<u64>,
+    pub(crate) flushes: Atomic<u64>,
+    /// `bh` commands refused (a mechanism without that kernel call, a bad command).
+    pub(crate) cancel_refused: Atomic<u64>,
     pub(crate) uevents: Atomic<u64>,
     pub(crate) helper_runs: Atomic<u64>,
     pub(crate) helper_errors: Atomic<u64>,
@@ -82,7 +90,8 @@ impl Counters {
             &self.past_budget, &self.fifo_overflow, &self.acks_posted, &self.ack_bufs,
             &self.acks_dropped, &self.ack_bad_id, &self.ctrl_requests, &self.ctrl_errors,
             &self.ctrl_timeouts, &self.local_events, &self.local_skipped, &self.sleep_refused,
-            &self.delay_refused, &self.delay_early, &self.uevents, &self.helper_runs, &self.helper_errors, &self.calibrations,
+            &self.delay_refused, &self.delay_early, &self.cancelled, &self.ran_after_cancel,
+            &self.cancels, &self.flushes, &self.cancel_refused, &self.uevents, &self.helper_runs, &self.helper_errors, &self.calibrations,
             &self.calibration_errors,
         ] {
             c.store(0, Relaxed);
@@ -94,7 +103,8 @@ impl Counters {
             irqs, records, raises, latched, finals, bad_id, bad_len, bad_source, bad_count, seq_gap,
             budget_exhausted, past_budget, fifo_overflow, acks_posted, ack_bufs, acks_dropped,
             ack_bad_id, ctrl_requests, ctrl_errors, ctrl_timeouts, local_events, local_skipped,
-            sleep_refused, delay_refused, delay_early, uevents, helper_runs, helper_errors, calibrations, calibration_errors
+            sleep_refused, delay_refused, delay_early, cancelled, ran_after_cancel, cancels, flushes,
+            cancel_refused, uevents, helper_runs, helper_errors, calibrations, calibration_errors
         )
     }
 }

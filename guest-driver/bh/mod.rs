@@ -40,6 +40,7 @@ use kernel::{
 };
 
 pub(crate) mod bh_wq;
+pub(crate) mod cancel;
 pub(crate) mod completion;
 pub(crate) mod fifo;
 pub(crate) mod hrtimer;
@@ -82,6 +83,9 @@ pub(crate) struct BhState {
     /// pending) and the delay it was asked for (us).
     pub(crate) armed: [Atomic<u64>; NUM_MECH],
     pub(crate) armed_delay: [Atomic<u32>; NUM_MECH],
+    /// Mechanisms closed by `cancel` (`bh/cancel.rs`), and whether that cancel has returned.
+    pub(crate) closed: [Atomic<bool>; NUM_MECH],
+    pub(crate) cancel_done: [Atomic<bool>; NUM_MECH],
 }
 
 impl BhState {
@@ -105,6 +109,8 @@ impl BhState {
             sl_wait <- WaitQueue::new(c"irqstorm_sleeper", kernel::static_lock_class!()),
             armed: [const { Atomic::new(0) }; NUM_MECH],
             armed_delay: [const { Atomic::new(0) }; NUM_MECH],
+            closed: [const { Atomic::new(false) }; NUM_MECH],
+            cancel_done: [const { Atomic::new(false) }; NUM_MECH],
         }))
     }
 }
@@ -116,6 +122,11 @@ pub(crate) fn dispatch(s: &Arc<Shared>, it: Item, m: Mech) -> bool {
         // Its bottom half is the hard IRQ handler itself: per record, no wake-up.
         inject_delay(s, m);
         process(s, it, m);
+        return false;
+    }
+    if cancel::is_closed(s, m) {
+        // Cancelled: handed back at once (the hard IRQ posts the ack with the others).
+        account_cancelled(s, it, m);
         return false;
     }
     if !s.bh.fifos.lock()[m as usize].push(it) {
@@ -189,6 +200,9 @@ pub(crate) fn run(s: &Shared, m: Mech, woke: Option<Stamp>) {
 /// [`run`] of a delay mechanism whose wait (`armed`: when it was armed, ns, and for how long,
 /// us) ended at `woke`: the first record's ack carries both, for its lateness.
 pub(crate) fn run_armed(s: &Shared, m: Mech, woke: Option<Stamp>, mut armed: Option<(u64, u32)>) {
+    if cancel::closed_run(s, m) {
+        return;
+    }
     if let (Some((at, us)), Some(w)) = (armed, woke) {
         if w.ns < at.saturating_add(u64::from(us) * 1000) {
             s.cnt.delay_early.add(1, Relaxed);
@@ -316,6 +330,28 @@ fn account(s: &Shared, it: Item, m: Mech, (start, end, cpu): (Stamp, Stamp, u16)
             bh_cpu: cpu,
             delay_us: it.delay_us,
             armed_ns: it.armed_ns,
+        });
+    } else {
+        s.cnt.local_events.add(1, Relaxed);
+    }
+}
+
+/// Hands record `it` of mechanism `m` back without its bottom half: acked `ACK_F_CANCELLED`
+/// (no bottom-half stamps), counted `cancelled`.
+fn account_cancelled(s: &Shared, it: Item, m: Mech) {
+    s.cnt.cancelled.add(1, Relaxed);
+    if it.origin == Origin::Device {
+        s.push_ack(&AckRecord {
+            seq: it.seq,
+            source: it.source,
+            mechanism: m as u8,
+            flags: (it.flags & !ACK_F_FIRST) | ACK_F_CANCELLED,
+            count: it.count,
+            hardirq_ns: it.hard_ns,
+            hardirq_tsc: it.found_tsc,
+            hard_cpu: it.hard_cpu,
+            bh_cpu: current_cpu(),
+            ..AckRecord::default()
         });
     } else {
         s.cnt.local_events.add(1, Relaxed);

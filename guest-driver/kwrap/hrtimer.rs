@@ -63,6 +63,18 @@ where
         }
     }
 
+    /// `hrtimer_cancel()`: a pending expiry is dropped, a running callback waited for; the
+    /// timer can be started again afterwards. Process context. Returns whether it was active.
+    /// (Starts meanwhile are no-ops: the handle is taken out for the wait, which spins.)
+    pub(crate) fn cancel(&self) -> bool {
+        let taken = self.kept.lock().take();
+        let Some((mut handle, owner)) = taken else { return false };
+        let was_active = kernel::time::hrtimer::HrTimerHandle::cancel(&mut handle);
+        let old = self.kept.lock().replace((handle, owner));
+        drop(old);
+        was_active
+    }
+
     /// Drops the handle: cancels the timer, waiting for a running callback. Process context.
     pub(crate) fn release(&self) {
         let kept = self.kept.lock().take();

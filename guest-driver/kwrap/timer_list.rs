@@ -187,6 +187,25 @@ impl<T: HasTimer<ID>, const ID: u64> Timer<T, ID> {
     }
 }
 
+impl<T: HasTimer<ID>, const ID: u64> Timer<T, ID> {
+    /// `timer_delete_sync()` on the timer of `this`: a pending expiry is dropped (and the
+    /// reference it held released), a running callback waited for; the timer can be armed
+    /// again. Process context only. Returns whether it was pending.
+    pub(crate) fn delete_sync(this: &Arc<T>) -> bool {
+        // SAFETY: `this` points to a valid `T`.
+        let timer = unsafe { &*T::raw_get_timer(Arc::as_ptr(this)) };
+        // SAFETY: the timer is initialised; callers are in process context. Every pending
+        // state owns exactly one reference (`arm_in_jiffies` gives back its own when the
+        // timer was pending already), so a concurrent arm keeps the count right.
+        let was_pending = unsafe { bindings::timer_delete_sync(timer.raw.get()) } != 0;
+        if was_pending {
+            // SAFETY: as in `shutdown`: a pending timer owned one leaked reference.
+            drop(unsafe { Arc::from_raw(Arc::as_ptr(this)) });
+        }
+        was_pending
+    }
+}
+
 #[pinned_drop]
 impl<T, const ID: u64> PinnedDrop for Timer<T, ID> {
     fn drop(self: Pin<&mut Self>) {

@@ -3,7 +3,12 @@
 //! An owned workqueue (`alloc_workqueue` / `destroy_workqueue`) and `flush_work`.
 
 use core::ptr::NonNull;
-use kernel::{bindings, prelude::*, workqueue::{DelayedWork, Queue, Work}};
+use kernel::{
+    bindings,
+    prelude::*,
+    sync::Arc,
+    workqueue::{DelayedWork, HasWork, Queue, Work, WorkItem},
+};
 
 /// `WQ_PERCPU`: per-CPU worker pools, like `system_wq`.
 pub(crate) const WQ_PERCPU: u32 = bindings::wq_flags_WQ_PERCPU;
@@ -68,6 +73,56 @@ pub(crate) fn flush_delayed_work<T: ?Sized, const ID: u64>(w: &DelayedWork<T, ID
     // SAFETY: `dw` points to a valid, initialised `delayed_work` (pinned inside its owner);
     // `flush_delayed_work` may be called on it from process context at any time.
     unsafe { bindings::flush_delayed_work(dw) }
+}
+
+/// Releases the reference a dequeued `Arc<T>` work item held.
+///
+/// # Safety
+///
+/// `owner`'s work `ID` was queued (as an `Arc<T>`) and has just been dequeued without running.
+unsafe fn release_dequeued<T>(owner: &Arc<T>) {
+    // SAFETY: kernel::workqueue's `RawWorkItem for Arc<T>` leaks one reference with
+    // `Arc::into_raw` when it queues and takes it back in its run; the caller says the run will
+    // not happen, so this reference is ours to release. The caller holds `owner`: not the last.
+    drop(unsafe { Arc::from_raw(Arc::as_ptr(owner)) });
+}
+
+/// `cancel_work_sync()` on `owner`'s work item `ID`: a queued instance is dequeued (and the
+/// reference it held released), a running one waited for. Process context only. Returns
+/// whether one was queued.
+pub(crate) fn cancel_work_sync<T, const ID: u64>(owner: &Arc<T>) -> bool
+where
+    T: HasWork<T, ID> + WorkItem<ID, Pointer = Arc<T>>,
+{
+    // SAFETY: `owner` points to a live `T`; `raw_get_work` returns its `Work` field.
+    let work = unsafe { T::raw_get_work(Arc::as_ptr(owner).cast_mut()) };
+    // SAFETY: the work item is initialised (it is pinned inside `owner`); process context.
+    let was_queued = unsafe { bindings::cancel_work_sync(Work::raw_get(work)) };
+    if was_queued {
+        // SAFETY: it was queued and is now dequeued without running.
+        unsafe { release_dequeued(owner) };
+    }
+    was_queued
+}
+
+/// `cancel_delayed_work_sync()` on `owner`'s delayed work item `ID` (as
+/// [`cancel_work_sync`], its timer stopped too).
+pub(crate) fn cancel_delayed_work_sync<T, const ID: u64>(owner: &Arc<T>) -> bool
+where
+    T: HasWork<T, ID> + WorkItem<ID, Pointer = Arc<T>>,
+{
+    // SAFETY: as in `cancel_work_sync`; for a delayed work item the `Work` is the `work` field
+    // of its `delayed_work` (`impl_has_delayed_work!`).
+    let work = unsafe { Work::raw_get(T::raw_get_work(Arc::as_ptr(owner).cast_mut())) };
+    // SAFETY: `work` is the `work` field of a `struct delayed_work`.
+    let dw = unsafe { kernel::container_of!(work, bindings::delayed_work, work) };
+    // SAFETY: `dw` is an initialised delayed work item pinned inside `owner`; process context.
+    let was_queued = unsafe { bindings::cancel_delayed_work_sync(dw) };
+    if was_queued {
+        // SAFETY: it was queued and is now dequeued without running.
+        unsafe { release_dequeued(owner) };
+    }
+    was_queued
 }
 
 /// `system_percpu_wq`: the per-CPU system workqueue. In 7.3 `system_wq` (what

@@ -337,6 +337,9 @@ pub struct MechanismStats {
     /// Where its records ran (spec version 3 acks).
     #[serde(default)]
     pub cpus: CpuStats,
+    /// Acks flagged `ACK_F_CANCELLED` (in `acked`, not in the histograms).
+    #[serde(default)]
+    pub cancelled: u64,
     /// Delay mechanisms: lateness (bottom-half start - armed - requested
     /// delay) of each run's first record, by requested delay.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -532,7 +535,8 @@ pub(crate) mod tests {
                             "raw_raise_to_hardirq": {"base_ns": null, "below_base": 0,
                                                      "diff_minus_base_ns": hist(0)},
                             "cpus": {"hard": [[1, 4]], "bh": [[0, 1], [1, 3]],
-                                     "cross_cpu": 1, "beyond_limit": 0}}]
+                                     "cross_cpu": 1, "beyond_limit": 0},
+                            "cancelled": 0}]
         })
     }
 
@@ -560,8 +564,12 @@ pub(crate) mod tests {
         let s: Stats = serde_json::from_value(old.clone()).unwrap();
         assert_eq!(s.mechanisms[0].guest_irq_to_first_bh_ns, Hist::default());
         assert_eq!(s.mechanisms[0].past_budget, 0);
-        // Spec version 2 back ends: no CPUs.
+        // Spec version 2 back ends: no CPUs, no cancelled count.
         old["mechanisms"][0].as_object_mut().unwrap().remove("cpus");
+        old["mechanisms"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("cancelled");
         let s: Stats = serde_json::from_value(old).unwrap();
         assert_eq!(s.mechanisms[0].cpus, CpuStats::default());
     }

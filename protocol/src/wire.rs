@@ -66,6 +66,10 @@ pub const ACK_F_FIRST: u8 = 1 << 0;
 /// budget; its `hardirq_*` stamps are those of the hard IRQ that started the
 /// drain.
 pub const ACK_F_PAST_BUDGET: u8 = 1 << 1;
+/// Ack flag: the record's bottom half was cancelled before it ran (the
+/// driver's `cancel MECH`): returned, counted `cancelled`, no bottom-half
+/// stamps.
+pub const ACK_F_CANCELLED: u8 = 1 << 2;
 
 /// STATS request flag: reset the counters after reading.
 pub const STATS_F_RESET: u32 = 1 << 0;

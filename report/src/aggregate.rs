@@ -80,6 +80,7 @@ fn merge_row(a: &mut MechanismResult, b: &MechanismResult) -> Result<(), HistErr
     merge_dist(&mut a.bh_run, &b.bh_run)?;
     merge_dist(&mut a.irq_to_first_bh, &b.irq_to_first_bh)?;
     a.past_budget += b.past_budget;
+    a.cancelled += b.cancelled;
     a.raise_to_hardirq = match (a.raise_to_hardirq.take(), &b.raise_to_hardirq) {
         _ if a_incomplete || b_incomplete => None,
         (Some(mut x), Some(y)) => {

@@ -281,6 +281,10 @@ pub struct MechanismResult {
     /// requested delay; empty for the others.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lateness: Vec<Lateness>,
+    /// Records whose bottom half was cancelled before it ran (acks with
+    /// `ACK_F_CANCELLED`): in `host.acked`, not in the distributions.
+    #[serde(default)]
+    pub cancelled: u64,
 }
 
 /// Lateness of one mechanism's runs at one requested delay.
@@ -336,6 +340,7 @@ impl MechanismResult {
             ratios: Ratios::default(),
             cpus: None,
             lateness: Vec::new(),
+            cancelled: 0,
         }
     }
 

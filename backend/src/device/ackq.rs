@@ -8,8 +8,8 @@ use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
 
 use crate::protocol::{
-    AckRecord, ACK_F_FIRST, ACK_F_PAST_BUDGET, ACK_SIZE, MAX_ACKS_PER_BUFFER, MAX_ACK_CHAIN_DESCS,
-    NUM_MECHANISMS,
+    AckRecord, ACK_F_CANCELLED, ACK_F_FIRST, ACK_F_PAST_BUDGET, ACK_SIZE, MAX_ACKS_PER_BUFFER,
+    MAX_ACK_CHAIN_DESCS, NUM_MECHANISMS,
 };
 
 use super::chain::{
@@ -53,6 +53,18 @@ impl Device {
         let o = *o;
         while self.outstanding.front().is_some_and(|o| o.acked) {
             self.outstanding.pop_front();
+        }
+        if a.flags & ACK_F_CANCELLED != 0 {
+            // Returned without a bottom half: acked and counted, no figure.
+            if let Some(s) = self.sources.get_mut(usize::from(o.source)) {
+                s.c.acked += 1;
+                s.c.acked_raises += u64::from(o.count);
+            }
+            let m = &mut self.mechs[usize::from(a.mechanism)];
+            m.acked += 1;
+            m.acked_raises += u64::from(o.count);
+            m.cancelled += 1;
+            return true;
         }
         let now_tsc = crate::tsc::now();
         let ack_ns = self.ack_time(a, o.raise_ns, o.raise_tsc, ack_ns, now_tsc);
@@ -269,6 +281,43 @@ mod tests {
 
     /// Per-interrupt (FIRST) and per-record bottom-half delays, and the
     /// past-budget count, from acks with known stamps and flags.
+    #[test]
+    fn cancelled_acks_are_acked_and_counted_without_figures() {
+        let m = mem();
+        let (mut d, recs) = storm_records(&m, 3);
+        let acks: Vec<AckRecord> = recs
+            .iter()
+            .zip([0, ACK_F_CANCELLED, ACK_F_CANCELLED])
+            .map(|(r, flags)| AckRecord {
+                seq: r.seq,
+                source: r.source,
+                mechanism: 2,
+                flags,
+                count: r.count,
+                hardirq_ns: 1_000,
+                bh_start_ns: if flags == 0 { 1_500 } else { 0 },
+                bh_end_ns: if flags == 0 { 1_600 } else { 0 },
+                ..Default::default()
+            })
+            .collect();
+        let aq_mem = mem();
+        let avq = MockSplitQueue::new(&aq_mem, 16);
+        let b = ack_bytes(&acks);
+        aq_mem.write_slice(&b, GuestAddress(0x1000)).unwrap();
+        add_chain(&avq, 0, &[(0x1000, b.len() as u32, false)]);
+        let mut aq: Queue = avq.create_queue().unwrap();
+        assert_eq!(d.process_ackq(&mut aq, &aq_mem).used, 1);
+        let st = d.stats(false);
+        let mech = st.mechanisms.iter().find(|x| x.id == 2).unwrap();
+        assert_eq!((mech.acked, mech.cancelled), (3, 2));
+        assert_eq!(
+            (mech.latency_ns.count, mech.guest_bh_delay_ns.count),
+            (1, 1)
+        );
+        assert_eq!(st.totals.acked, 3);
+        assert_eq!(d.counters().bad_acks, 0);
+    }
+
     #[test]
     fn first_and_past_budget_acks_counted_apart() {
         let m = mem();

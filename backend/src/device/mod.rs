@@ -137,6 +137,8 @@ struct Mechanism {
     first_bh_delay: Option<Histogram<u64>>,
     /// Acks with `ACK_F_PAST_BUDGET`.
     past_budget: u64,
+    /// Acks with `ACK_F_CANCELLED`.
+    cancelled: u64,
     /// Guest bottom-half start -> end.
     bh_run: Option<Histogram<u64>>,
     /// Raw cross-clock differences `hardirq_guest - raise_host - base`

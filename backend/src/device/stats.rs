@@ -200,6 +200,7 @@ impl Device {
                 raise_to_hardirq_tsc: m.tsc_one_way.stats(buckets),
                 cpus: m.cpus.stats(),
                 lateness: m.lateness.stats(buckets),
+                cancelled: m.cancelled,
             })
             .collect();
         let tot = |f: &dyn Fn(&Source) -> u64| self.sources.iter().map(f).sum::<u64>();

@@ -174,6 +174,7 @@ impl BackendStats {
                     .guest_irq_to_first_bh_ns
                     .distribution(&format!("{n}.guest_irq_to_first_bh_ns"))?;
                 row.past_budget = m.past_budget;
+                row.cancelled = m.cancelled;
                 let c = &m.cpus;
                 let records: u64 = c.hard.iter().map(|(_, n)| n).sum();
                 row.cpus = (records > 0).then(|| CpuPlacement {

@@ -247,6 +247,14 @@ pub fn table(result: &RunResult) -> String {
              records' work); past budget = records the IRQ thread drained past the hard IRQ's budget\n",
         );
     }
+    for r in result.mechanisms.iter().filter(|r| r.cancelled > 0) {
+        let _ = writeln!(
+            out,
+            "cancelled: {} of {} {} records returned without their bottom half (the driver's \
+             cancel; acked, not in the figures)",
+            r.cancelled, r.host.acked, r.mechanism
+        );
+    }
     if let Some(t) = lateness_table(&result.mechanisms) {
         out.push('\n');
         out.push_str(&t.render());
