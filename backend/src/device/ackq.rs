@@ -281,6 +281,17 @@ mod tests {
 
     /// Per-interrupt (FIRST) and per-record bottom-half delays, and the
     /// past-budget count, from acks with known stamps and flags.
+    /// Posts `acks` in one ackq buffer and has the device take it.
+    fn post_acks(d: &mut Device, acks: &[AckRecord]) {
+        let aq_mem = mem();
+        let avq = MockSplitQueue::new(&aq_mem, 16);
+        let b = ack_bytes(acks);
+        aq_mem.write_slice(&b, GuestAddress(0x1000)).unwrap();
+        add_chain(&avq, 0, &[(0x1000, b.len() as u32, false)]);
+        let mut aq: Queue = avq.create_queue().unwrap();
+        assert_eq!(d.process_ackq(&mut aq, &aq_mem).used, 1);
+    }
+
     #[test]
     fn cancelled_acks_are_acked_and_counted_without_figures() {
         let m = mem();
@@ -300,13 +311,7 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        let aq_mem = mem();
-        let avq = MockSplitQueue::new(&aq_mem, 16);
-        let b = ack_bytes(&acks);
-        aq_mem.write_slice(&b, GuestAddress(0x1000)).unwrap();
-        add_chain(&avq, 0, &[(0x1000, b.len() as u32, false)]);
-        let mut aq: Queue = avq.create_queue().unwrap();
-        assert_eq!(d.process_ackq(&mut aq, &aq_mem).used, 1);
+        post_acks(&mut d, &acks);
         let st = d.stats(false);
         let mech = st.mechanisms.iter().find(|x| x.id == 2).unwrap();
         assert_eq!((mech.acked, mech.cancelled), (3, 2));
@@ -346,13 +351,7 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        let aq_mem = mem();
-        let avq = MockSplitQueue::new(&aq_mem, 16);
-        let b = ack_bytes(&acks);
-        aq_mem.write_slice(&b, GuestAddress(0x1000)).unwrap();
-        add_chain(&avq, 0, &[(0x1000, b.len() as u32, false)]);
-        let mut aq: Queue = avq.create_queue().unwrap();
-        assert_eq!(d.process_ackq(&mut aq, &aq_mem).used, 1);
+        post_acks(&mut d, &acks);
         let st = d.stats(true);
         let mech = st.mechanisms.iter().find(|x| x.id == 1).unwrap();
         assert_eq!(mech.acked, 4);
