@@ -309,6 +309,10 @@ kernel::module_pci_driver! {
             default: -1,
             description: "Mechanism id (0..16, spec 6.5) that inject_delay_us delays; -1 = none",
         },
+        wq_cpu: i32 {
+            default: -1,
+            description: "Queue wq_system, wq_highpri and wq_dedicated work on this CPU (queue_work_on); -1 or a CPU not below nr_cpu_ids = the queueing CPU",
+        },
         kthread_fifo: bool {
             default: false,
             description: "Run the kthread and completion waiter at SCHED_FIFO (sched_set_fifo, priority 50) instead of SCHED_NORMAL",

@@ -7,7 +7,7 @@
 use crate::{
     kwrap::{
         clock::{usecs_to_jiffies, Stamp},
-        workqueue::system_percpu,
+        workqueue::{enqueue_on, system_percpu},
     },
     mech::Mech,
     shared::Shared,
@@ -82,11 +82,18 @@ impl WorkItem<9> for Shared {
     }
 }
 
+/// The CPU the per-CPU work items go to (module parameter `wq_cpu`; `None`: the queueing
+/// CPU).
+fn wq_cpu() -> Option<u32> {
+    u32::try_from(crate::module_parameters::wq_cpu.value()).ok()
+}
+
 pub(super) fn schedule(s: &Arc<Shared>, m: Mech) {
+    let cpu = wq_cpu();
     let _ = match m {
-        Mech::WqSystem => system_percpu().enqueue::<Arc<Shared>, 6>(s.clone()),
-        Mech::WqHighpri => workqueue::system_highpri().enqueue::<Arc<Shared>, 7>(s.clone()),
+        Mech::WqSystem => enqueue_on::<Arc<Shared>, 6>(system_percpu(), cpu, s.clone()),
+        Mech::WqHighpri => enqueue_on::<Arc<Shared>, 7>(workqueue::system_highpri(), cpu, s.clone()),
         Mech::WqUnbound => workqueue::system_unbound().enqueue::<Arc<Shared>, 8>(s.clone()),
-        _ => s.bh.wq.queue().enqueue::<Arc<Shared>, 9>(s.clone()),
+        _ => enqueue_on::<Arc<Shared>, 9>(s.bh.wq.queue(), cpu, s.clone()),
     };
 }

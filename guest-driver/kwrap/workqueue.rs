@@ -7,8 +7,28 @@ use kernel::{
     bindings,
     prelude::*,
     sync::Arc,
-    workqueue::{DelayedWork, HasWork, Queue, Work, WorkItem},
+    workqueue::{DelayedWork, HasWork, Queue, RawWorkItem, Work, WorkItem},
 };
+
+/// `queue_work_on(cpu, q, w)`: as `Queue::enqueue`, on CPU `cpu` (`None`: `WORK_CPU_UNBOUND`,
+/// the queueing CPU for a per-CPU queue). `cpu` must be below `nr_cpu_ids`, else the work is
+/// queued unbound. Fails (returns the item) if it is queued already.
+pub(crate) fn enqueue_on<W, const ID: u64>(q: &Queue, cpu: Option<u32>, w: W) -> W::EnqueueOutput
+where
+    W: RawWorkItem<ID> + Send + 'static,
+{
+    let cpu = match cpu {
+        Some(c) if c < kernel::cpu::nr_cpu_ids() => c as kernel::ffi::c_int,
+        _ => bindings::wq_misc_consts_WORK_CPU_UNBOUND as kernel::ffi::c_int,
+    };
+    // CAST: `Queue` is `repr(transparent)` over `Opaque<workqueue_struct>`.
+    let queue_ptr = core::ptr::from_ref(q).cast::<bindings::workqueue_struct>().cast_mut();
+    // SAFETY: as in `Queue::enqueue`: the closure returns false only if the work is queued
+    // already; `W` is `Send + 'static`; `queue_work_on` dereferences the pointer `__enqueue`
+    // keeps valid for the call (and, once queued, until the work function runs); `cpu` is a
+    // possible CPU id or `WORK_CPU_UNBOUND`.
+    unsafe { w.__enqueue(move |work_ptr| bindings::queue_work_on(cpu, queue_ptr, work_ptr)) }
+}
 
 /// `WQ_PERCPU`: per-CPU worker pools, like `system_wq`.
 pub(crate) const WQ_PERCPU: u32 = bindings::wq_flags_WQ_PERCPU;

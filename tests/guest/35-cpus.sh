@@ -5,7 +5,9 @@
 #     SCHED_FIFO, the kthread and completion waiter at SCHED_NORMAL, and at SCHED_FIFO after
 #     reloading the module with kthread_fifo=1;
 #   - IRQ affinity: with /proc/irq/N/smp_affinity_list set to one CPU, every record's hard IRQ
-#     (the events log's hard_cpu) runs there, and a tasklet's bottom half with it.
+#     (the events log's hard_cpu) runs there, and a tasklet's bottom half with it;
+#   - wq_cpu=1 (module parameter, queue_work_on) with the IRQ on CPU 0: every wq_system and
+#     wq_dedicated bottom half runs on CPU 1.
 . /tests/lib/ktap.sh
 . /tests/lib/irqstorm.sh
 irqstorm_require_device
@@ -32,7 +34,7 @@ policy_of() {
 	done
 }
 
-ktap_plan 5
+ktap_plan 6
 ktap_diag "$ncpu CPUs, irqstorm IRQ $IRQ"
 
 # 1. /proc/interrupts against the driver's count, over a quiet start and end.
@@ -113,9 +115,39 @@ if [ "$ncpu" -ge 2 ]; then
 	affinity_check 0
 	affinity_check 1
 	echo "0-$((ncpu - 1))" > "/proc/irq/$IRQ/smp_affinity_list"
+	# 6. queue_work_on: the per-CPU queues' work on the CPU asked for, away from the IRQ.
+	rmmod irqstorm && insmod "$mod" wq_cpu=1
+	i=0
+	while [ ! -e $D/sources ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+	IRQ=$(irq_of)
+	echo 0 > "/proc/irq/$IRQ/smp_affinity_list"
+	echo "0 wq_system" > $D/sources
+	echo "1 wq_dedicated" > $D/sources
+	a0=$(cnt acks_posted)
+	echo "0 periodic 1000000 20" > $D/timer
+	wait_acks $((a0 + 20))
+	echo clear > $D/events
+	echo 1 > $D/events_enable
+	a0=$(cnt acks_posted)
+	echo "0 periodic 1000000 100" > $D/timer
+	echo "1 periodic 1000000 100" > $D/timer
+	wait_acks $((a0 + 200))
+	echo 0 > $D/events_enable
+	res=$(awk '!/^#/ && ($2 == "wq_system" || $2 == "wq_dedicated") { n++; if ($3 != 0) h++; if ($4 != 1) b++ } END { printf "%d %d %d", n, h, b }' $D/events)
+	set -- $res
+	ktap_diag "wq_cpu=1, IRQ on CPU 0: $1 records, $2 hard IRQs off CPU 0, $3 bottom halves off CPU 1"
+	if [ "$1" -ge 200 ] && [ "$2" -eq 0 ] && [ "$3" -eq 0 ]; then
+		ktap_ok "wq_cpu=1: wq_system and wq_dedicated run on CPU 1, the IRQ on CPU 0"
+	else
+		ktap_fail "wq_cpu=1: wq_system and wq_dedicated run on CPU 1, the IRQ on CPU 0" "$1 records, $2 hard IRQs, $3 bottom halves elsewhere"
+	fi
+	rmmod irqstorm && insmod "$mod"
+	i=0
+	while [ ! -e $D/sources ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 else
 	ktap_skip "smp_affinity_list 0" "one CPU"
 	ktap_skip "smp_affinity_list 1" "one CPU"
+	ktap_skip "wq_cpu=1" "one CPU"
 fi
 
 echo "all threaded" > $D/sources

@@ -46,6 +46,10 @@ pub fn guest_cmdline(s: &Scenario) -> String {
     if let Some(list) = &s.guest.irq_affinity {
         c.push_str(&format!(" irqstorm_sc_irq_affinity={list}"));
     }
+    if let Some(cpu) = s.guest.wq_cpu {
+        // A module parameter: tests/guest/lib/scenario.sh hands irqstorm.* to insmod.
+        c.push_str(&format!(" irqstorm.wq_cpu={cpu}"));
+    }
     c
 }
 

@@ -90,6 +90,10 @@ pub struct Guest {
     /// loads; unset: the kernel's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub irq_affinity: Option<String>,
+    /// The CPU `wq_system`, `wq_highpri` and `wq_dedicated` work is queued
+    /// on (`queue_work_on`, the driver's `wq_cpu`); unset: the queueing CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wq_cpu: Option<u32>,
 }
 
 fn default_smp() -> u32 {
@@ -102,6 +106,7 @@ impl Default for Guest {
             smp: default_smp(),
             accel: AccelRequirement::Any,
             irq_affinity: None,
+            wq_cpu: None,
         }
     }
 }

@@ -54,6 +54,15 @@ impl Scenario {
         if !(1..=64).contains(&self.guest.smp) {
             p.add("guest.smp", format!("{}: must be 1..=64", self.guest.smp));
         }
+        if let Some(c) = self.guest.wq_cpu.filter(|c| *c >= self.guest.smp) {
+            p.add(
+                "guest.wq_cpu",
+                format!(
+                    "{c}: not one of the guest's {} vCPUs (guest.smp)",
+                    self.guest.smp
+                ),
+            );
+        }
         if let Some(list) = &self.guest.irq_affinity {
             if let Err(why) = cpu_list(list, self.guest.smp) {
                 p.add("guest.irq_affinity", format!("`{list}`: {why}"));
@@ -667,6 +676,12 @@ program = { mode = "storm", rate_hz = 60000, burst = 8 }
             "{e}"
         );
         assert!(problems(&with("[guest]\nirq_affinity = \"0-1\"\n")).is_empty());
+        let e = problems(&with("[guest]\nsmp = 2\nwq_cpu = 2\n")).join("\n");
+        assert!(
+            e.contains("guest.wq_cpu: 2: not one of the guest's 2 vCPUs"),
+            "{e}"
+        );
+        assert!(problems(&with("[guest]\nwq_cpu = 1\n")).is_empty());
     }
 
     #[test]
