@@ -34,6 +34,30 @@ policy_of() {
 	done
 }
 
+# Reloads the module with parameters "$@" and waits for its debugfs.
+reload() {
+	rmmod irqstorm && insmod "$mod" "$@"
+	i=0
+	while [ ! -e $D/sources ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+	IRQ=$(irq_of)
+}
+
+# The events log of $1 events at 1 kHz from each of sources $2..., after 20 events of warm-up
+# (an IRQ affinity change takes effect from the next interrupt on).
+log_events() {
+	n=$1
+	shift
+	a0=$(cnt acks_posted)
+	echo "0 periodic 1000000 20" > $D/timer
+	wait_acks $((a0 + 20))
+	echo clear > $D/events
+	echo 1 > $D/events_enable
+	a0=$(cnt acks_posted)
+	for src in "$@"; do echo "$src periodic 1000000 $n" > $D/timer; done
+	wait_acks $((a0 + n * $#))
+	echo 0 > $D/events_enable
+}
+
 ktap_plan 6
 ktap_diag "$ncpu CPUs, irqstorm IRQ $IRQ"
 
@@ -68,19 +92,14 @@ else
 fi
 
 # 3. kthread_fifo=1 puts the kthreads at SCHED_FIFO.
-rmmod irqstorm && insmod "$mod" kthread_fifo=1
-i=0
-while [ ! -e $D/sources ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+reload kthread_fifo=1
 pk=$(policy_of irqstorm_kthread); pc=$(policy_of irqstorm_compl)
 if [ "${pk%% *}" = 1 ] && [ "${pc%% *}" = 1 ]; then
 	ktap_ok "kthread_fifo=1: the kthreads run at SCHED_FIFO ($pk, $pc)"
 else
 	ktap_fail "kthread_fifo=1: the kthreads run at SCHED_FIFO" "policies '$pk' '$pc'"
 fi
-rmmod irqstorm && insmod "$mod"
-i=0
-while [ ! -e $D/sources ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-IRQ=$(irq_of)
+reload
 
 # 4-5. IRQ affinity: hard IRQ and tasklet on the chosen CPU.
 affinity_check() {
@@ -91,16 +110,7 @@ affinity_check() {
 		return
 	fi
 	echo "all tasklet" > $D/sources
-	a0=$(cnt acks_posted)
-	# A few events first: the move takes effect from the next interrupt on.
-	echo "0 periodic 1000000 20" > $D/timer
-	wait_acks $((a0 + 20))
-	echo clear > $D/events
-	echo 1 > $D/events_enable
-	a0=$(cnt acks_posted)
-	echo "0 periodic 1000000 200" > $D/timer
-	wait_acks $((a0 + 200))
-	echo 0 > $D/events_enable
+	log_events 200 0
 	res=$(awk -v c="$cpu" '!/^#/ && $2 == "tasklet" { n++; if ($3 != c) h++; if ($4 != c) b++ } END { printf "%d %d %d", n, h, b }' $D/events)
 	set -- $res
 	eff=$(cat "/proc/irq/$IRQ/effective_affinity_list" 2>/dev/null)
@@ -116,23 +126,11 @@ if [ "$ncpu" -ge 2 ]; then
 	affinity_check 1
 	echo "0-$((ncpu - 1))" > "/proc/irq/$IRQ/smp_affinity_list"
 	# 6. queue_work_on: the per-CPU queues' work on the CPU asked for, away from the IRQ.
-	rmmod irqstorm && insmod "$mod" wq_cpu=1
-	i=0
-	while [ ! -e $D/sources ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-	IRQ=$(irq_of)
+	reload wq_cpu=1
 	echo 0 > "/proc/irq/$IRQ/smp_affinity_list"
 	echo "0 wq_system" > $D/sources
 	echo "1 wq_dedicated" > $D/sources
-	a0=$(cnt acks_posted)
-	echo "0 periodic 1000000 20" > $D/timer
-	wait_acks $((a0 + 20))
-	echo clear > $D/events
-	echo 1 > $D/events_enable
-	a0=$(cnt acks_posted)
-	echo "0 periodic 1000000 100" > $D/timer
-	echo "1 periodic 1000000 100" > $D/timer
-	wait_acks $((a0 + 200))
-	echo 0 > $D/events_enable
+	log_events 100 0 1
 	res=$(awk '!/^#/ && ($2 == "wq_system" || $2 == "wq_dedicated") { n++; if ($3 != 0) h++; if ($4 != 1) b++ } END { printf "%d %d %d", n, h, b }' $D/events)
 	set -- $res
 	ktap_diag "wq_cpu=1, IRQ on CPU 0: $1 records, $2 hard IRQs off CPU 0, $3 bottom halves off CPU 1"
@@ -141,9 +139,7 @@ if [ "$ncpu" -ge 2 ]; then
 	else
 		ktap_fail "wq_cpu=1: wq_system and wq_dedicated run on CPU 1, the IRQ on CPU 0" "$1 records, $2 hard IRQs, $3 bottom halves elsewhere"
 	fi
-	rmmod irqstorm && insmod "$mod"
-	i=0
-	while [ ! -e $D/sources ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+	reload
 else
 	ktap_skip "smp_affinity_list 0" "one CPU"
 	ktap_skip "smp_affinity_list 1" "one CPU"
