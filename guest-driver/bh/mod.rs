@@ -135,7 +135,13 @@ pub(crate) fn dispatch(s: &Arc<Shared>, it: Item, m: Mech) -> bool {
         process_nowork(s, it, m);
         return false;
     }
-    schedule(s, m, s.delay_of(it.source))
+    schedule(s, m, delay_for(it.origin, s.delay_of(it.source)))
+}
+
+/// The delay a record asks of a delay mechanism, given its source's `configured` one: the
+/// local reference source asks none (its items' `source` is not a device source).
+fn delay_for(origin: Origin, configured: u32) -> u32 {
+    if origin == Origin::Device { configured } else { 0 }
 }
 
 /// Claims delay mechanism `m`'s arm slot for a run asked to wait `delay_us`: `true` if the
@@ -406,6 +412,14 @@ mod tests {
 
     fn at(ns: u64) -> Stamp {
         Stamp { ns, tsc: ns * 2 }
+    }
+
+    /// Regression: the local reference source's items took device source 0's delay (their
+    /// `source` field is 0), so a delay set on source 0 delayed the reference too.
+    #[test]
+    fn only_device_records_ask_for_a_delay() {
+        assert_eq!(delay_for(Origin::Device, 1000), 1000);
+        assert_eq!(delay_for(Origin::Local, 1000), 0);
     }
 
     #[test]
