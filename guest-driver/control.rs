@@ -84,7 +84,11 @@ pub(crate) fn show_sources(s: &Shared, f: &mut dyn Write) -> fmt::Result {
 /// `sources`: "SRC|all delay US" (the requested delay of delay mechanisms' runs).
 fn set_delay(s: &Shared, src: &str, us: Option<&str>) -> Result {
     let src = source(s, Some(src))?;
-    let us: u32 = us.ok_or(EINVAL)?.parse().map_err(|_| EINVAL)?;
+    let Some(us) = us.and_then(|v| v.parse::<u32>().ok()) else {
+        // Missing or not a number: refused like any other bad delay, and counted.
+        s.cnt.delay_refused.add(1, Relaxed);
+        return Err(EINVAL);
+    };
     each_source(s, src, |i| s.set_delay(i, us))
 }
 

@@ -371,23 +371,6 @@ pub(super) const ONE_WAY_HEADERS: [&str; 9] = [
     "negative",
 ];
 
-/// The "one-way raise->hardirq (us, +/- bound)" block under the main
-/// table; `None` when no row has the estimate.
-fn one_way_table(result: &RunResult) -> Option<Table> {
-    let rows = one_way_rows(result);
-    if rows.is_empty() {
-        return None;
-    }
-    Some(Table {
-        groups: vec![
-            ("".into(), 1),
-            ("one-way raise->hardirq (us, +/- bound)".into(), 8),
-        ],
-        headers: ONE_WAY_HEADERS.map(String::from).to_vec(),
-        rows,
-    })
-}
-
 /// Lateness rows: mechanism, requested delay, runs, p50, p99, max, early.
 pub(super) fn lateness_rows(rows: &[MechanismResult]) -> Vec<Vec<String>> {
     let mut out = Vec::new();
@@ -422,18 +405,6 @@ pub(super) const LATENESS_HEADERS: [&str; 7] = [
     "early",
 ];
 
-fn lateness_table(rows: &[MechanismResult]) -> Option<Table> {
-    let rows = lateness_rows(rows);
-    (!rows.is_empty()).then(|| Table {
-        groups: vec![
-            ("".into(), 1),
-            ("timer lateness: actual - requested (us)".into(), 6),
-        ],
-        headers: LATENESS_HEADERS.map(String::from).to_vec(),
-        rows,
-    })
-}
-
 /// `cpu:records` pairs, e.g. `0:812 1:4`.
 fn by_cpu(v: &[(u16, u64)]) -> String {
     v.iter()
@@ -464,15 +435,6 @@ pub(super) const CPU_HEADERS: [&str; 4] = [
     "bh cpu:records",
     "bh on another cpu",
 ];
-
-fn cpu_table(rows: &[MechanismResult]) -> Option<Table> {
-    let rows = cpu_rows(rows);
-    (!rows.is_empty()).then(|| Table {
-        groups: vec![("".into(), 1), ("CPU placement".into(), 3)],
-        headers: CPU_HEADERS.map(String::from).to_vec(),
-        rows,
-    })
-}
 
 /// Per-interrupt vs per-record hard IRQ -> bh start, for rows whose acks
 /// carried `ACK_F_FIRST` or `ACK_F_PAST_BUDGET`.
@@ -520,6 +482,37 @@ fn first_bh_table(rows: &[MechanismResult]) -> Option<Table> {
         .to_vec(),
         rows,
     })
+}
+
+/// A block under the main table: the mechanism column, then `headers[1..]`
+/// grouped under `title`; `None` without rows.
+fn block_table(title: &str, headers: &[&str], rows: Vec<Vec<String>>) -> Option<Table> {
+    (!rows.is_empty()).then(|| Table {
+        groups: vec![("".into(), 1), (title.into(), headers.len() - 1)],
+        headers: headers.iter().map(|h| h.to_string()).collect(),
+        rows,
+    })
+}
+
+/// The "one-way raise->hardirq (us, +/- bound)" block; `None` when no row has the estimate.
+fn one_way_table(result: &RunResult) -> Option<Table> {
+    block_table(
+        "one-way raise->hardirq (us, +/- bound)",
+        &ONE_WAY_HEADERS,
+        one_way_rows(result),
+    )
+}
+
+fn lateness_table(rows: &[MechanismResult]) -> Option<Table> {
+    block_table(
+        "timer lateness: actual - requested (us)",
+        &LATENESS_HEADERS,
+        lateness_rows(rows),
+    )
+}
+
+fn cpu_table(rows: &[MechanismResult]) -> Option<Table> {
+    block_table("CPU placement", &CPU_HEADERS, cpu_rows(rows))
 }
 
 #[cfg(test)]
