@@ -58,16 +58,11 @@ pub(crate) fn set_mechanism(s: &Shared, cmd: &str) -> Result {
     each_source(s, src, |i| s.set_mech(i, m))
 }
 
-/// sysfs `work`: "SRC|all none|busy US|sleep US".
+/// sysfs `work`: "SRC|all none|busy US|sleep US|msleep US|usleep US|timeout US".
 pub(crate) fn set_work(s: &Shared, cmd: &str) -> Result {
     let mut w = cmd.split_whitespace();
     let src = source(s, w.next())?;
-    let kind = match w.next().ok_or(EINVAL)? {
-        "none" => WorkKind::None,
-        "busy" => WorkKind::Busy,
-        "sleep" => WorkKind::Sleep,
-        _ => return Err(EINVAL),
-    };
+    let kind = WorkKind::parse(w.next().ok_or(EINVAL)?).ok_or(EINVAL)?;
     let us: u32 = num_or(w.next(), 0)?;
     each_source(s, src, |i| s.set_work(i, kind, us))
 }
@@ -127,7 +122,7 @@ pub(crate) fn sources_cmd(s: &Shared, cmd: &str) -> Result {
     }
 }
 
-fn configure_start(s: &Shared, src: u16, p: &Program) -> Result<u64> {
+pub(crate) fn configure_start(s: &Shared, src: u16, p: &Program) -> Result<u64> {
     s.ctrl(&p.to_request(src))?;
     let r = s.ctrl(&CtrlRequest::new(OP_START, src, 0))?;
     Ok(r.word(16))
@@ -344,6 +339,14 @@ pub(crate) fn show_counters(s: &Shared, f: &mut dyn Write) -> fmt::Result {
         ("helper_errors", &c.helper_errors),
         ("calibrations", &c.calibrations),
         ("calibration_errors", &c.calibration_errors),
+        ("wq_requeue", &c.wq_requeue),
+        ("wq_all_busy", &c.wq_all_busy),
+        ("work_refused", &c.work_refused),
+        ("user_reads", &c.user_reads),
+        ("user_acks", &c.user_acks),
+        ("user_bad_acks", &c.user_bad_acks),
+        ("user_unacked", &c.user_unacked),
+        ("user_refused", &c.user_refused),
     ] {
         writeln!(f, "{} {}", n, v.load(Relaxed))?;
     }

@@ -234,6 +234,15 @@ fn r_bh(s: &Arc<Shared>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     for m in Mech::ALL {
         writeln!(f, "queued {} {}", m.name(), bh::fifo_len(s, m))?;
     }
+    // Records being processed now and the most at once since load (head-of-line blocking).
+    for m in Mech::ALL {
+        let i = m as usize;
+        writeln!(f, "running {} {} max {}", m.name(), s.bh.running[i].load(Relaxed), s.bh.max_running[i].load(Relaxed))?;
+    }
+    for m in Mech::ALL.into_iter().filter(|m| m.pooled()) {
+        let (items, busy) = bh::work_pool::occupancy(s, m);
+        writeln!(f, "work_items {} {} busy {}", m.name(), items, busy)?;
+    }
     Ok(())
 }
 /// The kernel's timer facts the delay mechanisms depend on (run conditions).

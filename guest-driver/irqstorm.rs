@@ -38,6 +38,8 @@ mod sources;
 mod stats;
 mod storm_detect;
 mod sysfs;
+mod uapi;
+mod userdev;
 mod virtio_pci;
 mod virtqueue;
 
@@ -57,6 +59,8 @@ struct IrqstormData<'bound> {
     // Drop order matters: files first, then the IRQ (free_irq).
     _sysfs: Option<kwrap::sysfs::DevAttrs<Shared>>,
     _debugfs: Option<debugfs::DebugFs>,
+    /// `/dev/irqstormN` (mechanism `user`).
+    _user: Option<Pin<KBox<kwrap::miscdev::MiscReg<userdev::UserFile>>>>,
     irq: kwrap::irq::MsixIrq<'bound, IrqHandler>,
 }
 
@@ -245,7 +249,19 @@ impl<'bound> IrqstormData<'bound> {
             .inspect_err(|e| dev_warn!(pdev.as_ref(), "sysfs: {:?}\n", e))
             .ok();
 
-        Ok(Self { pdev, shared, _sysfs: sys, _debugfs: dbg, irq })
+        let user = match userdev::register(s) {
+            Ok(Some(u)) => Some(u),
+            Ok(None) => {
+                dev_warn!(pdev.as_ref(), "no /dev/irqstormN left (8 devices have one): mechanism `user` has no reader\n");
+                None
+            }
+            Err(e) => {
+                dev_warn!(pdev.as_ref(), "/dev/irqstormN: {:?}\n", e);
+                None
+            }
+        };
+
+        Ok(Self { pdev, shared, _sysfs: sys, _debugfs: dbg, _user: user, irq })
     }
 
     /// Teardown under load: stop sources, reset the device, synchronize the IRQ, then kill and
@@ -295,7 +311,7 @@ kernel::module_pci_driver! {
     params: {
         default_mech: u32 {
             default: 1,
-            description: "Bottom half for every source at bind time (0..16, spec 6.5; default 1 = threaded)",
+            description: "Bottom half for every source at bind time (0..19, spec 6.5; default 1 = threaded)",
         },
         event_idx: bool {
             default: true,
@@ -307,11 +323,19 @@ kernel::module_pci_driver! {
         },
         inject_delay_mech: i32 {
             default: -1,
-            description: "Mechanism id (0..16, spec 6.5) that inject_delay_us delays; -1 = none",
+            description: "Mechanism id (0..19, spec 6.5) that inject_delay_us delays; -1 = none",
         },
         wq_cpu: i32 {
             default: -1,
             description: "Queue wq_system, wq_highpri and wq_dedicated work on this CPU (queue_work_on); -1 or a CPU not below nr_cpu_ids = the queueing CPU",
+        },
+        work_items: u32 {
+            default: 1,
+            description: "Work items per process-context workqueue mechanism (wq_system, wq_highpri, wq_unbound, wq_dedicated, wq_ordered, wq_cpu_intensive), 1..=16: how many of its records the queue may run at once (its own rules decide)",
+        },
+        wq_max_active: i32 {
+            default: 0,
+            description: "max_active of the driver's wq_dedicated queue (alloc_workqueue), 0..=2048; 0 = the kernel's default",
         },
         kthread_fifo: bool {
             default: false,

@@ -3,7 +3,7 @@
 //! The catalogue of bottom-half mechanisms (spec §6.5): ids, names, execution contexts.
 //! A leaf module: the bottom halves themselves are in `bh/`.
 
-pub(crate) const NUM_MECH: usize = 17;
+pub(crate) const NUM_MECH: usize = 20;
 
 /// Bottom-half mechanism ids (spec §6.5).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -26,6 +26,9 @@ pub(crate) enum Mech {
     WqDelayed = 14,
     KthreadMsleep = 15,
     KthreadUsleep = 16,
+    WqOrdered = 17,
+    WqCpuIntensive = 18,
+    User = 19,
 }
 
 impl Mech {
@@ -47,6 +50,9 @@ impl Mech {
         Mech::WqDelayed,
         Mech::KthreadMsleep,
         Mech::KthreadUsleep,
+        Mech::WqOrdered,
+        Mech::WqCpuIntensive,
+        Mech::User,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -68,6 +74,9 @@ impl Mech {
             Mech::WqDelayed => "wq_delayed",
             Mech::KthreadMsleep => "kthread_msleep",
             Mech::KthreadUsleep => "kthread_usleep",
+            Mech::WqOrdered => "wq_ordered",
+            Mech::WqCpuIntensive => "wq_cpu_intensive",
+            Mech::User => "user",
         }
     }
 
@@ -97,6 +106,24 @@ impl Mech {
                 | Mech::WqDelayed
                 | Mech::KthreadMsleep
                 | Mech::KthreadUsleep
+                | Mech::WqOrdered
+                | Mech::WqCpuIntensive
+                | Mech::User
+        )
+    }
+
+    /// Whether the driver runs the source's simulated work in this bottom half: every one but
+    /// `user`, whose bottom half is a user thread (the driver only hands it the event).
+    pub(crate) fn takes_work(self) -> bool {
+        self != Mech::User
+    }
+
+    /// The process-context workqueues whose work items come from the pool
+    /// (`bh/work_pool.rs`, module parameter `work_items`).
+    pub(crate) fn pooled(self) -> bool {
+        matches!(
+            self,
+            Mech::WqSystem | Mech::WqHighpri | Mech::WqUnbound | Mech::WqDedicated | Mech::WqOrdered | Mech::WqCpuIntensive
         )
     }
 
@@ -114,6 +141,7 @@ impl Mech {
     pub(crate) fn kind(self) -> &'static str {
         match self {
             Mech::Hardirq => "hardirq",
+            Mech::User => "user",
             m if m.can_sleep() => "process",
             _ => "softirq",
         }
@@ -127,6 +155,7 @@ impl Mech {
             Mech::BhWq | Mech::BhWqHighpri => "softirq context (BH workqueue)",
             Mech::TimerList => "softirq context (timer_list callback)",
             Mech::Hrtimer => "softirq context (hrtimer callback)",
+            Mech::User => "user space (a thread reading /dev/irqstormN)",
             _ => "process context",
         }
     }
@@ -153,8 +182,9 @@ mod tests {
         assert_eq!(Mech::parse("0"), Some(Mech::Hardirq));
         assert_eq!(Mech::parse("13"), Some(Mech::Hrtimer));
         assert_eq!(Mech::parse("16"), Some(Mech::KthreadUsleep));
+        assert_eq!(Mech::parse("19"), Some(Mech::User));
         assert_eq!(Mech::parse("tasklet_hi"), Some(Mech::TaskletHi));
-        assert_eq!(Mech::parse("17"), None);
+        assert_eq!(Mech::parse("20"), None);
         assert_eq!(Mech::parse("-1"), None);
         assert_eq!(Mech::parse(""), None);
         assert_eq!(Mech::parse("Tasklet"), None);
@@ -164,12 +194,15 @@ mod tests {
     #[test]
     fn only_process_context_mechanisms_sleep() {
         let sleepers = Mech::ALL.iter().filter(|m| m.can_sleep()).count();
-        assert_eq!(sleepers, 10);
+        assert_eq!(sleepers, 13);
+        assert_eq!(Mech::ALL.iter().filter(|m| m.pooled()).count(), 6);
+        assert!(Mech::ALL.iter().all(|m| m.takes_work() != (*m == Mech::User)));
         assert_eq!(Mech::ALL.iter().filter(|m| m.takes_delay()).count(), 5);
-        for m in Mech::ALL {
+        for m in Mech::ALL.into_iter().filter(|m| *m != Mech::User) {
             assert_eq!(m.can_sleep(), m.context() == "process context");
             assert_eq!(m.can_sleep(), m.kind() == "process");
         }
+        assert_eq!(Mech::User.kind(), "user");
         assert_eq!(Mech::Hardirq.kind(), "hardirq");
         assert_eq!(Mech::TimerList.kind(), "softirq");
     }

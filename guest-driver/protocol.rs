@@ -28,8 +28,8 @@ pub(crate) const CFG_ACK_SIZE: usize = 22;
 pub(crate) const CFG_MIN_PERIOD_NS: usize = 24;
 pub(crate) const CFG_MAX_BURST: usize = 28;
 pub(crate) const MAGIC: u32 = 0x5351_5249;
-/// Spec version 2: ack records carry guest TSC stamps; CALIBRATE (opcode 7).
-pub(crate) const SPEC_VERSION: u16 = 3;
+/// Spec version 4 (§4 version history): mechanisms 17-19.
+pub(crate) const SPEC_VERSION: u16 = 4;
 pub(crate) const MAX_SOURCES: usize = 64;
 
 pub(crate) const CTRL_SIZE: usize = 64;

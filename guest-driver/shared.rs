@@ -76,6 +76,22 @@ pub(crate) struct Counters {
     pub(crate) calibrations: Atomic<u64>,
     /// CALIBRATE requests that failed (no reply, device error, or a result other than ok).
     pub(crate) calibration_errors: Atomic<u64>,
+    /// A pooled work item found pending while idle (its pending run takes the record).
+    pub(crate) wq_requeue: Atomic<u64>,
+    /// Records that found every work item of their mechanism busy (one of them takes it).
+    pub(crate) wq_all_busy: Atomic<u64>,
+    /// Simulated work refused: `user` runs none (its bottom half is a user thread).
+    pub(crate) work_refused: Atomic<u64>,
+    /// Event records handed to user space by `read()` on the misc device.
+    pub(crate) user_reads: Atomic<u64>,
+    /// User acks (`write()`) that matched a record handed out.
+    pub(crate) user_acks: Atomic<u64>,
+    /// User acks refused: short, unknown or repeated sequence number, stamps out of order.
+    pub(crate) user_bad_acks: Atomic<u64>,
+    /// Records a reader took and closed without acking (acked cancelled to the device).
+    pub(crate) user_unacked: Atomic<u64>,
+    /// Character-device calls refused: a bad read size, a full outstanding table, an unknown ioctl or a bad argument.
+    pub(crate) user_refused: Atomic<u64>,
 }
 
 macro_rules! zero_counters {
@@ -92,7 +108,7 @@ impl Counters {
             &self.ctrl_timeouts, &self.local_events, &self.local_skipped, &self.sleep_refused,
             &self.delay_refused, &self.delay_early, &self.cancelled, &self.ran_after_cancel,
             &self.cancels, &self.flushes, &self.cancel_refused, &self.uevents, &self.helper_runs, &self.helper_errors, &self.calibrations,
-            &self.calibration_errors,
+            &self.calibration_errors, &self.wq_requeue, &self.wq_all_busy, &self.work_refused, &self.user_reads, &self.user_acks, &self.user_bad_acks, &self.user_unacked, &self.user_refused,
         ] {
             c.store(0, Relaxed);
         }
@@ -104,7 +120,8 @@ impl Counters {
             budget_exhausted, past_budget, fifo_overflow, acks_posted, ack_bufs, acks_dropped,
             ack_bad_id, ctrl_requests, ctrl_errors, ctrl_timeouts, local_events, local_skipped,
             sleep_refused, delay_refused, delay_early, cancelled, ran_after_cancel, cancels, flushes,
-            cancel_refused, uevents, helper_runs, helper_errors, calibrations, calibration_errors
+            cancel_refused, uevents, helper_runs, helper_errors, calibrations, calibration_errors,
+            wq_requeue, wq_all_busy, work_refused, user_reads, user_acks, user_bad_acks, user_unacked, user_refused
         )
     }
 }
@@ -149,14 +166,6 @@ pub(crate) struct Shared {
     pub(crate) w_bh: Work<Shared, 4>,
     #[pin]
     pub(crate) w_bh_hi: Work<Shared, 5>,
-    #[pin]
-    pub(crate) w_sys: Work<Shared, 6>,
-    #[pin]
-    pub(crate) w_hi: Work<Shared, 7>,
-    #[pin]
-    pub(crate) w_unbound: Work<Shared, 8>,
-    #[pin]
-    pub(crate) w_ded: Work<Shared, 9>,
     #[pin]
     pub(crate) w_delayed: DelayedWork<Shared, 14>,
     #[pin]
@@ -221,10 +230,6 @@ impl Shared {
                 bh <- bh,
                 w_bh <- kernel::new_work!("irqstorm::bh_wq"),
                 w_bh_hi <- kernel::new_work!("irqstorm::bh_wq_highpri"),
-                w_sys <- kernel::new_work!("irqstorm::wq_system"),
-                w_hi <- kernel::new_work!("irqstorm::wq_highpri"),
-                w_unbound <- kernel::new_work!("irqstorm::wq_unbound"),
-                w_ded <- kernel::new_work!("irqstorm::wq_dedicated"),
                 w_delayed <- kernel::workqueue::new_delayed_work!("irqstorm::wq_delayed"),
                 hrt <- HrTimer::new(),
                 storm <- crate::storm_detect::StormDetector::new(),

@@ -13,24 +13,41 @@ use kernel::{
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WorkKind {
     None = 0,
+    /// `udelay`.
     Busy = 1,
+    /// `usleep_range` below 20 ms, `msleep` from there (the kernel's advice for each range).
     Sleep = 2,
+    /// `msleep(ceil(us / 1000))`: jiffy based, at least one jiffy more than asked.
+    Msleep = 3,
+    /// `usleep_range(us, us + us / 4 + 1)`: hrtimer based.
+    Usleep = 4,
+    /// `schedule_timeout_uninterruptible(usecs_to_jiffies(us))`: the classic timed sleep.
+    Timeout = 5,
 }
 
 impl WorkKind {
+    pub(crate) const ALL: [WorkKind; 6] =
+        [WorkKind::None, WorkKind::Busy, WorkKind::Sleep, WorkKind::Msleep, WorkKind::Usleep, WorkKind::Timeout];
+
     pub(crate) fn name(self) -> &'static str {
         match self {
             WorkKind::None => "none",
             WorkKind::Busy => "busy",
             WorkKind::Sleep => "sleep",
+            WorkKind::Msleep => "msleep",
+            WorkKind::Usleep => "usleep",
+            WorkKind::Timeout => "timeout",
         }
     }
     pub(crate) fn from_u32(v: u32) -> WorkKind {
-        match v {
-            1 => WorkKind::Busy,
-            2 => WorkKind::Sleep,
-            _ => WorkKind::None,
-        }
+        WorkKind::ALL.get(v as usize).copied().unwrap_or(WorkKind::None)
+    }
+    pub(crate) fn parse(name: &str) -> Option<WorkKind> {
+        WorkKind::ALL.into_iter().find(|w| w.name() == name)
+    }
+    /// Whether the work sleeps (refused in atomic contexts).
+    pub(crate) fn sleeps(self) -> bool {
+        matches!(self, WorkKind::Sleep | WorkKind::Msleep | WorkKind::Usleep | WorkKind::Timeout)
     }
 }
 
@@ -56,7 +73,7 @@ impl SourceConfig {
 
 /// Whether `w` cannot run in mechanism `m` (sleeping in a context that must not sleep).
 pub(crate) fn refuses_sleep(m: Mech, w: WorkKind) -> bool {
-    w == WorkKind::Sleep && !m.can_sleep()
+    w.sleeps() && !m.can_sleep()
 }
 
 /// Largest requested delay (us): 1 s (a sleeping kthread delays teardown by up to that).
@@ -78,7 +95,7 @@ pub(crate) fn work_in_range(w: WorkKind, us: u32) -> bool {
     match w {
         WorkKind::None => true,
         WorkKind::Busy => us <= 10_000,
-        WorkKind::Sleep => us <= 1_000_000,
+        _ => us <= 1_000_000,
     }
 }
 
@@ -101,6 +118,14 @@ impl Shared {
             );
             return Err(EINVAL);
         }
+        if !m.takes_work() && w != WorkKind::None {
+            self.cnt.work_refused.add(1, Relaxed);
+            pr_warn!(
+                "source {}: refusing mechanism {}: its bottom half is a user thread and runs no simulated work (set `none` first)\n",
+                source, m.name()
+            );
+            return Err(EINVAL);
+        }
         if refuses_sleep(m, w) {
             self.cnt.sleep_refused.add(1, Relaxed);
             pr_warn!(
@@ -119,6 +144,14 @@ impl Shared {
             return Err(EINVAL);
         }
         let m = self.mech_of(source as u16);
+        if !m.takes_work() && w != WorkKind::None {
+            self.cnt.work_refused.add(1, Relaxed);
+            pr_warn!(
+                "source {}: refusing {} work: mechanism {} is a user thread and runs no simulated work\n",
+                source, w.name(), m.name()
+            );
+            return Err(EINVAL);
+        }
         if refuses_sleep(m, w) {
             self.cnt.sleep_refused.add(1, Relaxed);
             pr_warn!(
@@ -172,11 +205,14 @@ mod tests {
 
     #[test]
     fn work_kind_ids_round_trip() {
-        for w in [WorkKind::None, WorkKind::Busy, WorkKind::Sleep] {
+        for w in WorkKind::ALL {
             assert!(WorkKind::from_u32(w as u32) == w);
+            assert!(WorkKind::parse(w.name()) == Some(w));
         }
         assert!(WorkKind::from_u32(7) == WorkKind::None);
+        assert!(WorkKind::parse("Sleep").is_none());
         assert_eq!(WorkKind::Sleep.name(), "sleep");
+        assert_eq!(WorkKind::ALL.iter().filter(|w| w.sleeps()).count(), 4);
     }
 
     #[test]
@@ -193,7 +229,9 @@ mod tests {
     #[test]
     fn sleeping_is_refused_outside_process_context() {
         for m in Mech::ALL {
-            assert_eq!(refuses_sleep(m, WorkKind::Sleep), !m.can_sleep());
+            for w in [WorkKind::Sleep, WorkKind::Msleep, WorkKind::Usleep, WorkKind::Timeout] {
+                assert_eq!(refuses_sleep(m, w), !m.can_sleep());
+            }
             assert!(!refuses_sleep(m, WorkKind::Busy));
             assert!(!refuses_sleep(m, WorkKind::None));
         }
@@ -205,6 +243,8 @@ mod tests {
         assert!(!work_in_range(WorkKind::Busy, 10_001));
         assert!(work_in_range(WorkKind::Sleep, 1_000_000));
         assert!(!work_in_range(WorkKind::Sleep, 1_000_001));
+        assert!(!work_in_range(WorkKind::Timeout, 1_000_001));
+        assert!(work_in_range(WorkKind::Msleep, 1_000_000));
         assert!(work_in_range(WorkKind::None, u32::MAX));
     }
 }

@@ -12,7 +12,7 @@
 //! `flush_workqueue`) waits for the pending instance to run; nothing is handed back.
 //! Conservation: every record is processed or acked cancelled (`cancelled` on both sides).
 
-use super::{account_cancelled, fifo_len};
+use super::{account_cancelled, fifo_len, work_pool};
 use crate::{
     kwrap::{
         timer_list::Timer,
@@ -41,6 +41,8 @@ pub(crate) fn cancellable(m: Mech) -> bool {
             | Mech::WqHighpri
             | Mech::WqUnbound
             | Mech::WqDedicated
+            | Mech::WqOrdered
+            | Mech::WqCpuIntensive
             | Mech::WqDelayed
             | Mech::TimerList
             | Mech::Hrtimer
@@ -51,7 +53,15 @@ pub(crate) fn cancellable(m: Mech) -> bool {
 pub(crate) fn flushable(m: Mech) -> bool {
     matches!(
         m,
-        Mech::BhWq | Mech::BhWqHighpri | Mech::WqSystem | Mech::WqHighpri | Mech::WqUnbound | Mech::WqDedicated | Mech::WqDelayed
+        Mech::BhWq
+            | Mech::BhWqHighpri
+            | Mech::WqSystem
+            | Mech::WqHighpri
+            | Mech::WqUnbound
+            | Mech::WqDedicated
+            | Mech::WqOrdered
+            | Mech::WqCpuIntensive
+            | Mech::WqDelayed
     )
 }
 
@@ -72,10 +82,7 @@ pub(crate) fn cancel(s: &Arc<Shared>, m: Mech) -> Result<u64> {
         Mech::TaskletHi => s.bh.tasklet_hi.kill(),
         Mech::BhWq => drop(cancel_work_sync::<Shared, 4>(s)),
         Mech::BhWqHighpri => drop(cancel_work_sync::<Shared, 5>(s)),
-        Mech::WqSystem => drop(cancel_work_sync::<Shared, 6>(s)),
-        Mech::WqHighpri => drop(cancel_work_sync::<Shared, 7>(s)),
-        Mech::WqUnbound => drop(cancel_work_sync::<Shared, 8>(s)),
-        Mech::WqDedicated => drop(cancel_work_sync::<Shared, 9>(s)),
+        m if m.pooled() => work_pool::cancel(s, m)?,
         Mech::WqDelayed => drop(cancel_delayed_work_sync::<Shared, 14>(s)),
         Mech::TimerList => drop(Timer::<Shared, 12>::delete_sync(s)),
         _ => drop(s.bh.hrt_arm.cancel()),
@@ -105,10 +112,10 @@ pub(crate) fn flush(s: &Arc<Shared>, m: Mech) -> Result<usize> {
     match m {
         Mech::BhWq => drop(flush_work(&s.w_bh)),
         Mech::BhWqHighpri => drop(flush_work(&s.w_bh_hi)),
-        Mech::WqSystem => drop(flush_work(&s.w_sys)),
-        Mech::WqHighpri => drop(flush_work(&s.w_hi)),
-        Mech::WqUnbound => drop(flush_work(&s.w_unbound)),
         Mech::WqDedicated => s.bh.wq.flush(),
+        Mech::WqOrdered => s.bh.wq_ordered.flush(),
+        Mech::WqCpuIntensive => s.bh.wq_intensive.flush(),
+        m if m.pooled() => work_pool::flush(s, m)?,
         _ => drop(flush_delayed_work(&s.w_delayed)),
     }
     s.cnt.flushes.add(1, Relaxed);

@@ -11,15 +11,15 @@
 use crate::{
     dispatch::current_cpu,
     kwrap::{
-        clock::{now_ns, tsc, Stamp},
+        clock::{now_ns, tsc, usecs_to_jiffies, Stamp},
         completion::Completion,
-        delay::{msleep, usleep_range},
+        delay::{msleep, schedule_timeout_uninterruptible, usleep_range},
         hrtimer::HrTimerArm,
         kthread::KThread,
         tasklet::Tasklet,
         timer_list::Timer,
         waitq::WaitQueue,
-        workqueue::{flush_delayed_work, flush_work, OwnedQueue, WQ_PERCPU},
+        workqueue::{flush_delayed_work, flush_work, OwnedQueue, WQ_CPU_INTENSIVE, WQ_ORDERED, WQ_PERCPU, WQ_UNBOUND},
     },
     mech::NUM_MECH,
     mech::Mech,
@@ -34,6 +34,7 @@ use kernel::{
     prelude::*,
     sync::{
         atomic::{Atomic, Acquire, Relaxed, Release},
+        poll::PollCondVar,
         Arc, Mutex, SpinLockIrq,
     },
     time::{delay::udelay, Delta},
@@ -47,8 +48,10 @@ pub(crate) mod hrtimer;
 pub(crate) mod kthread;
 pub(crate) mod sleeper;
 pub(crate) mod tasklet;
+pub(crate) mod user;
 pub(crate) mod threaded;
 pub(crate) mod timer_list;
+pub(crate) mod work_pool;
 pub(crate) mod workqueue;
 
 /// The bottom halves' part of the device state (the work items and the hrtimer are direct
@@ -62,8 +65,17 @@ pub(crate) struct BhState {
     pub(crate) tasklet: Tasklet<Shared, 2>,
     #[pin]
     pub(crate) tasklet_hi: Tasklet<Shared, 3>,
-    /// The driver's own queue (`wq_dedicated`).
+    /// The driver's own queues: `wq_dedicated` (`WQ_PERCPU`, `wq_max_active`), `wq_ordered`
+    /// (`alloc_ordered_workqueue`) and `wq_cpu_intensive` (`WQ_PERCPU | WQ_CPU_INTENSIVE`).
     pub(crate) wq: OwnedQueue,
+    pub(crate) wq_ordered: OwnedQueue,
+    pub(crate) wq_intensive: OwnedQueue,
+    /// The pooled workqueue mechanisms' work items (`work_pool.rs`).
+    #[pin]
+    pub(crate) pools: SpinLockIrq<work_pool::Pools>,
+    /// Records of each mechanism being processed now, and the most at once since load.
+    pub(crate) running: [Atomic<u32>; NUM_MECH],
+    pub(crate) max_running: [Atomic<u32>; NUM_MECH],
     #[pin]
     pub(crate) kt_wait: WaitQueue,
     #[pin]
@@ -76,6 +88,9 @@ pub(crate) struct BhState {
     pub(crate) timer_expires: Atomic<u64>,
     #[pin]
     pub(crate) hrt_arm: HrTimerArm<Shared>,
+    /// Readers and pollers of `/dev/irqstormN` wait here for `user` records (`user.rs`).
+    #[pin]
+    pub(crate) user_wait: PollCondVar,
     /// The sleeper kthread's wait queue (`kthread_msleep`, `kthread_usleep`).
     #[pin]
     pub(crate) sl_wait: WaitQueue,
@@ -94,24 +109,47 @@ impl BhState {
         for _ in 0..NUM_MECH {
             fifos.push(Fifo::new()?, GFP_KERNEL)?;
         }
-        let wq = OwnedQueue::new(c"irqstorm_wq", WQ_PERCPU, 0)?;
+        let wq = OwnedQueue::new(c"irqstorm_wq", WQ_PERCPU, wq_max_active()?)?;
+        let wq_ordered = OwnedQueue::new(c"irqstorm_ordered", WQ_UNBOUND | WQ_ORDERED, 1)?;
+        let wq_intensive = OwnedQueue::new(c"irqstorm_cpu_intensive", WQ_PERCPU | WQ_CPU_INTENSIVE, 0)?;
         Ok(pin_init!(Self {
             fifos <- new_spinlock_irq!(fifos, "irqstorm_fifos"),
             tasklet <- Tasklet::new(),
             tasklet_hi <- Tasklet::new(),
             wq,
+            wq_ordered,
+            wq_intensive,
+            pools <- new_spinlock_irq!(work_pool::Pools::new(), "irqstorm_pools"),
+            running: [const { Atomic::new(0) }; NUM_MECH],
+            max_running: [const { Atomic::new(0) }; NUM_MECH],
             kt_wait <- WaitQueue::new(c"irqstorm_kthread", kernel::static_lock_class!()),
             comp <- Completion::new(),
             threads <- new_mutex!(KVec::new(), "irqstorm_threads"),
             timer <- Timer::new(c"irqstorm_bh_timer", kernel::static_lock_class!()),
             timer_expires: Atomic::new(0),
             hrt_arm <- HrTimerArm::new(),
+            user_wait <- kernel::new_poll_condvar!("irqstorm_user"),
             sl_wait <- WaitQueue::new(c"irqstorm_sleeper", kernel::static_lock_class!()),
             armed: [const { Atomic::new(0) }; NUM_MECH],
             armed_delay: [const { Atomic::new(0) }; NUM_MECH],
             closed: [const { Atomic::new(false) }; NUM_MECH],
             cancel_done: [const { Atomic::new(false) }; NUM_MECH],
         }))
+    }
+}
+
+/// Largest `wq_max_active` (the kernel's `WQ_MAX_ACTIVE`).
+const MAX_WQ_ACTIVE: i32 = 2048;
+
+/// `wq_max_active`, checked: the probe refuses a value outside 0..=2048 (0: the kernel's
+/// default, `WQ_DFL_ACTIVE`).
+fn wq_max_active() -> Result<i32> {
+    let n = crate::module_parameters::wq_max_active.value();
+    if (0..=MAX_WQ_ACTIVE).contains(&n) {
+        Ok(n)
+    } else {
+        pr_err!("wq_max_active={}: must be 0 (default) ..= {}\n", n, MAX_WQ_ACTIVE);
+        Err(EINVAL)
     }
 }
 
@@ -171,7 +209,13 @@ fn schedule(s: &Arc<Shared>, m: Mech, delay_us: u32) -> bool {
         Mech::Threaded => return threaded::schedule(s),
         Mech::Tasklet | Mech::TaskletHi => tasklet::schedule(s, m),
         Mech::BhWq | Mech::BhWqHighpri => bh_wq::schedule(s, m),
-        Mech::WqSystem | Mech::WqHighpri | Mech::WqUnbound | Mech::WqDedicated => workqueue::schedule(s, m),
+        Mech::WqSystem
+        | Mech::WqHighpri
+        | Mech::WqUnbound
+        | Mech::WqDedicated
+        | Mech::WqOrdered
+        | Mech::WqCpuIntensive => work_pool::schedule(s, m),
+        Mech::User => user::schedule(s),
         Mech::Kthread => kthread::schedule(s),
         Mech::Completion => completion::schedule(s),
         Mech::TimerList if try_arm(s, m, delay_us) => timer_list::schedule(s, delay_us),
@@ -275,17 +319,15 @@ fn simulate(s: &Shared, it: &Item, m: Mech) {
     match w {
         WorkKind::None => {}
         WorkKind::Busy => udelay(Delta::from_micros(i64::from(us))),
-        WorkKind::Sleep => {
-            // Refused at configuration time for atomic mechanisms; re-checked here.
-            if m.can_sleep() {
-                if us >= 20_000 {
-                    msleep(us / 1000);
-                } else {
-                    let us = u64::from(us);
-                    usleep_range(us, us + us / 4 + 1);
-                }
-            }
+        // Refused at configuration time for atomic mechanisms; re-checked here.
+        w if w.sleeps() && !m.can_sleep() => {}
+        WorkKind::Sleep if us >= 20_000 => msleep(us / 1000),
+        WorkKind::Sleep | WorkKind::Usleep => {
+            let us = u64::from(us);
+            usleep_range(us, us + us / 4 + 1);
         }
+        WorkKind::Msleep => msleep(us.div_ceil(1000)),
+        WorkKind::Timeout => schedule_timeout_uninterruptible(usecs_to_jiffies(us)),
     }
 }
 
@@ -300,7 +342,17 @@ fn process(s: &Shared, it: Item, m: Mech) {
 fn process_from(s: &Shared, it: Item, m: Mech, start: Stamp, record_tsc: u64) {
     // Before the work: a sleeping record may wake on another CPU.
     let cpu = current_cpu();
+    let i = m as usize;
+    let now = s.bh.running[i].fetch_add(1, Relaxed) + 1;
+    let mut max = s.bh.max_running[i].load(Relaxed);
+    while now > max {
+        match s.bh.max_running[i].cmpxchg(max, now, Relaxed) {
+            Ok(_) => break,
+            Err(seen) => max = seen,
+        }
+    }
     simulate(s, &it, m);
+    s.bh.running[i].fetch_sub(1, Relaxed);
     let end = Stamp::now();
     account(s, it, m, (start, end, cpu), record_tsc);
 }
@@ -367,6 +419,7 @@ fn account_cancelled(s: &Shared, it: Item, m: Mech) {
 /// Process-context set-up once the device runs: the kthread and completion waiter threads,
 /// and the hrtimer handle that makes re-arming from hard IRQ context safe.
 pub(crate) fn start(s: &Arc<Shared>) -> Result {
+    work_pool::fill(s, work_pool::work_items()?)?;
     let mut th = s.bh.threads.lock();
     th.push(kthread::spawn(s)?, GFP_KERNEL)?;
     th.push(completion::spawn(s)?, GFP_KERNEL)?;
@@ -382,13 +435,13 @@ pub(crate) fn quiesce(s: &Arc<Shared>) {
     s.bh.tasklet_hi.kill();
     flush_work(&s.w_bh);
     flush_work(&s.w_bh_hi);
-    flush_work(&s.w_sys);
-    flush_work(&s.w_hi);
-    flush_work(&s.w_unbound);
-    flush_work(&s.w_ded);
+    work_pool::release(s);
     // A pending delayed work runs now (its wait cut short) and drains its queue.
     flush_delayed_work(&s.w_delayed);
     s.bh.wq.flush();
+    s.bh.wq_ordered.flush();
+    s.bh.wq_intensive.flush();
+    user::release(s);
     flush_work(&s.w_storm);
     timer_list::shutdown(s);
     let mut th = s.bh.threads.lock();

@@ -25,3 +25,11 @@ pub(crate) fn usleep_range(min_us: u64, max_us: u64) {
         )
     };
 }
+
+/// `schedule_timeout_uninterruptible(jiffies)`: sleep at least `jiffies` ticks (the classic
+/// timed sleep; `msleep` is built on it). Process context only.
+pub(crate) fn schedule_timeout_uninterruptible(jiffies: u64) {
+    let j = kernel::ffi::c_long::try_from(jiffies).unwrap_or(kernel::ffi::c_long::MAX);
+    // SAFETY: as for `msleep`; it sets the task state itself before sleeping.
+    unsafe { bindings::schedule_timeout_uninterruptible(j) };
+}

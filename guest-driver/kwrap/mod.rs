@@ -12,6 +12,7 @@ pub(crate) mod delay;
 pub(crate) mod hrtimer;
 pub(crate) mod irq;
 pub(crate) mod kthread;
+pub(crate) mod miscdev;
 pub(crate) mod sysfs;
 pub(crate) mod tasklet;
 pub(crate) mod timer_list;

@@ -32,6 +32,13 @@ where
 
 /// `WQ_PERCPU`: per-CPU worker pools, like `system_wq`.
 pub(crate) const WQ_PERCPU: u32 = bindings::wq_flags_WQ_PERCPU;
+/// `WQ_UNBOUND`: the unbound pools.
+pub(crate) const WQ_UNBOUND: u32 = bindings::wq_flags_WQ_UNBOUND;
+/// `__WQ_ORDERED`: with `WQ_UNBOUND` and `max_active` 1, `alloc_ordered_workqueue()` (a C
+/// macro bindgen cannot see).
+pub(crate) const WQ_ORDERED: u32 = bindings::wq_flags___WQ_ORDERED;
+/// `WQ_CPU_INTENSIVE`: work items that do not count for concurrency management.
+pub(crate) const WQ_CPU_INTENSIVE: u32 = bindings::wq_flags_WQ_CPU_INTENSIVE;
 
 /// A workqueue allocated by this driver; destroyed (after draining) on drop.
 pub(crate) struct OwnedQueue {

@@ -12,4 +12,5 @@ pub mod control;
 pub mod mechanisms;
 pub mod stats;
 pub mod timebase;
+pub mod uapi;
 pub mod wire;

@@ -16,6 +16,8 @@ pub enum Context {
     Softirq,
     /// A kernel thread or a kworker: may sleep.
     Process,
+    /// A user-space thread woken by `read()` / `poll()` on the misc device.
+    User,
 }
 
 impl Context {
@@ -25,6 +27,7 @@ impl Context {
             Context::Hardirq => "hardirq",
             Context::Softirq => "softirq",
             Context::Process => "process",
+            Context::User => "user",
         }
     }
 }
@@ -46,9 +49,9 @@ pub struct Mechanism {
 }
 
 impl Mechanism {
-    /// Whether its work may sleep: process context only.
+    /// Whether its work may sleep: process context and user space.
     pub fn may_sleep(&self) -> bool {
-        self.context == Context::Process
+        matches!(self.context, Context::Process | Context::User)
     }
 }
 
@@ -68,7 +71,7 @@ const fn m(
     }
 }
 
-use Context::{Hardirq, Process, Softirq};
+use Context::{Hardirq, Process, Softirq, User};
 
 /// Every mechanism, indexed by id.
 pub const MECHANISMS: [Mechanism; MECHANISM_NAMES.len()] = [
@@ -191,6 +194,27 @@ pub const MECHANISMS: [Mechanism; MECHANISM_NAMES.len()] = [
         "where the scheduler wakes the sleeper kthread",
         "`sched_switch` to `irqstorm_sleep`",
     ),
+    m(
+        "wq_ordered",
+        Process,
+        "`alloc_ordered_workqueue` (one work item at a time, in queueing order)",
+        "a kworker of the unbound pool: any CPU of the unbound cpumask",
+        "`workqueue_execute_start`",
+    ),
+    m(
+        "wq_cpu_intensive",
+        Process,
+        "`alloc_workqueue(WQ_PERCPU \\| WQ_CPU_INTENSIVE)` (outside concurrency management)",
+        "a kworker of the queueing CPU's pool",
+        "`workqueue_execute_start`",
+    ),
+    m(
+        "user",
+        User,
+        "`read()` / `poll()` on `/dev/irqstormN` (misc device) in a user thread",
+        "where the scheduler wakes the reading thread (its affinity)",
+        "`sched_switch` to the reader (`irqstorm-wait`)",
+    ),
 ];
 
 /// Whether the mechanism takes a requested delay (its figure: lateness =
@@ -267,7 +291,10 @@ mod tests {
                 "completion",
                 "wq_delayed",
                 "kthread_msleep",
-                "kthread_usleep"
+                "kthread_usleep",
+                "wq_ordered",
+                "wq_cpu_intensive",
+                "user"
             ]
         );
         assert!(driver_listing().starts_with("hardirq hardirq 0\nthreaded process 1\n"));

@@ -16,7 +16,7 @@ pub use codes::{CodeError, FaultKind, Jitter, Mode, Opcode, Status};
 /// `magic` in the device configuration: bytes "IRQS".
 pub const MAGIC: u32 = 0x5351_5249;
 /// `spec_version` in the device configuration.
-pub const SPEC_VERSION: u16 = 3;
+pub const SPEC_VERSION: u16 = 4;
 
 /// Size of the device configuration space.
 pub const CONFIG_SIZE: usize = 32;
@@ -75,7 +75,7 @@ pub const ACK_F_CANCELLED: u8 = 1 << 2;
 pub const STATS_F_RESET: u32 = 1 << 0;
 
 /// Names of the bottom-half mechanisms (§6.5), indexed by id.
-pub const MECHANISM_NAMES: [&str; 17] = [
+pub const MECHANISM_NAMES: [&str; 20] = [
     "hardirq",
     "threaded",
     "tasklet",
@@ -93,6 +93,9 @@ pub const MECHANISM_NAMES: [&str; 17] = [
     "wq_delayed",
     "kthread_msleep",
     "kthread_usleep",
+    "wq_ordered",
+    "wq_cpu_intensive",
+    "user",
 ];
 /// Number of mechanism ids.
 pub const NUM_MECHANISMS: usize = MECHANISM_NAMES.len();
@@ -641,7 +644,7 @@ mod tests {
         };
         let b = c.encode();
         assert_eq!(&b[0..4], b"IRQS");
-        assert_eq!(u16_at(&b, 4), 3);
+        assert_eq!(u16_at(&b, 4), 4);
         assert_eq!(u16_at(&b, 6), 8);
         assert_eq!(&b[8..12], &[4, 3, 2, 1]);
         assert_eq!(u32_at(&b, 12), 16384);

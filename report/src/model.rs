@@ -696,7 +696,9 @@ pub(crate) mod tests {
         assert_eq!(mechanism_name(11), Some("completion"));
         assert_eq!(mechanism_name(14), Some("wq_delayed"));
         assert_eq!(mechanism_name(16), Some("kthread_usleep"));
-        assert_eq!(mechanism_name(17), None);
+        assert_eq!(mechanism_name(17), Some("wq_ordered"));
+        assert_eq!(mechanism_name(19), Some("user"));
+        assert_eq!(mechanism_name(20), None);
         assert!(!is_sleepable("tasklet_hi"));
         assert!(is_sleepable("threaded"));
         assert!(is_sleepable("kthread"));

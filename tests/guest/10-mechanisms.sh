@@ -1,13 +1,13 @@
 #!/bin/sh
 # For every bottom-half mechanism: a device timer and a storm, run through that mechanism;
 # the guest's counts must equal the device's STATS and conservation must be exact.
+# `user` has the guest program /bin/irqstorm-wait as its reader (55-user tests it further).
 # Needs the device (harness device mode); skips without it.
 . /tests/lib/ktap.sh
 . /tests/lib/irqstorm.sh
-MECHS="hardirq threaded tasklet tasklet_hi bh_wq bh_wq_highpri wq_system wq_highpri wq_unbound wq_dedicated kthread completion timer_list hrtimer wq_delayed kthread_msleep kthread_usleep"
+MECHS="hardirq threaded tasklet tasklet_hi bh_wq bh_wq_highpri wq_system wq_highpri wq_unbound wq_dedicated kthread completion timer_list hrtimer wq_delayed kthread_msleep kthread_usleep wq_ordered wq_cpu_intensive user"
 irqstorm_require_device
 
-cnt() { grep "^$1 " $D/counters | cut -d' ' -f2; }
 # dstat FIELD: device-side STATS (all sources) over controlq.
 dstat() { grep "^$1 " $D/ctrl | cut -d' ' -f2; }
 devstats() { echo "stats all" > $D/ctrl; }
@@ -16,7 +16,7 @@ NT=10     # periodic timer events on source 0
 NS=200    # storm events on source 1
 TOTAL=$((NT + NS))
 
-ktap_plan 19
+ktap_plan 22
 if [ -f $D/stats ]; then ktap_ok "driver bound, debugfs present"; else ktap_fail "driver bound, debugfs present" "$D/stats missing"; fi
 # The driver's mechanism table (name, context, may sleep) against the host's, from which the
 # README's teaching table is generated (protocol/src/mechanisms.rs -> /tests/lib/mechanisms.txt).
@@ -33,6 +33,11 @@ for m in $MECHS; do
 	echo all > $D/reset
 	echo "all work none" > $D/sources
 	if ! echo "all $m" > $D/sources; then ktap_fail "mechanism $m" "cannot select"; continue; fi
+	reader=""
+	if [ "$m" = user ]; then
+		/bin/irqstorm-wait --duration-ms 60000 > /tmp/reader.out 2>&1 &
+		reader=$!
+	fi
 	echo "0 periodic 2000000 $NT" > $D/timer || { ktap_fail "mechanism $m" "timer program refused"; continue; }
 	echo "1 2000 1 0 $NS" > $D/storm || { ktap_fail "mechanism $m" "storm program refused"; continue; }
 	i=0
@@ -43,6 +48,11 @@ for m in $MECHS; do
 		sleep 0.1
 		i=$((i + 1))
 	done
+	if [ -n "$reader" ]; then
+		kill "$reader"
+		wait "$reader"
+		echo "# $(cat /tmp/reader.out)"
+	fi
 	devstats
 	r=$(dstat raised); rec=$(dstat records); co=$(dstat coalesced); pend=$(dstat pending); a=$(dstat acked)
 	grec=$(cnt records); gra=$(cnt raises); gack=$(cnt acks_posted); bad=$(cnt bad_total)

@@ -15,15 +15,9 @@ irqstorm_require_device
 ncpu=$(grep -c '^processor' /proc/cpuinfo)
 irq_of() { awk '/irqstorm/ { sub(":", "", $1); print $1; exit }' /proc/interrupts; }
 IRQ=$(irq_of)
-cnt() { grep "^$1 " $D/counters | cut -d' ' -f2; }
 # The IRQ's count summed over the CPU columns.
 irq_total() {
 	awk -v irq="$1:" -v n="$ncpu" '$1 == irq { s = 0; for (i = 2; i <= n + 1; i++) s += $i; print s }' /proc/interrupts
-}
-# Waits until the driver has posted $1 acks (at most 10 s).
-wait_acks() {
-	i=0
-	while [ "$(cnt acks_posted)" -lt "$1" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 }
 # "policy rt_priority" of the thread whose comm is $1 (from /proc/PID/stat, fields 41 and 40).
 policy_of() {
@@ -34,11 +28,9 @@ policy_of() {
 	done
 }
 
-# Reloads the module with parameters "$@" and waits for its debugfs.
+# Reloads the module with parameters "$@" (its IRQ number may change).
 reload() {
-	rmmod irqstorm && insmod "$mod" "$@"
-	i=0
-	while [ ! -e $D/sources ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+	irqstorm_reload "$@"
 	IRQ=$(irq_of)
 }
 

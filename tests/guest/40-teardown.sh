@@ -9,7 +9,7 @@ DRV=/sys/bus/pci/drivers/irqstorm
 CYCLES=${IRQSTORM_TEARDOWN_CYCLES:-20}
 RATE=${IRQSTORM_TEARDOWN_RATE_HZ:-100000}
 HALF=$((RATE / 2))
-MECHS="hardirq threaded tasklet tasklet_hi bh_wq bh_wq_highpri wq_system wq_highpri wq_unbound wq_dedicated kthread completion timer_list hrtimer"
+MECHS="hardirq threaded tasklet tasklet_hi bh_wq bh_wq_highpri wq_system wq_highpri wq_unbound wq_dedicated kthread completion timer_list hrtimer wq_delayed kthread_msleep kthread_usleep wq_ordered wq_cpu_intensive user"
 irqstorm_require_device
 BDF=$(basename "$P")
 problems() { dmesg | grep -cE '(WARNING:|BUG:|Oops|general protection fault|Call Trace:|refcount_t)'; }

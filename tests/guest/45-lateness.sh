@@ -10,16 +10,8 @@
 . /tests/lib/irqstorm.sh
 irqstorm_require_device
 
-cnt() { grep "^$1 " $D/counters | cut -d' ' -f2; }
-wait_acks() {
-	i=0
-	while [ "$(cnt acks_posted)" -lt "$1" ] && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
-}
 hz=$(awk '$1 == "hz" { print $2 }' $D/timing)
-khz=$(dmesg | sed -n 's/.*tsc: Refined TSC clocksource calibration: \([0-9.]*\) MHz.*/\1/p' | tail -n 1)
-[ -n "$khz" ] || khz=$(dmesg | sed -n 's/.*tsc: Detected \([0-9.]*\) MHz.*/\1/p' | tail -n 1)
-[ -n "$khz" ] || khz=$(awk -F': ' '/^cpu MHz/ { print $2; exit }' /proc/cpuinfo)
-khz=$(echo "$khz" | awk '{ printf "%d", $1 * 1000 }')
+khz=$(irqstorm_tsc_khz)
 N=20
 if [ "${khz:-0}" -le 0 ]; then
 	ktap_plan 1
@@ -39,7 +31,7 @@ run_case() {
 	echo clear > $D/events
 	echo 1 > $D/events_enable
 	echo "0 periodic 30000000 $N" > $D/timer
-	wait_acks $((a0 + N))
+	wait_acks $((a0 + N)) 150
 	echo 0 > $D/events_enable
 	got=$(($(cnt acks_posted) - a0))
 	awk -v m="$1" -v d="$2" -v khz="$khz" -v got="$got" '

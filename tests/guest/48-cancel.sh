@@ -12,7 +12,6 @@
 . /tests/lib/irqstorm.sh
 irqstorm_require_device
 
-cnt() { grep "^$1 " $D/counters | cut -d' ' -f2; }
 dstat() { grep "^$1 " $D/ctrl | cut -d' ' -f2; }
 # Waits (at most 30 s) until the device has raised $1 events (the storm is over), every
 # record is acked and nothing is pending. A loaded host runs the guest slowly: wall time

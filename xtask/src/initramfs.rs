@@ -1,4 +1,5 @@
-//! The guest initramfs: busybox-static, /init, the module, the guest tests.
+//! The guest initramfs: busybox-static, /init, the module, the guest program
+//! `irqstorm-wait`, the guest tests.
 
 use crate::util::{self, step};
 use anyhow::{bail, Context, Result};
@@ -9,7 +10,7 @@ use std::process::Command;
 pub const BUSYBOX: &str = "/bin/busybox";
 
 /// True if `data` is an ELF file with a PT_INTERP (dynamically linked).
-fn elf_is_dynamic(data: &[u8]) -> Option<bool> {
+pub fn elf_is_dynamic(data: &[u8]) -> Option<bool> {
     if data.len() < 64 || &data[..4] != b"\x7fELF" || data[4] != 2 {
         return None;
     }
@@ -55,7 +56,7 @@ fn add_tree(a: &mut Archive, src: &Path, dest: &str) -> Result<()> {
 }
 
 /// Assemble the archive (not yet written).
-pub fn assemble(repo: &Path, module: &Path) -> Result<Archive> {
+pub fn assemble(repo: &Path, module: &Path, wait: &Path) -> Result<Archive> {
     let bb = std::fs::read(BUSYBOX)
         .with_context(|| format!("{BUSYBOX} (apt-get install busybox-static)"))?;
     if elf_is_dynamic(&bb) != Some(false) {
@@ -99,6 +100,11 @@ pub fn assemble(repo: &Path, module: &Path) -> Result<Archive> {
         0o644,
     );
     a.file("lib/modules/irqstorm.ko", std::fs::read(module)?, 0o644);
+    a.file(
+        "bin/irqstorm-wait",
+        std::fs::read(wait).with_context(|| format!("read {}", wait.display()))?,
+        0o755,
+    );
     // Optional overlay: images/rootfs/ is copied to / (e.g. a uevent helper
     // in images/rootfs/bin/). Note /sbin, /usr/bin, /usr/sbin link to /bin.
     let overlay = repo.join("images/rootfs");
@@ -122,8 +128,8 @@ pub fn assemble(repo: &Path, module: &Path) -> Result<Archive> {
 }
 
 /// Build (or reuse) the compressed initramfs; cached by content.
-pub fn build(repo: &Path, cache: &Path, module: &Path) -> Result<PathBuf> {
-    let a = assemble(repo, module)?;
+pub fn build(repo: &Path, cache: &Path, module: &Path, wait: &Path) -> Result<PathBuf> {
+    let a = assemble(repo, module, wait)?;
     let hash = a.content_hash();
     let out = cache.join(format!("initramfs-{}.cpio.gz", &hash[..16]));
     if out.exists() {
@@ -161,8 +167,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let ko = dir.join("irqstorm.ko");
         std::fs::write(&ko, b"fake module").unwrap();
-        let a = assemble(&repo, &ko).unwrap();
-        let b = assemble(&repo, &ko).unwrap();
+        let wait = dir.join("irqstorm-wait");
+        std::fs::write(&wait, b"fake program").unwrap();
+        let a = assemble(&repo, &ko, &wait).unwrap();
+        let b = assemble(&repo, &ko, &wait).unwrap();
         assert_eq!(a.to_cpio_gz().unwrap(), b.to_cpio_gz().unwrap());
         let raw = a.to_cpio();
         let has = |name: &str| {
@@ -176,13 +184,14 @@ mod tests {
             "bin/sh",
             "dev/console",
             "lib/modules/irqstorm.ko",
+            "bin/irqstorm-wait",
             "tests/00-module.sh",
             "tests/lib/ktap.sh",
         ] {
             assert!(has(p), "{p} missing from the initramfs");
         }
         std::fs::write(&ko, b"other module").unwrap();
-        let c = assemble(&repo, &ko).unwrap();
+        let c = assemble(&repo, &ko, &wait).unwrap();
         assert_ne!(a.content_hash(), c.content_hash());
         std::fs::remove_dir_all(&dir).unwrap();
     }

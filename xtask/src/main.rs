@@ -7,6 +7,7 @@ mod docs;
 mod fault;
 mod fuzz;
 mod guest;
+mod guest_program;
 mod initramfs;
 mod kernel;
 mod qemu;
@@ -375,7 +376,8 @@ fn prepare(g: &Global) -> Result<Guest> {
         .clone()
         .unwrap_or_else(|| repo.join("guest-driver"));
     let ko = kernel::build_module(&cache, &k, &msrc)?;
-    let initrd = initramfs::build(&repo, &cache, &ko)?;
+    let wait = guest_program::build(&repo)?;
+    let initrd = initramfs::build(&repo, &cache, &ko, &wait)?;
     step(&format!("prepared in {}", util::fmt_dur(t0.elapsed())));
     Ok(Guest {
         qemu: q,
@@ -421,7 +423,7 @@ fn target_dir(repo: &Path) -> PathBuf {
         .unwrap_or_else(|| repo.join("target"))
 }
 
-fn cargo() -> String {
+pub(crate) fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 

@@ -127,7 +127,19 @@ pub fn guest_conditions(device: &str, qemu_argv: Vec<String>, console: &str) -> 
             .lines()
             .find_map(|l| l.trim().strip_prefix("IRQSTORM_SC_TIMING hz="))
             .and_then(|v| v.trim().parse().ok()),
+        user_reader: user_reader(console),
     }
+}
+
+/// The policy of the `user` reader from its `IRQSTORM_SC_USER` summary
+/// (`... policy FF 50 hardirq_to_user_us ...`).
+fn user_reader(console: &str) -> Option<String> {
+    let line = console
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("IRQSTORM_SC_USER "))?;
+    let w: Vec<&str> = line.split_whitespace().collect();
+    let i = w.iter().position(|x| *x == "policy")?;
+    Some(format!("{} {}", w.get(i + 1)?, w.get(i + 2)?))
 }
 
 /// The host's cores (`cpuN` lines of `/proc/stat`) and CPU model
@@ -217,6 +229,7 @@ mod tests {
         IRQSTORM_SC_CPUFLAGS cpus=2 tsc=1 constant_tsc=0 nonstop_tsc=0 tsc_known_freq=0 rdtscp=1\n\
         IRQSTORM_SC_IRQ irq=24 affinity=0-1 effective=1\n\
         IRQSTORM_SC_TIMING hz=250\n\
+        IRQSTORM_SC_USER irqstorm-wait: records 9 first 9 policy FF 50 hardirq_to_user_us p50 1.0\n\
         IRQSTORM_SC_READY\n\
         IRQSTORM_SC_PING 1 2 3 4\n\
         IRQSTORM_SC_CLOCKSOURCE tsc\n\
@@ -228,6 +241,11 @@ mod tests {
         assert_eq!(g.cpus, Some(2));
         assert_eq!(g.clocksource.as_deref(), Some("tsc"));
         assert_eq!(g.clocksource_at_start.as_deref(), Some("tsc-early"));
+        assert_eq!(g.user_reader.as_deref(), Some("FF 50"));
+        assert_eq!(
+            guest_conditions("d", vec![], "IRQSTORM_SC_TIMING hz=250\n").user_reader,
+            None
+        );
         assert_eq!(
             g.irq.as_ref().map(|i| i.describe()).as_deref(),
             Some("irq 24 -> CPUs 0-1 (effective 1)")

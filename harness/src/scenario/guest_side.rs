@@ -50,6 +50,15 @@ pub fn guest_cmdline(s: &Scenario) -> String {
         // A module parameter: tests/guest/lib/scenario.sh hands irqstorm.* to insmod.
         c.push_str(&format!(" irqstorm.wq_cpu={cpu}"));
     }
+    if let Some(n) = s.guest.work_items {
+        c.push_str(&format!(" irqstorm.work_items={n}"));
+    }
+    if let Some(n) = s.guest.wq_max_active {
+        c.push_str(&format!(" irqstorm.wq_max_active={n}"));
+    }
+    if let Some(p) = s.guest.user_fifo {
+        c.push_str(&format!(" irqstorm_sc_user_fifo={p}"));
+    }
     c
 }
 
@@ -140,5 +149,45 @@ program = { mode = "storm", rate_hz = 1000, burst = 2, duration_ms = 10 }
             guest_start_line(&st).unwrap(),
             ("storm".to_string(), "1 1000 2 10 0".to_string())
         );
+    }
+
+    #[test]
+    fn pool_queue_and_reader_settings_reach_the_guest() {
+        let s = sc::parse(
+            r#"
+name = "t"
+duration_ms = 100
+[guest]
+work_items = 4
+wq_max_active = 1
+user_fifo = 50
+[[sources]]
+id = 0
+mechanism = "user"
+program = { mode = "periodic", period_us = 1000 }
+[[sources]]
+id = 1
+mechanism = "wq_ordered"
+program = { mode = "periodic", period_us = 1000 }
+work = { kind = "usleep", us = 500 }
+"#,
+            "t",
+        )
+        .unwrap();
+        let c = guest_cmdline(&s);
+        for want in [
+            "irqstorm.work_items=4",
+            "irqstorm.wq_max_active=1",
+            "irqstorm_sc_user_fifo=50",
+            "0:user:none:0:0,1:wq_ordered:usleep:500:0",
+        ] {
+            assert!(c.contains(want), "{want}: {c}");
+        }
+        assert!(!guest_cmdline(&sc::parse(
+            "name = \"t\"\nduration_ms = 100\n[[sources]]\nid = 0\nmechanism = \"tasklet\"\nprogram = { mode = \"periodic\", period_us = 1000 }\n",
+            "t"
+        )
+        .unwrap())
+        .contains("work_items"));
     }
 }

@@ -238,6 +238,11 @@ pub struct GuestConditions {
     /// `timer_list`, `msleep` or delayed work waits in whole jiffies.
     #[serde(default)]
     pub hz: Option<u32>,
+    /// The reader of mechanism `user` (the guest program irqstorm-wait):
+    /// its scheduling policy and priority as `ps` names them (`FF 50`,
+    /// `TS 0`); `None` when no source used `user`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_reader: Option<String>,
 }
 
 /// Where the device's interrupt goes.

@@ -61,6 +61,9 @@ fn irq(g: &GuestConditions) -> String {
     if let Some(hz) = g.hz {
         s.push_str(&format!(", HZ {hz}"));
     }
+    if let Some(p) = &g.user_reader {
+        s.push_str(&format!(", user reader irqstorm-wait at {p}"));
+    }
     s
 }
 
@@ -355,6 +358,7 @@ mod tests {
                     effective: "1".into(),
                 }),
                 hz: Some(250),
+                user_reader: None,
             }],
             time_base: TimeBase {
                 method: "tsc".into(),

@@ -145,7 +145,7 @@ mod tests {
         // warm-up replays only what starts within it
         let d = load(dir.join("default.toml")).unwrap();
         let dp = d.plan();
-        assert_eq!(dp[0].starts.len(), 17); // the timers; storms start at >= 1000 ms
+        assert_eq!(dp[0].starts.len(), 20); // the timers; storms start at >= 1000 ms
         assert!(dp[0].starts.iter().all(|x| x.body.mode == 2));
     }
 }

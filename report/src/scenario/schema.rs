@@ -94,6 +94,19 @@ pub struct Guest {
     /// on (`queue_work_on`, the driver's `wq_cpu`); unset: the queueing CPU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wq_cpu: Option<u32>,
+    /// Work items per process-context workqueue mechanism (the driver's
+    /// `work_items`, 1..=16): how many of its records the queue may run at
+    /// once. Unset: 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_items: Option<u32>,
+    /// `max_active` of the driver's `wq_dedicated` queue (`wq_max_active`,
+    /// 0..=2048; 0 = the kernel's default). Unset: 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wq_max_active: Option<u32>,
+    /// SCHED_FIFO priority (1..=99) of the guest program `irqstorm-wait`,
+    /// the reader of mechanism `user`; unset: SCHED_OTHER.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_fifo: Option<u32>,
 }
 
 fn default_smp() -> u32 {
@@ -107,6 +120,9 @@ impl Default for Guest {
             accel: AccelRequirement::Any,
             irq_affinity: None,
             wq_cpu: None,
+            work_items: None,
+            wq_max_active: None,
+            user_fifo: None,
         }
     }
 }
@@ -347,8 +363,22 @@ pub enum WorkKind {
     None,
     /// Spin for `us` (any context).
     Busy,
-    /// Sleep for `us` (sleepable mechanisms only).
+    /// Sleep for `us` (sleepable mechanisms only): `usleep_range` below
+    /// 20 ms, `msleep` from there.
     Sleep,
+    /// `msleep(ceil(us / 1000))`: whole jiffies, at least one more.
+    Msleep,
+    /// `usleep_range(us, us + us / 4 + 1)`: the hrtimer.
+    Usleep,
+    /// `schedule_timeout_uninterruptible(usecs_to_jiffies(us))`.
+    Timeout,
+}
+
+impl WorkKind {
+    /// Whether the work sleeps (refused in atomic contexts).
+    pub fn sleeps(self) -> bool {
+        !matches!(self, WorkKind::None | WorkKind::Busy)
+    }
 }
 
 /// Simulated work the bottom half does per event.

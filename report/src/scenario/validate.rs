@@ -11,6 +11,14 @@ use super::threshold::threshold_spec;
 use super::Problem;
 use crate::model::{is_sleepable, mechanism_id, MECHANISMS};
 
+/// The scenario-file name of a work kind (`"msleep"`).
+fn kind_name(k: WorkKind) -> String {
+    serde_json::to_value(k)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 struct Problems(Vec<Problem>);
 
 impl Problems {
@@ -53,6 +61,18 @@ impl Scenario {
         }
         if !(1..=64).contains(&self.guest.smp) {
             p.add("guest.smp", format!("{}: must be 1..=64", self.guest.smp));
+        }
+        if let Some(n) = self.guest.work_items.filter(|n| !(1..=16).contains(n)) {
+            p.add("guest.work_items", format!("{n}: 1..=16"));
+        }
+        if let Some(n) = self.guest.wq_max_active.filter(|n| *n > 2048) {
+            p.add(
+                "guest.wq_max_active",
+                format!("{n}: 0..=2048 (0: the kernel's default)"),
+            );
+        }
+        if let Some(n) = self.guest.user_fifo.filter(|n| !(1..=99).contains(n)) {
+            p.add("guest.user_fifo", format!("{n}: a SCHED_FIFO priority, 1..=99"));
         }
         if let Some(c) = self.guest.wq_cpu.filter(|c| *c >= self.guest.smp) {
             p.add(
@@ -168,13 +188,19 @@ impl Scenario {
                     s.mechanism
                 ),
             );
-        } else if s.work.kind == WorkKind::Sleep && !is_sleepable(&s.mechanism) {
+        } else if s.work.kind.sleeps() && !is_sleepable(&s.mechanism) {
             p.add(
                 f("work.kind"),
                 format!(
-                    "`sleep` work on `{}`: its bottom half runs in atomic context and cannot sleep (the driver refuses it); use `busy` or a sleepable mechanism",
+                    "`{}` work on `{}`: its bottom half runs in atomic context and cannot sleep (the driver refuses it); use `busy` or a sleepable mechanism",
+                    kind_name(s.work.kind),
                     s.mechanism
                 ),
+            );
+        } else if s.mechanism == "user" && s.work.kind != WorkKind::None {
+            p.add(
+                f("work.kind"),
+                "`user`'s bottom half is the guest program irqstorm-wait: the driver runs no simulated work there (use kind = \"none\")",
             );
         }
         if s.delay_us > MAX_DELAY_US {
@@ -187,8 +213,8 @@ impl Scenario {
             WorkKind::None if s.work.us != 0 => {
                 p.add(f("work.us"), "must be 0 with kind = \"none\"")
             }
-            WorkKind::Busy | WorkKind::Sleep if s.work.us == 0 => {
-                p.add(f("work.us"), "must be > 0 for busy/sleep work")
+            k if k != WorkKind::None && s.work.us == 0 => {
+                p.add(f("work.us"), "must be > 0 for busy and sleeping work")
             }
             _ => {}
         }
@@ -597,6 +623,37 @@ program = { mode = "storm", rate_hz = 60000, burst = 8 }
             let t = MINIMAL.replace("\"tasklet\"", &format!("\"{m}\""))
                 + "work = { kind = \"sleep\", us = 50 }\n";
             assert!(problems(&t).is_empty(), "{m}: {:?}", problems(&t));
+        }
+    }
+
+    #[test]
+    fn every_sleeping_kind_is_refused_in_atomic_context_and_user_takes_no_work() {
+        for k in ["msleep", "usleep", "timeout"] {
+            let t = MINIMAL.to_string() + &format!("work = {{ kind = \"{k}\", us = 50 }}\n");
+            let e = problems(&t).join("\n");
+            assert!(e.contains(&format!("`{k}` work on `tasklet`")), "{k}: {e}");
+            let ok = MINIMAL.replace("\"tasklet\"", "\"wq_ordered\"")
+                + &format!("work = {{ kind = \"{k}\", us = 50 }}\n");
+            assert!(problems(&ok).is_empty(), "{k}: {:?}", problems(&ok));
+        }
+        let user = MINIMAL.replace("\"tasklet\"", "\"user\"");
+        assert!(problems(&user).is_empty(), "{:?}", problems(&user));
+        let e = problems(&(user + "work = { kind = \"busy\", us = 5 }\n")).join("\n");
+        assert!(e.contains("irqstorm-wait"), "{e}");
+    }
+
+    #[test]
+    fn pool_queue_and_reader_settings_are_range_checked() {
+        let ok = with("[guest]\nwork_items = 16\nwq_max_active = 2048\nuser_fifo = 99\n");
+        assert!(problems(&ok).is_empty(), "{:?}", problems(&ok));
+        let e = problems(&with("[guest]\nwork_items = 17\nwq_max_active = 2049\nuser_fifo = 0\n"))
+            .join("\n");
+        for want in [
+            "guest.work_items: 17: 1..=16",
+            "guest.wq_max_active: 2049",
+            "guest.user_fifo: 0",
+        ] {
+            assert!(e.contains(want), "{want}: {e}");
         }
     }
 

@@ -23,3 +23,28 @@ irqstorm_require_device() {
 	[ -d "$D" ] || mount -t debugfs none /sys/kernel/debug 2>/dev/null
 	grep -q '^irqstorm ' /proc/modules || insmod "$mod"
 }
+
+# A driver counter (debugfs counters).
+cnt() { grep "^$1 " $D/counters | cut -d' ' -f2; }
+
+# Waits until the driver has posted $1 acks (at most ${2:-100} tenths of a second).
+wait_acks() {
+	i=0
+	while [ "$(cnt acks_posted)" -lt "$1" ] && [ $i -lt "${2:-100}" ]; do sleep 0.1; i=$((i + 1)); done
+}
+
+# Reloads the module with parameters "$@" and waits for its debugfs.
+irqstorm_reload() {
+	rmmod irqstorm && insmod "$mod" "$@"
+	i=0
+	while [ ! -e $D/sources ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+}
+
+# The guest TSC frequency in kHz (dmesg's refined calibration, else the detected one, else
+# /proc/cpuinfo), empty if unknown.
+irqstorm_tsc_khz() {
+	k=$(dmesg | sed -n 's/.*tsc: Refined TSC clocksource calibration: \([0-9.]*\) MHz.*/\1/p' | tail -n 1)
+	[ -n "$k" ] || k=$(dmesg | sed -n 's/.*tsc: Detected \([0-9.]*\) MHz.*/\1/p' | tail -n 1)
+	[ -n "$k" ] || k=$(awk -F': ' '/^cpu MHz/ { print $2; exit }' /proc/cpuinfo)
+	[ -n "$k" ] && echo "$k" | awk '{ printf "%d\n", $1 * 1000 }'
+}

@@ -7,6 +7,10 @@
 #   irqstorm_sc_ref=PERIOD_US:HEXMASK|off local hrtimer reference source
 #   irqstorm_sc_pings=N                    PING exchanges before and after the run
 #   irqstorm_sc_irq_affinity=CPULIST       the device IRQ's smp_affinity_list (guest.irq_affinity)
+#   irqstorm_sc_user_fifo=PRIO             SCHED_FIFO priority of the `user` reader (guest.user_fifo)
+# A source on mechanism `user` has the guest program /bin/irqstorm-wait as its reader, started
+# before READY and stopped (SIGTERM) at `dump`, which then prints its summary:
+#   IRQSTORM_SC_USER irqstorm-wait: records N first F policy FF 50 hardirq_to_user_us ...
 #   irqstorm.NAME=VALUE                    guest driver module parameter, handed to insmod
 #                                          (`cargo xtask run --module-param NAME=VALUE`)
 # Protocol on the console (host -> guest lines arrive on the serial input):
@@ -50,6 +54,7 @@ ref=off
 pings=16
 modparams=""
 irq_affinity=""
+user_fifo=""
 trace=0
 T=/sys/kernel/tracing
 TRACE_EVENTS="irq/irq_handler_entry irq/softirq_entry workqueue/workqueue_execute_start sched/sched_switch"
@@ -59,6 +64,7 @@ for w in $(cat /proc/cmdline); do
 	irqstorm_sc_ref=*) ref="${w#irqstorm_sc_ref=}" ;;
 	irqstorm_sc_pings=*) pings="${w#irqstorm_sc_pings=}" ;;
 	irqstorm_sc_irq_affinity=*) irq_affinity="${w#irqstorm_sc_irq_affinity=}" ;;
+	irqstorm_sc_user_fifo=*) user_fifo="${w#irqstorm_sc_user_fifo=}" ;;
 	irqstorm.*=*) modparams="$modparams ${w#irqstorm.}" ;;
 	irqstorm_sc_trace=1) trace=1 ;;
 	esac
@@ -218,8 +224,27 @@ cal_loop_stop() {
 	cal_pid=""
 }
 
+# The `user` reader, when a source needs one.
+user_pid=""
+user_start() {
+	case ",$src" in
+	*:user:*) ;;
+	*) return ;;
+	esac
+	/bin/irqstorm-wait ${user_fifo:+--fifo $user_fifo} > /tmp/irqstorm-wait.out 2>&1 &
+	user_pid=$!
+}
+user_stop() {
+	[ -n "$user_pid" ] || return
+	kill "$user_pid" 2>/dev/null
+	wait "$user_pid"
+	echo "IRQSTORM_SC_USER $(tail -n 1 /tmp/irqstorm-wait.out)"
+	user_pid=""
+}
+
 do_calibrate
 do_pings
+user_start
 echo all > $D/reset
 if [ "$ref" != off ]; then
 	echo "start ${ref%%:*} ${ref#*:}" > $D/local || fail "local start $ref"
@@ -258,6 +283,7 @@ while read -r cmd rest; do
 		;;
 	dump)
 		[ "$ref" != off ] && echo stop > $D/local
+		user_stop
 		do_pings
 		clocksource
 		# x86 moves an IRQ at its next interrupt: the effective CPUs after the phase.
