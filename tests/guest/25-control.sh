@@ -19,7 +19,7 @@ echo all > $D/reset
 echo "all tasklet" > $D/sources
 ktap_check "ping over controlq" sh -c "echo ping > $D/ctrl && grep -q '^status 0 OK' $D/ctrl"
 echo info > $D/ctrl
-if [ "$(dstat num_sources)" -ge 1 ] && [ "$(dstat spec_version)" = 3 ]; then ktap_ok "GET_INFO decoded"; else ktap_fail "GET_INFO decoded" "$(cat $D/ctrl | tr '\n' ' ')"; fi
+if [ "$(dstat num_sources)" -ge 1 ] && [ "$(dstat spec_version)" = 4 ]; then ktap_ok "GET_INFO decoded"; else ktap_fail "GET_INFO decoded" "$(cat $D/ctrl | tr '\n' ' ')"; fi
 
 echo "2 oneshot 50000000" > $D/timer
 sleep 0.5

@@ -18,7 +18,14 @@ pub fn build(repo: &Path) -> Result<PathBuf> {
     step("guest program: cargo build --release -p irqstorm-wait (static)");
     util::run(
         Command::new(cargo())
-            .args(["build", "--release", "-p", "irqstorm-wait", "--target", TARGET])
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "irqstorm-wait",
+                "--target",
+                TARGET,
+            ])
             .arg("--target-dir")
             .arg(&target_dir)
             .env("RUSTFLAGS", "-C target-feature=+crt-static")

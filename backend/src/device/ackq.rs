@@ -247,7 +247,12 @@ mod tests {
         let avq = MockSplitQueue::new(&aq_mem, 16);
         let mut wrong = ack(&r2, 1);
         wrong.source = 3;
-        let b1 = ack_bytes(&[ack(&r1, 4), ack(&r1, 4), wrong, ack(&r2, 17)]);
+        let b1 = ack_bytes(&[
+            ack(&r1, 4),
+            ack(&r1, 4),
+            wrong,
+            ack(&r2, NUM_MECHANISMS as u8),
+        ]);
         aq_mem.write_slice(&b1, GuestAddress(0x1000)).unwrap();
         add_chain(&avq, 0, &[(0x1000, b1.len() as u32, false)]);
         let b2 = ack_bytes(&[ack(&r2, 1)]);

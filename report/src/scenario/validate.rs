@@ -72,7 +72,10 @@ impl Scenario {
             );
         }
         if let Some(n) = self.guest.user_fifo.filter(|n| !(1..=99).contains(n)) {
-            p.add("guest.user_fifo", format!("{n}: a SCHED_FIFO priority, 1..=99"));
+            p.add(
+                "guest.user_fifo",
+                format!("{n}: a SCHED_FIFO priority, 1..=99"),
+            );
         }
         if let Some(c) = self.guest.wq_cpu.filter(|c| *c >= self.guest.smp) {
             p.add(
@@ -646,8 +649,10 @@ program = { mode = "storm", rate_hz = 60000, burst = 8 }
     fn pool_queue_and_reader_settings_are_range_checked() {
         let ok = with("[guest]\nwork_items = 16\nwq_max_active = 2048\nuser_fifo = 99\n");
         assert!(problems(&ok).is_empty(), "{:?}", problems(&ok));
-        let e = problems(&with("[guest]\nwork_items = 17\nwq_max_active = 2049\nuser_fifo = 0\n"))
-            .join("\n");
+        let e = problems(&with(
+            "[guest]\nwork_items = 17\nwq_max_active = 2049\nuser_fifo = 0\n",
+        ))
+        .join("\n");
         for want in [
             "guest.work_items: 17: 1..=16",
             "guest.wq_max_active: 2049",
