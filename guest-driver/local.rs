@@ -30,8 +30,9 @@ use kernel::{
     },
 };
 
-/// Every mechanism.
-pub(crate) const DEFAULT_MASK: u32 = (1 << NUM_MECH) - 1;
+/// Every kernel mechanism: not `user`, whose reader matches its acks to the device's
+/// sequence numbers (the reference's own would collide) and is no kernel baseline.
+pub(crate) const DEFAULT_MASK: u32 = ((1 << NUM_MECH) - 1) & !(1 << Mech::User as u32);
 
 /// The reference source's part of the device state.
 #[pin_data]

@@ -2,8 +2,13 @@
 # Sleeping work that really sleeps, and the head-of-line blocking it causes (issue 11 item 1):
 #   1. msleep, usleep_range and schedule_timeout_uninterruptible (work kinds msleep, usleep,
 #      timeout) in the threaded handler, a workqueue (wq_system) and the kthread: every
-#      record's bottom half ran at least as long as the sleep guarantees (msleep and usleep:
-#      the time asked; schedule_timeout(j): j - 1 jiffies), every event acked;
+#      record's bottom half ran at least as long as the sleep guarantees, every event acked.
+#      usleep_range is an hrtimer on the clocksource: at least the time asked. msleep(ms) is
+#      schedule_timeout(msecs_to_jiffies(ms) + 1) and schedule_timeout(j) waits for j jiffy
+#      ticks: at least j - 1 whole jiffies on the clock, less what the jiffies counter lagged
+#      the clock when the sleep began (seen here under TCG: msleep(10) = 4 jiffies took
+#      9.7 ms by the TSC, 2.3 ms under 3 jiffies). The check allows one jiffy of lag: j - 2;
+#      the figures go to the diagnostics;
 #   2. a burst of 4 events whose work sleeps 50 ms each, with 4 work items per workqueue
 #      mechanism (module parameter work_items=4), wq_max_active=1 and the IRQ on CPU 0:
 #      wq_ordered, wq_dedicated (max_active 1 on the queueing CPU), threaded and kthread run
@@ -49,8 +54,11 @@ for m in threaded wq_system kthread; do
 		echo 0 > $D/events_enable
 		got=$(($(cnt acks_posted) - a0))
 		[ "$got" = 4 ] || bad="$bad $k: $got of 4 acked;"
+		# Jiffies of the request: msecs_to_jiffies rounds up; msleep adds one.
+		j=$(( (US / 1000 * hz + 999) / 1000 ))
 		case $k in
-		timeout) min=$(( ((US + jus - 1) / jus - 1) * jus )) ;;
+		msleep) min=$(( (j + 1 - 2) * jus )) ;;
+		timeout) min=$(( (j - 2) * jus )) ;;
 		*) min=$US ;;
 		esac
 		short=$(records_of $m | awk -v min=$min '$2 < min { n++ } END { print n + 0 }')

@@ -506,11 +506,16 @@ impl Scenario {
     }
 
     /// Mechanisms the reference source measures.
+    /// `user` is left out: the reference is a kernel hrtimer feeding kernel
+    /// bottom halves (the driver never hands it to a user reader).
     pub fn reference_mechanisms(&self) -> Vec<String> {
         if !self.reference.enabled {
             Vec::new()
         } else if self.reference.mechanisms.is_empty() {
-            self.mechanisms().into_iter().collect()
+            self.mechanisms()
+                .into_iter()
+                .filter(|m| m != "user")
+                .collect()
         } else {
             self.reference.mechanisms.clone()
         }

@@ -125,6 +125,11 @@ impl Scenario {
                         format!("reference.mechanisms[{i}]"),
                         format!("unknown mechanism `{m}`"),
                     );
+                } else if m == "user" {
+                    p.add(
+                        format!("reference.mechanisms[{i}]"),
+                        "`user`: the reference is a kernel hrtimer and feeds kernel bottom halves only",
+                    );
                 }
             }
         }
@@ -639,6 +644,15 @@ program = { mode = "storm", rate_hz = 60000, burst = 8 }
                 + &format!("work = {{ kind = \"{k}\", us = 50 }}\n");
             assert!(problems(&ok).is_empty(), "{k}: {:?}", problems(&ok));
         }
+        let e = problems(&with("[reference]\nmechanisms = [\"user\"]\n")).join("\n");
+        assert!(e.contains("reference.mechanisms[0]: `user`"), "{e}");
+        let s = crate::scenario::parse(
+            &(MINIMAL.replace("\"tasklet\"", "\"user\"")
+                + "[[sources]]\nid = 1\nmechanism = \"tasklet\"\nprogram = { mode = \"periodic\", period_us = 1000 }\n"),
+            "u",
+        )
+        .unwrap();
+        assert_eq!(s.reference_mechanisms(), ["tasklet"]);
         let user = MINIMAL.replace("\"tasklet\"", "\"user\"");
         assert!(problems(&user).is_empty(), "{:?}", problems(&user));
         let e = problems(&(user + "work = { kind = \"busy\", us = 5 }\n")).join("\n");
