@@ -29,40 +29,15 @@ use kernel::{
     },
 };
 
-/// Whether `m` has a kernel call that cancels a pending instance.
+/// Whether `m` has a kernel call that cancels a pending instance: every work item, the
+/// tasklets and the two timers.
 pub(crate) fn cancellable(m: Mech) -> bool {
-    matches!(
-        m,
-        Mech::Tasklet
-            | Mech::TaskletHi
-            | Mech::BhWq
-            | Mech::BhWqHighpri
-            | Mech::WqSystem
-            | Mech::WqHighpri
-            | Mech::WqUnbound
-            | Mech::WqDedicated
-            | Mech::WqOrdered
-            | Mech::WqCpuIntensive
-            | Mech::WqDelayed
-            | Mech::TimerList
-            | Mech::Hrtimer
-    )
+    flushable(m) || matches!(m, Mech::Tasklet | Mech::TaskletHi | Mech::TimerList | Mech::Hrtimer)
 }
 
 /// Whether `m` is a work item that `flush_work` / `flush_delayed_work` / `flush_workqueue` waits for.
 pub(crate) fn flushable(m: Mech) -> bool {
-    matches!(
-        m,
-        Mech::BhWq
-            | Mech::BhWqHighpri
-            | Mech::WqSystem
-            | Mech::WqHighpri
-            | Mech::WqUnbound
-            | Mech::WqDedicated
-            | Mech::WqOrdered
-            | Mech::WqCpuIntensive
-            | Mech::WqDelayed
-    )
+    m.pooled() || matches!(m, Mech::BhWq | Mech::BhWqHighpri | Mech::WqDelayed)
 }
 
 /// Closes `m`, cancels its pending instance and hands back what waits. Process context.
@@ -151,4 +126,21 @@ pub(crate) fn closed_run(s: &Shared, m: Mech) -> bool {
 /// Whether `m` is closed: the hard IRQ hands its records back at once.
 pub(crate) fn is_closed(s: &Shared, m: Mech) -> bool {
     s.bh.closed[m as usize].load(Acquire)
+}
+
+#[kernel::prelude::kunit_tests(irqstorm_cancel)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_work_item_tasklet_and_timer_can_be_cancelled_and_only_work_items_flushed() {
+        assert_eq!(Mech::ALL.iter().filter(|m| flushable(**m)).count(), 9);
+        for m in Mech::ALL.into_iter().filter(|m| flushable(*m)) {
+            assert!(m.can_sleep() || matches!(m, Mech::BhWq | Mech::BhWqHighpri));
+        }
+        assert_eq!(Mech::ALL.iter().filter(|m| cancellable(**m)).count(), 13);
+        for m in [Mech::Hardirq, Mech::Threaded, Mech::Kthread, Mech::Completion, Mech::User, Mech::KthreadMsleep] {
+            assert!(!cancellable(m) && !flushable(m));
+        }
+    }
 }

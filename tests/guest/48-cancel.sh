@@ -35,8 +35,8 @@ raised_at_least() {
 		i=$((i + 1))
 	done
 }
-CASES="tasklet:0 bh_wq:0 wq_system:0 wq_dedicated:0 wq_delayed:5000 timer_list:0 hrtimer:2000"
-FLUSH="bh_wq wq_system wq_unbound wq_dedicated wq_delayed"
+CASES="tasklet:0 bh_wq:0 wq_system:0 wq_dedicated:0 wq_ordered:0 wq_cpu_intensive:0 wq_delayed:5000 timer_list:0 hrtimer:2000"
+FLUSH="bh_wq wq_system wq_unbound wq_dedicated wq_ordered wq_cpu_intensive wq_delayed"
 ktap_plan $(($(echo $CASES | wc -w) + $(echo $FLUSH | wc -w) + 1))
 
 for c in $CASES; do
