@@ -123,6 +123,7 @@ pub mod compare;
 pub mod gate;
 pub mod hist;
 pub mod input;
+pub mod kcidb;
 pub mod model;
 pub mod offset;
 pub mod render;

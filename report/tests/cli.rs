@@ -140,6 +140,36 @@ fn render_writes_the_report_and_gates() {
             .unwrap();
     assert_eq!(merged["mechanisms"][1]["host"]["raised"], 2200);
     assert_eq!(merged["per_device"].as_array().unwrap().len(), 4);
+
+    // its KCIDB submission: the failed gate is a FAIL test, figures carry seconds
+    let out = bin().arg("kcidb").arg(&out_dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let k: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tests = k["tests"].as_array().unwrap();
+    let status_of = |suffix: &str| {
+        tests
+            .iter()
+            .find(|t| t["path"].as_str().unwrap().ends_with(suffix))
+            .map(|t| t["status"].as_str().unwrap().to_string())
+    };
+    assert_eq!(
+        status_of(".bh_wq.gate.raise_to_ack_p99").as_deref(),
+        Some("FAIL")
+    );
+    assert_eq!(
+        status_of(".tasklet.raise_to_ack.p99").as_deref(),
+        Some("DONE")
+    );
+    let empty = tmp("kcidb-empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = bin().arg("kcidb").arg(&empty).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("neither report.json nor results.json"));
+    std::fs::remove_dir_all(&empty).unwrap();
     std::fs::remove_dir_all(&out_dir).unwrap();
     std::fs::remove_dir_all(&agg_dir).unwrap();
 }

@@ -9,6 +9,7 @@ mod fuzz;
 mod guest;
 mod guest_program;
 mod initramfs;
+mod kcidb;
 mod kernel;
 mod qemu;
 mod repeat;
@@ -164,9 +165,14 @@ struct ScenarioOpts {
         default_value = "tests/scenarios/default.toml"
     )]
     scenario: PathBuf,
-    /// Report directory (default: target/irqstorm/runs/<stamp>/).
+    /// Report directory (default: target/irqstorm/runs/<stamp>/, always new).
+    /// A given one must be empty or new, so that no file of an earlier run
+    /// passes for this one's; --force empties it first.
     #[arg(long, value_name = "DIR")]
     report_dir: Option<PathBuf>,
+    /// Empty a non-empty --report-dir before the run.
+    #[arg(long, requires = "report_dir")]
+    force: bool,
     /// Guests at once, each its own QEMU and device socket of one back end
     /// process (`-c N`), aggregated into one report.
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
@@ -216,9 +222,13 @@ enum BenchKind {
         /// Runs per case (a fresh back end and guest boot each).
         #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
         repeat: u32,
-        /// Report directory (default: target/irqstorm/bench/<stamp>/).
+        /// Report directory (default: target/irqstorm/bench/<stamp>/, always
+        /// new); a given one must be empty or new (--force empties it).
         #[arg(long, value_name = "DIR")]
         report_dir: Option<PathBuf>,
+        /// Empty a non-empty --report-dir first.
+        #[arg(long, requires = "report_dir")]
+        force: bool,
         /// Exit 1 when a median misses its goal.
         #[arg(long)]
         check: bool,
@@ -323,9 +333,13 @@ fn main() -> ExitCode {
                     guest,
                     repeat,
                     report_dir,
+                    force,
                     check,
                 },
-        } => bench::run(&cli.global, guest, *repeat, report_dir.clone(), *check),
+        } => report_dir
+            .as_deref()
+            .map_or(Ok(()), |d| util::claim_report_dir(d, *force))
+            .and_then(|()| bench::run(&cli.global, guest, *repeat, report_dir.clone(), *check)),
         Cmd::Doctor => cmd_doctor(&cli.global),
         Cmd::Docs { check } => docs::run(&util::repo_root(), *check).map(|ok| {
             if ok {
@@ -478,6 +492,9 @@ fn cmd_run(g: &Global, o: &GuestOpts, so: &ScenarioOpts) -> Result<ExitCode> {
         let ev = guest_run(g, o)?;
         print_skipped(&ev);
         return Ok(summary(ev.passed, ev.failed, ev.skipped));
+    }
+    if let Some(d) = &so.report_dir {
+        util::claim_report_dir(d, so.force)?;
     }
     if so.ab {
         return repeat::run_ab(g, o, so);
@@ -695,6 +712,9 @@ mod tests {
         assert!(sc.ab);
         assert_eq!(sc.b_module_params, vec!["inject_delay_us=20"]);
         assert!(Cli::try_parse_from(["xtask", "run", "--ab"]).is_err());
+        // --force only with a report directory to empty.
+        assert!(Cli::try_parse_from(["xtask", "run", "--force"]).is_err());
+        assert!(Cli::try_parse_from(["xtask", "run", "--report-dir", "r", "--force"]).is_ok());
         assert!(Cli::try_parse_from(["xtask", "run", "--b-module-param", "x=1"]).is_err());
     }
 

@@ -31,6 +31,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("apt", "private apt downloads"),
     ("dpkg", "dpkg-deb to unpack downloaded packages"),
     ("tar", "unpacking the kernel source"),
+    (
+        "python3-venv",
+        "a venv for the KCIDB validator (kcidb-io) of `cargo xtask test`",
+    ),
 ];
 
 pub const BINDGEN_VERSION: &str = "0.73.2";

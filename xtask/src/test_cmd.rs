@@ -1,5 +1,6 @@
 //! `cargo xtask test`: every check in order (fmt, clippy, cargo test, the short fuzz runs, the
-//! guest scripts, the gated ci-quick scenario and the impossible threshold, the short soaks),
+//! guest scripts, the gated ci-quick scenario, the impossible threshold and the KCIDB
+//! submission, the short soaks),
 //! ending in one "N passed, N failed, N skipped" line.
 
 use super::*;
@@ -10,12 +11,15 @@ pub(crate) const IMPOSSIBLE: &str =
     "\n[[thresholds]]\nmechanism = \"tasklet\"\nfigure = \"hardirq_to_bh.p50\"\nmax = \"1ns\"\n";
 
 /// ci-quick with its gates, then the impossible threshold re-gated on the
-/// same collected result (no second boot). Returns (passed, failed).
-fn scenario_checks(g: &Global, o: &GuestOpts) -> (usize, usize) {
+/// same collected result (no second boot), then its KCIDB submission (with
+/// the guest scripts' KTAP results, `ktap`) through KernelCI's validator.
+/// Returns (passed, failed).
+fn scenario_checks(g: &Global, o: &GuestOpts, ktap: Option<&Path>) -> (usize, usize) {
     let repo = util::repo_root();
     let so = ScenarioOpts {
         scenario: repo.join("tests/scenarios/ci-quick.toml"),
         report_dir: None,
+        force: false,
         socket_count: 1,
         max_vcpu_wait_share: None,
         repeat: 1,
@@ -84,7 +88,8 @@ fn scenario_checks(g: &Global, o: &GuestOpts) -> (usize, usize) {
             failed += 1;
         }
     }
-    (passed, failed)
+    let (p, f) = crate::kcidb::check(&out.dir, ktap);
+    (passed + p, failed + f)
 }
 
 pub(crate) fn cmd_test(
@@ -148,8 +153,14 @@ pub(crate) fn cmd_test(
     let mut od = o.clone();
     od.device = true;
     let o = &od;
+    let mut ktap = None;
     match guest_run(g, o) {
         Ok(ev) => {
+            ktap = ev
+                .console_log
+                .parent()
+                .map(|d| d.join("results.json"))
+                .filter(|p| p.exists());
             print_skipped(&ev);
             passed += ev.passed;
             failed += ev.failed;
@@ -161,7 +172,7 @@ pub(crate) fn cmd_test(
         }
     }
     if !no_scenario {
-        let (p, f) = scenario_checks(g, o);
+        let (p, f) = scenario_checks(g, o, ktap.as_deref());
         passed += p;
         failed += f;
     }

@@ -28,6 +28,38 @@ pub fn cache_root() -> PathBuf {
     base.join("irqstorm")
 }
 
+/// Makes `dir` the empty report directory of a new run: created if
+/// missing; a non-empty one is refused (its files would pass for this
+/// run's: a failed run would publish an earlier run's summary) unless
+/// `force`, which removes what is in it.
+pub fn claim_report_dir(dir: &Path, force: bool) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    if entries.is_empty() {
+        return Ok(());
+    }
+    if !force {
+        bail!(
+            "report directory {} is not empty ({} entries): its files would pass for this run's; \
+             give a new or empty directory, or --force to empty it",
+            dir.display(),
+            entries.len()
+        );
+    }
+    for p in entries {
+        let r = if p.is_dir() && !p.is_symlink() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        r.with_context(|| format!("remove {}", p.display()))?;
+    }
+    Ok(())
+}
+
 pub fn home() -> PathBuf {
     std::env::var_os("HOME")
         .map(PathBuf::from)
@@ -321,4 +353,31 @@ pub fn with_tmp_dir<T>(final_dir: &Path, f: impl FnOnce(&Path) -> Result<T>) -> 
         let _ = std::fs::remove_dir_all(&tmp);
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_dir_must_be_empty_unless_forced() {
+        let d = std::env::temp_dir().join(format!("irqstorm-claim-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        // New: created.
+        claim_report_dir(&d, false).unwrap();
+        assert!(d.is_dir());
+        // An earlier run's files: refused, nothing touched.
+        std::fs::write(d.join("summary.md"), "old").unwrap();
+        std::fs::create_dir_all(d.join("runs/1")).unwrap();
+        let e = claim_report_dir(&d, false).unwrap_err().to_string();
+        assert!(
+            e.contains("not empty (2 entries)") && e.contains("--force"),
+            "{e}"
+        );
+        assert!(d.join("summary.md").exists());
+        // Forced: emptied, the directory kept.
+        claim_report_dir(&d, true).unwrap();
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }

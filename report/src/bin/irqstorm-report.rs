@@ -82,6 +82,33 @@ enum Cmd {
     /// Does NEW differ from BASE beyond run-to-run noise? Per mechanism and
     /// figure, over the per-run figures. Exit 1 on a significant regression.
     Compare(CompareOpts),
+    /// A KCIDB submission (schema v5.3) of a report directory: every
+    /// latency figure as a test with its value, every gate, and the guest
+    /// KTAP results (`results.json`).
+    Kcidb(KcidbOpts),
+}
+
+#[derive(Args)]
+struct KcidbOpts {
+    /// A report directory: `report.json` of a scenario run, `results.json`
+    /// of a guest script run, or both.
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
+    /// A guest run's `results.json` to add (its KTAP results).
+    #[arg(long, value_name = "FILE")]
+    ktap: Option<PathBuf>,
+    /// The CI system's name, the prefix of every id ([a-z0-9_]+).
+    #[arg(long, default_value = "irqstorm")]
+    origin: String,
+    /// Git commit of the tested kernel tree.
+    #[arg(long, value_name = "HASH")]
+    git_commit: Option<String>,
+    /// Name of the tested kernel tree.
+    #[arg(long, value_name = "NAME")]
+    tree_name: Option<String>,
+    /// Write here instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -350,6 +377,22 @@ fn compare_cmd(o: &CompareOpts) -> Res<ExitCode> {
     })
 }
 
+fn kcidb_cmd(o: &KcidbOpts) -> Res<ExitCode> {
+    let opts = irqstorm_report::kcidb::Options {
+        origin: o.origin.clone(),
+        git_commit: o.git_commit.clone(),
+        tree_name: o.tree_name.clone(),
+    };
+    let v = irqstorm_report::kcidb::from_dir(&o.dir, o.ktap.as_deref(), &opts)
+        .map_err(|e| e.to_string())?;
+    let text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())? + "\n";
+    match &o.output {
+        Some(p) => std::fs::write(p, text).map_err(|e| format!("{}: {e}", p.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     // Usage errors exit 2 (clap's code), `--help` 0.
     let cli = Cli::parse();
@@ -363,6 +406,7 @@ fn main() -> ExitCode {
         } => aggregate_cmd(scenario, out, reports),
         Cmd::Plan { scenario, device } => plan_cmd(scenario, *device),
         Cmd::Compare(o) => compare_cmd(o),
+        Cmd::Kcidb(o) => kcidb_cmd(o),
     };
     match r {
         Ok(c) => c,
