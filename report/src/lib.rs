@@ -124,6 +124,7 @@ pub mod gate;
 pub mod hist;
 pub mod input;
 pub mod kcidb;
+pub mod merge;
 pub mod model;
 pub mod offset;
 pub mod render;

@@ -170,6 +170,44 @@ fn render_writes_the_report_and_gates() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("neither report.json nor results.json"));
     std::fs::remove_dir_all(&empty).unwrap();
+
+    // merge: the run and the aggregate side by side, against the run
+    let merged_dir = tmp("merge");
+    let out = bin()
+        .arg("merge")
+        .arg(format!("one={}", out_dir.display()))
+        .arg(format!("two={}", agg_dir.display()))
+        .arg("--baseline")
+        .arg("one")
+        .arg("--out")
+        .arg(&merged_dir)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        table.contains("merge of 2 reports") && table.contains("against baseline one"),
+        "{table}"
+    );
+    for f in ["merge.json", "table.txt", "summary.md", "compare-two.txt"] {
+        assert!(merged_dir.join(f).is_file(), "{f}");
+    }
+    // a second merge into the same directory is refused
+    let again = bin()
+        .arg("merge")
+        .arg(&out_dir)
+        .arg(&agg_dir)
+        .arg("--out")
+        .arg(&merged_dir)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+    std::fs::remove_dir_all(&merged_dir).unwrap();
     std::fs::remove_dir_all(&out_dir).unwrap();
     std::fs::remove_dir_all(&agg_dir).unwrap();
 }

@@ -86,6 +86,31 @@ enum Cmd {
     /// latency figure as a test with its value, every gate, and the guest
     /// KTAP results (`results.json`).
     Kcidb(KcidbOpts),
+    /// Reports of many jobs (runners, kernels, variants, accelerators) side
+    /// by side in one directory: table.txt, summary.md, merge.json, CDF
+    /// plots; with --baseline, compare verdicts against it. Exit 1 on a
+    /// significant regression against the baseline.
+    Merge(MergeOpts),
+}
+
+#[derive(Args)]
+struct MergeOpts {
+    /// `[LABEL=]DIR` or `[LABEL=]report.json`, at least two (the label
+    /// defaults to the directory's name).
+    #[arg(required = true, num_args = 2.., value_name = "[LABEL=]REPORT")]
+    reports: Vec<String>,
+    /// Output directory (must be new or empty).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Label of the input the others are compared against.
+    #[arg(long, value_name = "LABEL")]
+    baseline: Option<String>,
+    /// Confidence of the comparisons.
+    #[arg(long, value_name = "C", default_value_t = 0.99)]
+    confidence: f64,
+    /// Smallest change that counts (as for compare).
+    #[arg(long, value_name = "SPEC", default_value = "10%,2us")]
+    min_effect: MinEffect,
 }
 
 #[derive(Args)]
@@ -377,6 +402,37 @@ fn compare_cmd(o: &CompareOpts) -> Res<ExitCode> {
     })
 }
 
+fn merge_cmd(o: &MergeOpts) -> Res<ExitCode> {
+    use irqstorm_report::merge;
+    if o.out.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+        return Err(format!(
+            "{}: not empty; merge writes into a new or empty directory",
+            o.out.display()
+        ));
+    }
+    let inputs = o
+        .reports
+        .iter()
+        .map(|r| merge::load_input(r))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let copts = compare::Options {
+        confidence: o.confidence,
+        min_effect: o.min_effect,
+        ..Default::default()
+    };
+    let m = merge::merge(&inputs, o.baseline.as_deref(), &copts).map_err(|e| e.to_string())?;
+    let written =
+        merge::write(&o.out, &inputs, &m).map_err(|e| format!("{}: {e}", o.out.display()))?;
+    print!("{}", merge::table(&m));
+    eprintln!("merge: {} files in {}", written.len(), o.out.display());
+    Ok(if m.verdicts.iter().any(|v| v.regressions > 0) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn kcidb_cmd(o: &KcidbOpts) -> Res<ExitCode> {
     let opts = irqstorm_report::kcidb::Options {
         origin: o.origin.clone(),
@@ -407,6 +463,7 @@ fn main() -> ExitCode {
         Cmd::Plan { scenario, device } => plan_cmd(scenario, *device),
         Cmd::Compare(o) => compare_cmd(o),
         Cmd::Kcidb(o) => kcidb_cmd(o),
+        Cmd::Merge(o) => merge_cmd(o),
     };
     match r {
         Ok(c) => c,
