@@ -319,6 +319,30 @@ fn cell_text(v: Option<u64>) -> String {
     v.map_or_else(|| "-".into(), |ns| fmt_ns(ns as f64))
 }
 
+/// One block of the table: a figure's heading and, per mechanism, the
+/// inputs' cells as text.
+type Block<'a> = (&'static str, Vec<(&'a str, Vec<String>)>);
+
+/// The table's blocks, one per figure (what `table` and `markdown` lay out).
+fn blocks(m: &Merged) -> Vec<Block<'_>> {
+    FIGURES
+        .iter()
+        .map(|(metric, stat, heading)| {
+            let fig = format!("{metric}.{stat}");
+            let rows = m
+                .cells
+                .iter()
+                .filter(|c| c.figure == fig)
+                .map(|c| {
+                    let cells = c.values_ns.iter().map(|v| cell_text(*v)).collect();
+                    (c.mechanism.as_str(), cells)
+                })
+                .collect();
+            (*heading, rows)
+        })
+        .collect()
+}
+
 fn header_lines(m: &Merged) -> String {
     let mut s = String::new();
     for i in &m.inputs {
@@ -371,17 +395,16 @@ pub fn table(m: &Merged) -> String {
         .max()
         .unwrap_or(9)
         .max(9);
-    for (metric, stat, heading) in FIGURES {
-        let fig = format!("{metric}.{stat}");
+    for (heading, rows) in blocks(m) {
         let _ = write!(s, "\n{:<mw$} | {heading}\n{:<mw$} |", "", "mechanism");
         for i in &m.inputs {
             let _ = write!(s, " {:>w$}", i.label);
         }
         s.push('\n');
-        for c in m.cells.iter().filter(|c| c.figure == fig) {
-            let _ = write!(s, "{:<mw$} |", c.mechanism);
-            for v in &c.values_ns {
-                let _ = write!(s, " {:>w$}", cell_text(*v));
+        for (mech, cells) in rows {
+            let _ = write!(s, "{mech:<mw$} |");
+            for c in cells {
+                let _ = write!(s, " {c:>w$}");
             }
             s.push('\n');
         }
@@ -422,23 +445,16 @@ pub fn markdown(m: &Merged) -> String {
             if i.disturbed { " — disturbed" } else { "" }
         );
     }
-    for (metric, stat, heading) in FIGURES {
-        let fig = format!("{metric}.{stat}");
-        let _ = write!(s, "\n## {heading}\n\n| mechanism |");
-        for i in &m.inputs {
-            let _ = write!(s, " {} |", i.label);
-        }
-        let _ = write!(s, "\n|---|");
-        for _ in &m.inputs {
-            s.push_str("---:|");
-        }
-        s.push('\n');
-        for c in m.cells.iter().filter(|c| c.figure == fig) {
-            let _ = write!(s, "| {} |", c.mechanism);
-            for v in &c.values_ns {
-                let _ = write!(s, " {} |", cell_text(*v));
-            }
-            s.push('\n');
+    for (heading, rows) in blocks(m) {
+        let labels: Vec<&str> = m.inputs.iter().map(|i| i.label.as_str()).collect();
+        let _ = writeln!(
+            s,
+            "\n## {heading}\n\n| mechanism | {} |",
+            labels.join(" | ")
+        );
+        let _ = writeln!(s, "|---|{}", "---:|".repeat(labels.len()));
+        for (mech, cells) in rows {
+            let _ = writeln!(s, "| {mech} | {} |", cells.join(" | "));
         }
     }
     if let Some(b) = &m.baseline {
