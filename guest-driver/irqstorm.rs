@@ -329,6 +329,10 @@ kernel::module_pci_driver! {
             default: -1,
             description: "Queue wq_system, wq_highpri and wq_dedicated work on this CPU (queue_work_on); -1 or a CPU not below nr_cpu_ids = the queueing CPU",
         },
+        dispatch_delay_us: u32 {
+            default: 0,
+            description: "Test hook: busy-wait this many us (at most 1000) in the hard IRQ between a record's cancel check and its queueing, for tests/guest/48-cancel.sh to widen the cancel race; 0 = off",
+        },
         work_items: u32 {
             default: 1,
             description: "Work items per process-context workqueue mechanism (wq_system, wq_highpri, wq_unbound, wq_dedicated, wq_ordered, wq_cpu_intensive), 1..=16: how many of its records the queue may run at once (its own rules decide)",

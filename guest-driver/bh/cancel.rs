@@ -49,9 +49,13 @@ pub(crate) fn cancel(s: &Arc<Shared>, m: Mech) -> Result<u64> {
     }
     let i = m as usize;
     s.bh.cancel_done[i].store(false, Relaxed);
-    // Full: a hard IRQ that reads "open" after this has queued its record before the cancel
-    // below looks at the queue.
-    let _ = s.bh.closed[i].xchg(true, Full);
+    {
+        // Under the queues' lock, which `dispatch` holds from its check to its scheduling: a
+        // hard IRQ that found `m` open has queued and scheduled before this, so the cancel
+        // below sees its run; any later one finds `m` closed.
+        let _q = s.bh.fifos.lock();
+        let _ = s.bh.closed[i].xchg(true, Full);
+    }
     match m {
         Mech::Tasklet => s.bh.tasklet.kill(),
         Mech::TaskletHi => s.bh.tasklet_hi.kill(),

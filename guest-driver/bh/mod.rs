@@ -162,18 +162,38 @@ pub(crate) fn dispatch(s: &Arc<Shared>, it: Item, m: Mech) -> bool {
         process(s, it, m);
         return false;
     }
+    // The check, the queueing and the scheduling under the queues' lock, which `cancel` takes
+    // to close `m`: a record either finds `m` closed, or is queued and its run scheduled
+    // before the cancel starts (so the cancel's kernel call cancels or waits for that run).
+    // Checked outside the lock, a hard IRQ on another CPU could queue and schedule between
+    // the cancel's return and `reopen`: a run after the cancel (48-cancel, the race case).
+    let mut q = s.bh.fifos.lock();
     if cancel::is_closed(s, m) {
+        drop(q);
         // Cancelled: handed back at once (the hard IRQ posts the ack with the others).
         account_cancelled(s, it, m);
         return false;
     }
-    if !s.bh.fifos.lock()[m as usize].push(it) {
+    dispatch_delay();
+    if !q[m as usize].push(it) {
+        drop(q);
         // Never lose an event: account for it right here.
         s.cnt.fifo_overflow.add(1, Relaxed);
         process_nowork(s, it, m);
         return false;
     }
-    schedule(s, m, delay_for(it.origin, s.delay_of(it.source)))
+    let wake = schedule(s, m, delay_for(it.origin, s.delay_of(it.source)));
+    drop(q);
+    wake
+}
+
+/// The test hook `dispatch_delay_us` (at most 1000 us): a busy wait between a record's
+/// cancel check and its queueing.
+fn dispatch_delay() {
+    let us = crate::module_parameters::dispatch_delay_us.value().min(1000);
+    if us > 0 {
+        udelay(Delta::from_micros(i64::from(us)));
+    }
 }
 
 /// The delay a record asks of a delay mechanism, given its source's `configured` one: the

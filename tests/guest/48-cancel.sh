@@ -37,7 +37,7 @@ raised_at_least() {
 }
 CASES="tasklet:0 bh_wq:0 wq_system:0 wq_dedicated:0 wq_ordered:0 wq_cpu_intensive:0 wq_delayed:5000 timer_list:0 hrtimer:2000"
 FLUSH="bh_wq wq_system wq_unbound wq_dedicated wq_ordered wq_cpu_intensive wq_delayed"
-ktap_plan $(($(echo $CASES | wc -w) + $(echo $FLUSH | wc -w) + 1))
+ktap_plan $(($(echo $CASES | wc -w) + $(echo $FLUSH | wc -w) + 2))
 
 for c in $CASES; do
 	m=${c%%:*} delay=${c#*:}
@@ -92,6 +92,43 @@ for m in $FLUSH; do
 	if [ -z "$why" ]; then ktap_ok "$name"; else ktap_fail "$name" "$why"; fi
 	echo "0 work none" > $D/sources
 done
+
+# The race of a hard IRQ on another CPU with the cancel: the IRQ checked "open", then the
+# cancel closed the mechanism, killed the tasklet and returned, then the IRQ queued its record
+# and scheduled the tasklet, which ran after the cancel had returned (ran_after_cancel). The
+# module parameter dispatch_delay_us=50 widens the IRQ's window between its check and its
+# queueing; the IRQ on CPU 1, this shell on CPU 0; 60 cancel/reopen cycles under a storm.
+if [ "$(nproc)" -ge 2 ]; then
+	irqstorm_reload dispatch_delay_us=50
+	echo all > $D/reset
+	irq=$(awk '/irqstorm/ { sub(":", "", $1); print $1; exit }' /proc/interrupts)
+	echo 1 > "/proc/irq/$irq/smp_affinity_list"
+	taskset -p -c 0 $$ > /dev/null
+	echo "0 tasklet" > $D/sources
+	a0=$(cnt ran_after_cancel)
+	echo "0 10000 1 3000" > $D/storm
+	raised_at_least 500
+	n=0
+	while [ $n -lt 60 ]; do
+		echo "cancel tasklet" > $D/bh
+		echo "reopen tasklet" > $D/bh
+		n=$((n + 1))
+	done
+	settle 30000
+	echo "stats all" > $D/ctrl
+	rec=$(dstat records); ack=$(dstat acked)
+	ran=$(($(cnt ran_after_cancel) - a0)); k=$(cnt cancelled)
+	ktap_diag "cancel race: 60 cycles, $k handed back, $ran runs after a cancel returned; device records $rec acked $ack"
+	if [ "$ran" -eq 0 ] && [ "$ack" -eq "$rec" ] && [ "$k" -gt 0 ]; then
+		ktap_ok "no run after a cancel returned with the IRQ on another CPU (dispatch_delay_us=50)"
+	else
+		ktap_fail "no run after a cancel returned with the IRQ on another CPU (dispatch_delay_us=50)" "$ran runs after the cancel, $k handed back, acked $ack of $rec"
+	fi
+	taskset -p -c 0-$(($(nproc) - 1)) $$ > /dev/null
+	irqstorm_reload
+else
+	ktap_skip "no run after a cancel returned with the IRQ on another CPU" "one CPU: the race needs two"
+fi
 
 r0=$(cnt cancel_refused)
 why=""
