@@ -145,7 +145,13 @@ pub fn choose_accel(repo: &Path, cache: &Path, g: &Guest, opt: AccelOpt) -> Resu
     let memo = cache.join(format!("kvm-probe-{}", h.short()));
     if let Ok(s) = std::fs::read_to_string(&memo) {
         return Ok(match s.lines().next() {
-            Some("kvm") => Accel::Kvm,
+            Some("kvm") => {
+                step(&format!(
+                    "accel: KVM (probe passed earlier: {})",
+                    memo.display()
+                ));
+                Accel::Kvm
+            }
             _ => {
                 eprintln!(
                     "KVM probe failed earlier ({}): using TCG",

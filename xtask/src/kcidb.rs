@@ -26,46 +26,13 @@ except jsonschema.ValidationError as e:
     sys.exit(3)
 ";
 
-fn system_python() -> &'static str {
-    if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
-}
-
-/// The venv's python, made on first use (`python3 -m venv`, then `pip
-/// install kcidb-io==VERSION`).
+/// The venv's python, made on first use.
 pub fn validator() -> Result<PathBuf> {
-    let dir = util::cache_root().join(format!("kcidb-io-{KCIDB_IO_VERSION}"));
-    let py = dir.join("bin/python");
-    let marker = dir.join(".installed");
-    if marker.exists() {
-        return Ok(py);
-    }
-    step(&format!(
-        "kcidb: installing kcidb-io {KCIDB_IO_VERSION} into {} (once)",
-        dir.display()
-    ));
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
-    }
-    util::run(Command::new(system_python()).args(["-m", "venv"]).arg(&dir))
-        .context("python3 -m venv (Debian: apt-get install python3-venv)")?;
-    util::run(
-        Command::new(&py)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .arg(format!("kcidb-io=={KCIDB_IO_VERSION}")),
-    )
-    .context("pip install kcidb-io (needs PyPI)")?;
-    std::fs::write(&marker, KCIDB_IO_VERSION)?;
-    Ok(py)
+    let dir = util::pip_venv(
+        &format!("kcidb-io-{KCIDB_IO_VERSION}"),
+        &format!("kcidb-io=={KCIDB_IO_VERSION}"),
+    )?;
+    Ok(dir.join("bin/python"))
 }
 
 /// `Ok(None)`: valid; `Ok(Some(reason))`: rejected.

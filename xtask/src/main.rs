@@ -2,6 +2,7 @@
 
 mod apt;
 mod bench;
+mod ci_examples;
 mod conservation;
 mod docs;
 mod fault;
@@ -151,7 +152,7 @@ impl Cmd {
                 *guest = guest.clone().with_device_env(value)?;
                 Cmd::Bench { bench }
             }
-            c @ (Cmd::Doctor | Cmd::Docs { .. } | Cmd::Fuzz { .. }) => c,
+            c @ (Cmd::Doctor | Cmd::Docs { .. } | Cmd::Fuzz { .. } | Cmd::CiExamples { .. }) => c,
         })
     }
 }
@@ -256,7 +257,7 @@ enum Cmd {
         /// Skip fmt/clippy/cargo test; only the guest.
         #[arg(long)]
         guest_only: bool,
-        /// Skip the scenario run.
+        /// Skip the scenario run (and the CI examples, which boot one too).
         #[arg(long)]
         no_scenario: bool,
         /// Skip the short soaks (pause, reconnect).
@@ -278,6 +279,14 @@ enum Cmd {
     Bench {
         #[command(subcommand)]
         bench: BenchKind,
+    },
+    /// The CI examples (docs/ci/): actionlint on the GitHub workflow,
+    /// shellcheck on their scripts, and the GitLab pipeline's jobs run for
+    /// real by gitlab-ci-local's shell executor (default: the quick job).
+    CiExamples {
+        /// A GitLab job to run (repeatable; default irqstorm-quick).
+        #[arg(long = "gitlab-job", value_name = "JOB")]
+        gitlab_jobs: Vec<String>,
     },
     /// Check every prerequisite: version, OK/missing, and the exact fix.
     Doctor,
@@ -340,6 +349,20 @@ fn main() -> ExitCode {
             .as_deref()
             .map_or(Ok(()), |d| util::claim_report_dir(d, *force))
             .and_then(|()| bench::run(&cli.global, guest, *repeat, report_dir.clone(), *check)),
+        Cmd::CiExamples { gitlab_jobs } => {
+            let jobs = if gitlab_jobs.is_empty() {
+                vec![ci_examples::GITLAB_QUICK_JOB.to_string()]
+            } else {
+                gitlab_jobs.clone()
+            };
+            match setup::ensure() {
+                Ok(()) => {
+                    let (p, f) = ci_examples::check_all(&util::repo_root(), &jobs);
+                    Ok(summary(p, f, 0))
+                }
+                Err(e) => Err(e),
+            }
+        }
         Cmd::Doctor => cmd_doctor(&cli.global),
         Cmd::Docs { check } => docs::run(&util::repo_root(), *check).map(|ok| {
             if ok {

@@ -1,7 +1,7 @@
 //! Prerequisites: check (doctor), install (as root), or print the fix.
 
 use crate::util::{self, step};
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -33,9 +33,17 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("tar", "unpacking the kernel source"),
     (
         "python3-venv",
-        "a venv for the KCIDB validator (kcidb-io) of `cargo xtask test`",
+        "venvs for kcidb-io and actionlint (`cargo xtask test`)",
     ),
+    (
+        "shellcheck",
+        "actionlint's check of run: scripts, docs/ci/*.sh",
+    ),
+    ("rsync", "gitlab-ci-local (the GitLab example's check)"),
 ];
+
+/// Node.js with npm for gitlab-ci-local (>= 18; Debian 12's nodejs is 18).
+pub const NODE_MIN_MAJOR: u32 = 18;
 
 pub const BINDGEN_VERSION: &str = "0.73.2";
 /// cargo-fuzz for `cargo xtask fuzz` (runs on stable with `--sanitizer none`).
@@ -238,6 +246,7 @@ pub fn checks() -> Vec<Check> {
         }),
         info: false,
     });
+    out.push(node_check());
     let lc = Path::new(util::LIBCLANG_PATH).join("libclang.so");
     out.push(Check {
         name: format!("libclang at {}", util::LIBCLANG_PATH),
@@ -247,6 +256,28 @@ pub fn checks() -> Vec<Check> {
         info: false,
     });
     out
+}
+
+/// `node` >= NODE_MIN_MAJOR and `npm`: present on a machine with
+/// NodeSource's nodejs (npm inside), else Debian's nodejs + npm.
+fn node_check() -> Check {
+    let node = util::version_of("node", &["--version"]);
+    let npm = util::version_of("npm", &["--version"]);
+    let major = node.as_deref().and_then(|v| {
+        v.trim_start_matches('v')
+            .split('.')
+            .next()?
+            .parse::<u32>()
+            .ok()
+    });
+    let ok = npm.is_some() && major.is_some_and(|m| m >= NODE_MIN_MAJOR);
+    Check {
+        name: format!("node >= {NODE_MIN_MAJOR} and npm (gitlab-ci-local)"),
+        version: node.map(|n| format!("node {n}, npm {}", npm.as_deref().unwrap_or("missing"))),
+        ok,
+        fix: (!ok).then(|| Fix::AptInstall(vec!["nodejs".into(), "npm".into()])),
+        info: false,
+    }
 }
 
 pub fn print_checks(checks: &[Check]) {
@@ -327,19 +358,60 @@ pub fn ensure() -> Result<()> {
                 .ok_or_else(|| anyhow!("cannot set up automatically: {c}"))
         })
         .collect::<Result<Vec<_>>>()?;
-    for (c, argv) in runs {
-        if let Fix::AptInstall(pkgs) = c {
-            install_packages(pkgs)?;
-        } else {
-            step(&format!("set-up: {c}"));
-            // With PATH changed, the child's PATH finds the program too.
-            util::run(
-                Command::new(&argv[0])
-                    .args(&argv[1..])
-                    .env("PATH", util::tool_path()),
-            )?;
-        }
+    // rustup first (the toolchain must not change under a build); then the
+    // cargo installs run side by side in the background (each is mostly a
+    // long one-crate tail on one core) while apt installs the packages.
+    let (installs, rest): (Vec<_>, Vec<_>) = runs
+        .into_iter()
+        .partition(|(c, _)| matches!(c, Fix::CargoInstall { .. }));
+    for (c, argv) in rest
+        .iter()
+        .filter(|(c, _)| matches!(c, Fix::RustupComponent(_)))
+    {
+        step(&format!("set-up: {c}"));
+        // With PATH changed, the child's PATH finds the program too.
+        util::run(
+            Command::new(&argv[0])
+                .args(&argv[1..])
+                .env("PATH", util::tool_path()),
+        )?;
     }
+    let logs = util::cache_root().join("setup-logs");
+    std::fs::create_dir_all(&logs)?;
+    std::thread::scope(|s| -> Result<()> {
+        let background: Vec<_> = installs
+            .iter()
+            .map(|(c, argv)| {
+                let name = match c {
+                    Fix::CargoInstall { krate, .. } => krate.as_str(),
+                    _ => "install",
+                };
+                let log = logs.join(format!("cargo-install-{name}.log"));
+                step(&format!("set-up: {c} (background, log {})", log.display()));
+                s.spawn(move || run_to_log(argv, &log).map(|t| (c, t)))
+            })
+            .collect();
+        let mut first_error = None;
+        for (c, _) in &rest {
+            if let Fix::AptInstall(pkgs) = c {
+                if let Err(e) = install_packages(pkgs) {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        for h in background {
+            match h.join() {
+                Ok(Ok((c, t))) => step(&format!("set-up: {c}: done in {}", util::fmt_dur(t))),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_error.get_or_insert(anyhow!("a set-up thread panicked"));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    })?;
     let still: Vec<String> = checks()
         .into_iter()
         .filter(|c| !c.ok && !c.info)
@@ -349,6 +421,32 @@ pub fn ensure() -> Result<()> {
         bail!("still missing after set-up: {}", still.join(", "));
     }
     Ok(())
+}
+
+/// Run `argv` with its output to `log`; on failure, the log's end in the
+/// error. Returns how long it took.
+fn run_to_log(argv: &[String], log: &Path) -> Result<std::time::Duration> {
+    let t0 = std::time::Instant::now();
+    let f = std::fs::File::create(log)?;
+    let st = Command::new(&argv[0])
+        .args(&argv[1..])
+        .env("PATH", util::tool_path())
+        .stdin(Stdio::null())
+        .stdout(f.try_clone()?)
+        .stderr(f)
+        .status()
+        .with_context(|| format!("cannot run {}", argv[0]))?;
+    if !st.success() {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(20).collect();
+        bail!(
+            "{} failed ({st}); the end of {}:\n{}",
+            argv.join(" "),
+            log.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    Ok(t0.elapsed())
 }
 
 /// Install Debian packages from the system's own sources, refusing any plan

@@ -1,6 +1,7 @@
 //! `cargo xtask test`: every check in order (fmt, clippy, cargo test, the short fuzz runs, the
 //! guest scripts, the gated ci-quick scenario, the impossible threshold and the KCIDB
-//! submission, the short soaks),
+//! submission, the CI examples (docs/ci/: actionlint, shellcheck, gitlab-ci-local), the short
+//! soaks),
 //! ending in one "N passed, N failed, N skipped" line.
 
 use super::*;
@@ -173,6 +174,12 @@ pub(crate) fn cmd_test(
     }
     if !no_scenario {
         let (p, f) = scenario_checks(g, o, ktap.as_deref());
+        passed += p;
+        failed += f;
+    }
+    if !no_scenario {
+        let jobs = [crate::ci_examples::GITLAB_QUICK_JOB.to_string()];
+        let (p, f) = crate::ci_examples::check_all(&repo, &jobs);
         passed += p;
         failed += f;
     }

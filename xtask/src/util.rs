@@ -10,10 +10,57 @@ use std::time::{Duration, Instant};
 
 pub use irqstorm_harness::progress::{fmt_dur, step};
 
-/// The repository root (parent of xtask/).
+/// The repository root (parent of xtask/): of the checkout `cargo run`
+/// started this binary from (cargo sets CARGO_MANIFEST_DIR at run time),
+/// else of the one it was built from. Cargo reuses a build across
+/// checkouts that share a target directory (its fingerprints are relative
+/// to the workspace), so the built-in path can name another checkout.
 pub fn repo_root() -> PathBuf {
-    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    repo_root_from(std::env::var_os("CARGO_MANIFEST_DIR"))
+}
+
+fn repo_root_from(run_time: Option<std::ffi::OsString>) -> PathBuf {
+    let here = run_time
+        .filter(|p| Path::new(p).join("Cargo.toml").exists())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     here.parent().expect("xtask has a parent").to_path_buf()
+}
+
+/// A venv in the cache with one PyPI requirement installed (`python3 -m
+/// venv`, then `pip install REQ`), made on first use; its directory.
+pub fn pip_venv(name: &str, requirement: &str) -> Result<PathBuf> {
+    let dir = cache_root().join(name);
+    let marker = dir.join(".installed");
+    if marker.exists() {
+        return Ok(dir);
+    }
+    step(&format!(
+        "installing {requirement} into {} (once)",
+        dir.display()
+    ));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    let python = if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
+    run(Command::new(python).args(["-m", "venv"]).arg(&dir))
+        .context("python3 -m venv (Debian: apt-get install python3-venv)")?;
+    run(Command::new(dir.join("bin/python"))
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .arg(requirement))
+    .with_context(|| format!("pip install {requirement} (needs PyPI)"))?;
+    std::fs::write(&marker, requirement)?;
+    Ok(dir)
 }
 
 /// `$IRQSTORM_CACHE`, else `${XDG_CACHE_HOME:-~/.cache}/irqstorm`.
@@ -358,6 +405,22 @@ pub fn with_tmp_dir<T>(final_dir: &Path, f: impl FnOnce(&Path) -> Result<T>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_checkout_cargo_ran_is_the_repository() {
+        // Another checkout sharing this target directory: cargo ran its
+        // xtask, so its paths are the ones to use.
+        let other = std::env::temp_dir().join(format!("irqstorm-root-{}", std::process::id()));
+        std::fs::create_dir_all(other.join("xtask")).unwrap();
+        std::fs::write(other.join("xtask/Cargo.toml"), "").unwrap();
+        assert_eq!(repo_root_from(Some(other.join("xtask").into())), other);
+        // Not a manifest directory, or not set: the built-in one.
+        let built = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let built = built.parent().unwrap();
+        assert_eq!(repo_root_from(Some("/nonexistent".into())), built);
+        assert_eq!(repo_root_from(None), built);
+        std::fs::remove_dir_all(&other).unwrap();
+    }
 
     #[test]
     fn a_report_dir_must_be_empty_unless_forced() {
