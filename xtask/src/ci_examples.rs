@@ -34,30 +34,22 @@ fn actionlint() -> Result<PathBuf> {
 }
 
 fn gitlab_ci_local() -> Result<PathBuf> {
-    let dir = util::cache_root().join(format!("gitlab-ci-local-{GITLAB_CI_LOCAL}"));
-    let bin = dir.join("node_modules/.bin/gitlab-ci-local");
-    let marker = dir.join(".installed");
-    if marker.exists() {
-        return Ok(bin);
-    }
-    step(&format!(
-        "installing gitlab-ci-local {GITLAB_CI_LOCAL} into {} (once)",
-        dir.display()
-    ));
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
-    }
-    std::fs::create_dir_all(&dir)?;
-    util::run(
-        Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
-            .arg("--prefix")
-            .arg(&dir)
-            .arg(format!("gitlab-ci-local@{GITLAB_CI_LOCAL}")),
-    )
-    .context("npm install gitlab-ci-local (needs the npm registry)")?;
-    std::fs::write(&marker, GITLAB_CI_LOCAL)?;
-    Ok(bin)
+    let what = format!("gitlab-ci-local@{GITLAB_CI_LOCAL}");
+    let dir = util::installed_once(
+        &format!("gitlab-ci-local-{GITLAB_CI_LOCAL}"),
+        &what,
+        |dir| {
+            util::run(
+                Command::new("npm")
+                    .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+                    .arg("--prefix")
+                    .arg(dir)
+                    .arg(&what),
+            )
+            .context("npm install gitlab-ci-local (needs the npm registry)")
+        },
+    )?;
+    Ok(dir.join("node_modules/.bin/gitlab-ci-local"))
 }
 
 fn shellcheck() -> PathBuf {

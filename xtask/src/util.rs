@@ -27,40 +27,52 @@ fn repo_root_from(run_time: Option<std::ffi::OsString>) -> PathBuf {
     here.parent().expect("xtask has a parent").to_path_buf()
 }
 
-/// A venv in the cache with one PyPI requirement installed (`python3 -m
-/// venv`, then `pip install REQ`), made on first use; its directory.
-pub fn pip_venv(name: &str, requirement: &str) -> Result<PathBuf> {
+/// A tool installed once into the cache directory `name` by `install`
+/// (given the fresh, empty directory): its directory. A marker written
+/// after `install` succeeded tells a finished install from an interrupted
+/// one, which is redone.
+pub fn installed_once(
+    name: &str,
+    what: &str,
+    install: impl FnOnce(&Path) -> Result<()>,
+) -> Result<PathBuf> {
     let dir = cache_root().join(name);
     let marker = dir.join(".installed");
     if marker.exists() {
         return Ok(dir);
     }
-    step(&format!(
-        "installing {requirement} into {} (once)",
-        dir.display()
-    ));
+    step(&format!("installing {what} into {} (once)", dir.display()));
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }
-    let python = if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    };
-    run(Command::new(python).args(["-m", "venv"]).arg(&dir))
-        .context("python3 -m venv (Debian: apt-get install python3-venv)")?;
-    run(Command::new(dir.join("bin/python"))
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
-        .arg(requirement))
-    .with_context(|| format!("pip install {requirement} (needs PyPI)"))?;
-    std::fs::write(&marker, requirement)?;
+    std::fs::create_dir_all(&dir)?;
+    install(&dir)?;
+    std::fs::write(&marker, what)?;
     Ok(dir)
+}
+
+/// A venv in the cache with one PyPI requirement installed (`python3 -m
+/// venv`, then `pip install REQ`), made on first use; its directory.
+pub fn pip_venv(name: &str, requirement: &str) -> Result<PathBuf> {
+    installed_once(name, requirement, |dir| {
+        let python = if Path::new("/usr/bin/python3").exists() {
+            "/usr/bin/python3"
+        } else {
+            "python3"
+        };
+        run(Command::new(python).args(["-m", "venv"]).arg(dir))
+            .context("python3 -m venv (Debian: apt-get install python3-venv)")?;
+        run(Command::new(dir.join("bin/python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .arg(requirement))
+        .with_context(|| format!("pip install {requirement} (needs PyPI)"))
+    })
 }
 
 /// `$IRQSTORM_CACHE`, else `${XDG_CACHE_HOME:-~/.cache}/irqstorm`.
