@@ -229,12 +229,10 @@ pub fn run_gitlab(repo: &Path, jobs: &[String]) -> Result<String> {
     let st = cmd.status().context("cannot run gitlab-ci-local")?;
     let text = std::fs::read_to_string(&log_path).unwrap_or_default();
     if !st.success() {
-        let tail: Vec<&str> = text.lines().rev().take(30).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
         bail!(
             "gitlab-ci-local failed ({st}); the end of {}:\n{}",
             log_path.display(),
-            tail.join("\n")
+            util::last_lines(&text, 30)
         );
     }
     let mut kept = Vec::new();

@@ -438,12 +438,11 @@ fn run_to_log(argv: &[String], log: &Path) -> Result<std::time::Duration> {
         .with_context(|| format!("cannot run {}", argv[0]))?;
     if !st.success() {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(20).collect();
         bail!(
             "{} failed ({st}); the end of {}:\n{}",
             argv.join(" "),
             log.display(),
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            util::last_lines(&text, 20)
         );
     }
     Ok(t0.elapsed())

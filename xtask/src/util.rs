@@ -27,6 +27,12 @@ fn repo_root_from(run_time: Option<std::ffi::OsString>) -> PathBuf {
     here.parent().expect("xtask has a parent").to_path_buf()
 }
 
+/// The last `n` lines of `text` (a failed command's log, for its error).
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// A tool installed once into the cache directory `name` by `install`
 /// (given the fresh, empty directory): its directory. A marker written
 /// after `install` succeeded tells a finished install from an interrupted
@@ -417,6 +423,13 @@ pub fn with_tmp_dir<T>(final_dir: &Path, f: impl FnOnce(&Path) -> Result<T>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_lines_keeps_the_end() {
+        assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc");
+        assert_eq!(last_lines("a\nb", 5), "a\nb");
+        assert_eq!(last_lines("", 3), "");
+    }
 
     #[test]
     fn the_checkout_cargo_ran_is_the_repository() {
