@@ -1,10 +1,37 @@
 //! Progress lines on stderr, shared by the harness and `cargo xtask`.
 
+use std::cell::RefCell;
 use std::time::Duration;
 
-/// One `==> msg` progress line.
+thread_local! {
+    static LABEL: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Run `f` with this thread's progress lines labelled `[label]`: work in
+/// the background whose lines interleave with another's.
+pub fn labelled<T>(label: &str, f: impl FnOnce() -> T) -> T {
+    LABEL.with(|l| *l.borrow_mut() = Some(label.to_string()));
+    let r = f();
+    LABEL.with(|l| *l.borrow_mut() = None);
+    r
+}
+
+/// This thread's label, if it runs in the background.
+pub fn label() -> Option<String> {
+    LABEL.with(|l| l.borrow().clone())
+}
+
+/// `msg` with this thread's label in front, if it has one.
+pub fn with_label(msg: &str) -> String {
+    match label() {
+        Some(l) => format!("[{l}] {msg}"),
+        None => msg.to_string(),
+    }
+}
+
+/// One `==> msg` progress line (`==> [label] msg` in a labelled thread).
 pub fn step(msg: &str) {
-    eprintln!("==> {msg}");
+    eprintln!("==> {}", with_label(msg));
 }
 
 /// A duration for people: `12.3s`, or `4m05s` from a minute on.
@@ -14,5 +41,21 @@ pub fn fmt_dur(d: Duration) -> String {
         format!("{}m{:02}s", s / 60, s % 60)
     } else {
         format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_labelled_thread_prefixes_its_lines_and_others_do_not() {
+        assert_eq!(with_label("kernel: cached"), "kernel: cached");
+        let inner = labelled("kernel", || with_label("kernel: cached"));
+        assert_eq!(inner, "[kernel] kernel: cached");
+        assert_eq!(label(), None);
+        let other = std::thread::spawn(|| labelled("x", label)).join().unwrap();
+        assert_eq!(other.as_deref(), Some("x"));
+        assert_eq!(with_label("a"), "a");
     }
 }

@@ -1,6 +1,6 @@
 //! A private apt configuration in the cache, for downloading (never
 //! installing) packages from Debian trixie / trixie-backports: the kernel
-//! source and QEMU. The system's apt sources, lists and dpkg status are never
+//! source, QEMU and bindgen. The system's apt sources, lists and dpkg status are never
 //! read or touched.
 
 use crate::util::{self, step};
@@ -139,6 +139,48 @@ impl PrivateApt {
                 dir.display()
             ),
         }
+    }
+
+    /// Download just these packages (no dependencies) from `release` into
+    /// `dir`; returns one .deb per package.
+    pub fn download_packages(
+        &mut self,
+        pkgs: &[&str],
+        release: &str,
+        dir: &Path,
+    ) -> Result<Vec<PathBuf>> {
+        self.update()?;
+        std::fs::create_dir_all(dir)?;
+        let out = self
+            .apt_get()
+            .arg("download")
+            .args(pkgs.iter().map(|p| format!("{p}/{release}")))
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run apt-get download")?;
+        if !out.status.success() {
+            bail!(
+                "apt-get download {} from {release} failed: {}",
+                pkgs.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let mut debs: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "deb"))
+            .collect();
+        debs.sort();
+        if debs.len() != pkgs.len() {
+            bail!(
+                "apt-get download {} from {release} gave {} .deb file(s) in {}",
+                pkgs.join(" "),
+                debs.len(),
+                dir.display()
+            );
+        }
+        Ok(debs)
     }
 
     /// Download `pkg` from `release` with its whole dependency closure into `dir`.

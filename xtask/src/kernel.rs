@@ -2,6 +2,7 @@
 //! out-of-tree build into the cache, and the out-of-tree module build.
 
 use crate::apt::{self, PrivateApt};
+use crate::bindgen::{self, Bindgen};
 use crate::setup::Toolchain;
 use crate::util::{self, step, Hasher};
 use anyhow::{anyhow, bail, Context, Result};
@@ -206,16 +207,30 @@ pub struct Kernel {
     pub key: String,
 }
 
-fn make(src: &Path, out: Option<&Path>) -> Command {
+fn make(src: &Path, out: Option<&Path>, bindgen: &Path) -> Command {
     let mut c = Command::new("make");
     c.arg("-C").arg(src);
     if let Some(o) = out {
         c.arg(format!("O={}", o.display()));
     }
     c.arg("ARCH=x86_64")
+        .arg(format!("BINDGEN={}", bindgen.display()))
         .env("PATH", util::tool_path())
         .env("LIBCLANG_PATH", util::LIBCLANG_PATH);
     c
+}
+
+/// The bindgen for building `src` (at least its minimum), said once.
+fn bindgen_for(src: &Path, cache: &Path, apt: &mut PrivateApt) -> Result<Bindgen> {
+    let min = bindgen::kernel_minimum(src)?;
+    let b = bindgen::resolve(cache, apt, min)?;
+    step(&format!(
+        "bindgen: {} [{}] ({})",
+        b.version,
+        b.origin,
+        b.program.display()
+    ));
+    Ok(b)
 }
 
 /// Where the kernel comes from.
@@ -272,14 +287,15 @@ pub fn prepare(
                 });
             }
             if dir.join("Kconfig").exists() && dir.join("Makefile").exists() {
+                let bg = bindgen_for(&dir, cache, apt)?;
                 let mut h = Hasher::new("kernel-tree-src");
                 h.add(dir.as_os_str().as_encoded_bytes())
                     .add(frag_text.as_bytes())
-                    .add(tools.fingerprint());
+                    .add(tools.fingerprint(&bg.version));
                 let out = cache.join(format!("kernel-{}", h.short()));
                 // A user tree may change at any time: always run make (a
                 // no-op make takes seconds).
-                build(&dir, &out, &frag, &frag_path, &h.short(), true)?;
+                build(&dir, &out, &frag, &frag_path, &h.short(), true, &bg)?;
                 return Ok(Kernel {
                     bzimage: out.join("arch/x86/boot/bzImage"),
                     build_dir: out,
@@ -294,15 +310,16 @@ pub fn prepare(
         Source::Pinned => {
             let pin = load_pin(repo)?;
             let src = fetch_source(cache, &pin, apt)?;
+            let bg = bindgen_for(&src, cache, apt)?;
             let mut h = Hasher::new("kernel-pinned");
             h.add(&pin.package)
                 .add(&pin.version)
                 .add(&pin.sha256)
                 .add(frag_text.as_bytes())
-                .add(tools.fingerprint());
+                .add(tools.fingerprint(&bg.version));
             let key = h.short();
             let out = cache.join(format!("kernel-{key}"));
-            build(&src, &out, &frag, &frag_path, &key, false)?;
+            build(&src, &out, &frag, &frag_path, &key, false, &bg)?;
             Ok(Kernel {
                 bzimage: out.join("arch/x86/boot/bzImage"),
                 build_dir: out,
@@ -394,6 +411,7 @@ fn build(
     frag_path: &Path,
     key: &str,
     always_make: bool,
+    bindgen: &Bindgen,
 ) -> Result<()> {
     let stamp = out.join(STAMP);
     if !always_make
@@ -416,11 +434,15 @@ fn build(
             frag_path.display(),
             out.display()
         ));
-        util::run_logged(make(src, Some(out)).arg("tinyconfig"), "tinyconfig", &log)?;
+        util::run_logged(
+            make(src, Some(out), &bindgen.program).arg("tinyconfig"),
+            "tinyconfig",
+            &log,
+        )?;
         let base = std::fs::read_to_string(&config)?;
         util::write_atomic(&config, merge(&base, frag).as_bytes())?;
         util::run_logged(
-            make(src, Some(out)).arg("olddefconfig"),
+            make(src, Some(out), &bindgen.program).arg("olddefconfig"),
             "olddefconfig",
             &log,
         )?;
@@ -448,7 +470,7 @@ fn build(
         .and_then(|s| s.trim().parse().ok())
         .or(Some(1778));
     let steps = util::run_logged_expect(
-        make(src, Some(out))
+        make(src, Some(out), &bindgen.program)
             .arg(format!("-j{jobs}"))
             .arg("bzImage")
             .arg("modules_prepare")

@@ -2,6 +2,7 @@
 
 mod apt;
 mod bench;
+mod bindgen;
 mod ci_examples;
 mod conservation;
 mod docs;
@@ -390,9 +391,30 @@ fn main() -> ExitCode {
 /// Set-up and all artifacts; the cache lock is held only while building.
 fn prepare(g: &Global) -> Result<Guest> {
     let repo = util::repo_root();
-    let cache = util::cache_root();
     let t0 = Instant::now();
     setup::ensure()?;
+    let (q, k, ko) = prepare_kernel(g)?;
+    let wait = guest_program::build(&repo)?;
+    let cache = util::cache_root();
+    let initrd = {
+        let _lock = util::lock_cache(&cache)?;
+        initramfs::build(&repo, &cache, &ko, &wait)?
+    };
+    step(&format!("prepared in {}", util::fmt_dur(t0.elapsed())));
+    Ok(Guest {
+        qemu: q,
+        kernel: k.bzimage,
+        kernel_key: k.key,
+        initrd,
+    })
+}
+
+/// The artifacts that need no cargo build (QEMU, kernel, module), under
+/// the cache lock: what `cargo xtask test` builds in the background beside
+/// its host checks.
+fn prepare_kernel(g: &Global) -> Result<(qemu::Qemu, kernel::Kernel, PathBuf)> {
+    let repo = util::repo_root();
+    let cache = util::cache_root();
     let _lock = util::lock_cache(&cache)?;
     let mut apt = apt::PrivateApt::new(&cache);
     let q = qemu::resolve(&cache, g.qemu.as_deref(), &mut apt, true)?;
@@ -413,15 +435,7 @@ fn prepare(g: &Global) -> Result<Guest> {
         .clone()
         .unwrap_or_else(|| repo.join("guest-driver"));
     let ko = kernel::build_module(&cache, &k, &msrc)?;
-    let wait = guest_program::build(&repo)?;
-    let initrd = initramfs::build(&repo, &cache, &ko, &wait)?;
-    step(&format!("prepared in {}", util::fmt_dur(t0.elapsed())));
-    Ok(Guest {
-        qemu: q,
-        kernel: k.bzimage,
-        kernel_key: k.key,
-        initrd,
-    })
+    Ok((q, k, ko))
 }
 
 fn device(o: &GuestOpts) -> Result<Option<Device>> {
@@ -653,6 +667,24 @@ fn cmd_doctor(g: &Global) -> Result<ExitCode> {
             ))),
             info: true,
         },
+    });
+    // bindgen (the kernel's minimum is checked when the kernel is built)
+    let provisioned = bindgen::provisioned_dir(&cache).join("bindgen");
+    let bg = util::version_of("bindgen", &["--version"])
+        .map(|v| (v, "PATH".to_string()))
+        .or_else(|| {
+            util::version_of(&provisioned.to_string_lossy(), &["--version"])
+                .map(|v| (v, format!("provisioned: {}", provisioned.display())))
+        });
+    checks.push(setup::Check {
+        name: "bindgen for the kernel's Rust (PATH, else Debian trixie's)".into(),
+        ok: bg.is_some(),
+        version: bg.map(|(v, from)| format!("{v} ({from})")),
+        fix: Some(setup::Fix::Advice(format!(
+            "none yet: the kernel build provisions Debian trixie's into {}",
+            provisioned.display()
+        ))),
+        info: true,
     });
     // Kernel
     match &g.kernel_tree {

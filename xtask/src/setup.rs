@@ -21,7 +21,7 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("binutils", "kernel link"),
     (
         "libclang-19-dev",
-        "bindgen for Rust-for-Linux (libclang >= 17.0.1)",
+        "libclang for the kernel's bindgen (>= 17.0.1)",
     ),
     ("busybox-static", "guest userland"),
     (
@@ -45,16 +45,15 @@ pub const PACKAGES: &[(&str, &str)] = &[
 /// Node.js with npm for gitlab-ci-local (>= 18; Debian 12's nodejs is 18).
 pub const NODE_MIN_MAJOR: u32 = 18;
 
-pub const BINDGEN_VERSION: &str = "0.73.2";
 /// cargo-fuzz for `cargo xtask fuzz` (runs on stable with `--sanitizer none`).
 pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
-/// Versions that key the kernel build.
+/// Versions that key the kernel build (bindgen's is the kernel build's
+/// choice: crate::bindgen).
 #[derive(Debug, Clone)]
 pub struct Toolchain {
     pub gcc: String,
     pub rustc: String,
-    pub bindgen: String,
     pub libclang: String,
     pub make: String,
 }
@@ -65,15 +64,15 @@ impl Toolchain {
         Toolchain {
             gcc: util::version_of("gcc", &["--version"]).unwrap_or_default(),
             rustc: util::version_of("rustc", &["--version"]).unwrap_or_default(),
-            bindgen: util::version_of("bindgen", &["--version"]).unwrap_or_default(),
             libclang: pk.get("libclang-19-dev").cloned().unwrap_or_default(),
             make: util::version_of("make", &["--version"]).unwrap_or_default(),
         }
     }
-    pub fn fingerprint(&self) -> String {
+    /// With `bindgen`'s version text (`bindgen --version`).
+    pub fn fingerprint(&self, bindgen: &str) -> String {
         format!(
             "{}\n{}\n{}\n{}\n{}",
-            self.gcc, self.rustc, self.bindgen, self.libclang, self.make
+            self.gcc, self.rustc, bindgen, self.libclang, self.make
         )
     }
 }
@@ -218,20 +217,6 @@ pub fn checks() -> Vec<Check> {
     for c in ["rust-src", "rustfmt", "clippy"] {
         out.push(rustup_component(c));
     }
-    let bg = util::version_of("bindgen", &["--version"]);
-    let bg_ok = bg
-        .as_deref()
-        .is_some_and(|v| v.split_whitespace().nth(1) == Some(BINDGEN_VERSION));
-    out.push(Check {
-        name: format!("bindgen-cli {BINDGEN_VERSION} (in ~/.cargo/bin)"),
-        version: bg,
-        ok: bg_ok,
-        fix: (!bg_ok).then(|| Fix::CargoInstall {
-            krate: "bindgen-cli".into(),
-            version: BINDGEN_VERSION.into(),
-        }),
-        info: false,
-    });
     let cf = util::version_of("cargo", &["fuzz", "--version"]);
     let cf_ok = cf
         .as_deref()
@@ -326,10 +311,62 @@ fn fix_commands(missing: &[&Check]) -> Vec<Fix> {
 /// Make sure every prerequisite is there: as root, install what is missing;
 /// otherwise print the exact commands and fail.
 pub fn ensure() -> Result<()> {
+    start()?.wait()
+}
+
+/// Installs still running in the background (cargo installs), started by
+/// [`start`]; [`Pending::wait`] joins them and checks everything again.
+pub struct Pending {
+    installs: Vec<(Fix, std::thread::JoinHandle<Result<std::time::Duration>>)>,
+    /// Something was installed: check everything again.
+    recheck: bool,
+}
+
+impl Pending {
+    /// Wait for the background installs; then nothing may be missing.
+    pub fn wait(self) -> Result<()> {
+        if !self.recheck {
+            return Ok(());
+        }
+        let mut first_error = None;
+        for (c, h) in self.installs {
+            match h.join() {
+                Ok(Ok(t)) => step(&format!("set-up: {c}: done in {}", util::fmt_dur(t))),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_error.get_or_insert(anyhow!("a set-up thread panicked"));
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        let still: Vec<String> = checks()
+            .into_iter()
+            .filter(|c| !c.ok && !c.info)
+            .map(|c| c.name)
+            .collect();
+        if !still.is_empty() {
+            bail!("still missing after set-up: {}", still.join(", "));
+        }
+        Ok(())
+    }
+}
+
+/// As [`ensure`], but the cargo installs (each mostly a long one-crate
+/// tail on one core) go on in the background: rustup components and the
+/// packages are there when this returns, the rest when the [`Pending`] is
+/// waited for (a kernel build can start meanwhile).
+pub fn start() -> Result<Pending> {
     let all = checks();
     let missing: Vec<&Check> = all.iter().filter(|c| !c.ok && !c.info).collect();
     if missing.is_empty() {
-        return Ok(());
+        return Ok(Pending {
+            installs: Vec::new(),
+            recheck: false,
+        });
     }
     let cmds = fix_commands(&missing);
     if !util::is_root() {
@@ -354,13 +391,13 @@ pub fn ensure() -> Result<()> {
         .iter()
         .map(|c| {
             c.argv()
-                .map(|argv| (c, argv))
+                .map(|argv| (c.clone(), argv))
                 .ok_or_else(|| anyhow!("cannot set up automatically: {c}"))
         })
         .collect::<Result<Vec<_>>>()?;
     // rustup first (the toolchain must not change under a build); then the
-    // cargo installs run side by side in the background (each is mostly a
-    // long one-crate tail on one core) while apt installs the packages.
+    // cargo installs start in the background while apt installs the
+    // packages.
     let (installs, rest): (Vec<_>, Vec<_>) = runs
         .into_iter()
         .partition(|(c, _)| matches!(c, Fix::CargoInstall { .. }));
@@ -378,49 +415,32 @@ pub fn ensure() -> Result<()> {
     }
     let logs = util::cache_root().join("setup-logs");
     std::fs::create_dir_all(&logs)?;
-    std::thread::scope(|s| -> Result<()> {
-        let background: Vec<_> = installs
-            .iter()
+    let pending = Pending {
+        installs: installs
+            .into_iter()
             .map(|(c, argv)| {
-                let name = match c {
-                    Fix::CargoInstall { krate, .. } => krate.as_str(),
-                    _ => "install",
+                let name = match &c {
+                    Fix::CargoInstall { krate, .. } => krate.clone(),
+                    _ => "install".into(),
                 };
                 let log = logs.join(format!("cargo-install-{name}.log"));
                 step(&format!("set-up: {c} (background, log {})", log.display()));
-                s.spawn(move || run_to_log(argv, &log).map(|t| (c, t)))
+                let h = std::thread::spawn(move || run_to_log(&argv, &log));
+                (c, h)
             })
-            .collect();
-        let mut first_error = None;
-        for (c, _) in &rest {
-            if let Fix::AptInstall(pkgs) = c {
-                if let Err(e) = install_packages(pkgs) {
-                    first_error.get_or_insert(e);
-                }
+            .collect(),
+        recheck: true,
+    };
+    for (c, _) in &rest {
+        if let Fix::AptInstall(pkgs) = c {
+            if let Err(e) = install_packages(pkgs) {
+                // Let the background installs end before returning.
+                let _ = pending.wait();
+                return Err(e);
             }
         }
-        for h in background {
-            match h.join() {
-                Ok(Ok((c, t))) => step(&format!("set-up: {c}: done in {}", util::fmt_dur(t))),
-                Ok(Err(e)) => {
-                    first_error.get_or_insert(e);
-                }
-                Err(_) => {
-                    first_error.get_or_insert(anyhow!("a set-up thread panicked"));
-                }
-            }
-        }
-        first_error.map_or(Ok(()), Err)
-    })?;
-    let still: Vec<String> = checks()
-        .into_iter()
-        .filter(|c| !c.ok && !c.info)
-        .map(|c| c.name)
-        .collect();
-    if !still.is_empty() {
-        bail!("still missing after set-up: {}", still.join(", "));
     }
-    Ok(())
+    Ok(pending)
 }
 
 /// Run `argv` with its output to `log`; on failure, the log's end in the
@@ -540,16 +560,16 @@ mod tests {
     #[test]
     fn fixes_are_argv_not_shell_text() {
         let cargo = Fix::CargoInstall {
-            krate: "bindgen-cli".into(),
-            version: BINDGEN_VERSION.into(),
+            krate: "cargo-fuzz".into(),
+            version: CARGO_FUZZ_VERSION.into(),
         };
         assert_eq!(
             cargo.argv().unwrap(),
-            ["cargo", "install", "--locked", "bindgen-cli@0.73.2"]
+            ["cargo", "install", "--locked", "cargo-fuzz@0.13.2"]
         );
         assert_eq!(
             cargo.to_string(),
-            "cargo install --locked bindgen-cli@0.73.2"
+            "cargo install --locked cargo-fuzz@0.13.2"
         );
         assert_eq!(
             Fix::RustupComponent("clippy".into()).argv().unwrap(),

@@ -1,8 +1,8 @@
-//! `cargo xtask test`: every check in order (fmt, clippy, cargo test, the short fuzz runs, the
-//! guest scripts, the gated ci-quick scenario, the impossible threshold and the KCIDB
-//! submission, the CI examples (docs/ci/: actionlint, shellcheck, gitlab-ci-local), the short
-//! soaks),
-//! ending in one "N passed, N failed, N skipped" line.
+//! `cargo xtask test`: every check in order, ending in one "N passed, N failed, N skipped"
+//! line: fmt, clippy, cargo test and the short fuzz runs (while QEMU, the kernel and the module
+//! build in the background); the guest scripts; the gated ci-quick scenario, the impossible
+//! threshold and the KCIDB submission; the CI examples (docs/ci/: actionlint, shellcheck,
+//! gitlab-ci-local); the short soaks.
 
 use super::*;
 
@@ -102,53 +102,54 @@ pub(crate) fn cmd_test(
     let t0 = Instant::now();
     let repo = util::repo_root();
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-    if let Err(e) = setup::ensure() {
-        eprintln!("error: {e:#}");
-        return Ok(summary(0, 1, 0));
-    }
-    if !guest_only {
-        let steps: [(&str, &[&str]); 3] = [
-            ("cargo fmt --check", &["fmt", "--all", "--check"]),
-            (
-                "cargo clippy --workspace --all-targets -- -D warnings",
-                &[
-                    "clippy",
-                    "--workspace",
-                    "--all-targets",
-                    "--",
-                    "-D",
-                    "warnings",
-                ],
-            ),
-            ("cargo test --workspace", &["test", "--workspace"]),
-        ];
-        for (name, args) in steps {
-            step(name);
-            let st = Command::new(cargo())
-                .args(args)
-                .current_dir(&repo)
-                .status()
-                .with_context(|| format!("cannot run {name}"))?;
-            if st.success() {
-                passed += 1;
-            } else {
-                eprintln!("  FAIL: {name} ({st})");
+    let pending = match setup::start() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(summary(0, 1, 0));
+        }
+    };
+    // QEMU, the kernel and the module build in the background while the
+    // host checks run (both are long; each leaves a core idle at times).
+    // Its lines say [kernel]; a failure is reported here and the guest run
+    // below tries again (and counts it).
+    let kernel = std::thread::scope(|s| -> Result<()> {
+        let kernel = s.spawn(|| {
+            irqstorm_harness::progress::labelled("kernel", || prepare_kernel(g).map(|_| ()))
+        });
+        if !guest_only {
+            if let Err(e) = host_checks(&repo, &mut passed, &mut failed) {
+                eprintln!("  FAIL: host checks: {e:#}");
                 failed += 1;
             }
         }
-        // The short fuzz run: each target for a few seconds (the full,
-        // bounded run is `cargo xtask fuzz`).
-        let (p, f) = fuzz::run_all(
-            &repo,
-            &target_dir(&repo),
-            &fuzz::TARGETS,
-            fuzz::Budget {
-                seconds: fuzz::SHORT_SECONDS,
-                runs: Some(fuzz::SHORT_RUNS),
-            },
-        );
-        passed += p;
-        failed += f;
+        if let Err(e) = pending.wait() {
+            eprintln!("  FAIL: set-up: {e:#}");
+            failed += 1;
+        }
+        if !guest_only {
+            // The short fuzz run: each target for a few seconds (the full,
+            // bounded run is `cargo xtask fuzz`).
+            let (p, f) = fuzz::run_all(
+                &repo,
+                &target_dir(&repo),
+                &fuzz::TARGETS,
+                fuzz::Budget {
+                    seconds: fuzz::SHORT_SECONDS,
+                    runs: Some(fuzz::SHORT_RUNS),
+                },
+            );
+            passed += p;
+            failed += f;
+        }
+        step("waiting for the kernel build ([kernel] lines)");
+        match kernel.join() {
+            Ok(r) => r,
+            Err(_) => Err(anyhow::anyhow!("the kernel build's thread panicked")),
+        }
+    });
+    if let Err(e) = kernel {
+        eprintln!("error: [kernel] {e:#} (the guest run tries again)");
     }
     // The guest scripts need the device: `test` always runs in device mode.
     let mut od = o.clone();
@@ -190,6 +191,40 @@ pub(crate) fn cmd_test(
     }
     eprintln!("total time {}", util::fmt_dur(t0.elapsed()));
     Ok(summary(passed, failed, skipped))
+}
+
+/// fmt, clippy and the unit tests, one pass/fail each.
+fn host_checks(repo: &Path, passed: &mut usize, failed: &mut usize) -> Result<()> {
+    let steps: [(&str, &[&str]); 3] = [
+        ("cargo fmt --check", &["fmt", "--all", "--check"]),
+        (
+            "cargo clippy --workspace --all-targets -- -D warnings",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        ("cargo test --workspace", &["test", "--workspace"]),
+    ];
+    for (name, args) in steps {
+        step(name);
+        let st = Command::new(cargo())
+            .args(args)
+            .current_dir(repo)
+            .status()
+            .with_context(|| format!("cannot run {name}"))?;
+        if st.success() {
+            *passed += 1;
+        } else {
+            eprintln!("  FAIL: {name} ({st})");
+            *failed += 1;
+        }
+    }
+    Ok(())
 }
 
 /// The short versions of the soaks (`cargo xtask soak ...` runs the long

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub use irqstorm_harness::progress::{fmt_dur, step};
+pub use irqstorm_harness::progress::{fmt_dur, step, with_label};
 
 /// The repository root (parent of xtask/): of the checkout `cargo run`
 /// started this binary from (cargo sets CARGO_MANIFEST_DIR at run time),
@@ -138,7 +138,7 @@ pub fn cargo_bin() -> PathBuf {
         .join("bin")
 }
 
-/// PATH with ~/.cargo/bin first (rustc, bindgen for the kernel build).
+/// PATH with ~/.cargo/bin first (rustc, cargo-fuzz, a user's bindgen).
 pub fn tool_path() -> String {
     let old = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
     format!("{}:{old}", cargo_bin().display())
@@ -282,7 +282,9 @@ pub fn run_logged_expect(
     .collect();
     drop(tx);
     let start = Instant::now();
-    let tty = std::io::stderr().is_terminal();
+    // A labelled (background) thread prints whole lines: a rewritten one
+    // would garble the other thread's output.
+    let tty = std::io::stderr().is_terminal() && irqstorm_harness::progress::label().is_none();
     let interval = if tty {
         Duration::from_secs(1)
     } else {
@@ -314,19 +316,19 @@ pub fn run_logged_expect(
         }
         if last_print.elapsed() >= interval {
             last_print = Instant::now();
-            let msg = format!(
-                "  {label}: {steps} steps{}, {} elapsed (last: {})",
+            let msg = with_label(&format!(
+                "{label}: {steps} steps{}, {} elapsed (last: {})",
                 expected
                     .filter(|&e| e > 0)
                     .map(|e| format!(" (~{}%)", (steps * 100 / e).min(99)))
                     .unwrap_or_default(),
                 fmt_dur(start.elapsed()),
                 trunc(&last, 50)
-            );
+            ));
             if tty {
-                eprint!("\r\x1b[K{msg}");
+                eprint!("\r\x1b[K  {msg}");
             } else {
-                eprintln!("{msg}");
+                eprintln!("  {msg}");
             }
         }
     }
@@ -345,8 +347,11 @@ pub fn run_logged_expect(
         );
     }
     eprintln!(
-        "  {label}: done, {steps} steps in {}",
-        fmt_dur(start.elapsed())
+        "  {}",
+        with_label(&format!(
+            "{label}: done, {steps} steps in {}",
+            fmt_dur(start.elapsed())
+        ))
     );
     Ok(steps)
 }
