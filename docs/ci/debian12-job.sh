@@ -6,7 +6,7 @@
 # needs and a Rust toolchain (RUST_TOOLCHAIN, e.g. 1.95.0; empty: any).
 # Each is skipped when present, so a job on a prepared machine or with a
 # warm cache pays nothing. `cargo xtask` installs the rest (Debian
-# packages, rust-src, cargo-fuzz, bindgen, QEMU, the kernel) and keys its
+# packages, rust-src, bindgen, cargo-fuzz, QEMU, the kernel) and keys its
 # caches.
 set -eu
 

@@ -356,6 +356,35 @@ mod tests {
     }
 
     #[test]
+    fn a_seeded_target_has_the_fingerprints_and_not_the_incremental_state() {
+        let root = std::env::temp_dir().join(format!("irqstorm-seed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let from = root.join("from");
+        for d in [
+            "debug/.fingerprint/a",
+            "debug/deps",
+            "debug/incremental/x",
+            "release/deps",
+        ] {
+            std::fs::create_dir_all(from.join(d)).unwrap();
+        }
+        std::fs::write(from.join("debug/.fingerprint/a/lib-a"), "f").unwrap();
+        std::fs::write(from.join("debug/deps/liba.rlib"), "r").unwrap();
+        std::fs::write(from.join("release/deps/liba.rlib"), "R").unwrap();
+        std::fs::write(from.join("debug/.cargo-lock"), "").unwrap();
+        let to = root.join("to");
+        seed_target(&from, &to).unwrap();
+        let read = |p: &str| std::fs::read_to_string(to.join(p)).unwrap();
+        assert_eq!(read("debug/.fingerprint/a/lib-a"), "f");
+        assert_eq!(read("debug/deps/liba.rlib"), "r");
+        assert_eq!(read("release/deps/liba.rlib"), "R");
+        assert!(to.join("debug/.cargo-lock").exists());
+        assert!(!to.join("debug/incremental").exists());
+        assert!(!to.with_extension("seeding").exists());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn the_gitlab_quick_job_exists() {
         let text = std::fs::read_to_string(util::repo_root().join(GITLAB)).unwrap();
         assert!(text.contains(&format!("\n{GITLAB_QUICK_JOB}:\n")));

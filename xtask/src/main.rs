@@ -686,6 +686,19 @@ fn cmd_doctor(g: &Global) -> Result<ExitCode> {
         ))),
         info: true,
     });
+    let cf = util::version_of("cargo", &["fuzz", "--version"]);
+    checks.push(setup::Check {
+        name: format!(
+            "cargo-fuzz {} (PATH, else Astral's wheel from PyPI)",
+            fuzz::CARGO_FUZZ_VERSION
+        ),
+        ok: cf.is_some(),
+        version: cf,
+        fix: Some(setup::Fix::Advice(
+            "none on PATH: `cargo xtask fuzz`/`test` installs the wheel into the cache".into(),
+        )),
+        info: true,
+    });
     // Kernel
     match &g.kernel_tree {
         Some(t) => checks.push(setup::Check {

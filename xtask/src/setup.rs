@@ -1,7 +1,7 @@
 //! Prerequisites: check (doctor), install (as root), or print the fix.
 
 use crate::util::{self, step};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -44,9 +44,6 @@ pub const PACKAGES: &[(&str, &str)] = &[
 
 /// Node.js with npm for gitlab-ci-local (>= 18; Debian 12's nodejs is 18).
 pub const NODE_MIN_MAJOR: u32 = 18;
-
-/// cargo-fuzz for `cargo xtask fuzz` (runs on stable with `--sanitizer none`).
-pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// Versions that key the kernel build (bindgen's is the kernel build's
 /// choice: crate::bindgen).
@@ -109,8 +106,6 @@ pub enum Fix {
     AptInstall(Vec<String>),
     /// `rustup component add NAME`
     RustupComponent(String),
-    /// `cargo install --locked CRATE@VERSION`
-    CargoInstall { krate: String, version: String },
     /// Not a command (e.g. "install rustup: <https://rustup.rs>").
     Advice(String),
 }
@@ -126,12 +121,6 @@ impl Fix {
                 a
             }
             Fix::RustupComponent(c) => v(&["rustup", "component", "add", c]),
-            Fix::CargoInstall { krate, version } => v(&[
-                "cargo",
-                "install",
-                "--locked",
-                &format!("{krate}@{version}"),
-            ]),
             Fix::Advice(_) => return None,
         })
     }
@@ -217,20 +206,6 @@ pub fn checks() -> Vec<Check> {
     for c in ["rust-src", "rustfmt", "clippy"] {
         out.push(rustup_component(c));
     }
-    let cf = util::version_of("cargo", &["fuzz", "--version"]);
-    let cf_ok = cf
-        .as_deref()
-        .is_some_and(|v| v.split_whitespace().nth(1) == Some(CARGO_FUZZ_VERSION));
-    out.push(Check {
-        name: format!("cargo-fuzz {CARGO_FUZZ_VERSION} (in ~/.cargo/bin)"),
-        version: cf,
-        ok: cf_ok,
-        fix: (!cf_ok).then(|| Fix::CargoInstall {
-            krate: "cargo-fuzz".into(),
-            version: CARGO_FUZZ_VERSION.into(),
-        }),
-        info: false,
-    });
     out.push(node_check());
     let lc = Path::new(util::LIBCLANG_PATH).join("libclang.so");
     out.push(Check {
@@ -311,62 +286,10 @@ fn fix_commands(missing: &[&Check]) -> Vec<Fix> {
 /// Make sure every prerequisite is there: as root, install what is missing;
 /// otherwise print the exact commands and fail.
 pub fn ensure() -> Result<()> {
-    start()?.wait()
-}
-
-/// Installs still running in the background (cargo installs), started by
-/// [`start`]; [`Pending::wait`] joins them and checks everything again.
-pub struct Pending {
-    installs: Vec<(Fix, std::thread::JoinHandle<Result<std::time::Duration>>)>,
-    /// Something was installed: check everything again.
-    recheck: bool,
-}
-
-impl Pending {
-    /// Wait for the background installs; then nothing may be missing.
-    pub fn wait(self) -> Result<()> {
-        if !self.recheck {
-            return Ok(());
-        }
-        let mut first_error = None;
-        for (c, h) in self.installs {
-            match h.join() {
-                Ok(Ok(t)) => step(&format!("set-up: {c}: done in {}", util::fmt_dur(t))),
-                Ok(Err(e)) => {
-                    first_error.get_or_insert(e);
-                }
-                Err(_) => {
-                    first_error.get_or_insert(anyhow!("a set-up thread panicked"));
-                }
-            }
-        }
-        if let Some(e) = first_error {
-            return Err(e);
-        }
-        let still: Vec<String> = checks()
-            .into_iter()
-            .filter(|c| !c.ok && !c.info)
-            .map(|c| c.name)
-            .collect();
-        if !still.is_empty() {
-            bail!("still missing after set-up: {}", still.join(", "));
-        }
-        Ok(())
-    }
-}
-
-/// As [`ensure`], but the cargo installs (each mostly a long one-crate
-/// tail on one core) go on in the background: rustup components and the
-/// packages are there when this returns, the rest when the [`Pending`] is
-/// waited for (a kernel build can start meanwhile).
-pub fn start() -> Result<Pending> {
     let all = checks();
     let missing: Vec<&Check> = all.iter().filter(|c| !c.ok && !c.info).collect();
     if missing.is_empty() {
-        return Ok(Pending {
-            installs: Vec::new(),
-            recheck: false,
-        });
+        return Ok(());
     }
     let cmds = fix_commands(&missing);
     if !util::is_root() {
@@ -391,81 +314,40 @@ pub fn start() -> Result<Pending> {
         .iter()
         .map(|c| {
             c.argv()
-                .map(|argv| (c.clone(), argv))
+                .map(|argv| (c, argv))
                 .ok_or_else(|| anyhow!("cannot set up automatically: {c}"))
         })
         .collect::<Result<Vec<_>>>()?;
-    // rustup first (the toolchain must not change under a build); then the
-    // cargo installs start in the background while apt installs the
+    // rustup first (the toolchain must not change under a build), then the
     // packages.
-    let (installs, rest): (Vec<_>, Vec<_>) = runs
-        .into_iter()
-        .partition(|(c, _)| matches!(c, Fix::CargoInstall { .. }));
-    for (c, argv) in rest
-        .iter()
-        .filter(|(c, _)| matches!(c, Fix::RustupComponent(_)))
-    {
-        step(&format!("set-up: {c}"));
-        // With PATH changed, the child's PATH finds the program too.
-        util::run(
-            Command::new(&argv[0])
-                .args(&argv[1..])
-                .env("PATH", util::tool_path()),
-        )?;
-    }
-    let logs = util::cache_root().join("setup-logs");
-    std::fs::create_dir_all(&logs)?;
-    let pending = Pending {
-        installs: installs
-            .into_iter()
-            .map(|(c, argv)| {
-                let name = match &c {
-                    Fix::CargoInstall { krate, .. } => krate.clone(),
-                    _ => "install".into(),
-                };
-                let log = logs.join(format!("cargo-install-{name}.log"));
-                step(&format!("set-up: {c} (background, log {})", log.display()));
-                let h = std::thread::spawn(move || run_to_log(&argv, &log));
-                (c, h)
-            })
-            .collect(),
-        recheck: true,
-    };
-    for (c, _) in &rest {
-        if let Fix::AptInstall(pkgs) = c {
-            if let Err(e) = install_packages(pkgs) {
-                // Let the background installs end before returning.
-                let _ = pending.wait();
-                return Err(e);
+    for (c, argv) in &runs {
+        match c {
+            Fix::RustupComponent(_) => {
+                step(&format!("set-up: {c}"));
+                // With PATH changed, the child's PATH finds the program too.
+                util::run(
+                    Command::new(&argv[0])
+                        .args(&argv[1..])
+                        .env("PATH", util::tool_path()),
+                )?;
             }
+            Fix::AptInstall(_) | Fix::Advice(_) => {}
         }
     }
-    Ok(pending)
-}
-
-/// Run `argv` with its output to `log`; on failure, the log's end in the
-/// error. Returns how long it took.
-fn run_to_log(argv: &[String], log: &Path) -> Result<std::time::Duration> {
-    let t0 = std::time::Instant::now();
-    let f = std::fs::File::create(log)?;
-    let st = Command::new(&argv[0])
-        .args(&argv[1..])
-        .env("PATH", util::tool_path())
-        .stdin(Stdio::null())
-        .stdout(f.try_clone()?)
-        .stderr(f)
-        .status()
-        .with_context(|| format!("cannot run {}", argv[0]))?;
-    if !st.success() {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        bail!(
-            "{} failed ({st}); the end of {}:\n{}",
-            argv.join(" "),
-            log.display(),
-            util::last_lines(&text, 20)
-        );
+    for (c, _) in &runs {
+        if let Fix::AptInstall(pkgs) = c {
+            install_packages(pkgs)?;
+        }
     }
-    Ok(t0.elapsed())
+    let still: Vec<String> = checks()
+        .into_iter()
+        .filter(|c| !c.ok && !c.info)
+        .map(|c| c.name)
+        .collect();
+    if !still.is_empty() {
+        bail!("still missing after set-up: {}", still.join(", "));
+    }
+    Ok(())
 }
 
 /// Install Debian packages from the system's own sources, refusing any plan
@@ -559,18 +441,6 @@ mod tests {
 
     #[test]
     fn fixes_are_argv_not_shell_text() {
-        let cargo = Fix::CargoInstall {
-            krate: "cargo-fuzz".into(),
-            version: CARGO_FUZZ_VERSION.into(),
-        };
-        assert_eq!(
-            cargo.argv().unwrap(),
-            ["cargo", "install", "--locked", "cargo-fuzz@0.13.2"]
-        );
-        assert_eq!(
-            cargo.to_string(),
-            "cargo install --locked cargo-fuzz@0.13.2"
-        );
         assert_eq!(
             Fix::RustupComponent("clippy".into()).argv().unwrap(),
             ["rustup", "component", "add", "clippy"]
