@@ -4,6 +4,11 @@
 //! the device's hard IRQ, cycling through the mechanisms, so every mechanism gets a
 //! device-free baseline in the same run. Local events are not acked to the device.
 //!
+//! Under PREEMPT_RT the timer is not in hard mode: the dispatch takes the queues' spinlocks,
+//! which RT turns into sleeping locks, allowed in the thread a forced-threaded device IRQ runs
+//! in but not in hard IRQ context. It expires in the timer softirq's thread there, as every
+//! hrtimer not marked HARD does on RT (so the reference measures from that thread).
+//!
 //! For `threaded` the callback wakes the device's IRQ thread with `irq_wake_thread()`.
 
 use crate::{
@@ -24,7 +29,7 @@ use kernel::{
     time::{
         hrtimer::{
             ArcHrTimerHandle, HrTimer, HrTimerCallback, HrTimerCallbackContext, HrTimerPointer,
-            HrTimerRestart, RelativeHardMode,
+            HrTimerRestart,
         },
         Delta, Monotonic,
     },
@@ -63,9 +68,16 @@ pub(crate) struct LocalSrc {
     ticks: Atomic<u64>,
 }
 
+/// Hard IRQ context, as a device's interrupt (see the module comment for PREEMPT_RT).
+#[cfg(not(CONFIG_PREEMPT_RT))]
+type ReferenceMode = kernel::time::hrtimer::RelativeHardMode<Monotonic>;
+/// The timer softirq's thread: RT allows no sleeping lock in hard IRQ context.
+#[cfg(CONFIG_PREEMPT_RT)]
+type ReferenceMode = kernel::time::hrtimer::RelativeMode<Monotonic>;
+
 kernel::impl_has_hr_timer! {
     impl HasHrTimer<Self> for LocalSrc {
-        mode: RelativeHardMode<Monotonic>,
+        mode: ReferenceMode,
         field: self.timer
     }
 }
@@ -149,4 +161,19 @@ pub(crate) fn stop(s: &Shared) {
 
 pub(crate) fn running(s: &Shared) -> bool {
     s.local.handle.lock().is_some()
+}
+
+#[kernel::prelude::kunit_tests(irqstorm_local)]
+mod tests {
+    use super::*;
+    use kernel::time::hrtimer::HrTimerMode;
+
+    #[test]
+    fn the_reference_timer_is_hard_only_where_hard_irq_may_take_sleeping_free_locks() {
+        // PREEMPT_RT makes the dispatch's spinlocks sleeping locks: no HARD mode there.
+        let hard = <ReferenceMode as HrTimerMode>::C_MODE
+            & kernel::bindings::hrtimer_mode_HRTIMER_MODE_HARD
+            != 0;
+        assert_eq!(hard, !cfg!(CONFIG_PREEMPT_RT));
+    }
 }

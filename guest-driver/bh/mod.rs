@@ -196,6 +196,17 @@ fn dispatch_delay() {
     }
 }
 
+/// Jiffies for a timer (timer_list, wq_delayed) that must not expire before `us` have passed
+/// (0: the next tick). A delay of n jiffies counts from the current tick's start, so it can
+/// end up to a tick early (10 ms at HZ 250: 3 jiffies, 8-12 ms); one more, as `msleep` adds.
+pub(super) fn delay_jiffies(us: u32) -> u64 {
+    if us == 0 {
+        0
+    } else {
+        usecs_to_jiffies(us) + 1
+    }
+}
+
 /// The delay a record asks of a delay mechanism, given its source's `configured` one: the
 /// local reference source asks none (its items' `source` is not a device source).
 fn delay_for(origin: Origin, configured: u32) -> u32 {
@@ -493,6 +504,21 @@ mod tests {
     fn only_device_records_ask_for_a_delay() {
         assert_eq!(delay_for(Origin::Device, 1000), 1000);
         assert_eq!(delay_for(Origin::Local, 1000), 0);
+    }
+
+    /// Regression: timer_list armed `usecs_to_jiffies(delay)` jiffies ahead, which can expire
+    /// a tick early (45-lateness saw a 10000 us delay run after 9711 us).
+    #[test]
+    fn a_timer_delay_is_never_cut_short_by_the_current_tick() {
+        let tick_us = 1_000_000 / crate::kwrap::clock::hz();
+        assert_eq!(delay_jiffies(0), 0);
+        for us in [1, 100, 999, 1000, 1001, 3999, 4000, 4001, 10_000, 12_345, 1_000_000] {
+            let j = delay_jiffies(us);
+            // The shortest run: `j - 1` whole ticks (armed just before a tick).
+            assert!((j - 1) * tick_us >= u64::from(us));
+            // And no more than a tick beyond what the delay needs.
+            assert!((j - 2) * tick_us < u64::from(us));
+        }
     }
 
     #[test]

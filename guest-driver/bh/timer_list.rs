@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! `timer_list` (mechanism 12): deferred processing in the timer softirq, at the next jiffy or
-//! after the source's requested delay (`mod_timer(jiffies + usecs_to_jiffies(delay))`).
+//! after the source's requested delay (`mod_timer(jiffies + delay_jiffies(delay))`: never
+//! before it).
 
 use crate::{
-    kwrap::clock::{jiffies, time_after_eq, usecs_to_jiffies, Stamp},
+    kwrap::clock::{jiffies, time_after_eq, Stamp},
     kwrap::timer_list::{impl_has_timer, Timer, TimerCallback},
     mech::Mech,
     shared::Shared,
@@ -33,7 +34,7 @@ impl TimerCallback<ID> for Shared {
 
 /// Arms the timer for a run `delay_us` from now (0: the next jiffy).
 pub(super) fn schedule(s: &Arc<Shared>, delay_us: u32) {
-    let delta = usecs_to_jiffies(delay_us);
+    let delta = super::delay_jiffies(delay_us);
     s.bh.timer_expires.store(jiffies().wrapping_add(delta), Relaxed);
     Timer::<Shared, ID>::arm_in_jiffies(s, delta);
 }

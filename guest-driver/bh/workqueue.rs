@@ -6,7 +6,7 @@
 
 use crate::{
     kwrap::{
-        clock::{usecs_to_jiffies, Stamp},
+        clock::Stamp,
         workqueue::system_percpu,
     },
     mech::Mech,
@@ -28,10 +28,10 @@ impl WorkItem<14> for Shared {
     }
 }
 
-/// Queues the delayed work to run `delay_us` from now (rounded up to jiffies); `false` if it
-/// was pending already.
+/// Queues the delayed work to run `delay_us` from now, never before (see `delay_jiffies`);
+/// `false` if it was pending already.
 pub(super) fn schedule_delayed(s: &Arc<Shared>, delay_us: u32) -> bool {
     system_percpu()
-        .enqueue_delayed::<Arc<Shared>, 14>(s.clone(), usecs_to_jiffies(delay_us) as _)
+        .enqueue_delayed::<Arc<Shared>, 14>(s.clone(), super::delay_jiffies(delay_us) as _)
         .is_ok()
 }

@@ -299,6 +299,9 @@ pub fn submission(
         "status": "PASS",
     });
     let mut misc = json!({ "config_hash": key, "variant": "default" });
+    if let Some(r) = report.filter(|r| !r.meta.kernel_variant.is_empty()) {
+        misc["variant"] = json!(r.meta.kernel_variant);
+    }
     if let Some(r) = report {
         misc["accelerator"] = json!(r.meta.accelerator);
         misc["qemu_version"] = json!(r.meta.qemu_version);

@@ -177,6 +177,20 @@ fn stat_ns(d: &Distribution, stat: &str) -> Option<u64> {
     })
 }
 
+/// "7.3.4 (rt)": the kernel's version, with its variant when known.
+fn kernel_text(i: &InputInfo) -> String {
+    let v = if i.kernel_version.is_empty() {
+        "?"
+    } else {
+        &i.kernel_version
+    };
+    if i.kernel_variant.is_empty() {
+        v.to_string()
+    } else {
+        format!("{v} ({})", i.kernel_variant)
+    }
+}
+
 /// An input's conditions, for the header lines and merge.json.
 #[derive(Debug, Clone, Serialize)]
 pub struct InputInfo {
@@ -185,6 +199,7 @@ pub struct InputInfo {
     pub scenario: String,
     pub accelerator: String,
     pub kernel_version: String,
+    pub kernel_variant: String,
     pub vcpus: Option<u32>,
     pub host_cores: Option<u32>,
     pub start_time: String,
@@ -206,6 +221,7 @@ fn info(i: &Input) -> InputInfo {
         scenario: r.meta.scenario.clone(),
         accelerator: r.meta.accelerator.clone(),
         kernel_version: r.meta.kernel_version.clone(),
+        kernel_variant: r.meta.kernel_variant.clone(),
         vcpus: rc.and_then(|c| c.vcpus),
         host_cores: rc.map(|c| c.host_cores),
         start_time: r.meta.start_time.clone(),
@@ -357,11 +373,7 @@ fn header_lines(m: &Merged) -> String {
             },
             i.scenario,
             i.accelerator,
-            if i.kernel_version.is_empty() {
-                "?"
-            } else {
-                &i.kernel_version
-            },
+            kernel_text(i),
             i.vcpus.map_or("?".into(), |v| v.to_string()),
             i.host_cores.map_or("?".into(), |v| v.to_string()),
             i.start_time,
@@ -435,11 +447,7 @@ pub fn markdown(m: &Merged) -> String {
             i.label,
             i.scenario,
             i.accelerator,
-            if i.kernel_version.is_empty() {
-                "?"
-            } else {
-                &i.kernel_version
-            },
+            kernel_text(i),
             i.vcpus.map_or("?".into(), |v| v.to_string()),
             i.start_time,
             if i.disturbed { " — disturbed" } else { "" }

@@ -93,6 +93,10 @@ pub struct RunMeta {
     pub qemu_version: String,
     #[serde(default)]
     pub kernel_version: String,
+    /// The guest kernel's variant (`--kernel-variant`: preempt, rt); empty
+    /// in reports from before variants.
+    #[serde(default)]
+    pub kernel_variant: String,
     #[serde(default)]
     pub host_kernel: String,
     /// Start of the run, RFC 3339 UTC (e.g. `2026-11-22T06:40:00Z`).

@@ -59,6 +59,7 @@ pub struct Guest {
     pub qemu: Qemu,
     pub kernel: PathBuf,
     pub kernel_key: String,
+    pub kernel_variant: String,
     pub initrd: PathBuf,
 }
 
@@ -312,6 +313,7 @@ pub fn run_tests(repo: &Path, g: &Guest, o: &RunOpts) -> Result<Evaluation> {
         "accel": format!("{:?}", o.accel).to_lowercase(),
         "kernel": g.kernel,
         "kernel_key": g.kernel_key,
+        "kernel_variant": g.kernel_variant,
         "initrd": g.initrd,
         "cmdline": cmdline,
         "timeout_s": o.timeout.as_secs(),
@@ -452,6 +454,7 @@ mod tests {
             },
             kernel: "/k/bzImage".into(),
             kernel_key: "k".into(),
+            kernel_variant: "preempt".into(),
             initrd: "/i.cpio.gz".into(),
         }
     }

@@ -42,6 +42,87 @@ pub fn load_pin(repo: &Path) -> Result<Pin> {
     toml::from_str(&text).with_context(|| format!("parse {}", p.display()))
 }
 
+// ---------------------------------------------------------------- variants
+
+/// The default kernel variant: `images/kernel.config` alone (PREEMPT).
+pub const DEFAULT_VARIANT: &str = "preempt";
+
+/// Where the other variants' fragments are: `NAME.config`, merged after
+/// `images/kernel.config`.
+pub fn variants_dir(repo: &Path) -> PathBuf {
+    repo.join("images/kernel-variants")
+}
+
+/// Every variant: the default first, then the fragments' names, sorted.
+pub fn variants(repo: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(variants_dir(repo))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|n| n.strip_suffix(".config"))
+                        .map(str::to_string)
+                })
+                .filter(|n| n != DEFAULT_VARIANT)
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names.insert(0, DEFAULT_VARIANT.to_string());
+    names
+}
+
+/// A kernel variant: its name and fragment (none for the default).
+#[derive(Debug, Clone)]
+pub struct Variant {
+    pub name: String,
+    /// (path, text) of `images/kernel-variants/NAME.config`.
+    pub fragment: Option<(PathBuf, String)>,
+}
+
+impl Variant {
+    pub fn load(repo: &Path, name: &str) -> Result<Variant> {
+        if name == DEFAULT_VARIANT {
+            return Ok(Variant {
+                name: name.into(),
+                fragment: None,
+            });
+        }
+        let path = variants_dir(repo).join(format!("{name}.config"));
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || !path.is_file()
+        {
+            bail!(
+                "unknown kernel variant {name:?}: one of {} (fragments in {})",
+                variants(repo).join(", "),
+                variants_dir(repo).display()
+            );
+        }
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        Ok(Variant {
+            name: name.into(),
+            fragment: Some((path, text)),
+        })
+    }
+}
+
+/// The common fragment with a variant's on top: the variant's options
+/// replace the common ones of the same name and come last (a choice member
+/// read last wins, see [`merge`]).
+pub fn combine(common: &[Opt], variant: &[Opt]) -> Vec<Opt> {
+    let mut out: Vec<Opt> = common
+        .iter()
+        .filter(|o| !variant.iter().any(|v| v.name == o.name))
+        .cloned()
+        .collect();
+    out.extend(variant.iter().cloned());
+    out
+}
+
 // ---------------------------------------------------------------- fragment
 
 /// One option of the fragment: name (with CONFIG_) and wanted value ("n" for
@@ -184,16 +265,13 @@ pub fn verify(config: &str, frag: &[Opt]) -> Vec<(String, String, String)> {
     bad
 }
 
-fn mismatch_message(bad: &[(String, String, String)], frag_path: &Path) -> String {
+fn mismatch_message(bad: &[(String, String, String)], frags: &str) -> String {
     let list = bad
         .iter()
         .map(|(n, w, g)| format!("{n}: wanted {w}, got {g}"))
         .collect::<Vec<_>>()
         .join("; ");
-    format!(
-        "kernel option(s) from {} did not stick after olddefconfig: {list}",
-        frag_path.display()
-    )
+    format!("kernel option(s) from {frags} did not stick after olddefconfig: {list}")
 }
 
 // ---------------------------------------------------------------- build
@@ -205,6 +283,8 @@ pub struct Kernel {
     pub bzimage: PathBuf,
     /// Cache key of this kernel (used to key modules and probes).
     pub key: String,
+    /// The kernel variant it was configured as (`--kernel-variant`).
+    pub variant: String,
 }
 
 fn make(src: &Path, out: Option<&Path>, bindgen: &Path) -> Command {
@@ -246,12 +326,26 @@ pub fn prepare(
     cache: &Path,
     source: &Source,
     tools: &Toolchain,
+    variant: &Variant,
     apt: &mut PrivateApt,
 ) -> Result<Kernel> {
     let frag_path = fragment_path(repo);
     let frag_text = std::fs::read_to_string(&frag_path)
         .with_context(|| format!("read {}", frag_path.display()))?;
-    let frag = parse_fragment(&frag_text)?;
+    let mut frag = parse_fragment(&frag_text).with_context(|| frag_path.display().to_string())?;
+    let mut frags = frag_path.display().to_string();
+    if let Some((path, text)) = &variant.fragment {
+        let v = parse_fragment(text).with_context(|| path.display().to_string())?;
+        frag = combine(&frag, &v);
+        frags = format!("{frags} + {}", path.display());
+    }
+    // The default variant keys its builds as before variants existed (its
+    // caches stay valid); another adds its name and fragment.
+    let add_variant = |h: &mut Hasher| {
+        if let Some((_, text)) = &variant.fragment {
+            h.add("variant").add(&variant.name).add(text.as_bytes());
+        }
+    };
     match source {
         Source::Tree(dir) => {
             let dir = dir
@@ -263,14 +357,11 @@ pub fn prepare(
                 let config = std::fs::read_to_string(dir.join(".config"))?;
                 let bad = verify(&config, &frag);
                 if !bad.is_empty() {
-                    log::warn!(
-                        "{} (using the tree anyway)",
-                        mismatch_message(&bad, &frag_path)
-                    );
+                    log::warn!("{} (using the tree anyway)", mismatch_message(&bad, &frags));
                     eprintln!(
                         "warning: {} differs from {} in {} option(s); tests may fail",
                         dir.display(),
-                        frag_path.display(),
+                        frags,
                         bad.len()
                     );
                 }
@@ -284,6 +375,7 @@ pub fn prepare(
                     build_dir: dir,
                     bzimage: bz,
                     key: h.short(),
+                    variant: variant.name.clone(),
                 });
             }
             if dir.join("Kconfig").exists() && dir.join("Makefile").exists() {
@@ -292,14 +384,16 @@ pub fn prepare(
                 h.add(dir.as_os_str().as_encoded_bytes())
                     .add(frag_text.as_bytes())
                     .add(tools.fingerprint(&bg.version));
+                add_variant(&mut h);
                 let out = cache.join(format!("kernel-{}", h.short()));
                 // A user tree may change at any time: always run make (a
                 // no-op make takes seconds).
-                build(&dir, &out, &frag, &frag_path, &h.short(), true, &bg)?;
+                build(&dir, &out, &frag, &frags, &h.short(), true, &bg)?;
                 return Ok(Kernel {
                     bzimage: out.join("arch/x86/boot/bzImage"),
                     build_dir: out,
                     key: h.short(),
+                    variant: variant.name.clone(),
                 });
             }
             bail!(
@@ -317,13 +411,15 @@ pub fn prepare(
                 .add(&pin.sha256)
                 .add(frag_text.as_bytes())
                 .add(tools.fingerprint(&bg.version));
+            add_variant(&mut h);
             let key = h.short();
             let out = cache.join(format!("kernel-{key}"));
-            build(&src, &out, &frag, &frag_path, &key, false, &bg)?;
+            build(&src, &out, &frag, &frags, &key, false, &bg)?;
             Ok(Kernel {
                 bzimage: out.join("arch/x86/boot/bzImage"),
                 build_dir: out,
                 key,
+                variant: variant.name.clone(),
             })
         }
     }
@@ -408,7 +504,7 @@ fn build(
     src: &Path,
     out: &Path,
     frag: &[Opt],
-    frag_path: &Path,
+    frags: &str,
     key: &str,
     always_make: bool,
     bindgen: &Bindgen,
@@ -431,7 +527,7 @@ fn build(
     if !config_ok || !always_make {
         step(&format!(
             "kernel: configuring (tinyconfig + {}) in {}",
-            frag_path.display(),
+            frags,
             out.display()
         ));
         util::run_logged(
@@ -449,7 +545,7 @@ fn build(
         let final_cfg = std::fs::read_to_string(&config)?;
         let bad = verify(&final_cfg, frag);
         if !bad.is_empty() {
-            bail!("{}", mismatch_message(&bad, frag_path));
+            bail!("{}", mismatch_message(&bad, frags));
         }
         step(&format!(
             "kernel: all {} fragment options verified",
@@ -648,7 +744,7 @@ CONFIG_CMDLINE=\"a # b\"          # quoted hash stays
         // "not set" wanted and the option is absent entirely: fine.
         let f2 = parse_fragment("# CONFIG_SAMPLES is not set # r\n").unwrap();
         assert!(verify("", &f2).is_empty());
-        let msg = mismatch_message(&bad, Path::new("images/kernel.config"));
+        let msg = mismatch_message(&bad, "images/kernel.config");
         assert!(msg.contains("CONFIG_MODVERSIONS: wanted n, got y"));
     }
 
@@ -668,6 +764,71 @@ CONFIG_CMDLINE=\"a # b\"          # quoted hash stays
                 o.name
             );
         }
+    }
+
+    #[test]
+    fn the_variants_are_the_default_and_one_per_fragment() {
+        let repo = util::repo_root();
+        assert_eq!(variants(&repo), ["preempt", "rt"]);
+        let d = Variant::load(&repo, "preempt").unwrap();
+        assert!(d.fragment.is_none());
+        for bad in ["nope", "../kernel", "rt/../rt", ""] {
+            let e = Variant::load(&repo, bad).unwrap_err().to_string();
+            assert!(
+                e.contains("unknown kernel variant") && e.contains("preempt, rt"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_rt_variant_adds_preempt_rt_on_top_of_the_common_fragment() {
+        let repo = util::repo_root();
+        let common =
+            parse_fragment(&std::fs::read_to_string(repo.join("images/kernel.config")).unwrap())
+                .unwrap();
+        let rt = Variant::load(&repo, "rt").unwrap();
+        let (path, text) = rt.fragment.unwrap();
+        let v = parse_fragment(&text).unwrap();
+        for o in &v {
+            let line = text.lines().nth(o.line - 1).unwrap();
+            assert!(
+                line.trim_start_matches("# ").contains('#'),
+                "{} line {}: {} has no '# reason'",
+                path.display(),
+                o.line,
+                o.name
+            );
+        }
+        let all = combine(&common, &v);
+        let value = |n: &str| all.iter().find(|o| o.name == n).map(|o| o.value.as_str());
+        assert_eq!(value("CONFIG_PREEMPT_RT"), Some("y"));
+        assert_eq!(value("CONFIG_PREEMPT"), Some("y"));
+        assert_eq!(value("CONFIG_RUST"), Some("y"));
+        assert_eq!(all.len(), common.len() + v.len());
+    }
+
+    #[test]
+    fn a_variant_option_replaces_the_common_one_and_comes_last() {
+        let common = parse_fragment("CONFIG_A=y\nCONFIG_B=y\nCONFIG_C=1\n").unwrap();
+        let v = parse_fragment("# CONFIG_B is not set\nCONFIG_D=y\n").unwrap();
+        let all = combine(&common, &v);
+        let got: Vec<(&str, &str)> = all
+            .iter()
+            .map(|o| (o.name.as_str(), o.value.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("CONFIG_A", "y"),
+                ("CONFIG_C", "1"),
+                ("CONFIG_B", "n"),
+                ("CONFIG_D", "y")
+            ]
+        );
+        let merged = merge("CONFIG_B=y\nCONFIG_E=y\n", &all);
+        assert!(merged.contains("# CONFIG_B is not set"));
+        assert!(!merged.contains("CONFIG_B=y"));
     }
 
     #[test]

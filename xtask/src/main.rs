@@ -69,6 +69,17 @@ struct Global {
         value_name = "SECS"
     )]
     timeout: u64,
+    /// Kernel variant: preempt (images/kernel.config) or one of
+    /// images/kernel-variants/NAME.config merged on top (rt: PREEMPT_RT);
+    /// each is built and cached on its own.
+    #[arg(
+        long,
+        global = true,
+        env = "IRQSTORM_KERNEL_VARIANT",
+        default_value = kernel::DEFAULT_VARIANT,
+        value_name = "NAME"
+    )]
+    kernel_variant: String,
     /// Module source directory (default: guest-driver/).
     #[arg(long, global = true, env = "IRQSTORM_MODULE_SRC", value_name = "DIR")]
     module_src: Option<PathBuf>,
@@ -405,6 +416,7 @@ fn prepare(g: &Global) -> Result<Guest> {
         qemu: q,
         kernel: k.bzimage,
         kernel_key: k.key,
+        kernel_variant: k.variant,
         initrd,
     })
 }
@@ -429,7 +441,8 @@ fn prepare_kernel(g: &Global) -> Result<(qemu::Qemu, kernel::Kernel, PathBuf)> {
         Some(d) => kernel::Source::Tree(d.clone()),
         None => kernel::Source::Pinned,
     };
-    let k = kernel::prepare(&repo, &cache, &source, &tools, &mut apt)?;
+    let variant = kernel::Variant::load(&repo, &g.kernel_variant)?;
+    let k = kernel::prepare(&repo, &cache, &source, &tools, &variant, &mut apt)?;
     let msrc = g
         .module_src
         .clone()

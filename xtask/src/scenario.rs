@@ -69,6 +69,7 @@ pub fn run(repo: &Path, g: &Guest, o: &Opts) -> Result<Outcome> {
             qemu: &g.qemu.program,
             qemu_version: &g.qemu.version,
             kernel_key: &g.kernel_key,
+            kernel_variant: &g.kernel_variant,
             base_cmdline: crate::guest::BASE_CMDLINE,
             extra_cmdline: o.extra_cmdline,
             qemu_args: &args,

@@ -123,6 +123,8 @@ pub struct GuestOpts<'a> {
     pub qemu_version: &'a str,
     /// Kernel version when the console does not say it.
     pub kernel_key: &'a str,
+    /// The kernel's variant (preempt, rt), for the run's metadata.
+    pub kernel_variant: &'a str,
     /// The kernel command line before the scenario's words.
     pub base_cmdline: &'a str,
     /// Extra kernel command line, appended last (`--cmdline`).
@@ -359,6 +361,7 @@ fn run_with_backend(
             accelerator: o.accel.into(),
             qemu_version: o.guest.qemu_version.into(),
             kernel_version: o.guest.kernel_key.into(),
+            kernel_variant: o.guest.kernel_variant.into(),
             host_kernel: host_kernel(),
             start_time,
             duration_ns: s.duration_ms * 1_000_000,

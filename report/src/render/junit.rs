@@ -37,6 +37,7 @@ pub fn junit(result: &RunResult) -> String {
         ("accelerator", &m.accelerator),
         ("qemu_version", &m.qemu_version),
         ("kernel_version", &m.kernel_version),
+        ("kernel_variant", &m.kernel_variant),
         ("devices", &m.devices.join(",")),
         ("disturbed", &disturbed),
         ("max_vcpu_wait_share", &wait),

@@ -32,6 +32,7 @@ pub fn markdown(result: &RunResult, plots: &[String]) -> String {
         ("accelerator", m.accelerator.clone()),
         ("QEMU", m.qemu_version.clone()),
         ("guest kernel", m.kernel_version.clone()),
+        ("kernel variant", m.kernel_variant.clone()),
         ("start", m.start_time.clone()),
         ("measured", fmt_ns(m.duration_ns as f64)),
         ("devices", m.devices.join(", ")),

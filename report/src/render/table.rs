@@ -180,8 +180,13 @@ pub fn table(result: &RunResult) -> String {
     } else {
         format!("warm-up {}", fmt_ns(m.warmup_ns as f64))
     };
+    let variant = if m.kernel_variant.is_empty() {
+        String::new()
+    } else {
+        format!(" | kernel {}", m.kernel_variant)
+    };
     let mut out = format!(
-        "irqstorm: scenario {} | accel {} | {} device(s) | measured {} ({warmup})\n",
+        "irqstorm: scenario {} | accel {}{variant} | {} device(s) | measured {} ({warmup})\n",
         m.scenario,
         m.accelerator,
         m.devices.len(),
