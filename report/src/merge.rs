@@ -540,6 +540,29 @@ pub fn write(dir: &Path, inputs: &[Input], m: &Merged) -> std::io::Result<Vec<Pa
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_inputs_kernel_shows_its_variant_when_known() {
+        let mut i = InputInfo {
+            label: "a".into(),
+            path: "/a".into(),
+            scenario: "s".into(),
+            accelerator: "tcg".into(),
+            kernel_version: "7.3.4".into(),
+            kernel_variant: String::new(),
+            vcpus: None,
+            host_cores: None,
+            start_time: String::new(),
+            disturbed: false,
+            checks_failed: 0,
+            runs: 1,
+        };
+        assert_eq!(kernel_text(&i), "7.3.4");
+        i.kernel_variant = "rt".into();
+        assert_eq!(kernel_text(&i), "7.3.4 (rt)");
+        i.kernel_version.clear();
+        assert_eq!(kernel_text(&i), "? (rt)");
+    }
+
     fn input(label: &str, scale: u64) -> Input {
         let mut r = crate::render::tests::sample_result();
         for m in &mut r.mechanisms {

@@ -166,12 +166,7 @@ impl PrivateApt {
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        let mut debs: Vec<PathBuf> = std::fs::read_dir(dir)?
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "deb"))
-            .collect();
-        debs.sort();
+        let debs = debs_in(dir)?;
         if debs.len() != pkgs.len() {
             bail!(
                 "apt-get download {} from {release} gave {} .deb file(s) in {}",
@@ -206,17 +201,23 @@ impl PrivateApt {
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        let mut debs: Vec<PathBuf> = std::fs::read_dir(dir)?
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "deb"))
-            .collect();
-        debs.sort();
+        let debs = debs_in(dir)?;
         if debs.is_empty() {
             bail!("downloading {pkg} from {release} produced no .deb files");
         }
         Ok(debs)
     }
+}
+
+/// The .deb files in `dir`, sorted.
+fn debs_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut debs: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "deb"))
+        .collect();
+    debs.sort();
+    Ok(debs)
 }
 
 /// `dpkg-deb -x deb dir`.

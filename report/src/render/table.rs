@@ -544,6 +544,18 @@ mod tests {
     }
 
     #[test]
+    fn the_header_names_the_kernel_variant_when_the_report_has_one() {
+        let mut r = sample_result();
+        assert!(!table(&r).lines().next().unwrap().contains("kernel"));
+        r.meta.kernel_variant = "rt".into();
+        let head = table(&r).lines().next().unwrap().to_string();
+        assert!(
+            head.contains("| accel tcg | kernel rt | 1 device(s)"),
+            "{head}"
+        );
+    }
+
+    #[test]
     fn table_columns_align() {
         let r = sample_result();
         let t = table(&r);
