@@ -21,6 +21,8 @@ pub enum AggregateError {
     Accelerator(String, String),
     #[error(transparent)]
     Hist(#[from] HistError),
+    #[error("{0}")]
+    Timerlat(String),
 }
 
 fn add_guest(a: &mut GuestCounters, b: &GuestCounters) {
@@ -258,6 +260,18 @@ pub fn aggregate(results: &[RunResult]) -> Result<RunResult, AggregateError> {
                     a.round_trip.merge(&b.round_trip)?;
                 }
                 None => out.baselines.host_eventfd = Some(b.clone()),
+            }
+        }
+        // One timerlat baseline per guest; the same guest's runs add up.
+        for t in &r.baselines.timerlat {
+            match out
+                .baselines
+                .timerlat
+                .iter_mut()
+                .find(|x| x.guest == t.guest)
+            {
+                Some(x) => x.merge(t).map_err(AggregateError::Timerlat)?,
+                None => out.baselines.timerlat.push(t.clone()),
             }
         }
     }

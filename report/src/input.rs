@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod guest;
+pub mod timerlat;
 pub mod tsc;
 
 pub use backend::{parse_backend_stats, BackendStats, HistExt, RawRaiseToHardirqExt};
@@ -16,6 +17,7 @@ pub use guest::{
     apply_guest, parse_guest_hist, parse_guest_summary, GuestDump, GuestHistColumn, GuestHistTable,
     GuestSummaryRow, GuestTexts,
 };
+pub use timerlat::{parse_timerlat, Timerlat, TimerlatSample};
 
 use crate::hist::HistError;
 

@@ -181,6 +181,29 @@ fn report_tests(r: &RunResult, ids: &Ids) -> Vec<Value> {
         t["number"] = json!({ "value": m.host.acked as f64 });
         v.push(t);
     }
+    // The timerlat baseline: irqstorm.<scenario>.timerlat[.<guest>].<context>.<stat>
+    for tl in &r.baselines.timerlat {
+        let base = if r.baselines.timerlat.len() > 1 {
+            format!("irqstorm.{sc}.timerlat.{}", component(&tl.guest))
+        } else {
+            format!("irqstorm.{sc}.timerlat")
+        };
+        for (ctx, d) in [
+            ("irq", &tl.irq),
+            ("thread", &tl.thread),
+            ("irq_to_thread", &tl.irq_to_thread),
+        ] {
+            if d.summary.count == 0 {
+                continue;
+            }
+            for (stat, ns) in stats(&d.summary) {
+                let mut t = test(ids, &format!("{base}.{ctx}.{stat}"), "DONE", start);
+                t["number"] = seconds(ns);
+                t["misc"] = json!({ "period_us": tl.period_us, "samples": d.summary.count });
+                v.push(t);
+            }
+        }
+    }
     for c in &r.checks {
         let figure = if c.kind == CheckKind::Conservation {
             "conservation".to_string()
@@ -451,5 +474,29 @@ mod tests {
         assert!(gates
             .iter()
             .all(|t| ["PASS", "FAIL", "SKIP"].contains(&t["status"].as_str().unwrap())));
+    }
+
+    #[test]
+    fn a_timerlat_baseline_becomes_tests_with_its_figures() {
+        let mut r = crate::render::tests::sample_result();
+        let t = crate::input::parse_timerlat(
+            "period_us 1000\ncpus 0-1\ns 0 1 irq 1000\ns 0 1 thread 3000\n",
+            "irqstorm0",
+        )
+        .unwrap();
+        r.baselines.timerlat.push(t.baseline);
+        let s = submission(Some(&r), None, &Options::default()).unwrap();
+        let path = format!(
+            "irqstorm.{}.timerlat.irq_to_thread.p99",
+            component(&r.meta.scenario)
+        );
+        let t = s["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["path"] == path)
+            .unwrap_or_else(|| panic!("no {path}"));
+        assert_eq!(t["number"]["value"].as_f64().unwrap(), 2000e-9);
+        assert_eq!(t["misc"]["period_us"], 1000);
     }
 }

@@ -8,10 +8,12 @@ use serde::{Deserialize, Serialize};
 use crate::hist::{Distribution, HistError, LatencySummary};
 
 mod conditions;
+mod timerlat;
 pub use conditions::{
     BackendCpu, BackendThreadCpu, CpuFlag, GuestConditions, HostLoad, Interference, IrqPlacement,
     RunConditions, TimeBase, VcpuInterference, TIME_BASE_PING,
 };
+pub use timerlat::{TimerlatBaseline, TimerlatCpu};
 
 /// Version of the `report.json` schema.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -174,6 +176,10 @@ pub struct Ratios {
     pub hardirq_to_bh_p99_vs_ref_hrtimer: Option<f64>,
     /// `raise_to_ack.p99 / host_eventfd.round_trip.p99`.
     pub raise_to_ack_p99_vs_host_eventfd: Option<f64>,
+    /// `hardirq_to_bh.p99 / timerlat irq_to_thread.p99` (every guest's
+    /// timerlat samples together); `null` without `[timerlat]`.
+    #[serde(default)]
+    pub hardirq_to_bh_p99_vs_timerlat: Option<f64>,
 }
 
 /// The guest's local hrtimer reference source dispatched through the same
@@ -383,6 +389,24 @@ pub struct EventfdBaseline {
 #[serde(deny_unknown_fields)]
 pub struct Baselines {
     pub host_eventfd: Option<EventfdBaseline>,
+    /// The kernel's timerlat tracer in each guest over the measured phase
+    /// (scenario `[timerlat]` or `--timerlat`); empty when it did not run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timerlat: Vec<TimerlatBaseline>,
+}
+
+impl Baselines {
+    /// p99 of timerlat's irq->thread over every guest's samples together.
+    pub fn timerlat_irq_to_thread_p99(&self) -> Result<Option<u64>, HistError> {
+        if self.timerlat.is_empty() {
+            return Ok(None);
+        }
+        let mut all = Distribution::from_buckets(std::iter::empty())?;
+        for t in &self.timerlat {
+            all.merge(&t.irq_to_thread)?;
+        }
+        Ok((all.count() > 0).then_some(all.summary.p99_ns))
+    }
 }
 
 /// One device's clock offset estimate.
@@ -589,6 +613,10 @@ impl RunResult {
                 Ok(b.round_trip.summary.p99_ns)
             })
             .transpose()?;
+        for t in &mut self.baselines.timerlat {
+            t.resummarize()?;
+        }
+        let tlat = self.baselines.timerlat_irq_to_thread_p99()?;
         for row in self.mechanisms.iter_mut().chain(self.per_device.iter_mut()) {
             for d in [
                 &mut row.raise_to_ack,
@@ -612,7 +640,7 @@ impl RunResult {
                     d.resummarize()?;
                 }
             }
-            row.ratios = compute_ratios(row, evfd_rt);
+            row.ratios = compute_ratios(row, evfd_rt, tlat);
         }
         Ok(())
     }
@@ -641,8 +669,13 @@ fn div(a: Option<u64>, b: Option<u64>) -> Option<f64> {
     }
 }
 
-fn compute_ratios(row: &MechanismResult, evfd_rt_p99: Option<u64>) -> Ratios {
+fn compute_ratios(
+    row: &MechanismResult,
+    evfd_rt_p99: Option<u64>,
+    tlat_p99: Option<u64>,
+) -> Ratios {
     Ratios {
+        hardirq_to_bh_p99_vs_timerlat: div(p99(&row.hardirq_to_bh), tlat_p99),
         hardirq_to_bh_p99_vs_ref_hrtimer: div(
             p99(&row.hardirq_to_bh),
             row.reference.as_ref().and_then(|r| p99(&r.hardirq_to_bh)),

@@ -223,6 +223,12 @@ struct ScenarioOpts {
     /// events log on; keep trace.txt and events.txt in the report directory.
     #[arg(long)]
     trace: bool,
+    /// Run the kernel's timerlat tracer in the guest over the measured phase
+    /// (the scenario's `[timerlat]`, turned on; period from it, default
+    /// 1000 us): its IRQ and thread latency become a baseline beside the
+    /// driver's hrtimer reference; timerlat-hist.txt keeps its histogram.
+    #[arg(long)]
+    timerlat: bool,
 }
 
 #[derive(Subcommand, Clone)]

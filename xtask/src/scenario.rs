@@ -26,6 +26,8 @@ pub struct Opts<'a> {
     pub max_vcpu_wait_share: Option<f64>,
     /// Keep the guest's trace and the driver's events log (`--trace`).
     pub trace: bool,
+    /// Run timerlat in the guest whatever the scenario says (`--timerlat`).
+    pub timerlat: bool,
 }
 
 fn accel_name(a: Accel) -> &'static str {
@@ -60,6 +62,7 @@ pub fn run(repo: &Path, g: &Guest, o: &Opts) -> Result<Outcome> {
         timeout: o.timeout,
         echo: o.echo,
         trace: o.trace,
+        timerlat: o.timerlat,
         backend: BackendOpts {
             binary: &o.device.backend,
             virtio_id: o.device.virtio_id,
@@ -128,6 +131,7 @@ impl Prepared {
                 extra_cmdline: self.cmdline.as_deref(),
                 max_vcpu_wait_share: so.max_vcpu_wait_share,
                 trace: so.trace,
+                timerlat: so.timerlat,
             },
         )
     }

@@ -26,6 +26,7 @@ fn scenario_checks(g: &Global, o: &GuestOpts, ktap: Option<&Path>) -> (usize, us
         repeat: 1,
         module_params: Vec::new(),
         trace: false,
+        timerlat: false,
         ab: false,
         b_module_params: Vec::new(),
     };

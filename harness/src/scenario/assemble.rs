@@ -6,7 +6,7 @@ use irqstorm_report::model::{self, EventfdBaseline, RampResult, RunMeta, RunResu
 use irqstorm_report::scenario::Scenario;
 use irqstorm_report::{aggregate, input, offset};
 
-use super::console::{guest_dump, kernel_version, pings};
+use super::console::{guest_dump, kernel_version, pings, section};
 use super::RunError;
 
 /// What every device's result shares.
@@ -48,6 +48,9 @@ pub fn device_result(
     });
     result.mechanisms = rows;
     result.baselines.host_eventfd = Some(sh.evfd.clone());
+    if let Some(t) = timerlat(s, console, &label, console_log)? {
+        result.baselines.timerlat.push(t.baseline);
+    }
     let samples = pings(console);
     let est = match offset::estimate(&samples) {
         Ok(est) => {
@@ -86,6 +89,26 @@ pub fn device_result(
     }
     result.finalize()?;
     Ok(result)
+}
+
+/// Guest `label`'s timerlat samples when the scenario ran the tracer
+/// (`[timerlat]`); a guest that printed none is an error.
+pub fn timerlat(
+    s: &Scenario,
+    console: &str,
+    label: &str,
+    console_log: &std::path::Path,
+) -> Result<Option<input::Timerlat>, RunError> {
+    if !s.timerlat.enabled {
+        return Ok(None);
+    }
+    let text = section(console, "timerlat").ok_or_else(|| {
+        RunError::Guest(format!(
+            "{label}: [timerlat] is on but the guest printed no `timerlat` section ({})",
+            console_log.display()
+        ))
+    })?;
+    Ok(Some(input::parse_timerlat(&text, label)?))
 }
 
 /// The offset is that of one PING; elsewhere in the phase it is off by up to

@@ -59,6 +59,14 @@ pub fn guest_cmdline(s: &Scenario) -> String {
     if let Some(p) = s.guest.user_fifo {
         c.push_str(&format!(" irqstorm_sc_user_fifo={p}"));
     }
+    if s.timerlat.enabled {
+        // The buffer holds warm-up and measured phase: nothing is overwritten.
+        let kb = s.timerlat.buffer_kb(s.warmup_ms + s.duration_ms);
+        c.push_str(&format!(
+            " irqstorm_sc_timerlat={}:{kb}",
+            s.timerlat.period_us
+        ));
+    }
     c
 }
 
@@ -143,6 +151,17 @@ program = { mode = "storm", rate_hz = 1000, burst = 2, duration_ms = 10 }
         );
         // threaded = 1, tasklet = 2.
         assert!(c.contains("irqstorm_sc_ref=500:6"), "{c}");
+        assert!(!c.contains("timerlat"), "{c}");
+        let mut t = s.clone();
+        t.timerlat.enabled = true;
+        t.timerlat.period_us = 250;
+        t.warmup_ms = 900;
+        // 1 s at 4 kHz: 4001 activations x 2 x 64 B x 5/4 = 626 KiB per CPU
+        assert!(
+            guest_cmdline(&t).ends_with(" irqstorm_sc_timerlat=250:626"),
+            "{}",
+            guest_cmdline(&t)
+        );
         let plan = s.plan();
         let st = plan[0].starts[1];
         assert_eq!(

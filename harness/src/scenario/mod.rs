@@ -146,6 +146,9 @@ pub struct RunSpec<'a> {
     /// the x86-tsc clock) and log the driver's events; the report directory
     /// keeps `trace.txt` and `events.txt` (per device: `trace-N.txt`, ...).
     pub trace: bool,
+    /// `--timerlat`: run the kernel's timerlat tracer in the guests over the
+    /// measured phase even if the scenario's `[timerlat]` is off.
+    pub timerlat: bool,
     /// Echo the guest consoles.
     pub echo: bool,
     pub backend: BackendOpts<'a>,
@@ -188,6 +191,9 @@ pub fn run(o: &RunSpec) -> Result<Outcome, RunError> {
             )));
         }
         s.gates.max_vcpu_wait_share = w;
+    }
+    if o.timerlat {
+        s.timerlat.enabled = true;
     }
     // Guest-driven sources must be expressible in debugfs before we boot.
     for p in s.plan() {
@@ -386,6 +392,16 @@ fn run_with_backend(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let mut result = assemble::merge(per, &shared)?;
+    for (i, log) in logs.iter().enumerate() {
+        let label = format!("irqstorm{i}");
+        if let Some(t) = assemble::timerlat(s, guests.console(i), &label, log)? {
+            let file = o
+                .dir
+                .join(per_device_name("timerlat-hist", "txt", i as u32, n));
+            std::fs::write(&file, t.rtla_hist())
+                .map_err(io(format!("write {}", file.display())))?;
+        }
+    }
     let guest_conds = commands
         .into_iter()
         .enumerate()

@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 
 use super::table::{
-    cpu_rows, guest_is_log2, lateness_rows, main_table, one_way_rows, CPU_HEADERS,
-    LATENESS_HEADERS, ONE_WAY_HEADERS,
+    cpu_rows, guest_is_log2, lateness_rows, main_table, one_way_rows, timer_baseline_note,
+    timer_baseline_rows, CPU_HEADERS, LATENESS_HEADERS, ONE_WAY_HEADERS, TIMER_BASELINE_HEADERS,
 };
 use super::{conditions, count_outcomes, effective_checks, fmt_ns};
 use crate::model::{Outcome, RunResult};
@@ -62,11 +62,33 @@ pub fn markdown(result: &RunResult, plots: &[String]) -> String {
         }
     }
     o.push_str("\n## Latency by mechanism (us)\n\n");
-    o.push_str(
-        "| mechanism | events | coalesced | raise→ack p50 | p99 | p99.9 | max | hardirq→bh p50 | p99 | max | bh run p50 | max | ×ref | ×evfd |\n",
+    let tlat = !result.baselines.timerlat.is_empty();
+    let _ = writeln!(
+        o,
+        "| mechanism | events | coalesced | raise→ack p50 | p99 | p99.9 | max | hardirq→bh p50 | p99 | max | bh run p50 | max | ×ref |{} ×evfd |",
+        if tlat { " ×tlat |" } else { "" }
     );
-    o.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let _ = writeln!(
+        o,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|{}---:|",
+        if tlat { "---:|" } else { "" }
+    );
     md_rows(&mut o, main_table(&result.mechanisms, false).rows);
+    let timer = timer_baseline_rows(result);
+    if !timer.is_empty() {
+        o.push_str(
+            "\n## Timer baselines in the guest (µs)\n\n\
+             The kernel's timerlat tracer ran in the same guest over the same measured phase \
+             (×tlat above: hardirq→bh p99 over timerlat irq→thread p99).\n\n",
+        );
+        let _ = writeln!(o, "| {} |", TIMER_BASELINE_HEADERS.join(" | "));
+        o.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+        md_rows(&mut o, timer);
+        o.push('\n');
+        for l in timer_baseline_note(result).lines() {
+            let _ = writeln!(o, "- {l}");
+        }
+    }
     if guest_is_log2(&result.mechanisms) {
         o.push_str("\nGuest figures (hardirq→bh, bh run) are log2 bucket upper edges.\n");
     }

@@ -12,7 +12,17 @@ fn cell_us(s: Option<&LatencySummary>, f: impl Fn(&LatencySummary) -> u64) -> St
 }
 
 fn cell_ratio(r: Option<f64>) -> String {
-    r.map_or_else(|| "-".to_string(), |r| format!("{r:.1}x"))
+    // Two decimals below 0.1x, where one would print 0.0x.
+    r.map_or_else(
+        || "-".to_string(),
+        |r| {
+            if r < 0.095 {
+                format!("{r:.2}x")
+            } else {
+                format!("{r:.1}x")
+            }
+        },
+    )
 }
 
 /// A table with grouped column headers, right-aligned except column 0.
@@ -102,14 +112,18 @@ pub(super) fn main_table(rows: &[MechanismResult], label_device: bool) -> Table 
     } else {
         "mechanism"
     };
+    // The timerlat column only where timerlat ran (scenario `[timerlat]`).
+    let tlat = rows
+        .iter()
+        .any(|r| r.ratios.hardirq_to_bh_p99_vs_timerlat.is_some());
     let groups = vec![
         ("".to_string(), 3),
         ("raise->ack (us)".to_string(), 4),
         ("hardirq->bh (us)".to_string(), 3),
         ("bh run (us)".to_string(), 2),
-        ("p99 ratio".to_string(), 2),
+        ("p99 ratio".to_string(), 2 + usize::from(tlat)),
     ];
-    let headers = [
+    let mut headers: Vec<String> = [
         first,
         "events",
         "coalesced",
@@ -127,6 +141,9 @@ pub(super) fn main_table(rows: &[MechanismResult], label_device: bool) -> Table 
     ]
     .map(String::from)
     .to_vec();
+    if tlat {
+        headers.insert(headers.len() - 1, "tlat".into());
+    }
     let rows = rows
         .iter()
         .map(|r| {
@@ -137,7 +154,7 @@ pub(super) fn main_table(rows: &[MechanismResult], label_device: bool) -> Table 
                 (Some(d), true) => format!("{}@{d}", r.mechanism),
                 _ => r.mechanism.clone(),
             };
-            vec![
+            let mut row = vec![
                 name,
                 r.host.raised.to_string(),
                 r.host.coalesced.to_string(),
@@ -152,7 +169,14 @@ pub(super) fn main_table(rows: &[MechanismResult], label_device: bool) -> Table 
                 cell_us(br, |s| s.max_ns),
                 cell_ratio(r.ratios.hardirq_to_bh_p99_vs_ref_hrtimer),
                 cell_ratio(r.ratios.raise_to_ack_p99_vs_host_eventfd),
-            ]
+            ];
+            if tlat {
+                row.insert(
+                    row.len() - 1,
+                    cell_ratio(r.ratios.hardirq_to_bh_p99_vs_timerlat),
+                );
+            }
+            row
         })
         .collect();
     Table {
@@ -207,6 +231,20 @@ pub fn table(result: &RunResult) -> String {
         "ratios: ref = hardirq->bh p99 / guest hrtimer reference p99 (same mechanism); \
          evfd = raise->ack p99 / host eventfd round-trip p99\n",
     );
+    if !result.baselines.timerlat.is_empty() {
+        out.push_str(
+            "        tlat = hardirq->bh p99 / timerlat irq->thread p99 (the kernel's timerlat tracer, same guest and phase)\n",
+        );
+    }
+    if let Some(t) = block_table(
+        "timer baselines in the guest, same measured phase (us)",
+        &TIMER_BASELINE_HEADERS,
+        timer_baseline_rows(result),
+    ) {
+        out.push('\n');
+        out.push_str(&t.render());
+        out.push_str(&timer_baseline_note(result));
+    }
     if let Some(e) = &result.baselines.host_eventfd {
         let (o, r) = (&e.one_way.summary, &e.round_trip.summary);
         let _ = writeln!(
@@ -489,6 +527,112 @@ fn first_bh_table(rows: &[MechanismResult]) -> Option<Table> {
     })
 }
 
+/// Columns of the timer-baselines block (table and summary.md).
+pub(super) const TIMER_BASELINE_HEADERS: [&str; 7] = [
+    "baseline",
+    "samples",
+    "p50",
+    "p99",
+    "p99.9",
+    "max",
+    "p99 / tlat",
+];
+
+/// The timerlat tracer's figures and, beside them, the driver's hrtimer
+/// reference per mechanism, each with its p99 over timerlat's irq->thread
+/// p99 (all guests); no rows when timerlat did not run.
+pub(super) fn timer_baseline_rows(result: &RunResult) -> Vec<Vec<String>> {
+    let tl = &result.baselines.timerlat;
+    if tl.is_empty() {
+        return Vec::new();
+    }
+    let base = result.baselines.timerlat_irq_to_thread_p99().ok().flatten();
+    let ratio = |s: Option<&LatencySummary>| {
+        cell_ratio(match (s, base) {
+            (Some(s), Some(b)) if b > 0 => Some(s.p99_ns as f64 / b as f64),
+            _ => None,
+        })
+    };
+    let row = |name: String, d: Option<&LatencySummary>, r: String| {
+        vec![
+            name,
+            d.map_or(0, |s| s.count).to_string(),
+            cell_us(d, |s| s.p50_ns),
+            cell_us(d, |s| s.p99_ns),
+            cell_us(d, |s| s.p999_ns),
+            cell_us(d, |s| s.max_ns),
+            r,
+        ]
+    };
+    let mut rows = Vec::new();
+    for t in tl {
+        let who = if tl.len() > 1 {
+            format!("{} ", t.guest)
+        } else {
+            String::new()
+        };
+        rows.push(row(
+            format!("{who}timerlat irq"),
+            nonempty(&t.irq),
+            "-".into(),
+        ));
+        rows.push(row(
+            format!("{who}timerlat thread"),
+            nonempty(&t.thread),
+            "-".into(),
+        ));
+        rows.push(row(
+            format!("{who}timerlat irq->thread"),
+            nonempty(&t.irq_to_thread),
+            ratio(nonempty(&t.irq_to_thread)),
+        ));
+    }
+    for m in &result.mechanisms {
+        if let Some(r) = m.reference.as_ref().and_then(|r| summary(&r.hardirq_to_bh)) {
+            rows.push(row(
+                format!("ref hrtimer -> {}", m.mechanism),
+                Some(r),
+                ratio(Some(r)),
+            ));
+        }
+    }
+    rows
+}
+
+fn nonempty(d: &crate::hist::Distribution) -> Option<&LatencySummary> {
+    Some(&d.summary).filter(|s| s.count > 0)
+}
+
+/// What the timer-baseline rows mean, and what timerlat lost.
+pub(super) fn timer_baseline_note(result: &RunResult) -> String {
+    let mut out = String::from(
+        "timerlat irq = timer expiry -> timerlat's hard-IRQ handler; thread = expiry -> its \
+         timerlat/N thread (SCHED_FIFO:95) running; irq->thread = thread - irq per activation: \
+         the kernel's own hard IRQ -> woken-thread latency; ref hrtimer -> M = the driver's \
+         reference hrtimer callback -> M's bh start (guest log2 buckets: upper edges)\n",
+    );
+    for t in &result.baselines.timerlat {
+        let _ =
+            writeln!(
+            out,
+            "timerlat {}: period {} us, CPUs {}, {} ring-buffer overruns, {} rejected lines, {} \
+             activations with one sample (the tracer stopped between them); histogram: {}",
+            t.guest,
+            t.period_us,
+            if t.cpus.is_empty() { "all" } else { &t.cpus },
+            t.overrun,
+            t.unparsed,
+            t.unmatched,
+            if result.baselines.timerlat.len() > 1 {
+                format!("timerlat-hist-{}.txt", t.guest.trim_start_matches("irqstorm"))
+            } else {
+                "timerlat-hist.txt".into()
+            }
+        );
+    }
+    out
+}
+
 /// A block under the main table: the mechanism column, then `headers[1..]`
 /// grouped under `title`; `None` without rows.
 fn block_table(title: &str, headers: &[&str], rows: Vec<Vec<String>>) -> Option<Table> {
@@ -541,6 +685,52 @@ mod tests {
         let cells: Vec<&str> = line.split(['|', ' ']).filter(|c| !c.is_empty()).collect();
         assert_eq!(&cells[..3], &["kthread", "100", "7.0"], "{line}");
         assert!(t.contains("hardirq->bh per interrupt (us)"));
+    }
+
+    #[test]
+    fn timerlat_adds_its_ratio_column_and_the_timer_baselines_beside_the_reference() {
+        let mut r = sample_result();
+        let t = table(&r);
+        assert!(!t.contains("tlat") && !t.contains("timer baselines"), "{t}");
+        // irq->thread per activation: 3000 and 5000 ns
+        let tl = crate::input::parse_timerlat(
+            "period_us 1000\ncpus 0-1\ns 0 1 irq 2000\ns 0 1 thread 5000\ns 1 1 irq 1000\ns 1 1 thread 6000\n",
+            "irqstorm0",
+        )
+        .unwrap();
+        r.baselines.timerlat.push(tl.baseline);
+        r.mechanisms[0].reference = Some(crate::model::ReferenceResult {
+            timer_to_hardirq: None,
+            hardirq_to_bh: Some(Distribution::from_buckets([(10_000, 1)]).unwrap()),
+            bh_run: None,
+        });
+        r.finalize().unwrap();
+        let t = table(&r);
+        let head = t.lines().find(|l| l.starts_with("mechanism ")).unwrap();
+        let words: Vec<&str> = head.split_whitespace().collect();
+        assert_eq!(words[words.len() - 3..], ["ref", "tlat", "evfd"], "{head}");
+        let row = t
+            .lines()
+            .find(|l| l.starts_with("timerlat irq->thread "))
+            .unwrap_or_else(|| panic!("{t}"));
+        let cells: Vec<&str> = row.split(['|', ' ']).filter(|c| !c.is_empty()).collect();
+        assert_eq!(cells[2..4], ["2", "3.0"], "{row}");
+        assert_eq!(cells.last(), Some(&"1.0x"), "{row}");
+        // the mechanisms' reference rows sit beside it, with their ratio
+        let refs: Vec<&str> = t
+            .lines()
+            .filter(|l| l.starts_with("ref hrtimer -> "))
+            .collect();
+        assert_eq!(refs.len(), 1, "{t}");
+        // 10 us over a p99 of 5 us
+        assert!(refs[0].ends_with(" 2.0x"), "{}", refs[0]);
+        assert!(
+            t.contains("timerlat irqstorm0: period 1000 us, CPUs 0-1, 0 ring-buffer overruns"),
+            "{t}"
+        );
+        let md = crate::render::markdown(&r, &[]);
+        assert!(md.contains("| ×ref | ×tlat | ×evfd |"), "{md}");
+        assert!(md.contains("| timerlat irq->thread | 2 |"), "{md}");
     }
 
     #[test]

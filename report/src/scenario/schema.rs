@@ -30,6 +30,8 @@ pub struct Scenario {
     #[serde(default)]
     pub reference: Reference,
     #[serde(default)]
+    pub timerlat: Timerlat,
+    #[serde(default)]
     pub ramp: Option<Ramp>,
     #[serde(default)]
     pub thresholds: Vec<Threshold>,
@@ -422,6 +424,46 @@ impl Default for Reference {
             period_us: d_ref_period(),
             mechanisms: Vec::new(),
         }
+    }
+}
+
+/// The kernel's timerlat tracer in the guest over the measured phase, as a
+/// baseline beside the driver's hrtimer reference (`baselines.timerlat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timerlat {
+    /// Off by default: its SCHED_FIFO:95 threads wake every period on every
+    /// CPU, which the mechanisms then share the guest with.
+    #[serde(default)]
+    pub enabled: bool,
+    /// `osnoise/timerlat_period_us`: the kernel takes 100..=1000000.
+    #[serde(default = "d_timerlat_period")]
+    pub period_us: u64,
+}
+
+fn d_timerlat_period() -> u64 {
+    1000
+}
+
+/// The kernel's bounds of `osnoise/timerlat_period_us`.
+pub const TIMERLAT_PERIOD_US: std::ops::RangeInclusive<u64> = 100..=1_000_000;
+
+impl Default for Timerlat {
+    fn default() -> Self {
+        Timerlat {
+            enabled: false,
+            period_us: d_timerlat_period(),
+        }
+    }
+}
+
+impl Timerlat {
+    /// Trace ring-buffer size per CPU (KiB) that holds every sample of a
+    /// measured phase of `duration_ms`: two entries per activation, 64
+    /// bytes each with the ring buffer's headers, plus a quarter spare.
+    pub fn buffer_kb(&self, duration_ms: u64) -> u64 {
+        let activations = duration_ms.saturating_mul(1000) / self.period_us.max(1) + 1;
+        (activations * 2 * 64 * 5 / 4).div_ceil(1024).max(64)
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::schema::{
     DeviceLimits, DrivenBy, Jitter, Mode, Ramp, Scenario, Source, WorkKind, MAX_PERIOD_US,
-    MAX_RAMP_STEPS, MAX_WORK_US,
+    MAX_RAMP_STEPS, MAX_WORK_US, TIMERLAT_PERIOD_US,
 };
 use super::threshold::threshold_spec;
 use super::Problem;
@@ -132,6 +132,17 @@ impl Scenario {
                     );
                 }
             }
+        }
+        if self.timerlat.enabled && !TIMERLAT_PERIOD_US.contains(&self.timerlat.period_us) {
+            p.add(
+                "timerlat.period_us",
+                format!(
+                    "{}: must be {}..={} (the kernel's bounds of osnoise/timerlat_period_us)",
+                    self.timerlat.period_us,
+                    TIMERLAT_PERIOD_US.start(),
+                    TIMERLAT_PERIOD_US.end()
+                ),
+            );
         }
         if let Some(r) = &self.ramp {
             self.validate_ramp(r, dev, &mut p);
@@ -657,6 +668,24 @@ program = { mode = "storm", rate_hz = 60000, burst = 8 }
         assert!(problems(&user).is_empty(), "{:?}", problems(&user));
         let e = problems(&(user + "work = { kind = \"busy\", us = 5 }\n")).join("\n");
         assert!(e.contains("irqstorm-wait"), "{e}");
+    }
+
+    #[test]
+    fn the_timerlat_period_is_checked_against_the_kernels_bounds_when_on() {
+        let e = problems(&with("[timerlat]\nenabled = true\nperiod_us = 50\n")).join("\n");
+        assert!(
+            e.contains("timerlat.period_us: 50: must be 100..=1000000"),
+            "{e}"
+        );
+        assert!(
+            problems(&with("[timerlat]\nperiod_us = 50\n")).is_empty(),
+            "off: not checked"
+        );
+        let s = crate::scenario::parse(&with("[timerlat]\nenabled = true\n"), "t").unwrap();
+        assert_eq!(s.timerlat.period_us, 1000);
+        // 3 s at 1 kHz: 3001 activations x 2 entries x 64 B x 5/4 = 469 KiB
+        assert_eq!(s.timerlat.buffer_kb(3000), 469);
+        assert_eq!(s.timerlat.buffer_kb(1), 64);
     }
 
     #[test]

@@ -28,6 +28,11 @@
 # device's IRQ, irq:softirq_entry, workqueue:workqueue_execute_start, sched:sched_switch to
 # the driver's threads, and the driver's events log (debugfs events); `dump` stops both and
 # adds them as the sections `events` and `trace` (the host keeps events.txt, trace.txt).
+# With irqstorm_sc_timerlat=PERIOD_US:BUFFER_KB (scenario [timerlat], `cargo xtask run --timerlat`)
+# the kernel's timerlat tracer runs in its own tracefs instance over the measured phase (from
+# READY, its buffer emptied at `reset` after a warm-up, to `calibrate`); `dump` adds the section `timerlat`: period_us, cpus, `overrun CPU N`
+# per CPU and one `s CPU ACTIVATION irq|thread NS` per sample (`bad LINE` for a line it cannot
+# split). The host computes every figure (report/src/input/timerlat.rs).
 # PING lines: IRQSTORM_SC_PING t1_guest t2_host t3_host t4_guest (ns, CLOCK_MONOTONIC each).
 # Run conditions (before READY, and the clocksource again in dump):
 #   IRQSTORM_SC_CLOCKSOURCE NAME             current clocksource (e.g. tsc-early, tsc)
@@ -56,7 +61,9 @@ modparams=""
 irq_affinity=""
 user_fifo=""
 trace=0
+timerlat=""
 T=/sys/kernel/tracing
+TL=$T/instances/irqstorm-timerlat
 TRACE_EVENTS="irq/irq_handler_entry irq/softirq_entry workqueue/workqueue_execute_start sched/sched_switch"
 for w in $(cat /proc/cmdline); do
 	case "$w" in
@@ -67,6 +74,7 @@ for w in $(cat /proc/cmdline); do
 	irqstorm_sc_user_fifo=*) user_fifo="${w#irqstorm_sc_user_fifo=}" ;;
 	irqstorm.*=*) modparams="$modparams ${w#irqstorm.}" ;;
 	irqstorm_sc_trace=1) trace=1 ;;
+	irqstorm_sc_timerlat=*) timerlat="${w#irqstorm_sc_timerlat=}" ;;
 	esac
 done
 
@@ -194,6 +202,49 @@ trace_dump() {
 	echo "IRQSTORM_SC_END trace"
 }
 
+# timerlat in an instance of its own, so --trace's buffer and settings are untouched.
+timerlat_on=0
+timerlat_start() {
+	[ -n "$timerlat" ] || return 0
+	[ -d $T/events ] || mount -t tracefs none $T 2>/dev/null
+	[ -d $TL ] || mkdir $TL || fail "timerlat: mkdir $TL"
+	grep -qw timerlat $TL/available_tracers || fail "timerlat: not in $TL/available_tracers (CONFIG_TIMERLAT_TRACER)"
+	echo "${timerlat%%:*}" > $T/osnoise/timerlat_period_us || fail "timerlat: period ${timerlat%%:*} us"
+	echo "${timerlat#*:}" > $TL/buffer_size_kb || fail "timerlat: buffer_size_kb ${timerlat#*:}"
+	echo > $TL/trace
+	echo timerlat > $TL/current_tracer || fail "timerlat: current_tracer"
+	timerlat_on=1
+}
+timerlat_stop() {
+	[ "$timerlat_on" = 1 ] || return 0
+	echo 0 > $TL/tracing_on
+	timerlat_on=2
+}
+timerlat_dump() {
+	[ -n "$timerlat" ] || return 0
+	timerlat_stop
+	echo "IRQSTORM_SC_BEGIN timerlat"
+	echo "period_us $(cat $T/osnoise/timerlat_period_us)"
+	echo "cpus $(cat $T/osnoise/cpus)"
+	for c in "$TL"/per_cpu/cpu*; do
+		echo "overrun ${c##*cpu} $(awk '$1 == "overrun:" { print $2 }' "$c/stats")"
+	done
+	# `<idle>-0 [000] d.h1. 54.029328: #1 context irq timer_latency 932 ns`
+	awk '/timer_latency/ {
+		cpu = ""; id = ""; ctx = ""; ns = ""
+		for (i = 1; i <= NF; i++) {
+			if ($i ~ /^\[[0-9]+\]$/) cpu = substr($i, 2, length($i) - 2) + 0
+			else if ($i ~ /^#[0-9]+$/) id = substr($i, 2)
+			else if ($i == "context") ctx = $(i + 1)
+			else if ($i == "timer_latency") ns = $(i + 1)
+		}
+		if (cpu == "" || id == "" || ctx == "" || ns == "") print "bad " $0
+		else print "s " cpu " " id " " ctx " " ns
+	}' $TL/trace
+	echo "IRQSTORM_SC_END timerlat"
+	echo nop > $TL/current_tracer
+}
+
 dump() {
 	echo "IRQSTORM_SC_BEGIN $1"
 	cat "$D/$1"
@@ -252,6 +303,7 @@ fi
 clocksource
 cpuflags
 [ "$trace" = 1 ] && trace_start
+timerlat_start
 echo "IRQSTORM_SC_READY"
 while read -r cmd rest; do
 	case "$cmd" in
@@ -259,6 +311,8 @@ while read -r cmd rest; do
 		echo stats > $D/reset
 		cal_loop_stop
 		cal_loop_start
+		# timerlat keeps running; its samples start with the measured phase.
+		[ "$timerlat_on" = 1 ] && echo > $TL/trace
 		echo "IRQSTORM_SC_ACK reset"
 		;;
 	w)
@@ -278,6 +332,7 @@ while read -r cmd rest; do
 		# After the measured phase, before the host takes its stats: this
 		# calibration checks the last one the phase was measured with.
 		cal_loop_stop
+		timerlat_stop
 		do_calibrate
 		echo "IRQSTORM_SC_ACK calibrate"
 		;;
@@ -290,6 +345,7 @@ while read -r cmd rest; do
 		irq_line
 		for t in stats counters hist hist_work hist_local; do dump $t; done
 		[ "$trace" = 1 ] && trace_dump
+		timerlat_dump
 		echo "IRQSTORM_SC_ACK dump"
 		;;
 	done)
