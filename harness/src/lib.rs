@@ -18,6 +18,7 @@
 pub mod args;
 pub mod boot;
 pub mod cpio;
+pub mod hotplug_soak;
 pub mod interference;
 pub mod ktap;
 pub mod pause_soak;

@@ -28,6 +28,12 @@ pub enum QmpError {
     Closed(PathBuf),
     #[error("QMP socket {path}: not QMP: {line}")]
     Protocol { path: PathBuf, line: String },
+    #[error("QMP socket {path}: no `{name}` event within {}s", .timeout.as_secs())]
+    NoEvent {
+        path: PathBuf,
+        name: String,
+        timeout: Duration,
+    },
     #[error("QMP `{cmd}` failed: {class}: {desc}")]
     Command {
         cmd: String,
@@ -51,6 +57,8 @@ pub struct Qmp {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
     events: Vec<Value>,
+    /// The reply limit given to [`Qmp::connect`].
+    timeout: Duration,
 }
 
 impl Qmp {
@@ -83,6 +91,7 @@ impl Qmp {
             reader: BufReader::new(stream),
             writer,
             events: Vec::new(),
+            timeout,
         };
         let greeting = q.read()?;
         if greeting.get("QMP").is_none() {
@@ -119,7 +128,61 @@ impl Qmp {
 
     /// Runs a command without arguments; returns its `return` value.
     pub fn execute(&mut self, cmd: &str) -> Result<Value, QmpError> {
-        let mut line = json!({ "execute": cmd }).to_string();
+        self.send(cmd, json!({ "execute": cmd }))
+    }
+
+    /// Runs a command with `arguments`; returns its `return` value.
+    pub fn execute_with(&mut self, cmd: &str, arguments: Value) -> Result<Value, QmpError> {
+        self.send(cmd, json!({ "execute": cmd, "arguments": arguments }))
+    }
+
+    /// Waits until an event `name` whose `data` satisfies `matches` has come
+    /// (kept ones first; it and earlier ones are taken), or `timeout`.
+    pub fn wait_event(
+        &mut self,
+        name: &str,
+        matches: impl Fn(&Value) -> bool,
+        timeout: Duration,
+    ) -> Result<Value, QmpError> {
+        let hit = |v: &Value| v["event"] == name && matches(&v["data"]);
+        if let Some(i) = self.events.iter().position(hit) {
+            return Ok(self.events.drain(..=i).last().expect("one"));
+        }
+        let end = Instant::now() + timeout;
+        let r = loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Err(QmpError::NoEvent {
+                    path: self.path.clone(),
+                    name: name.into(),
+                    timeout,
+                });
+            }
+            if let Err(source) = self.reader.get_ref().set_read_timeout(Some(left)) {
+                break Err(QmpError::Io {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+            match self.read() {
+                Ok(v) if hit(&v) => break Ok(v),
+                Ok(v) if v.get("event").is_some() => self.events.push(v),
+                Ok(v) => break Err(self.protocol(&v)),
+                Err(QmpError::Io { source, .. })
+                    if matches!(
+                        source.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        // Replies keep the connection's own limit.
+        let _ = self.reader.get_ref().set_read_timeout(Some(self.timeout));
+        r
+    }
+
+    fn send(&mut self, cmd: &str, msg: Value) -> Result<Value, QmpError> {
+        let mut line = msg.to_string();
         line.push('\n');
         self.writer
             .write_all(line.as_bytes())
@@ -200,6 +263,13 @@ mod tests {
                         writeln!(w, r#"{{"timestamp": {{"seconds": 1, "microseconds": 2}}, "event": "STOP"}}"#).unwrap();
                         writeln!(w, r#"{{"return": {{}}}}"#).unwrap();
                     }
+                    // As QEMU 11.1: the reply, then the backend's and the device's events.
+                    "device_del" => {
+                        let id = v["arguments"]["id"].as_str().unwrap().to_string();
+                        writeln!(w, r#"{{"return": {{}}}}"#).unwrap();
+                        writeln!(w, r#"{{"event": "DEVICE_DELETED", "data": {{"path": "/machine/peripheral/{id}/virtio-backend"}}}}"#).unwrap();
+                        writeln!(w, r#"{{"event": "DEVICE_DELETED", "data": {{"device": "{id}", "path": "/machine/peripheral/{id}"}}}}"#).unwrap();
+                    }
                     "query-status" => writeln!(
                         w,
                         r#"{{"return": {{"status": "paused", "singlestep": false, "running": false}}}}"#
@@ -228,6 +298,26 @@ mod tests {
         assert_eq!(ev.len(), 1);
         assert_eq!(ev[0]["event"], "STOP");
         q.cont().unwrap();
+        q.execute_with("device_del", json!({ "id": "hp0" }))
+            .unwrap();
+        let ev = q
+            .wait_event(
+                "DEVICE_DELETED",
+                |d| d["device"] == "hp0",
+                Duration::from_secs(10),
+            )
+            .unwrap();
+        assert_eq!(ev["data"]["path"], "/machine/peripheral/hp0");
+        // the backend's event came first and is kept
+        assert_eq!(q.take_events().len(), 1);
+        let e = q
+            .wait_event("DEVICE_DELETED", |_| true, Duration::from_millis(300))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("no `DEVICE_DELETED` event within 0s"),
+            "{e}"
+        );
         let e = q.execute("bogus").unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -236,7 +326,14 @@ mod tests {
         drop(q);
         assert_eq!(
             server.join().unwrap(),
-            ["qmp_capabilities", "stop", "query-status", "cont", "bogus"]
+            [
+                "qmp_capabilities",
+                "stop",
+                "query-status",
+                "cont",
+                "device_del",
+                "bogus"
+            ]
         );
         assert_eq!(
             qemu_args(&p)[1],

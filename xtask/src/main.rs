@@ -597,6 +597,14 @@ fn run_soak(g: &Global, o: &GuestOpts, which: &soak::Soak) -> Result<bool> {
     };
     let accel = guest::choose_accel(&repo, &util::cache_root(), &guest, g.accel)?;
     let ok = match which {
+        soak::Soak::Hotplug(args) => soak::hotplug::hotplug(
+            &repo,
+            (&guest, accel, &dev),
+            args,
+            (Duration::from_secs(g.timeout), g.verbose),
+            o.cmdline.as_deref(),
+        )?
+        .passed(),
         soak::Soak::Pause(args) => soak::pause::pause(
             &repo,
             &guest,

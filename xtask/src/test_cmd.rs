@@ -237,6 +237,10 @@ fn short_soaks(g: &Global, o: &GuestOpts) -> (usize, usize) {
             soak::Soak::Pause(soak::pause::PauseArgs::quick()),
         ),
         (
+            "soak hotplug --cycles 20",
+            soak::Soak::Hotplug(soak::hotplug::HotplugArgs::quick()),
+        ),
+        (
             "soak reconnect --cycles 5",
             soak::Soak::Reconnect {
                 cycles: 5,

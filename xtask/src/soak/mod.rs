@@ -1,6 +1,7 @@
 //! `cargo xtask soak ...`: long runs that print their figures (the short
 //! versions run in `cargo xtask test`).
 
+pub mod hotplug;
 pub mod pause;
 pub mod rebind;
 pub mod reconnect;
@@ -27,6 +28,10 @@ pub enum Soak {
     /// periodic timer on the device: zero events dropped, the programs still
     /// running after every resume, conservation exact (docs/device-spec.md 5.5).
     Pause(pause::PauseArgs),
+    /// Hot add/remove cycles of the device behind a PCIe root port (QMP
+    /// chardev-add + device_add, device_del under a storm) in one boot:
+    /// probe, uevents, no leftovers, the back end's ledger per cycle.
+    Hotplug(hotplug::HotplugArgs),
     /// unbind/bind and rmmod/insmod cycles of the driver under a storm.
     Rebind {
         /// Cycles of each kind.
