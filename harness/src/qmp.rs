@@ -146,7 +146,7 @@ impl Qmp {
     ) -> Result<Value, QmpError> {
         let hit = |v: &Value| v["event"] == name && matches(&v["data"]);
         if let Some(i) = self.events.iter().position(hit) {
-            return Ok(self.events.drain(..=i).last().expect("one"));
+            return Ok(self.events.drain(..=i).next_back().expect("one"));
         }
         let end = Instant::now() + timeout;
         let r = loop {
