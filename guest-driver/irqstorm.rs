@@ -9,7 +9,7 @@
 //! per virtqueue), `dispatch` (the IRQ handler), `mech` (the mechanism catalogue), `bh/` (one
 //! file per bottom half), `sources` (per-source configuration), `stats`, `local` (reference
 //! source), `storm_detect`,
-//! `debugfs`, `sysfs`, `control` (text commands), and `kwrap/`, the only place that touches
+//! `debugfs`, `sysfs` (the `irqstorm` class), `index_pool`, `control` (text commands), and `kwrap/`, the only place that touches
 //! `kernel::bindings`.
 
 use kernel::{
@@ -29,6 +29,7 @@ mod debugfs;
 mod dispatch;
 mod event_log;
 mod eventq;
+mod index_pool;
 mod kwrap;
 mod local;
 mod mech;
@@ -57,7 +58,8 @@ struct IrqstormData<'bound> {
     pdev: &'bound pci::Device,
     shared: Arc<Shared>,
     // Drop order matters: files first, then the IRQ (free_irq).
-    _sysfs: Option<kwrap::sysfs::DevAttrs<Shared>>,
+    /// `/sys/class/irqstorm/irqstormN`.
+    _class: Option<kwrap::class::ClassDevice<sysfs::ClassView>>,
     _debugfs: Option<debugfs::DebugFs>,
     /// `/dev/irqstormN` (mechanism `user`).
     _user: Option<Pin<KBox<kwrap::miscdev::MiscReg<userdev::UserFile>>>>,
@@ -85,7 +87,7 @@ fn negotiate(t: &Transport) -> Result<u64> {
         return Err(ENODEV);
     }
     let mut want = F_VERSION_1 | F_MODERATION | F_FAULT_INJECT;
-    if module_parameters::event_idx.value() {
+    if params::event_idx.value() {
         want |= F_EVENT_IDX;
     }
     let features = offered & want;
@@ -168,7 +170,7 @@ impl<'bound> IrqstormData<'bound> {
             return Err(fail(&t, ENODEV));
         }
         let q = Queues::new(pdev, &t, features & F_EVENT_IDX != 0).map_err(|e| fail(&t, e))?;
-        let dm = Mech::from_u32(module_parameters::default_mech.value()).unwrap_or(Mech::Threaded);
+        let dm = Mech::from_u32(params::default_mech.value()).unwrap_or(Mech::Threaded);
         let shared = Shared::new(pdev, t, info, q, dm)?;
         let s = &shared;
 
@@ -245,8 +247,8 @@ impl<'bound> IrqstormData<'bound> {
         let dbg = debugfs::DebugFs::new(s)
             .inspect_err(|e| dev_warn!(pdev.as_ref(), "debugfs: {:?}\n", e))
             .ok();
-        let sys = kwrap::sysfs::DevAttrs::new(pdev.as_ref(), s.clone(), &sysfs::ATTRS)
-            .inspect_err(|e| dev_warn!(pdev.as_ref(), "sysfs: {:?}\n", e))
+        let class = sysfs::add(pdev.as_ref(), s)
+            .inspect_err(|e| dev_warn!(pdev.as_ref(), "/sys/class/irqstorm: {:?}\n", e))
             .ok();
 
         let user = match userdev::register(s) {
@@ -261,7 +263,7 @@ impl<'bound> IrqstormData<'bound> {
             }
         };
 
-        Ok(Self { pdev, shared, _sysfs: sys, _debugfs: dbg, _user: user, irq })
+        Ok(Self { pdev, shared, _class: class, _debugfs: dbg, _user: user, irq })
     }
 
     /// Teardown under load: stop sources, reset the device, synchronize the IRQ, then kill and
@@ -302,48 +304,41 @@ impl pci::Driver for IrqstormDriver {
     }
 }
 
-kernel::module_pci_driver! {
-    type: IrqstormDriver,
+/// The module: the `irqstorm` class first (probe adds to it), then the PCI driver; dropped in
+/// field order, so every device is unbound (and its class device gone) before the class.
+#[pin_data]
+struct IrqstormModule {
+    #[pin]
+    _driver: kernel::driver::Registration<pci::Adapter<IrqstormDriver>>,
+    _class: kwrap::class::ClassReg<sysfs::ClassView>,
+}
+
+impl kernel::InPlaceModule for IrqstormModule {
+    fn init(module: &'static kernel::ThisModule) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            _class: sysfs::CLASS.register(c"irqstorm", &sysfs::ATTRS)?,
+            _driver <- kernel::driver::Registration::new(<Self as kernel::ModuleMetadata>::NAME, module),
+        })
+    }
+}
+
+kernel::prelude::module! {
+    type: IrqstormModule,
     name: "irqstorm",
     authors: ["irqstorm developers"],
     description: "irqstorm: deferred-work lab driver for the irqstorm virtio device",
     license: "GPL v2",
-    params: {
-        default_mech: u32 {
-            default: 1,
-            description: "Bottom half for every source at bind time (0..19, spec 6.5; default 1 = threaded)",
-        },
-        event_idx: bool {
-            default: true,
-            description: "Negotiate VIRTIO_RING_F_EVENT_IDX",
-        },
-        inject_delay_us: u32 {
-            default: 0,
-            description: "Busy-wait this many us (at most 5000) at the start of mechanism inject_delay_mech's bottom half, before its start stamp (demonstration; 0 = off)",
-        },
-        inject_delay_mech: i32 {
-            default: -1,
-            description: "Mechanism id (0..19, spec 6.5) that inject_delay_us delays; -1 = none",
-        },
-        wq_cpu: i32 {
-            default: -1,
-            description: "Queue wq_system, wq_highpri and wq_dedicated work on this CPU (queue_work_on); -1 or a CPU not below nr_cpu_ids = the queueing CPU",
-        },
-        dispatch_delay_us: u32 {
-            default: 0,
-            description: "Test hook: busy-wait this many us (at most 1000) in the hard IRQ between a record's cancel check and its queueing, for tests/guest/48-cancel.sh to widen the cancel race; 0 = off",
-        },
-        work_items: u32 {
-            default: 1,
-            description: "Work items per process-context workqueue mechanism (wq_system, wq_highpri, wq_unbound, wq_dedicated, wq_ordered, wq_cpu_intensive), 1..=16: how many of its records the queue may run at once (its own rules decide)",
-        },
-        wq_max_active: i32 {
-            default: 0,
-            description: "max_active of the driver's wq_dedicated queue (alloc_workqueue), 0..=2048; 0 = the kernel's default",
-        },
-        kthread_fifo: bool {
-            default: false,
-            description: "Run the kthread and completion waiter at SCHED_FIFO (sched_set_fifo, priority 50) instead of SCHED_NORMAL",
-        },
-    },
+}
+
+// Visible under /sys/module/irqstorm/parameters/ (read-only) and in modinfo; guest-driver/README.md.
+crate::module_params! {
+    default_mech: u32 = 1, uint, "Bottom half for every source at bind time (0..19, spec 6.5; default 1 = threaded)";
+    event_idx: bool = true, bool, "Negotiate VIRTIO_RING_F_EVENT_IDX";
+    inject_delay_us: u32 = 0, uint, "Busy-wait this many us (at most 5000) at the start of mechanism inject_delay_mech's bottom half, before its start stamp (demonstration; 0 = off)";
+    inject_delay_mech: i32 = -1, int, "Mechanism id (0..19, spec 6.5) that inject_delay_us delays; -1 = none";
+    wq_cpu: i32 = -1, int, "Queue wq_system, wq_highpri and wq_dedicated work on this CPU (queue_work_on); -1 or a CPU not below nr_cpu_ids = the queueing CPU";
+    dispatch_delay_us: u32 = 0, uint, "Test hook: busy-wait this many us (at most 1000) in the hard IRQ between a record's cancel check and its queueing, for tests/guest/48-cancel.sh to widen the cancel race; 0 = off";
+    work_items: u32 = 1, uint, "Work items per process-context workqueue mechanism (wq_system, wq_highpri, wq_unbound, wq_dedicated, wq_ordered, wq_cpu_intensive), 1..=16: how many of its records the queue may run at once (its own rules decide)";
+    wq_max_active: i32 = 0, int, "max_active of the driver's wq_dedicated queue (alloc_workqueue), 0..=2048; 0 = the kernel's default";
+    kthread_fifo: bool = false, bool, "Run the kthread and completion waiter at SCHED_FIFO (sched_set_fifo, priority 50) instead of SCHED_NORMAL";
 }

@@ -8,6 +8,7 @@
 
 use crate::{
     bh::{self, fifo::Item},
+    index_pool::{Index, IndexPool},
     control,
     dispatch::current_cpu,
     kwrap::{
@@ -26,7 +27,7 @@ use kernel::{
     new_mutex,
     prelude::*,
     sync::{
-        atomic::{Atomic, Full, Relaxed},
+        atomic::{Atomic, Relaxed},
         poll::PollTable,
         Arc, Mutex,
     },
@@ -41,36 +42,21 @@ const NAMES: [&CStr; MAX_DEVICES] =
 const READ_BATCH: usize = 16;
 
 /// Which of `NAMES` are taken.
-static TAKEN: Atomic<u32> = Atomic::new(0);
+static TAKEN: IndexPool = IndexPool::new(MAX_DEVICES as u32);
 
-/// The device a character device belongs to, and its index (freed on drop, after the misc
+/// The device a character device belongs to, and its index (given back on drop, after the misc
 /// device is deregistered).
 pub(crate) struct UserDevData {
     s: Arc<Shared>,
-    index: usize,
-}
-
-impl Drop for UserDevData {
-    fn drop(&mut self) {
-        let mut cur = TAKEN.load(Relaxed);
-        while let Err(seen) = TAKEN.cmpxchg(cur, cur & !(1 << self.index), Full) {
-            cur = seen;
-        }
-    }
+    index: Index,
 }
 
 /// Registers the next free `/dev/irqstormN` for `s`; `None` if all eight are taken.
 pub(crate) fn register(s: &Arc<Shared>) -> Result<Option<Pin<KBox<MiscReg<UserFile>>>>> {
-    let mut cur = TAKEN.load(Relaxed);
-    let index = loop {
-        let Some(i) = (0..MAX_DEVICES).find(|i| cur & (1 << i) == 0) else { return Ok(None) };
-        match TAKEN.cmpxchg(cur, cur | (1 << i), Full) {
-            Ok(_) => break i,
-            Err(seen) => cur = seen,
-        }
-    };
+    let Some(index) = TAKEN.take() else { return Ok(None) };
+    let name = NAMES[index.get() as usize];
     let data = UserDevData { s: s.clone(), index };
-    Ok(Some(KBox::pin_init(MiscReg::register(NAMES[index], data), GFP_KERNEL)?))
+    Ok(Some(KBox::pin_init(MiscReg::register(name, data), GFP_KERNEL)?))
 }
 
 /// An open `/dev/irqstormN`.
@@ -104,7 +90,7 @@ impl CharDev for UserFile {
         KBox::pin_init(
             pin_init!(UserFile {
                 s: d.s.clone(),
-                index: d.index as u32,
+                index: d.index.get(),
                 nonblock: file.flags() & kernel::fs::file::flags::O_NONBLOCK != 0,
                 idle_since: Atomic::new(0),
                 out <- new_mutex!(out, "irqstorm_user_out"),

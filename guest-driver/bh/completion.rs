@@ -18,7 +18,7 @@ pub(super) fn schedule(s: &Shared) {
 }
 
 pub(super) fn spawn(s: &Arc<Shared>) -> Result<KThread> {
-    KThread::spawn(s.clone(), run, c"irqstorm_compl", crate::module_parameters::kthread_fifo.value())
+    KThread::spawn(s.clone(), run, c"irqstorm_compl", crate::params::kthread_fifo.value())
 }
 
 /// One iteration of the waiter loop.

@@ -15,7 +15,7 @@ pub(super) fn schedule(s: &Shared) {
 }
 
 pub(super) fn spawn(s: &Arc<Shared>) -> Result<KThread> {
-    KThread::spawn(s.clone(), run, c"irqstorm_kthread", crate::module_parameters::kthread_fifo.value())
+    KThread::spawn(s.clone(), run, c"irqstorm_kthread", crate::params::kthread_fifo.value())
 }
 
 /// One iteration of the thread loop (`kwrap::kthread` repeats it until `kthread_stop`).

@@ -144,7 +144,7 @@ const MAX_WQ_ACTIVE: i32 = 2048;
 /// `wq_max_active`, checked: the probe refuses a value outside 0..=2048 (0: the kernel's
 /// default, `WQ_DFL_ACTIVE`).
 fn wq_max_active() -> Result<i32> {
-    let n = crate::module_parameters::wq_max_active.value();
+    let n = crate::params::wq_max_active.value();
     if (0..=MAX_WQ_ACTIVE).contains(&n) {
         Ok(n)
     } else {
@@ -190,7 +190,7 @@ pub(crate) fn dispatch(s: &Arc<Shared>, it: Item, m: Mech) -> bool {
 /// The test hook `dispatch_delay_us` (at most 1000 us): a busy wait between a record's
 /// cancel check and its queueing.
 fn dispatch_delay() {
-    let us = crate::module_parameters::dispatch_delay_us.value().min(1000);
+    let us = crate::params::dispatch_delay_us.value().min(1000);
     if us > 0 {
         udelay(Delta::from_micros(i64::from(us)));
     }
@@ -320,8 +320,8 @@ const MAX_INJECT_DELAY_US: u32 = 5000;
 /// queued for `m` (the IRQ thread also runs for other reasons).
 /// Returns whether it waited.
 fn inject_delay(s: &Shared, m: Mech) -> bool {
-    let us = crate::module_parameters::inject_delay_us.value().min(MAX_INJECT_DELAY_US);
-    if us == 0 || crate::module_parameters::inject_delay_mech.value() != m as i32 {
+    let us = crate::params::inject_delay_us.value().min(MAX_INJECT_DELAY_US);
+    if us == 0 || crate::params::inject_delay_mech.value() != m as i32 {
         return false;
     }
     if m != Mech::Hardirq && fifo_len(s, m) == 0 {

@@ -24,7 +24,7 @@ pub(super) fn schedule(s: &Shared) {
 }
 
 pub(super) fn spawn(s: &Arc<Shared>) -> Result<KThread> {
-    KThread::spawn(s.clone(), run, c"irqstorm_sleep", crate::module_parameters::kthread_fifo.value())
+    KThread::spawn(s.clone(), run, c"irqstorm_sleep", crate::params::kthread_fifo.value())
 }
 
 /// Sleeps what `m` asks for a delay of `delay_us`; returns the delay asked of the kernel (us).

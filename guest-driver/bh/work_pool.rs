@@ -88,7 +88,7 @@ impl Pools {
 
 /// `work_items`, checked: the probe refuses a value outside 1..=16.
 pub(crate) fn work_items() -> Result<u32> {
-    let n = crate::module_parameters::work_items.value();
+    let n = crate::params::work_items.value();
     if (1..=MAX_WORK_ITEMS).contains(&n) {
         Ok(n)
     } else {
@@ -132,7 +132,7 @@ fn items_of(s: &Shared, m: Mech) -> Result<KVec<Arc<PoolItem>>> {
 /// The CPU the per-CPU work items go to (module parameter `wq_cpu`; `None`: the queueing
 /// CPU).
 fn wq_cpu() -> Option<u32> {
-    u32::try_from(crate::module_parameters::wq_cpu.value()).ok()
+    u32::try_from(crate::params::wq_cpu.value()).ok()
 }
 
 fn enqueue(s: &Shared, m: Mech, it: Arc<PoolItem>) -> bool {

@@ -6,6 +6,7 @@
 //! This directory is the ONLY place in the driver that touches `kernel::bindings`.
 //! Every `unsafe` block carries a `// SAFETY:` comment.
 
+pub(crate) mod class;
 pub(crate) mod clock;
 pub(crate) mod completion;
 pub(crate) mod delay;
@@ -13,6 +14,7 @@ pub(crate) mod hrtimer;
 pub(crate) mod irq;
 pub(crate) mod kthread;
 pub(crate) mod miscdev;
+pub(crate) mod param;
 pub(crate) mod sysfs;
 pub(crate) mod tasklet;
 pub(crate) mod timer_list;

@@ -6,7 +6,7 @@
 . /tests/lib/ktap.sh
 mod="${IRQSTORM_MODULE:-/lib/modules/irqstorm.ko}"
 K=/sys/kernel/debug/kunit
-SUITES="irqstorm_mech irqstorm_sources irqstorm_fifo irqstorm_eventq irqstorm_stats irqstorm_protocol irqstorm_calibrate irqstorm_event_log irqstorm_bh irqstorm_user irqstorm_uapi irqstorm_cancel irqstorm_local"
+SUITES="irqstorm_mech irqstorm_sources irqstorm_fifo irqstorm_eventq irqstorm_stats irqstorm_protocol irqstorm_calibrate irqstorm_event_log irqstorm_bh irqstorm_user irqstorm_uapi irqstorm_cancel irqstorm_local irqstorm_index_pool"
 
 ktap_plan $(($(echo $SUITES | wc -w) + 1))
 loaded_here=0

@@ -11,11 +11,11 @@ KINDS="sleep msleep usleep timeout"
 ktap_plan 21
 echo "all work none" > $D/sources
 for m in hardirq tasklet tasklet_hi bh_wq bh_wq_highpri timer_list hrtimer; do
-	echo "0 $m" > "$P/mechanism"
+	echo "0 $m" > "$C/mechanism"
 	bad=""
 	r0=$(cnt sleep_refused)
 	for k in $KINDS; do
-		out=$(echo "0 $k 100" 2>&1 > "$P/work")
+		out=$(echo "0 $k 100" 2>&1 > "$C/work")
 		rc=$?
 		msg=$(dmesg | grep "source 0: refusing to sleep: mechanism $m " | tail -1)
 		if [ $rc -eq 0 ] || ! echo "$out" | grep -q "Invalid argument" || [ -z "$msg" ]; then
@@ -27,17 +27,17 @@ for m in hardirq tasklet tasklet_hi bh_wq bh_wq_highpri timer_list hrtimer; do
 	if [ -z "$bad" ]; then ktap_ok "every sleep kind refused in $m (EINVAL, counted)"; else ktap_fail "every sleep kind refused in $m (EINVAL, counted)" "$bad"; fi
 done
 for m in threaded wq_system wq_highpri wq_unbound wq_dedicated wq_ordered wq_cpu_intensive kthread completion wq_delayed kthread_msleep kthread_usleep; do
-	echo "0 $m" > "$P/mechanism"
+	echo "0 $m" > "$C/mechanism"
 	bad=""
 	for k in $KINDS; do
-		echo "0 $k 100" > "$P/work" || bad="$bad $k;"
+		echo "0 $k 100" > "$C/work" || bad="$bad $k;"
 	done
-	echo "0 none" > "$P/work"
+	echo "0 none" > "$C/work"
 	if [ -z "$bad" ]; then ktap_ok "every sleep kind accepted in $m"; else ktap_fail "every sleep kind accepted in $m" "refused:$bad"; fi
 done
 # Switching a sleeping source to an atomic mechanism is refused too.
-echo "0 threaded" > "$P/mechanism"; echo "0 msleep 100" > "$P/work"
-if echo "0 tasklet" > "$P/mechanism" 2>/dev/null; then
+echo "0 threaded" > "$C/mechanism"; echo "0 msleep 100" > "$C/work"
+if echo "0 tasklet" > "$C/mechanism" 2>/dev/null; then
 	ktap_fail "mechanism change to tasklet refused while the source sleeps" "accepted"
 else
 	ktap_ok "mechanism change to tasklet refused while the source sleeps"
@@ -45,12 +45,12 @@ fi
 # `user` runs no simulated work: refused both ways, counted.
 w0=$(cnt work_refused)
 bad=""
-echo "0 user" > "$P/mechanism" 2>/dev/null && bad="$bad mechanism user accepted with msleep work;"
-echo "0 none" > "$P/work"
-echo "0 user" > "$P/mechanism" || bad="$bad mechanism user refused without work;"
-echo "0 busy 10" > "$P/work" 2>/dev/null && bad="$bad busy work accepted on user;"
+echo "0 user" > "$C/mechanism" 2>/dev/null && bad="$bad mechanism user accepted with msleep work;"
+echo "0 none" > "$C/work"
+echo "0 user" > "$C/mechanism" || bad="$bad mechanism user refused without work;"
+echo "0 busy 10" > "$C/work" 2>/dev/null && bad="$bad busy work accepted on user;"
 [ $(($(cnt work_refused) - w0)) -eq 2 ] || bad="$bad work_refused +$(($(cnt work_refused) - w0)), not +2;"
-echo "0 threaded" > "$P/mechanism"
+echo "0 threaded" > "$C/mechanism"
 if [ -z "$bad" ]; then ktap_ok "user takes no simulated work (EINVAL, work_refused)"; else ktap_fail "user takes no simulated work (EINVAL, work_refused)" "$bad"; fi
-echo "0 none" > "$P/work"
+echo "0 none" > "$C/work"
 ktap_finish

@@ -11,8 +11,14 @@ irqstorm_find_dev() {
 	done
 }
 
-# Sets P to the device; without it prints a KTAP skip and exits 4. Mounts
-# debugfs if needed and loads the module if it is not loaded.
+# The device's class directory (/sys/class/irqstorm/irqstormN, as <P>/irqstorm/irqstormN),
+# empty if the driver is not bound.
+irqstorm_class_dev() {
+	for c in "$P"/irqstorm/irqstorm*; do [ -d "$c" ] && { echo "$c"; return; }; done
+}
+
+# Sets P to the device and C to its class directory; without the device prints a KTAP skip and
+# exits 4. Mounts debugfs if needed and loads the module if it is not loaded.
 irqstorm_require_device() {
 	P=$(irqstorm_find_dev)
 	if [ -z "$P" ]; then
@@ -22,6 +28,9 @@ irqstorm_require_device() {
 	fi
 	[ -d "$D" ] || mount -t debugfs none /sys/kernel/debug 2>/dev/null
 	grep -q '^irqstorm ' /proc/modules || insmod "$mod"
+	i=0
+	while [ -z "$(irqstorm_class_dev)" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+	C=$(irqstorm_class_dev)
 }
 
 # A driver counter (debugfs counters).
