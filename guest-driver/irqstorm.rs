@@ -316,7 +316,7 @@ struct IrqstormModule {
 impl kernel::InPlaceModule for IrqstormModule {
     fn init(module: &'static kernel::ThisModule) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
-            _class: sysfs::CLASS.register(c"irqstorm", &sysfs::ATTRS)?,
+            _class: sysfs::CLASS.register(c"irqstorm", &sysfs::ATTRS, &sysfs::CLASS_ATTRS)?,
             _driver <- kernel::driver::Registration::new(<Self as kernel::ModuleMetadata>::NAME, module),
         })
     }

@@ -5,13 +5,14 @@
 //! is the same directory), with the class's attribute group:
 //! `mechanism` (rw), `work` (rw), `counters` (ro), `index`, `mechanism_mask`, `storm` (ro).
 //! Every uevent of the device (ADD, CHANGE on a storm, REMOVE) and its `uevent` file carry
-//! `IRQSTORM_INDEX`, `IRQSTORM_MECHANISMS` and `IRQSTORM_STORM`.
+//! `IRQSTORM_INDEX`, `IRQSTORM_MECHANISMS` and `IRQSTORM_STORM`. The class itself has `live`.
 
 use crate::{
     control,
     index_pool::{Index, IndexPool},
     kwrap::{
-        class::{ClassDevice, ClassOps, Global, UeventEnv},
+        self,
+        class::{ClassAttrDef, ClassDevice, ClassOps, Global, UeventEnv},
         sysfs::{AttrDef, AttrOps, SysfsBuf},
     },
     shared::Shared,
@@ -25,6 +26,15 @@ use kernel::{
 
 pub(crate) static CLASS: Global<ClassView> = Global::new();
 static INDICES: IndexPool = IndexPool::new(32);
+
+/// `/sys/class/irqstorm/live`: the module's kernel objects alive now, over every device (a
+/// leak shows as a count that does not return to 0 once no device is bound).
+pub(crate) static CLASS_ATTRS: [ClassAttrDef; 1] = [ClassAttrDef { name: c"live", show: show_live }];
+
+fn show_live(out: &mut SysfsBuf<'_>) -> core::fmt::Result {
+    writeln!(out, "workqueues {}", kwrap::workqueue::LIVE.load(Relaxed))?;
+    writeln!(out, "kthreads {}", kwrap::kthread::LIVE.load(Relaxed))
+}
 
 pub(crate) static ATTRS: [AttrDef; 6] = [
     AttrDef { name: c"mechanism", mode: 0o644 },

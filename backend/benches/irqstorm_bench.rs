@@ -79,7 +79,7 @@ fn start_backend(tag: &str, spin_us: u64, max_rate: u32) -> std::path::PathBuf {
     std::mem::forget(g);
     let listener = irqstorm_backend::socket::bind_owner_only(&sock).unwrap();
     std::thread::spawn(move || {
-        irqstorm_backend::serve_device(shared, listener, Default::default())
+        irqstorm_backend::serve_device(shared, listener, Default::default(), Duration::ZERO)
     });
     sock
 }

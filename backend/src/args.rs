@@ -107,6 +107,11 @@ pub struct Args {
     /// Every vhost-user message must be whole within this many ms of its first byte.
     #[arg(long, default_value_t = 5_000)]
     pub message_timeout_ms: u32,
+    /// Test hook: wait this many ms between a front end's end and the device reset it causes
+    /// (tests/vhost_user.rs holds that window open to check that `info` says disconnected only
+    /// once the reset has settled the ledger).
+    #[arg(long, default_value_t = 0, hide = true)]
+    pub test_reset_delay_ms: u32,
     /// Client mode.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -246,6 +251,8 @@ pub struct Config {
     pub fault_injection: bool,
     /// Limits on front ends' vhost-user messages.
     pub front_end_timeouts: Timeouts,
+    /// `--test-reset-delay-ms`.
+    pub test_reset_delay: std::time::Duration,
 }
 
 impl Config {
@@ -384,6 +391,12 @@ impl TryFrom<Args> for Config {
                     MAX_TIMEOUT_MS,
                 )?),
             },
+            test_reset_delay: ms(range(
+                "--test-reset-delay-ms",
+                a.test_reset_delay_ms,
+                0,
+                MAX_TIMEOUT_MS,
+            )?),
         })
     }
 }

@@ -68,11 +68,15 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Serves front ends on `listener` forever, one connection at a time; after
-/// each the device is reset.
+/// each the device is reset, and only then shows as disconnected (`info`),
+/// so a client that saw `connected: false` reads the reset's ledger: no
+/// raise of the gone front end still pending. `reset_delay` is a test hook
+/// (`--test-reset-delay-ms`) that widens the time before that reset.
 pub fn serve_device(
     shared: Arc<Shared>,
     listener: UnixListener,
     timeouts: relay::Timeouts,
+    reset_delay: std::time::Duration,
 ) -> Result<()> {
     loop {
         let front = match listener.accept() {
@@ -87,7 +91,9 @@ pub fn serve_device(
         info!("device {}: front end connected", shared.index);
         let r = serve_connection(&shared, front, timeouts);
         shared.set_front_end(None);
+        std::thread::sleep(reset_delay);
         shared.reset();
+        shared.connected.store(false, Ordering::Release);
         if let Err(e) = r {
             // Out of fds or threads, say: this front end is dropped, the
             // device keeps listening.
@@ -129,7 +135,6 @@ fn serve_connection(shared: &Arc<Shared>, front: UnixStream, t: relay::Timeouts)
     shared.connected.store(true, Ordering::Release);
     let relay_end = relay::relay(&front, &to_daemon, t);
     let r = daemon.wait();
-    shared.connected.store(false, Ordering::Release);
     shared.front_end.ended(&relay_end);
     match (&relay_end, r) {
         (relay::End::FrontEndClosed, Ok(())) => {
@@ -182,11 +187,12 @@ pub fn run(config: Config) -> Result<()> {
     }
     let mut handles = Vec::new();
     let timeouts = config.front_end_timeouts;
+    let reset_delay = config.test_reset_delay;
     for (shared, listener) in devices.iter().cloned().zip(listeners) {
         let name = format!("irqstorm-dev{}", shared.index);
         let h = std::thread::Builder::new()
             .name(name)
-            .spawn(move || serve_device(shared, listener, timeouts))
+            .spawn(move || serve_device(shared, listener, timeouts, reset_delay))
             .map_err(Error::Spawn)?;
         handles.push(h);
     }

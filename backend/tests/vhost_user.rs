@@ -504,3 +504,32 @@ fn events_are_raised_while_a_calibration_runs() {
         "no event raised between 120 and 180 ms into the calibration"
     );
 }
+
+/// Regression: `info` said a front end was gone before the device reset it caused had run, so
+/// a client reading the ledger then saw the gone front end's latched raises still `pending`
+/// (the hotplug soak caught it: raised 13547 = delivered 5433 + pending 8114 after a
+/// `device_del`). The hidden `--test-reset-delay-ms` holds that window open: `connected: false`
+/// must come with the reset's ledger, every latched raise in `dropped_on_reset`.
+#[test]
+fn a_front_end_shows_as_gone_only_once_its_reset_settled_the_ledger() {
+    let be = Backend::spawn("reset-order", &["--test-reset-delay-ms", "300"]);
+    let mut f = Front::connect(&be.sock(), false, 0);
+    // A storm with no event buffer posted: every raise latches.
+    let r = f.ctrl(&CtrlReq::configure(0, &storm(20_000, 1, 0)));
+    assert_eq!(r.status, Status::Ok as u16);
+    let r = f.ctrl(&CtrlReq::new(Opcode::Start as u16, 0, 0));
+    assert_eq!(r.status, Status::Ok as u16);
+    wait_for("latched raises", Duration::from_secs(30), || {
+        let s = be.ctl(json!({"cmd": "stats"}));
+        (s["stats"]["totals"]["pending"].as_u64().unwrap_or(0) > 0).then_some(())
+    });
+    drop(f);
+    let s = wait_for("the front end gone", Duration::from_secs(30), || {
+        let gone = be.ctl(json!({"cmd": "info", "device": 0}))["connected"] == false;
+        gone.then(|| be.ctl(json!({"cmd": "stats"})))
+    });
+    let t = &s["stats"]["totals"];
+    assert_eq!(t["pending"].as_u64(), Some(0), "{t}");
+    assert!(t["dropped_on_reset"].as_u64().unwrap() > 0, "{t}");
+    assert_eq!(t["conserved"], true, "{t}");
+}

@@ -24,7 +24,7 @@ use kernel::{
     types::Opaque,
 };
 
-use super::sysfs::{page_show, page_store, AttrDef, AttrOps};
+use super::sysfs::{page_show, page_store, AttrDef, AttrOps, SysfsBuf};
 
 /// What a class device shows beyond its attributes.
 pub(crate) trait ClassOps: AttrOps {
@@ -50,6 +50,18 @@ impl UeventEnv<'_> {
     }
 }
 
+/// An attribute of the class itself (`/sys/class/<name>/<attr>`, read-only): module-wide.
+pub(crate) struct ClassAttrDef {
+    pub(crate) name: &'static CStr,
+    pub(crate) show: fn(&mut SysfsBuf<'_>) -> fmt::Result,
+}
+
+#[repr(C)]
+struct CAttr {
+    attr: bindings::class_attribute,
+    show: fn(&mut SysfsBuf<'_>) -> fmt::Result,
+}
+
 #[repr(C)]
 struct Attr {
     attr: bindings::device_attribute,
@@ -61,14 +73,19 @@ struct Attr {
 /// # Invariants
 ///
 /// After [`Global::register`], `class.dev_groups` points to `groups`, `groups[0]` to `group`,
-/// `group.attrs` to `ptrs` (NULL-terminated), and each `ptrs[i]` to `attrs[i].attr.attr`; none
-/// of them moves or is reallocated until the class is unregistered.
+/// `group.attrs` to `ptrs` (NULL-terminated), and each `ptrs[i]` to `attrs[i].attr.attr`; the
+/// same for `class_groups` and the `class_*` fields; none of them moves or is reallocated until
+/// the class is unregistered.
 struct Inner<T> {
     class: Opaque<bindings::class>,
     attrs: KVec<Attr>,
     ptrs: KVec<*mut bindings::attribute>,
     group: Opaque<bindings::attribute_group>,
     groups: [*const bindings::attribute_group; 2],
+    class_attrs: KVec<CAttr>,
+    class_ptrs: KVec<*mut bindings::attribute>,
+    class_group: Opaque<bindings::attribute_group>,
+    class_groups: [*const bindings::attribute_group; 2],
     _owner: PhantomData<T>,
 }
 
@@ -147,6 +164,27 @@ unsafe extern "C" fn store_cb<T: ClassOps>(
     page_store(o, a.id, bytes)
 }
 
+/// sysfs `show` of a class attribute.
+///
+/// # Safety
+///
+/// Only called by sysfs for an attribute in the `class_groups` of a class registered here.
+unsafe extern "C" fn class_show_cb(
+    _class: *const bindings::class,
+    attr: *const bindings::class_attribute,
+    buf: *mut c_char,
+) -> isize {
+    // SAFETY: `attr` is the `attr` field of one of the class's `CAttr`s.
+    let a = unsafe { &*kernel::container_of!(attr, CAttr, attr) };
+    // SAFETY: sysfs hands `show` a zeroed, writable page.
+    let page = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), PAGE_SIZE) };
+    let mut out = SysfsBuf::new(page);
+    match (a.show)(&mut out) {
+        Ok(()) => out.len() as isize,
+        Err(_) => EINVAL.to_errno() as isize,
+    }
+}
+
 /// `dev_uevent` of the class.
 ///
 /// # Safety
@@ -175,9 +213,14 @@ impl<T: ClassOps> Global<T> {
         Self(AtomicPtr::new(null_mut()))
     }
 
-    /// Registers the class `name` (`/sys/class/<name>/`) whose devices have one attribute per
-    /// entry of `defs`.
-    pub(crate) fn register(&'static self, name: &'static CStr, defs: &'static [AttrDef]) -> Result<ClassReg<T>> {
+    /// Registers the class `name` (`/sys/class/<name>/`) with the class attributes `class_defs`,
+    /// whose devices have one attribute per entry of `defs`.
+    pub(crate) fn register(
+        &'static self,
+        name: &'static CStr,
+        defs: &'static [AttrDef],
+        class_defs: &'static [ClassAttrDef],
+    ) -> Result<ClassReg<T>> {
         let mut attrs = KVec::with_capacity(defs.len(), GFP_KERNEL)?;
         for (id, d) in defs.iter().enumerate() {
             let mut attr = bindings::device_attribute::default();
@@ -191,6 +234,14 @@ impl<T: ClassOps> Global<T> {
             }
             attrs.push(Attr { attr, id }, GFP_KERNEL)?;
         }
+        let mut class_attrs = KVec::with_capacity(class_defs.len(), GFP_KERNEL)?;
+        for d in class_defs {
+            let mut attr = bindings::class_attribute::default();
+            attr.attr.name = d.name.as_char_ptr();
+            attr.attr.mode = 0o444;
+            attr.show = Some(class_show_cb);
+            class_attrs.push(CAttr { attr, show: d.show }, GFP_KERNEL)?;
+        }
         let mut inner = KBox::new(
             Inner {
                 class: Opaque::new(bindings::class::default()),
@@ -198,6 +249,10 @@ impl<T: ClassOps> Global<T> {
                 ptrs: KVec::with_capacity(defs.len() + 1, GFP_KERNEL)?,
                 group: Opaque::new(bindings::attribute_group::default()),
                 groups: [null(), null()],
+                class_attrs,
+                class_ptrs: KVec::with_capacity(class_defs.len() + 1, GFP_KERNEL)?,
+                class_group: Opaque::new(bindings::attribute_group::default()),
+                class_groups: [null(), null()],
                 _owner: PhantomData,
             },
             GFP_KERNEL,
@@ -207,6 +262,10 @@ impl<T: ClassOps> Global<T> {
             i.ptrs.push(&raw mut a.attr.attr, GFP_KERNEL)?;
         }
         i.ptrs.push(null_mut(), GFP_KERNEL)?;
+        for a in i.class_attrs.iter_mut() {
+            i.class_ptrs.push(&raw mut a.attr.attr, GFP_KERNEL)?;
+        }
+        i.class_ptrs.push(null_mut(), GFP_KERNEL)?;
         // SAFETY: `group` and `class` are ours and not yet shared with the kernel; every pointer
         // stored points into `inner`'s heap allocation, which stays put (type invariant).
         unsafe {
@@ -216,6 +275,9 @@ impl<T: ClassOps> Global<T> {
             (*c).name = name.as_char_ptr();
             (*c).dev_groups = i.groups.as_ptr();
             (*c).dev_uevent = Some(uevent_cb::<T>);
+            (*i.class_group.get()).__bindgen_anon_2.attrs = i.class_ptrs.as_mut_ptr();
+            i.class_groups[0] = i.class_group.get();
+            (*c).class_groups = i.class_groups.as_ptr();
         }
         // SAFETY: `class` is fully initialized and outlives the registration (unregistered in
         // `ClassReg::drop` before `inner` is freed).

@@ -10,6 +10,9 @@ use kernel::{bindings, error::from_err_ptr, prelude::*, sync::Arc};
 ///
 /// `task` is a thread created by `kthread_create_on_node` running [`thread_fn`], which does not
 /// return before `kthread_should_stop()` is true; so `task` stays valid until `kthread_stop`.
+/// Kernel threads of this module not yet stopped (`/sys/class/irqstorm/live`).
+pub(crate) static LIVE: kernel::sync::atomic::Atomic<u32> = kernel::sync::atomic::Atomic::new(0);
+
 pub(crate) struct KThread {
     task: *mut bindings::task_struct,
     stopped: bool,
@@ -82,6 +85,7 @@ impl KThread {
         }
         // SAFETY: `task` is a valid new kthread.
         unsafe { bindings::wake_up_process(task) };
+        LIVE.add(1, kernel::sync::atomic::Relaxed);
         Ok(Self { task, stopped: false })
     }
 
@@ -92,6 +96,7 @@ impl KThread {
             // SAFETY: by the type invariant the task is still valid (it cannot exit before
             // `kthread_should_stop()`), and this is called once.
             unsafe { bindings::kthread_stop(self.task) };
+            LIVE.fetch_sub(1, kernel::sync::atomic::Relaxed);
         }
     }
 }

@@ -24,6 +24,16 @@ pub(crate) struct SysfsBuf<'a> {
     len: usize,
 }
 
+impl<'a> SysfsBuf<'a> {
+    pub(super) fn new(buf: &'a mut [u8]) -> Self {
+        Self { buf, len: 0 }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+}
+
 impl fmt::Write for SysfsBuf<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let b = s.as_bytes();

@@ -40,6 +40,10 @@ pub(crate) const WQ_ORDERED: u32 = bindings::wq_flags___WQ_ORDERED;
 /// `WQ_CPU_INTENSIVE`: work items that do not count for concurrency management.
 pub(crate) const WQ_CPU_INTENSIVE: u32 = bindings::wq_flags_WQ_CPU_INTENSIVE;
 
+/// Workqueues of this module alive now (allocated, not yet destroyed): what a leak would
+/// raise (`/sys/class/irqstorm/live`).
+pub(crate) static LIVE: kernel::sync::atomic::Atomic<u32> = kernel::sync::atomic::Atomic::new(0);
+
 /// A workqueue allocated by this driver; destroyed (after draining) on drop.
 pub(crate) struct OwnedQueue {
     ptr: NonNull<bindings::workqueue_struct>,
@@ -62,7 +66,9 @@ impl OwnedQueue {
                 name.as_char_ptr(),
             )
         };
-        Ok(Self { ptr: NonNull::new(p).ok_or(ENOMEM)? })
+        let ptr = NonNull::new(p).ok_or(ENOMEM)?;
+        LIVE.add(1, kernel::sync::atomic::Relaxed);
+        Ok(Self { ptr })
     }
 
     /// The queue, to enqueue work items on.
@@ -82,6 +88,7 @@ impl Drop for OwnedQueue {
     fn drop(&mut self) {
         // SAFETY: `ptr` came from `alloc_workqueue` and is destroyed once; destroy drains it.
         unsafe { bindings::destroy_workqueue(self.ptr.as_ptr()) };
+        LIVE.fetch_sub(1, kernel::sync::atomic::Relaxed);
     }
 }
 

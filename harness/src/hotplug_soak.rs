@@ -3,8 +3,9 @@
 //! (`chardev-add` of the running back end's socket, `device_add`), the guest
 //! sees probe, the ADD/BIND uevents and records from a storm it starts, then
 //! `device_del` removes the device under that storm. Checked per cycle: the
-//! guest's driver let go of the device (no IRQ line, no irqstorm thread, no
-//! debugfs directory left, no reference on the module), its uevent helper saw add, bind, unbind and
+//! guest's driver let go of the device (no workqueue or kthread of its own by its count,
+//! /sys/class/irqstorm/live; no IRQ line, no irqstorm thread, no debugfs directory, no
+//! reference on the module), its uevent helper saw add, bind, unbind and
 //! remove, dmesg has no WARN/BUG/Oops, and the back end accounts every event
 //! it raised for the removed device (delivered, coalesced or dropped by the
 //! reset its disconnect caused; nothing pending).
@@ -194,6 +195,16 @@ pub fn removal_problems(line: &str) -> Vec<String> {
     let mut p = Vec::new();
     let num = |k: &str| field(line, k).and_then(|v| v.parse::<i64>().ok());
     for (k, want, what) in [
+        (
+            "workqueues",
+            0,
+            "workqueue(s) of the driver left (/sys/class/irqstorm/live)",
+        ),
+        (
+            "kthreads",
+            0,
+            "kthread(s) of the driver left (/sys/class/irqstorm/live)",
+        ),
         (
             "irq_lines",
             0,
@@ -469,15 +480,16 @@ mod tests {
 
     #[test]
     fn a_removal_is_checked_for_leftovers_and_the_uevents_in_order() {
-        let ok = "IRQSTORM_HP_REMOVED 3 irq_lines=0 threads=0 debugfs=0 uevents=add,bind,change,unbind,remove problems=0 refcnt=0 bound=none";
+        let ok = "IRQSTORM_HP_REMOVED 3 workqueues=0 kthreads=0 irq_lines=0 threads=0 debugfs=0 uevents=add,bind,change,unbind,remove problems=0 refcnt=0 bound=none";
         assert!(
             removal_problems(ok).is_empty(),
             "{:?}",
             removal_problems(ok)
         );
-        let bad = "IRQSTORM_HP_REMOVED 3 irq_lines=1 threads=2 debugfs=1 uevents=add,unbind,bind,remove problems=0 refcnt=1 bound=0000:01:00.0";
+        let bad = "IRQSTORM_HP_REMOVED 3 workqueues=3 kthreads=0 irq_lines=1 threads=2 debugfs=1 uevents=add,unbind,bind,remove problems=0 refcnt=1 bound=0000:01:00.0";
         let p = removal_problems(bad).join("; ");
         for want in [
+            "3 workqueue(s) of the driver left",
             "1 IRQ line(s) of irqstorm left",
             "2 irqstorm thread(s) more",
             "1 debugfs directory left",

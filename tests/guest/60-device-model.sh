@@ -3,7 +3,8 @@
 # link, the driver's device link, the class device /sys/class/irqstorm/irqstormN (its `device`
 # link is the PCI function, its `subsystem` the class, the same directory as
 # <pci device>/irqstorm/irqstormN), its attributes from the class's attribute group, its uevent
-# variables (the `uevent` file and the ADD/REMOVE uevents at the helper on unbind/bind), and
+# variables (the `uevent` file and the ADD/REMOVE uevents at the helper on unbind/bind), the
+# class attribute `live` (the driver's workqueues and kthreads), and
 # the module parameters under /sys/module/irqstorm/parameters (read-only, load-time values).
 . /tests/lib/ktap.sh
 . /tests/lib/irqstorm.sh
@@ -14,7 +15,7 @@ MP=/sys/module/irqstorm/parameters
 real() { readlink -f "$1"; }
 N=${C##*irqstorm}
 
-ktap_plan 8
+ktap_plan 9
 if [ "$(real "$P/driver")" = "$(real $DRV)" ] && [ "$(real "$DRV/$BDF")" = "$(real "$P")" ]; then
 	ktap_ok "bus -> device -> driver: $BDF's driver is irqstorm and the driver links back"
 else
@@ -65,7 +66,10 @@ EOS
 chmod +x $W/uevent.sh
 old_hp=$(cat /proc/sys/kernel/hotplug 2>/dev/null)
 echo $W/uevent.sh > /proc/sys/kernel/hotplug
+live() { awk -v k="$1" '$1 == k { print $2 }' /sys/class/irqstorm/live; }
+live_bound="$(live workqueues) $(live kthreads)"
 echo "$BDF" > $DRV/unbind
+live_unbound="$(live workqueues) $(live kthreads)"
 echo "$BDF" > $DRV/bind
 i=0
 while [ ! -e $D/sources ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
@@ -80,6 +84,12 @@ if sort -n $W/uevent.log 2>/dev/null | awk -v n="$N" '
 else
 	ktap_fail "unbind/bind: REMOVE then ADD of irqstorm$N at the helper, with its variables" "not seen"
 fi
+
+# The class attribute `live`: the driver's own workqueues (3) and kthreads while bound, none after.
+case "$live_bound/$live_unbound" in
+"3 "[1-9]*"/0 0") ktap_ok "/sys/class/irqstorm/live: workqueues and kthreads while bound ($live_bound), 0 0 unbound" ;;
+*) ktap_fail "/sys/class/irqstorm/live: workqueues and kthreads while bound ($live_bound), 0 0 unbound" "bound '$live_bound', unbound '$live_unbound'" ;;
+esac
 
 # Module parameters: visible, read-only, the load-time values.
 bad=""

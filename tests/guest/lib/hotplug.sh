@@ -11,7 +11,8 @@
 #          storm and waits for records:
 #          IRQSTORM_HP_BOUND N bdf=B irq=I records=R   or   IRQSTORM_SC_FAIL N WHY (ends the soak)
 #   host:  removed N    -> guest waits until the driver has no device, then checks what is left:
-#          IRQSTORM_HP_REMOVED N irq_lines=L threads=T debugfs=0|1 uevents=ACTIONS problems=P refcnt=R bound=none
+#          IRQSTORM_HP_REMOVED N workqueues=W kthreads=K irq_lines=L threads=T debugfs=0|1
+#          uevents=ACTIONS problems=P refcnt=R bound=none   (W, K: /sys/class/irqstorm/live)
 #          (ACTIONS: the pci uevents of 1af4:1055 the helper saw this cycle, in SEQNUM order)
 #   host:  done         -> guest powers off
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
@@ -91,7 +92,10 @@ while read -r cmd n mech; do
 		ev=$(sort -n /tmp/uevents.log 2>/dev/null | cut -d' ' -f2 | tr '\n' ',')
 		rm -f /tmp/uevents.log
 		[ -e $D ] && dbg=1 || dbg=0
-		echo "IRQSTORM_HP_REMOVED $n irq_lines=$(grep -c irqstorm /proc/interrupts) threads=$(($(threads) - base_threads)) debugfs=$dbg uevents=${ev%,} problems=$(($(problems) - base_problems)) refcnt=$(cat /sys/module/irqstorm/refcnt) bound=$(bound || echo none)"
+		# The module's own count of its workqueues and kthreads (nothing else shows workqueues).
+		wqs=$(awk '$1 == "workqueues" { print $2 }' /sys/class/irqstorm/live)
+		kts=$(awk '$1 == "kthreads" { print $2 }' /sys/class/irqstorm/live)
+		echo "IRQSTORM_HP_REMOVED $n workqueues=$wqs kthreads=$kts irq_lines=$(grep -c irqstorm /proc/interrupts) threads=$(($(threads) - base_threads)) debugfs=$dbg uevents=${ev%,} problems=$(($(problems) - base_problems)) refcnt=$(cat /sys/module/irqstorm/refcnt) bound=$(bound || echo none)"
 		;;
 	done)
 		break
