@@ -16,7 +16,7 @@
 //! `DEVICE_DELETED`. That is an orderly removal; QEMU has no surprise
 //! removal for it (README, "Hotplug").
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use irqstorm_protocol::client::Client;
@@ -24,13 +24,11 @@ use irqstorm_protocol::control::{InfoReply, Request, StatsReply};
 use irqstorm_protocol::stats::Totals;
 use serde_json::{json, Map, Value};
 
-use crate::args::shell_quote;
-use crate::boot::{self, Backend, BackendSpec};
-use crate::pause_soak::SoakError;
+use crate::boot::BackendSpec;
 use crate::progress::step;
-use crate::qmp::{self, Qmp};
+use crate::qmp::Qmp;
 use crate::scenario::guests::Guests;
-use crate::scenario::{BackendOpts, QemuArgs, RunError};
+use crate::soak_guest::{self, SoakError, SoakGuest};
 
 /// The root port the device is plugged into (`-device pcie-root-port`).
 pub const ROOT_PORT: &str = "rp0";
@@ -58,17 +56,9 @@ pub struct Spec<'a> {
     pub cycles: u32,
     /// The storm the guest runs while the device is removed (events/s).
     pub rate_hz: u32,
-    /// Run directory (logs, sockets, QEMU command).
-    pub dir: PathBuf,
-    pub boot_timeout: Duration,
-    pub echo: bool,
-    pub backend: BackendOpts<'a>,
-    pub qemu: &'a Path,
-    /// The kernel command line before the guest script's words.
-    pub base_cmdline: &'a str,
-    /// Device-mode QEMU arguments; the device's `-chardev`/`-device` pair is
-    /// taken out of them and hot-plugged instead.
-    pub qemu_args: &'a QemuArgs<'a>,
+    /// The guest; its device-mode QEMU arguments lose the device's `-chardev`/`-device` pair,
+    /// which is hot-plugged instead.
+    pub guest: &'a SoakGuest<'a>,
 }
 
 /// One cycle's figures.
@@ -260,56 +250,35 @@ fn totals(ctl: &mut Client) -> Result<Totals, SoakError> {
 
 /// Runs the soak: the back end, the guest without the device, the cycles.
 pub fn run(o: &Spec) -> Result<Outcome, SoakError> {
-    std::fs::create_dir_all(&o.dir).map_err(|source| RunError::Io {
-        what: format!("create {}", o.dir.display()),
-        source,
-    })?;
-    let spec = o.backend.spec(&o.dir, 1, &[]);
-    let mut backend = Backend::start(&spec)?;
-    let r = with_backend(o, &spec);
-    backend.stop();
-    r
+    o.guest.with_backend(1, |spec| with_backend(o, spec))
 }
 
 fn with_backend(o: &Spec, spec: &BackendSpec) -> Result<Outcome, SoakError> {
     let mut ctl = Client::connect(&spec.control_socket_path(), SETTLE)?;
-    let cmdline = format!(
-        "{} rdinit=/tests/lib/hotplug.sh irqstorm_hp_rate={}",
-        o.base_cmdline, o.rate_hz
-    );
-    let full =
-        (o.qemu_args)(&cmdline, &spec.socket_path(), SOAK_SMP).map_err(RunError::QemuArgs)?;
+    let full = o.guest.args(
+        spec,
+        &format!(
+            "rdinit=/tests/lib/hotplug.sh irqstorm_hp_rate={}",
+            o.rate_hz
+        ),
+        SOAK_SMP,
+    )?;
     let hp = split_device(&full, &spec.socket_path(), ROOT_PORT).map_err(SoakError::Soak)?;
-    let qmp_path = spec.dir.join("qmp.sock");
     let mut args = hp.rest.clone();
     args.extend([
         "-device".to_string(),
         format!("pcie-root-port,id={ROOT_PORT},bus=pcie.0,chassis=1,slot=1"),
     ]);
-    args.extend(qmp::qemu_args(&qmp_path));
-    let cmd_file = o.dir.join("qemu-command.sh");
-    std::fs::write(
-        &cmd_file,
-        format!(
-            "#!/bin/sh\n# then, over QMP: chardev-add {}\n#                device_add {}\nexec {} {}\n",
-            hp.chardev_add,
-            hp.device_add,
-            shell_quote(&[o.qemu.display().to_string()]),
-            shell_quote(&args)
-        ),
-    )
-    .map_err(|source| RunError::Io {
-        what: format!("write {}", cmd_file.display()),
-        source,
-    })?;
-    let console_log = o.dir.join("console.log");
-    let mut guests = Guests::spawn(o.qemu, vec![args], &[console_log], o.echo)?;
-    guests.wait_all(
-        "IRQSTORM_HP_READY",
-        o.boot_timeout,
-        "boot without the device",
+    let comment = format!(
+        "# then, over QMP: chardev-add {}\n#                device_add {}\n",
+        hp.chardev_add, hp.device_add
+    );
+    let (mut guests, mut qmp) = o.guest.boot(
+        spec,
+        args,
+        &comment,
+        ("IRQSTORM_HP_READY", "boot without the device"),
     )?;
-    let mut qmp = Qmp::connect(&qmp_path, SETTLE)?;
     step(&format!(
         "hotplug soak: {} hot add/remove cycles behind root port {ROOT_PORT}, removal under a {}/s storm",
         o.cycles, o.rate_hz
@@ -352,15 +321,7 @@ fn with_backend(o: &Spec, spec: &BackendSpec) -> Result<Outcome, SoakError> {
         o.cycles,
         t0.elapsed().as_secs_f64()
     );
-    guests.send_all("done")?;
-    guests.finish(Duration::from_secs(60));
-    let crashes = boot::scan_crashes(guests.console(0));
-    if let Some(first) = crashes.first() {
-        out.failures.push(format!(
-            "guest kernel: {} problem line(s) on the console, first: {first}",
-            crashes.len()
-        ));
-    }
+    soak_guest::finish(&mut guests, &mut out.failures)?;
     Ok(out)
 }
 

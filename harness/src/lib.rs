@@ -26,3 +26,4 @@ pub mod progress;
 pub mod qmp;
 pub mod report;
 pub mod scenario;
+pub mod soak_guest;

@@ -15,7 +15,6 @@
 
 use std::fmt;
 use std::ops::RangeInclusive;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use irqstorm_protocol::client::Client;
@@ -23,12 +22,12 @@ use irqstorm_protocol::control::{Request, StatsReply};
 use irqstorm_protocol::stats::{SourceStats, Stats};
 use irqstorm_protocol::wire::Mode;
 
-use crate::args::shell_quote;
-use crate::boot::{self, Backend, BackendSpec, BootError};
+use crate::boot::BackendSpec;
 use crate::progress::step;
-use crate::qmp::{self, Qmp, QmpError};
+use crate::qmp::Qmp;
 use crate::scenario::guests::Guests;
-use crate::scenario::{console, BackendOpts, QemuArgs, RunError, READY};
+use crate::scenario::{console, READY};
+use crate::soak_guest::{self, SoakGuest};
 
 /// Source 0: the periodic timer (tasklet bottom half).
 pub const TIMER_SOURCE: u16 = 0;
@@ -40,20 +39,7 @@ const SOAK_SMP: u32 = 2;
 /// or QMP reply to come.
 const SETTLE: Duration = Duration::from_secs(30);
 
-/// Errors that end a soak before its checks.
-#[derive(Debug, thiserror::Error)]
-pub enum SoakError {
-    #[error(transparent)]
-    Run(#[from] RunError),
-    #[error(transparent)]
-    Boot(#[from] BootError),
-    #[error(transparent)]
-    Qmp(#[from] QmpError),
-    #[error(transparent)]
-    Control(#[from] irqstorm_protocol::client::Error),
-    #[error("{0}")]
-    Soak(String),
-}
+pub use crate::soak_guest::SoakError;
 
 /// One pause soak.
 pub struct Spec<'a> {
@@ -69,18 +55,7 @@ pub struct Spec<'a> {
     pub storm_hz: u32,
     /// Timer period (us).
     pub timer_period_us: u64,
-    /// Run directory (logs, sockets, QEMU command).
-    pub dir: PathBuf,
-    /// Boot and set-up limit of the guest.
-    pub boot_timeout: Duration,
-    /// Echo the guest console.
-    pub echo: bool,
-    pub backend: BackendOpts<'a>,
-    /// QEMU binary or launcher.
-    pub qemu: &'a Path,
-    /// The kernel command line before the guest script's words.
-    pub base_cmdline: &'a str,
-    pub qemu_args: &'a QemuArgs<'a>,
+    pub guest: &'a SoakGuest<'a>,
 }
 
 /// The figures of a soak.
@@ -181,59 +156,26 @@ fn source(s: &Stats, i: u16) -> Result<&SourceStats, SoakError> {
 
 /// Runs the soak: starts the back end and the guest, cycles, checks.
 pub fn run(o: &Spec) -> Result<Outcome, SoakError> {
-    std::fs::create_dir_all(&o.dir).map_err(|source| RunError::Io {
-        what: format!("create {}", o.dir.display()),
-        source,
-    })?;
-    let spec = o.backend.spec(&o.dir, 2, &[]);
-    let mut backend = Backend::start(&spec)?;
-    let r = with_backend(o, &spec);
-    backend.stop();
-    r
+    o.guest.with_backend(2, |spec| with_backend(o, spec))
 }
 
 fn with_backend(o: &Spec, spec: &BackendSpec) -> Result<Outcome, SoakError> {
     let mut ctl = Client::connect(&spec.control_socket_path(), SETTLE)?;
-    let cmdline = format!(
-        "{} rdinit=/tests/lib/scenario.sh irqstorm_sc_src={TIMER_SOURCE}:tasklet:none:0:0,{STORM_SOURCE}:threaded:none:0:0 irqstorm_sc_ref=off irqstorm_sc_pings=0",
-        o.base_cmdline
-    );
-    let qmp_path = spec.dir.join("qmp.sock");
-    let mut args =
-        (o.qemu_args)(&cmdline, &spec.socket_path(), SOAK_SMP).map_err(RunError::QemuArgs)?;
-    args.extend(qmp::qemu_args(&qmp_path));
-    let cmd_file = o.dir.join("qemu-command.sh");
-    std::fs::write(
-        &cmd_file,
-        format!(
-            "#!/bin/sh\nexec {} {}\n",
-            shell_quote(&[o.qemu.display().to_string()]),
-            shell_quote(&args)
+    let args = o.guest.args(
+        spec,
+        &format!(
+            "rdinit=/tests/lib/scenario.sh irqstorm_sc_src={TIMER_SOURCE}:tasklet:none:0:0,{STORM_SOURCE}:threaded:none:0:0 irqstorm_sc_ref=off irqstorm_sc_pings=0"
         ),
-    )
-    .map_err(|source| RunError::Io {
-        what: format!("write {}", cmd_file.display()),
-        source,
-    })?;
-    let console_log = o.dir.join("console.log");
-    let mut guests = Guests::spawn(o.qemu, vec![args], &[console_log], o.echo)?;
-    guests.wait_all(READY, o.boot_timeout, "boot and set-up")?;
-    let mut qmp = Qmp::connect(&qmp_path, SETTLE)?;
+        SOAK_SMP,
+    )?;
+    let (mut guests, mut qmp) = o.guest.boot(spec, args, "", (READY, "boot and set-up"))?;
     let r = soak(o, &mut ctl, &mut guests, &mut qmp);
     // Leave the guest running whatever happened, so it can power off.
     if qmp.status().is_ok_and(|s| s == "paused") {
         let _ = qmp.cont();
     }
     let mut out = r?;
-    guests.send_all("done")?;
-    guests.finish(Duration::from_secs(60));
-    let crashes = boot::scan_crashes(guests.console(0));
-    if let Some(first) = crashes.first() {
-        out.failures.push(format!(
-            "guest kernel: {} problem line(s) on the console, first: {first}",
-            crashes.len()
-        ));
-    }
+    soak_guest::finish(&mut guests, &mut out.failures)?;
     Ok(out)
 }
 

@@ -596,26 +596,17 @@ fn run_soak(g: &Global, o: &GuestOpts, which: &soak::Soak) -> Result<bool> {
         anyhow::bail!("soak needs the device");
     };
     let accel = guest::choose_accel(&repo, &util::cache_root(), &guest, g.accel)?;
+    let setup = soak::GuestSetup {
+        guest: &guest,
+        accel,
+        dev: &dev,
+        timeout: Duration::from_secs(g.timeout),
+        echo: g.verbose,
+        extra_cmdline: o.cmdline.as_deref(),
+    };
     let ok = match which {
-        soak::Soak::Hotplug(args) => soak::hotplug::hotplug(
-            &repo,
-            (&guest, accel, &dev),
-            args,
-            (Duration::from_secs(g.timeout), g.verbose),
-            o.cmdline.as_deref(),
-        )?
-        .passed(),
-        soak::Soak::Pause(args) => soak::pause::pause(
-            &repo,
-            &guest,
-            accel,
-            &dev,
-            args,
-            Duration::from_secs(g.timeout),
-            g.verbose,
-            o.cmdline.as_deref(),
-        )?
-        .passed(),
+        soak::Soak::Hotplug(args) => soak::hotplug::hotplug(&repo, &setup, args)?.passed(),
+        soak::Soak::Pause(args) => soak::pause::pause(&repo, &setup, args)?.passed(),
         &soak::Soak::Reconnect {
             cycles,
             events,

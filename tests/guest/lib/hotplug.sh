@@ -15,16 +15,7 @@
 #          uevents=ACTIONS problems=P refcnt=R bound=none   (W, K: /sys/class/irqstorm/live)
 #          (ACTIONS: the pci uevents of 1af4:1055 the helper saw this cycle, in SEQNUM order)
 #   host:  done         -> guest powers off
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
-exec </dev/console >/dev/console 2>&1
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t tmpfs tmpfs /tmp
-mount -t debugfs debugfs /sys/kernel/debug
-echo "irqstorm-init: start (hotplug soak)"
-stty -echo 2>/dev/null
-dmesg -n 1
+. /tests/lib/console-init.sh "hotplug soak"
 
 D=/sys/kernel/debug/irqstorm
 DRV=/sys/bus/pci/drivers/irqstorm

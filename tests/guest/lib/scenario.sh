@@ -42,16 +42,7 @@
 #   IRQSTORM_SC_CALIB lower upper host_tsc_mid host_samples guest_samples result
 #   (host TSC - guest TSC bounds in ticks; the back end's stats keep every calibration,
 #   these are for humans and a cross-check), or IRQSTORM_SC_CALIB failed ERR: DRIVER-LOG-LINE.
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
-exec </dev/console >/dev/console 2>&1
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t tmpfs tmpfs /tmp
-mount -t debugfs debugfs /sys/kernel/debug
-echo "irqstorm-init: start (scenario runner)"
-stty -echo 2>/dev/null
-dmesg -n 1
+. /tests/lib/console-init.sh "scenario runner"
 
 D=/sys/kernel/debug/irqstorm
 src=""

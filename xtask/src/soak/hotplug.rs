@@ -3,13 +3,11 @@
 //! arguments and run directory.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use irqstorm_harness::hotplug_soak::{self, Outcome, Spec};
-use irqstorm_harness::scenario::BackendOpts;
 
-use crate::guest::{qemu_args, Accel, Device, Guest};
+use super::{print_run, with_soak_guest, GuestSetup};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct HotplugArgs {
@@ -35,47 +33,15 @@ impl HotplugArgs {
     }
 }
 
-pub fn hotplug(
-    repo: &Path,
-    (g, accel, dev): (&Guest, Accel, &Device),
-    o: &HotplugArgs,
-    (timeout, echo): (Duration, bool),
-    extra_cmdline: Option<&str>,
-) -> Result<Outcome> {
-    let dir = match &o.dir {
-        Some(d) => d.clone(),
-        None => crate::guest::new_run_dir(repo)?,
-    };
-    let args = |cmdline: &str, sock: &Path, smp: u32| {
-        qemu_args(repo, g, (accel, smp), "stdio", cmdline, Some((dev, sock))).map_err(Into::into)
-    };
-    let mut base = crate::guest::BASE_CMDLINE.to_string();
-    if let Some(x) = extra_cmdline.filter(|x| !x.is_empty()) {
-        base.push(' ');
-        base.push_str(x);
-    }
-    let out = hotplug_soak::run(&Spec {
-        cycles: o.cycles,
-        rate_hz: o.rate_hz,
-        dir: dir.clone(),
-        boot_timeout: timeout,
-        echo,
-        backend: BackendOpts {
-            binary: &dev.backend,
-            virtio_id: dev.virtio_id,
-            args: &dev.backend_args,
-        },
-        qemu: &g.qemu.program,
-        base_cmdline: &base,
-        qemu_args: &args,
-    })
-    .with_context(|| format!("hotplug soak (run directory {})", dir.display()))?;
-    println!(
-        "  run directory: {} (console.log, backend.log, qemu-command.sh)",
-        dir.display()
-    );
-    for f in &out.failures {
-        println!("  FAIL: {f}");
-    }
+/// Runs the hotplug soak and prints its failures (the cycles print as they go).
+pub fn hotplug(repo: &Path, setup: &GuestSetup<'_>, o: &HotplugArgs) -> Result<Outcome> {
+    let (dir, out) = with_soak_guest(repo, setup, (o.dir.as_ref(), "hotplug soak"), |guest| {
+        hotplug_soak::run(&Spec {
+            cycles: o.cycles,
+            rate_hz: o.rate_hz,
+            guest,
+        })
+    })?;
+    print_run(&dir, &out.failures);
     Ok(out)
 }

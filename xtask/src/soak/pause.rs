@@ -2,13 +2,11 @@
 //! ([`irqstorm_harness::pause_soak`]) with this lab's guest, QEMU arguments
 //! and run directory.
 
-use crate::guest::{qemu_args, Accel, Device, Guest};
-use anyhow::{Context, Result};
+use super::{print_run, with_soak_guest, GuestSetup};
+use anyhow::Result;
 use irqstorm_harness::pause_soak::{self, Outcome, Spec};
-use irqstorm_harness::scenario::BackendOpts;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Options of the pause soak (`cargo xtask soak pause`).
 #[derive(clap::Args, Clone, Debug)]
@@ -69,57 +67,20 @@ fn parse_range(s: &str) -> Result<RangeInclusive<u64>, String> {
 }
 
 /// Runs the pause soak and prints its figures and failures.
-#[allow(clippy::too_many_arguments)]
-pub fn pause(
-    repo: &Path,
-    g: &Guest,
-    accel: Accel,
-    dev: &Device,
-    o: &PauseArgs,
-    timeout: Duration,
-    echo: bool,
-    extra_cmdline: Option<&str>,
-) -> Result<Outcome> {
-    let dir = match &o.dir {
-        Some(d) => d.clone(),
-        None => crate::guest::new_run_dir(repo)?,
-    };
-    let args = |cmdline: &str, sock: &Path, smp: u32| {
-        qemu_args(repo, g, (accel, smp), "stdio", cmdline, Some((dev, sock))).map_err(Into::into)
-    };
-    let mut base = crate::guest::BASE_CMDLINE.to_string();
-    if let Some(x) = extra_cmdline.filter(|x| !x.is_empty()) {
-        base.push(' ');
-        base.push_str(x);
-    }
-    let out = pause_soak::run(&Spec {
-        cycles: o.cycles,
-        seed: o.seed,
-        pause_ms: o.pause_ms.clone(),
-        run_ms: o.run_ms.clone(),
-        storm_hz: o.storm_hz,
-        timer_period_us: o.timer_us,
-        dir: dir.clone(),
-        boot_timeout: timeout,
-        echo,
-        backend: BackendOpts {
-            binary: &dev.backend,
-            virtio_id: dev.virtio_id,
-            args: &dev.backend_args,
-        },
-        qemu: &g.qemu.program,
-        base_cmdline: &base,
-        qemu_args: &args,
-    })
-    .with_context(|| format!("pause soak (run directory {})", dir.display()))?;
+pub fn pause(repo: &Path, setup: &GuestSetup<'_>, o: &PauseArgs) -> Result<Outcome> {
+    let (dir, out) = with_soak_guest(repo, setup, (o.dir.as_ref(), "pause soak"), |guest| {
+        pause_soak::run(&Spec {
+            cycles: o.cycles,
+            seed: o.seed,
+            pause_ms: o.pause_ms.clone(),
+            run_ms: o.run_ms.clone(),
+            storm_hz: o.storm_hz,
+            timer_period_us: o.timer_us,
+            guest,
+        })
+    })?;
     print!("{}", out.figures);
-    println!(
-        "  run directory: {} (console.log, backend.log, qemu-command.sh)",
-        dir.display()
-    );
-    for f in &out.failures {
-        println!("  FAIL: {f}");
-    }
+    print_run(&dir, &out.failures);
     Ok(out)
 }
 
