@@ -250,6 +250,7 @@ impl<'bound> IrqstormData<'bound> {
         let class = sysfs::add(pdev.as_ref(), s)
             .inspect_err(|e| dev_warn!(pdev.as_ref(), "/sys/class/irqstorm: {:?}\n", e))
             .ok();
+        s.storm.set_uevent_device(class.as_ref().map(|c| c.device()));
 
         let user = match userdev::register(s) {
             Ok(Some(u)) => Some(u),
@@ -270,6 +271,8 @@ impl<'bound> IrqstormData<'bound> {
     /// flush every bottom half. The IRQ, vectors, timers and DMA memory are released on drop.
     fn shutdown(&self) {
         let s = &self.shared;
+        // Before the class device goes (on drop, after this): no storm uevent to it after.
+        s.storm.set_uevent_device(None);
         s.quiesce_sources();
         if let Err(e) = s.t.reset() {
             dev_warn!(self.pdev.as_ref(), "reset failed: {:?}\n", e);

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Storm detector: a `timer_list` samples the device event rate every 100 ms; crossing the
-//! threshold emits a `KOBJ_CHANGE` uevent with the rate on the PCI device and, if a helper
-//! path is set, runs it with `call_usermodehelper` (both from a work item: process context).
-//! Falling below half the threshold ends the storm (uevent "calm").
+//! threshold emits a `KOBJ_CHANGE` uevent with the rate on the class device `irqstormN` (so it
+//! carries the class's variables too, `SUBSYSTEM=irqstorm`; on the PCI function if the class
+//! device could not be made) and, if a helper path is set, runs it with `call_usermodehelper`
+//! (both from a work item: process context). Falling below half the threshold ends the storm
+//! (uevent "calm").
 
 use crate::{
     kwrap::{
@@ -14,10 +16,12 @@ use crate::{
     shared::Shared,
 };
 use kernel::{
+    device::Device,
     new_mutex,
     prelude::*,
     str::CString,
     sync::{
+        aref::ARef,
         atomic::{Atomic, Relaxed},
         Arc, ArcBorrow, Mutex,
     },
@@ -46,6 +50,10 @@ pub(crate) struct StormDetector {
     report_storm: Atomic<bool>,
     #[pin]
     pub(crate) helper: Mutex<KVec<u8>>,
+    /// The class device the uevents go to: set once it exists, taken at unbind before it is
+    /// deleted (the lock orders that against a uevent being sent). `None`: the PCI function.
+    #[pin]
+    uevent_dev: Mutex<Option<ARef<Device>>>,
 }
 
 impl StormDetector {
@@ -62,12 +70,18 @@ impl StormDetector {
             report_rate: Atomic::new(0),
             report_storm: Atomic::new(false),
             helper <- new_mutex!(KVec::new(), "irqstorm_helper"),
+            uevent_dev <- new_mutex!(None, "irqstorm_uevent_dev"),
         })
     }
 
     pub(crate) fn start(s: &Arc<Shared>) {
         s.storm.last_ns.store(now_ns(), Relaxed);
         Timer::<Shared, TIMER_ID>::arm_in_jiffies(s, msecs_to_jiffies(SAMPLE_MS));
+    }
+
+    /// Where the storm uevents go from now on (`None`: the PCI function).
+    pub(crate) fn set_uevent_device(&self, dev: Option<ARef<Device>>) {
+        *self.uevent_dev.lock() = dev;
     }
 
     pub(crate) fn shutdown(s: &Arc<Shared>) {
@@ -143,8 +157,12 @@ impl WorkItem<20> for Shared {
         ) else {
             return;
         };
-        let dev: &kernel::device::Device = this.pdev.as_ref();
-        match usermode::uevent_change(dev, &[&ev, &r, &th]) {
+        let dev: &Device = this.pdev.as_ref();
+        let sent = {
+            let target = d.uevent_dev.lock();
+            usermode::uevent_change(target.as_deref().unwrap_or(dev), &[&ev, &r, &th])
+        };
+        match sent {
             Ok(()) => this.cnt.uevents.add(1, Relaxed),
             Err(e) => dev_warn!(dev, "storm uevent failed: {:?}\n", e),
         }

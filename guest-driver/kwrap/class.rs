@@ -20,7 +20,7 @@ use kernel::{
     page::PAGE_SIZE,
     prelude::*,
     str::CString,
-    sync::Arc,
+    sync::{aref::ARef, Arc},
     types::Opaque,
 };
 
@@ -345,6 +345,18 @@ pub(crate) struct ClassDevice<T: ClassOps> {
 unsafe impl<T: ClassOps> Send for ClassDevice<T> {}
 // SAFETY: as above.
 unsafe impl<T: ClassOps> Sync for ClassDevice<T> {}
+
+impl<T: ClassOps> ClassDevice<T> {
+    /// Another reference to the class device's `struct device`, e.g. to send it a uevent from
+    /// a work item. It keeps the memory, not the registration: whoever holds it must stop
+    /// using it before this `ClassDevice` is dropped (a uevent on a deleted device is refused).
+    pub(crate) fn device(&self) -> ARef<Device> {
+        // SAFETY: `self.dev` is a live device this `ClassDevice` holds a reference to (type
+        // invariant), so its count is not zero during the call; its release (the class core's
+        // `device_create_release`, a kfree) may run on any thread.
+        unsafe { Device::get_device(self.dev.as_ptr()) }
+    }
+}
 
 impl<T: ClassOps> Drop for ClassDevice<T> {
     fn drop(&mut self) {

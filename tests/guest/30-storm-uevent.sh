@@ -1,6 +1,8 @@
 #!/bin/sh
 # A storm above the detector's threshold emits a KOBJ_CHANGE uevent with the rate and runs the
-# configured helper (call_usermodehelper); the end of the storm reports "calm".
+# configured helper (call_usermodehelper); the end of the storm reports "calm". The uevent comes
+# from the class device irqstormN (SUBSYSTEM=irqstorm, with the class's IRQSTORM_INDEX and
+# IRQSTORM_STORM), where `udevadm monitor --subsystem-match=irqstorm` would see it.
 . /tests/lib/ktap.sh
 . /tests/lib/irqstorm.sh
 irqstorm_require_device
@@ -10,7 +12,7 @@ mkdir -p $W
 rm -f $W/uevent.log $W/helper.log
 cat > $W/uevent.sh <<'EOS'
 #!/bin/sh
-[ -n "$IRQSTORM_STATE" ] && echo "$ACTION $IRQSTORM_STATE $IRQSTORM_RATE $IRQSTORM_THRESHOLD" >> /tmp/irqstorm-uevent/uevent.log
+[ -n "$IRQSTORM_STATE" ] && echo "$ACTION $IRQSTORM_STATE $IRQSTORM_RATE $IRQSTORM_THRESHOLD $SUBSYSTEM ${IRQSTORM_INDEX:--} ${IRQSTORM_STORM:--} $DEVPATH" >> /tmp/irqstorm-uevent/uevent.log
 EOS
 cat > $W/helper.sh <<'EOS'
 #!/bin/sh
@@ -18,7 +20,7 @@ echo "$*" >> /tmp/irqstorm-uevent/helper.log
 EOS
 chmod +x $W/uevent.sh $W/helper.sh
 
-ktap_plan 4
+ktap_plan 5
 old_hp=$(cat /proc/sys/kernel/hotplug 2>/dev/null)
 if echo $W/uevent.sh > /proc/sys/kernel/hotplug 2>/dev/null; then have_hp=1; else have_hp=0; fi
 echo "all bh_wq" > $D/sources
@@ -37,8 +39,17 @@ if [ $have_hp = 1 ]; then
 	else
 		ktap_fail "KOBJ_CHANGE uevent carries IRQSTORM_STATE=storm and IRQSTORM_RATE >= threshold" "not seen"
 	fi
+	# From the class device: its subsystem, its index (the class's `index` file) and the
+	# class's own storm variable agreeing with IRQSTORM_STATE, for storm and calm.
+	n=$(cat "$C/index" 2>/dev/null)
+	if awk -v n="$n" '$5 == "irqstorm" && $6 == n && $7 == $2 && $8 ~ ("/irqstorm/irqstorm" n "$") { s[$2] = 1 } END { exit !(s["storm"] && s["calm"]) }' $W/uevent.log 2>/dev/null; then
+		ktap_ok "storm and calm uevents come from the class device irqstorm$n (SUBSYSTEM=irqstorm, IRQSTORM_INDEX, IRQSTORM_STORM)"
+	else
+		ktap_fail "storm and calm uevents come from the class device irqstorm$n (SUBSYSTEM=irqstorm, IRQSTORM_INDEX, IRQSTORM_STORM)" "not seen"
+	fi
 else
 	ktap_skip "KOBJ_CHANGE uevent carries IRQSTORM_STATE=storm and IRQSTORM_RATE >= threshold" "no /proc/sys/kernel/hotplug"
+	ktap_skip "storm and calm uevents come from the class device" "no /proc/sys/kernel/hotplug"
 fi
 sed 's/^/# helper: /' $W/helper.log 2>/dev/null
 if grep -q "^storm [0-9]" $W/helper.log 2>/dev/null && grep -q "^calm " $W/helper.log 2>/dev/null; then
