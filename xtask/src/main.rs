@@ -328,12 +328,18 @@ enum Cmd {
         /// One target (rings, vhost_user) or all.
         #[arg(long, value_name = "NAME")]
         target: Option<String>,
+        /// Build the targets in cargo's dev profile (overflow checks and
+        /// debug assertions, half the compile, fewer executions per second),
+        /// as the short run of `cargo xtask test` does.
+        #[arg(long)]
+        dev: bool,
     },
     /// Boot the guest with an interactive shell on the console.
     Shell(GuestOpts),
 }
 
 fn main() -> ExitCode {
+    irqstorm_harness::progress::start_clock();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_timestamp(None)
         .init();
@@ -393,7 +399,15 @@ fn main() -> ExitCode {
             seconds,
             runs,
             target,
-        } => cmd_fuzz(*seconds, *runs, target.as_deref()),
+            dev,
+        } => {
+            let profile = if *dev {
+                fuzz::Profile::Dev
+            } else {
+                fuzz::Profile::Release
+            };
+            cmd_fuzz(*seconds, *runs, target.as_deref(), profile)
+        }
         Cmd::Shell(o) => cmd_shell(&cli.global, o),
     };
     match r {
@@ -634,12 +648,17 @@ fn run_soak(g: &Global, o: &GuestOpts, which: &soak::Soak) -> Result<bool> {
     Ok(ok)
 }
 
-fn cmd_fuzz(seconds: u64, runs: Option<u64>, target: Option<&str>) -> Result<ExitCode> {
+fn cmd_fuzz(
+    seconds: u64,
+    runs: Option<u64>,
+    target: Option<&str>,
+    profile: fuzz::Profile,
+) -> Result<ExitCode> {
     let targets = fuzz::pick(target)?;
     setup::ensure()?;
     let repo = util::repo_root();
     let budget = fuzz::Budget { seconds, runs };
-    let (passed, failed) = fuzz::run_all(&repo, &target_dir(&repo), &targets, budget);
+    let (passed, failed) = fuzz::run_all(&repo, &target_dir(&repo), &targets, budget, profile);
     Ok(summary(passed, failed, 0))
 }
 

