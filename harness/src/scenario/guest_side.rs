@@ -40,8 +40,10 @@ pub fn guest_cmdline(s: &Scenario) -> String {
         format!("{}:{mask:x}", s.reference.period_us)
     };
     let mut c = format!(
-        "irqstorm_sc_src={} irqstorm_sc_ref={reference} irqstorm_sc_pings={PINGS}",
-        src.join(",")
+        "irqstorm_sc_src={} irqstorm_sc_ref={reference} irqstorm_sc_pings={PINGS} \
+         irqstorm_sc_calib_ms={}",
+        src.join(","),
+        s.time_base.calibrate_every_ms
     );
     if let Some(list) = &s.guest.irq_affinity {
         c.push_str(&format!(" irqstorm_sc_irq_affinity={list}"));
@@ -152,7 +154,10 @@ program = { mode = "storm", rate_hz = 1000, burst = 2, duration_ms = 10 }
         // threaded = 1, tasklet = 2.
         assert!(c.contains("irqstorm_sc_ref=500:6"), "{c}");
         assert!(!c.contains("timerlat"), "{c}");
+        assert!(c.contains(" irqstorm_sc_calib_ms=250"), "{c}");
         let mut t = s.clone();
+        t.time_base.calibrate_every_ms = 100;
+        assert!(guest_cmdline(&t).contains(" irqstorm_sc_calib_ms=100"));
         t.timerlat.enabled = true;
         t.timerlat.period_us = 250;
         t.warmup_ms = 900;

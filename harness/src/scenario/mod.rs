@@ -414,6 +414,7 @@ fn run_with_backend(
         conditions::host_cpus(),
     );
     rc.time_base = model::TimeBase::of_rows(&result.mechanisms);
+    rc.time_base.calibrate_every_ms = Some(s.time_base.calibrate_every_ms);
     rc.backend_spin = spin;
     result.run_conditions = Some(rc);
     if let Some((a, b)) = &collected.interference {

@@ -148,6 +148,10 @@ pub struct TimeBase {
     /// The widest `raise_to_hardirq.error_bound_ns` of the merged rows.
     #[serde(default)]
     pub error_bound_ns: Option<u64>,
+    /// The guest's calibration interval in the measured phase (scenario
+    /// `[time_base] calibrate_every_ms`); absent in older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibrate_every_ms: Option<u64>,
 }
 
 impl Default for TimeBase {
@@ -155,6 +159,7 @@ impl Default for TimeBase {
         TimeBase {
             method: time_base_ping(),
             error_bound_ns: None,
+            calibrate_every_ms: None,
         }
     }
 }
@@ -176,6 +181,7 @@ impl TimeBase {
                 methods.join("+")
             },
             error_bound_ns: ows.iter().map(|o| o.error_bound_ns).max(),
+            calibrate_every_ms: None,
         }
     }
 }

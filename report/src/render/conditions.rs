@@ -136,9 +136,14 @@ fn spin(c: &RunConditions) -> String {
 
 /// The time base and its widest bound.
 fn time_base(c: &RunConditions) -> String {
-    match c.time_base.error_bound_ns {
-        Some(b) => format!("{} (+/- {b} ns at most)", c.time_base.method),
-        None => c.time_base.method.clone(),
+    let t = &c.time_base;
+    let every = match t.calibrate_every_ms {
+        Some(ms) if t.method.contains("tsc") => format!(", calibrated every {ms} ms"),
+        _ => String::new(),
+    };
+    match t.error_bound_ns {
+        Some(b) => format!("{} (+/- {b} ns at most{every})", t.method),
+        None => format!("{}{every}", t.method),
     }
 }
 
@@ -363,6 +368,7 @@ mod tests {
             time_base: TimeBase {
                 method: "tsc".into(),
                 error_bound_ns: Some(63),
+                calibrate_every_ms: Some(100),
             },
         });
         r
@@ -383,7 +389,7 @@ mod tests {
             "conditions: tcg, 2 vCPUs, 2 host cores (Intel(R) Xeon(R) Processor) | back end \
              spin 0 us (--spin-us 0: given) | guest irqstorm0: clocksource tsc (was tsc-early at \
              set-up), TSC flags tsc rdtscp (no constant_tsc), irq 24 -> CPUs 1 (effective 1), HZ 250 | \
-             time base tsc (+/- 63 ns at most)"
+             time base tsc (+/- 63 ns at most, calibrated every 100 ms)"
         );
         assert_eq!(
             lines[2],

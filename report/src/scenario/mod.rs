@@ -25,9 +25,9 @@ pub use control::{ConfigureBody, ConfigureBodyExt};
 pub use plan::{Phase, PhasePlan, SourceStart};
 pub use schema::{
     AccelRequirement, DeviceLimits, DrivenBy, Gates, Guest, Jitter, Mode, Moderation, Program,
-    Ramp, Reference, Scenario, Source, Timerlat, Work, WorkKind, DEFAULT_MAX_BURST,
-    DEFAULT_MAX_RATE_HZ, DEFAULT_MAX_VCPU_WAIT_SHARE, DEFAULT_MIN_PERIOD_NS, DEFAULT_NUM_SOURCES,
-    MAX_PERIOD_US, MAX_RAMP_STEPS, MAX_WORK_US, TIMERLAT_PERIOD_US,
+    Ramp, Reference, Scenario, Source, TimeBase, Timerlat, Work, WorkKind, CALIBRATE_EVERY_MS,
+    DEFAULT_MAX_BURST, DEFAULT_MAX_RATE_HZ, DEFAULT_MAX_VCPU_WAIT_SHARE, DEFAULT_MIN_PERIOD_NS,
+    DEFAULT_NUM_SOURCES, MAX_PERIOD_US, MAX_RAMP_STEPS, MAX_WORK_US, TIMERLAT_PERIOD_US,
 };
 pub use threshold::{
     baseline_metric, parse_duration_ns, threshold_spec, Baseline, Figure, FigureKind, Limit,

@@ -32,6 +32,8 @@ pub struct Scenario {
     #[serde(default)]
     pub timerlat: Timerlat,
     #[serde(default)]
+    pub time_base: TimeBase,
+    #[serde(default)]
     pub ramp: Option<Ramp>,
     #[serde(default)]
     pub thresholds: Vec<Threshold>,
@@ -464,6 +466,34 @@ impl Timerlat {
     pub fn buffer_kb(&self, duration_ms: u64) -> u64 {
         let activations = duration_ms.saturating_mul(1000) / self.period_us.max(1) + 1;
         (activations * 2 * 64 * 5 / 4).div_ceil(1024).max(64)
+    }
+}
+
+/// The shared TSC time base during the measured phase (docs/clock-offset.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeBase {
+    /// Time between the guest's calibrations (1 ms windows each). Each
+    /// one-way estimate is bounded by the calibrations around it, so under
+    /// TCG, where the guest TSC gains on the host's irregularly, the bound
+    /// grows with this interval.
+    #[serde(default = "d_calibrate_every_ms")]
+    pub calibrate_every_ms: u64,
+}
+
+fn d_calibrate_every_ms() -> u64 {
+    250
+}
+
+/// What `time_base.calibrate_every_ms` may be: from 20 ms (each window
+/// takes 1 ms of a vCPU and of the back end) to 10 s.
+pub const CALIBRATE_EVERY_MS: std::ops::RangeInclusive<u64> = 20..=10_000;
+
+impl Default for TimeBase {
+    fn default() -> Self {
+        TimeBase {
+            calibrate_every_ms: d_calibrate_every_ms(),
+        }
     }
 }
 

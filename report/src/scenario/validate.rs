@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 
 use super::schema::{
-    DeviceLimits, DrivenBy, Jitter, Mode, Ramp, Scenario, Source, WorkKind, MAX_PERIOD_US,
-    MAX_RAMP_STEPS, MAX_WORK_US, TIMERLAT_PERIOD_US,
+    DeviceLimits, DrivenBy, Jitter, Mode, Ramp, Scenario, Source, WorkKind, CALIBRATE_EVERY_MS,
+    MAX_PERIOD_US, MAX_RAMP_STEPS, MAX_WORK_US, TIMERLAT_PERIOD_US,
 };
 use super::threshold::threshold_spec;
 use super::Problem;
@@ -141,6 +141,17 @@ impl Scenario {
                     self.timerlat.period_us,
                     TIMERLAT_PERIOD_US.start(),
                     TIMERLAT_PERIOD_US.end()
+                ),
+            );
+        }
+        let every = self.time_base.calibrate_every_ms;
+        if !CALIBRATE_EVERY_MS.contains(&every) {
+            p.add(
+                "time_base.calibrate_every_ms",
+                format!(
+                    "{every}: must be {}..={} (each calibration takes a 1 ms window)",
+                    CALIBRATE_EVERY_MS.start(),
+                    CALIBRATE_EVERY_MS.end()
                 ),
             );
         }
@@ -668,6 +679,18 @@ program = { mode = "storm", rate_hz = 60000, burst = 8 }
         assert!(problems(&user).is_empty(), "{:?}", problems(&user));
         let e = problems(&(user + "work = { kind = \"busy\", us = 5 }\n")).join("\n");
         assert!(e.contains("irqstorm-wait"), "{e}");
+    }
+
+    #[test]
+    fn the_calibration_interval_is_checked() {
+        let e = problems(&with("[time_base]\ncalibrate_every_ms = 5\n")).join("\n");
+        assert!(
+            e.contains("time_base.calibrate_every_ms: 5: must be 20..=10000"),
+            "{e}"
+        );
+        assert!(problems(&with("[time_base]\ncalibrate_every_ms = 100\n")).is_empty());
+        let s = crate::scenario::parse(&with(""), "t").unwrap();
+        assert_eq!(s.time_base.calibrate_every_ms, 250);
     }
 
     #[test]

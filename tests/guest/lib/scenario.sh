@@ -53,6 +53,7 @@ irq_affinity=""
 user_fifo=""
 trace=0
 timerlat=""
+calib_ms=""
 T=/sys/kernel/tracing
 TL=$T/instances/irqstorm-timerlat
 TRACE_EVENTS="irq/irq_handler_entry irq/softirq_entry workqueue/workqueue_execute_start sched/sched_switch"
@@ -66,6 +67,7 @@ for w in $(cat /proc/cmdline); do
 	irqstorm.*=*) modparams="$modparams ${w#irqstorm.}" ;;
 	irqstorm_sc_trace=1) trace=1 ;;
 	irqstorm_sc_timerlat=*) timerlat="${w#irqstorm_sc_timerlat=}" ;;
+	irqstorm_sc_calib_ms=*) calib_ms="${w#irqstorm_sc_calib_ms=}" ;;
 	esac
 done
 
@@ -243,7 +245,8 @@ dump() {
 }
 
 # Calibrations during the measured phase, from its reset to the host's
-# "calibrate": 1 ms windows every 0.25 s. Under TCG the guest TSC gains on the
+# "calibrate": 1 ms windows every irqstorm_sc_calib_ms (scenario [time_base]
+# calibrate_every_ms, default 250 ms). Under TCG the guest TSC gains on the
 # host's irregularly (QEMU ratchets its tick offset forward whenever a vCPU
 # reads a tick below the last one read: 0.1-1.3 us per 0.5 s in a storm); the
 # fit re-anchors on each calibration, and each one bounds the estimates made
@@ -254,7 +257,7 @@ cal_loop_start() {
 	touch $CAL_ON
 	(
 		while [ -e $CAL_ON ]; do
-			usleep 250000
+			usleep $((${calib_ms:-250} * 1000))
 			[ -e $CAL_ON ] && echo calibrate 1000 2>/dev/null > $D/ctrl
 		done
 	) &
