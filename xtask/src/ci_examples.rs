@@ -282,11 +282,9 @@ fn seed_target(from: &Path, to: &Path) -> Result<()> {
     }
     std::fs::create_dir_all(&tmp)?;
     let mut copied = 0;
-    let dirs = ["release"]
-        .into_iter()
-        .chain(crate::guest_program::BUILD_DIRS);
+    let dirs = std::iter::once("release".to_string()).chain(crate::guest_program::build_dirs());
     for dir in dirs {
-        let Ok(rd) = std::fs::read_dir(from.join(dir)) else {
+        let Ok(rd) = std::fs::read_dir(from.join(&dir)) else {
             continue;
         };
         let dst = tmp.join(dir);

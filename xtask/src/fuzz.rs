@@ -41,10 +41,11 @@ pub enum Profile {
 }
 
 impl Profile {
-    fn dir(self) -> &'static str {
+    /// cargo-fuzz's flag for it, and its directory under the target's.
+    fn flag_and_dir(self) -> (&'static [&'static str], &'static str) {
         match self {
-            Profile::Release => "release",
-            Profile::Dev => "debug",
+            Profile::Release => (&[], "release"),
+            Profile::Dev => (&["--dev"], "debug"),
         }
     }
 }
@@ -194,20 +195,16 @@ pub fn build(
 ) -> Result<PathBuf> {
     let fuzz_target = target_dir.join("fuzz");
     let path = cargo_fuzz_path()?;
-    let dev: &[&str] = if profile == Profile::Dev {
-        &["--dev"]
-    } else {
-        &[]
-    };
+    let (flag, dir) = profile.flag_and_dir();
     for t in targets {
         step(&format!(
             "fuzz: building {t} (cargo fuzz build{} --sanitizer none --features libfuzzer {t})",
-            dev.iter().map(|a| format!(" {a}")).collect::<String>()
+            flag.iter().map(|a| format!(" {a}")).collect::<String>()
         ));
         util::run(
             Command::new(crate::cargo())
                 .args(["fuzz", "build"])
-                .args(dev)
+                .args(flag)
                 .args(["--sanitizer", "none"])
                 .args(["--features", "libfuzzer", "--fuzz-dir"])
                 .arg(repo.join("fuzz"))
@@ -218,9 +215,7 @@ pub fn build(
                 .env("PATH", &path),
         )?;
     }
-    Ok(fuzz_target
-        .join("x86_64-unknown-linux-gnu")
-        .join(profile.dir()))
+    Ok(fuzz_target.join("x86_64-unknown-linux-gnu").join(dir))
 }
 
 /// Writes the target's generated seeds (uninstrumented companion binary).

@@ -10,23 +10,29 @@ use std::process::Command;
 /// The guest's target: the VM is x86_64 (q35) whatever the host runs.
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 
-/// Its own target directory (under `CARGO_TARGET_DIR` when set, as the
-/// CI examples set it to a cached path), so the flags it needs do not
+/// Its own target directory under cargo's (`CARGO_TARGET_DIR` when set, as
+/// the CI examples set it to a cached path), so the flags it needs do not
 /// invalidate the host build.
-pub const TARGET_SUBDIR: &str = "guest-user";
+const TARGET_SUBDIR: &str = "guest-user";
 
-/// The directories of that target directory that hold its builds (the host
-/// build scripts', the guest target's), for copying them elsewhere.
-pub const BUILD_DIRS: [&str; 2] = [
-    "guest-user/release",
-    "guest-user/x86_64-unknown-linux-gnu/release",
-];
+/// Where it is built, given cargo's target directory.
+pub fn dir(cargo_target: &Path) -> PathBuf {
+    cargo_target.join(TARGET_SUBDIR)
+}
+
+/// The directories under cargo's target directory that hold its builds
+/// (the host build scripts', the guest target's), for copying them elsewhere.
+pub fn build_dirs() -> [String; 2] {
+    [
+        format!("{TARGET_SUBDIR}/release"),
+        format!("{TARGET_SUBDIR}/{TARGET}/release"),
+    ]
+}
 
 /// Builds `irqstorm-wait` statically linked (glibc's libc.a, from
-/// libc6-dev) into [`TARGET_SUBDIR`]. Cargo's fingerprints make a rebuild a
-/// no-op.
+/// libc6-dev) into [`dir`]. Cargo's fingerprints make a rebuild a no-op.
 pub fn build(repo: &Path) -> Result<PathBuf> {
-    let target_dir = crate::target_dir(repo).join(TARGET_SUBDIR);
+    let target_dir = dir(&crate::target_dir(repo));
     step("guest program: cargo build --release -p irqstorm-wait (static)");
     util::run(
         Command::new(cargo())
@@ -55,4 +61,21 @@ pub fn build(repo: &Path) -> Result<PathBuf> {
         );
     }
     Ok(bin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn it_builds_under_cargos_target_directory_and_those_builds_are_listed() {
+        // CARGO_TARGET_DIR set (the CI examples): there, not in the checkout.
+        let t = crate::target_dir_from(Path::new("/src"), Some("/ci/target".into()));
+        assert_eq!(dir(&t), Path::new("/ci/target/guest-user"));
+        let t = crate::target_dir_from(Path::new("/src"), None);
+        assert_eq!(dir(&t), Path::new("/src/target/guest-user"));
+        for d in build_dirs() {
+            assert!(Path::new(&d).starts_with(TARGET_SUBDIR), "{d}");
+        }
+    }
 }

@@ -502,7 +502,12 @@ fn device(o: &GuestOpts) -> Result<Option<Device>> {
 }
 
 fn target_dir(repo: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
+    target_dir_from(repo, std::env::var_os("CARGO_TARGET_DIR"))
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR` if given, else `repo/target`.
+fn target_dir_from(repo: &Path, cargo_target_dir: Option<std::ffi::OsString>) -> PathBuf {
+    cargo_target_dir
         .map(PathBuf::from)
         .unwrap_or_else(|| repo.join("target"))
 }
