@@ -19,6 +19,7 @@ mod scenario;
 mod setup;
 mod soak;
 mod test_cmd;
+mod tsc_ratchet;
 mod util;
 
 use anyhow::{Context, Result};
@@ -160,8 +161,9 @@ impl Cmd {
                 soak,
             },
             Cmd::Bench { mut bench } => {
-                let BenchKind::Backend { guest, .. } = &mut bench;
-                *guest = guest.clone().with_device_env(value)?;
+                if let BenchKind::Backend { guest, .. } = &mut bench {
+                    *guest = guest.clone().with_device_env(value)?;
+                }
                 Cmd::Bench { bench }
             }
             c @ (Cmd::Doctor | Cmd::Docs { .. } | Cmd::Fuzz { .. } | Cmd::CiExamples { .. }) => c,
@@ -252,6 +254,21 @@ enum BenchKind {
         #[arg(long)]
         check: bool,
     },
+    /// How far QEMU TCG's tick ratchet can move a guest TSC on this host:
+    /// two threads on two CPUs take turns reading the TSC through QEMU's
+    /// accounting, with QEMU's plain read and with an lfence-ordered one
+    /// (no guest boot).
+    TscRatchet {
+        /// TSC reads per thread and run.
+        #[arg(long, default_value_t = 1_000_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1000..=100_000_000))]
+        reads: u64,
+        /// Runs per kind of read, interleaved.
+        #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        repeat: u32,
+        /// Also write every run as JSON.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -293,7 +310,8 @@ enum Cmd {
     /// Benchmarks that print their figures: `bench backend` runs
     /// tests/scenarios/bench-isolated.toml and bench-bursts.toml and prints
     /// the back end's CPU time per delivered event (median over --repeat
-    /// runs) beside its goal.
+    /// runs) beside its goal; `bench tsc-ratchet` shows how far QEMU TCG's
+    /// tick ratchet can move a guest TSC on this host.
     Bench {
         #[command(subcommand)]
         bench: BenchKind,
@@ -373,6 +391,14 @@ fn main() -> ExitCode {
             .as_deref()
             .map_or(Ok(()), |d| util::claim_report_dir(d, *force))
             .and_then(|()| bench::run(&cli.global, guest, *repeat, report_dir.clone(), *check)),
+        Cmd::Bench {
+            bench:
+                BenchKind::TscRatchet {
+                    reads,
+                    repeat,
+                    json,
+                },
+        } => tsc_ratchet::run(*reads, *repeat, json.as_deref()).map(|()| ExitCode::SUCCESS),
         Cmd::CiExamples { gitlab_jobs } => {
             let jobs = if gitlab_jobs.is_empty() {
                 vec![ci_examples::GITLAB_QUICK_JOB.to_string()]
@@ -863,6 +889,39 @@ mod tests {
         assert_eq!((repeat, check), (2, true));
         assert_eq!(guest.backend_args, vec!["--acks=kick"]);
         assert_eq!(guest.backend.unwrap(), PathBuf::from("/x/irqstorm-backend"));
+    }
+
+    #[test]
+    fn cli_parses_bench_tsc_ratchet_and_refuses_too_few_reads() {
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "bench",
+            "tsc-ratchet",
+            "--reads",
+            "5000",
+            "--repeat",
+            "2",
+            "--json",
+            "/x.json",
+        ])
+        .unwrap();
+        let Cmd::Bench {
+            bench:
+                BenchKind::TscRatchet {
+                    reads,
+                    repeat,
+                    json,
+                },
+        } = cli.cmd
+        else {
+            panic!("not bench tsc-ratchet")
+        };
+        assert_eq!(
+            (reads, repeat, json),
+            (5000, 2, Some(PathBuf::from("/x.json")))
+        );
+        assert!(Cli::try_parse_from(["xtask", "bench", "tsc-ratchet", "--reads", "10"]).is_err());
+        assert!(Cli::try_parse_from(["xtask", "bench", "tsc-ratchet", "--repeat", "0"]).is_err());
     }
 
     #[test]
