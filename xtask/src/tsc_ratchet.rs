@@ -9,13 +9,15 @@
 //! reading back to back on two cores then see "backward" reads of tens of
 //! nanoseconds, and each one becomes a permanent forward step of the guest
 //! TSC. This command runs that accounting with the same kind of read (two
-//! threads, one per CPU, tight loops, a spinlock) beside a control whose
-//! read is `lfence`-ordered, and prints what the offset gained. It is the
+//! threads, one per CPU, reading by strict turns: the worst case of two
+//! vCPUs reading at once) beside a control whose read is `lfence`-ordered,
+//! and prints what the offset gained. It is the
 //! host-side cause of the time base's offset steps (docs/clock-offset.md,
 //! "TCG: what limits the bound"); a guest that runs TSC-heavy loops on two
 //! vCPUs at once (udelay busy work, the calibration loop) drives it.
 //! Figures, not asserts: nothing here is judged.
 
+use crate::bench::Spread;
 use anyhow::{bail, Result};
 use serde::Serialize;
 use std::cell::UnsafeCell;
@@ -241,15 +243,6 @@ fn one_run(how: Read, reads: u64, cpus: [usize; 2]) -> Result<Run> {
     })
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 /// The summary table of both kinds of read.
 pub fn table(runs: &[Run]) -> String {
     let mut out = String::from(
@@ -260,28 +253,28 @@ pub fn table(runs: &[Run]) -> String {
         if rs.is_empty() {
             continue;
         }
-        let us: Vec<f64> = rs
-            .iter()
-            .map(|r| r.ticks_to_ns(r.gained_ticks) / 1e3)
-            .collect();
-        let ppm: Vec<f64> = rs.iter().map(|r| r.gained_ppm()).collect();
-        let max_us = us.iter().copied().fold(0.0, f64::max);
-        let max_ppm = ppm.iter().copied().fold(0.0, f64::max);
-        let step_ns = rs
-            .iter()
-            .map(|r| r.ticks_to_ns(r.largest_deficit_ticks))
-            .fold(0.0, f64::max);
+        // `rs` is not empty, so every spread exists.
+        let spread = |f: &dyn Fn(&Run) -> f64| Spread::of(rs.iter().map(|r| f(r)).collect());
+        let (Some(handoffs), Some(backward), Some(us), Some(ppm), Some(step_ns)) = (
+            spread(&|r| r.handoffs as f64),
+            spread(&|r| r.backward as f64),
+            spread(&|r| r.ticks_to_ns(r.gained_ticks) / 1e3),
+            spread(&|r| r.gained_ppm()),
+            spread(&|r| r.ticks_to_ns(r.largest_deficit_ticks)),
+        ) else {
+            continue;
+        };
         out += &format!(
             "{:<26} {:>4}  {:>12.0}  {:>12.0}  {:>13.2} [{:.2}]  {:>9.1} [{:.1}]  {:>9.0} ns\n",
             how.name(),
             rs.len(),
-            median(rs.iter().map(|r| r.handoffs as f64).collect()),
-            median(rs.iter().map(|r| r.backward as f64).collect()),
-            median(us),
-            max_us,
-            median(ppm),
-            max_ppm,
-            step_ns,
+            handoffs.median,
+            backward.median,
+            us.median,
+            us.max,
+            ppm.median,
+            ppm.max,
+            step_ns.max,
         );
     }
     out
