@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use irqstorm_report::model::{
@@ -26,6 +27,9 @@ pub enum InterferenceError {
     },
     #[error("{what}: cannot parse `{text}`")]
     Parse { what: String, text: String },
+    /// The wake-up floor probe cannot run or stopped early.
+    #[error("wake floor: {0}")]
+    WakeFloor(String),
 }
 
 fn parse_err(what: &str, text: &str) -> InterferenceError {
@@ -210,6 +214,8 @@ pub struct Sample {
     pub backend: Vec<Task>,
     pub cores: Vec<CoreTimes>,
     pub loadavg: [f64; 3],
+    /// The wake-up floor probe's timer thread, when the probe runs.
+    pub floor: Option<wake_floor::FloorSample>,
 }
 
 /// What to sample: the QEMU processes (guest `i` is `qemu_pids[i]`) and the
@@ -219,6 +225,8 @@ pub struct Probe {
     proc_root: PathBuf,
     pub qemu_pids: Vec<u32>,
     pub backend_pid: u32,
+    /// Sampled beside the rest when set ([`Probe::with_wake_floor`]).
+    pub wake_floor: Option<Arc<wake_floor::WakeFloor>>,
 }
 
 impl Probe {
@@ -233,7 +241,14 @@ impl Probe {
             proc_root: root.into(),
             qemu_pids,
             backend_pid,
+            wake_floor: None,
         }
+    }
+
+    /// Also sample the wake-up floor probe `floor`.
+    pub fn with_wake_floor(mut self, floor: Option<Arc<wake_floor::WakeFloor>>) -> Probe {
+        self.wake_floor = floor;
+        self
     }
 
     pub fn sample(&self) -> Result<Sample, InterferenceError> {
@@ -253,6 +268,7 @@ impl Probe {
             backend: tasks(&self.proc_root, self.backend_pid)?,
             cores: parse_proc_stat(&read(&self.proc_root.join("stat"))?)?,
             loadavg: parse_loadavg(&read(&self.proc_root.join("loadavg"))?)?,
+            floor: self.wake_floor.as_ref().map(|f| f.sample()).transpose()?,
         })
     }
 }
@@ -372,9 +388,15 @@ pub fn figures(probe: &Probe, start: &Sample, end: &Sample, delivered: u64) -> I
             busy_share: share(busy, total),
         },
         notes,
+        wake_floor: match (start.floor, end.floor) {
+            (Some(a), Some(b)) => Some(wake_floor::floor_figures(&a, &b)),
+            _ => None,
+        },
         ..Default::default()
     }
 }
+
+pub mod wake_floor;
 
 #[cfg(test)]
 mod tests;

@@ -11,7 +11,7 @@ mod conditions;
 mod timerlat;
 pub use conditions::{
     BackendCpu, BackendThreadCpu, CpuFlag, GuestConditions, HostLoad, Interference, IrqPlacement,
-    RunConditions, TimeBase, VcpuInterference, TIME_BASE_PING,
+    RunConditions, TimeBase, VcpuInterference, WakeFloorCpu, TIME_BASE_PING,
 };
 pub use timerlat::{TimerlatBaseline, TimerlatCpu};
 

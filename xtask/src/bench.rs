@@ -49,6 +49,9 @@ pub struct BenchRun {
     pub spin_us: Option<u32>,
     pub max_vcpu_wait_share: Option<f64>,
     pub host_busy_share: f64,
+    /// The host's wake-up floor in the same phase: CPU ns per wake-up of
+    /// the floor probe (`interference.wake_floor`); `None` without it.
+    pub floor_ns_per_wake: Option<f64>,
 }
 
 impl BenchRun {
@@ -86,6 +89,7 @@ impl BenchRun {
                 .map(|s| s.us),
             max_vcpu_wait_share: i.max_vcpu_wait_share,
             host_busy_share: i.host.busy_share,
+            floor_ns_per_wake: i.wake_floor.as_ref().and_then(|f| f.cpu_ns_per_wake),
         })
     }
 
@@ -144,10 +148,58 @@ pub struct BenchRow {
     pub goal_ns_per_event: f64,
     /// The median is at or below the goal.
     pub goal_met: bool,
+    /// The host's wake-up floor beside the runs (CPU ns per wake-up of the
+    /// floor probe); `None` when no run measured it.
+    pub floor_ns_per_wake: Option<Spread>,
+    /// The most events one wake-up raises in the case's scenario (its
+    /// largest burst; 1 for timers).
+    pub events_per_wake: u32,
+    /// The floor probe's rate, Hz ([`floor_hz`]).
+    pub floor_hz: u32,
+    /// The floor per event: `floor_ns_per_wake / events_per_wake`, the
+    /// least CPU per event of any back end that wakes once per due time.
+    pub floor_ns_per_event: Option<Spread>,
+    /// The back end's median cost over the floor's median per event.
+    pub over_floor: Option<f64>,
 }
 
-/// The row of `case` over `runs` (its runs only); `None` without a run.
-pub fn row(case: &Case, runs: &[BenchRun]) -> Option<BenchRow> {
+/// The most events one wake-up of the back end can raise in `s`: its
+/// largest storm burst (1 for timers). The floor per event is the floor per
+/// wake-up over this.
+pub fn events_per_wake(s: &irqstorm_report::scenario::Scenario) -> u32 {
+    s.sources
+        .iter()
+        .map(|src| match src.program.mode {
+            irqstorm_report::scenario::Mode::Storm => src.program.burst.max(1),
+            _ => 1,
+        })
+        .max()
+        .unwrap_or(1)
+}
+
+/// The wake-up floor probe's rate for `s`: as often as its back end must
+/// wake (its events per second over `events_per_wake`), within the probe's
+/// range. A slower probe overstates the floor: beside bench-isolated, a
+/// 1000 Hz probe cost 21.7-22.7 us per wake-up where an 8000 Hz one cost
+/// 17.9-18.4 us (2026-12-07, three runs each), its core idle between
+/// wake-ups more often.
+pub fn floor_hz(s: &irqstorm_report::scenario::Scenario) -> u32 {
+    let rate: f64 = s.sources.iter().map(|src| src.program.rate_hz()).sum();
+    let hz = (rate / f64::from(events_per_wake(s).max(1))).round() as u32;
+    hz.clamp(
+        *irqstorm_harness::interference::wake_floor::HZ_RANGE.start(),
+        *irqstorm_harness::interference::wake_floor::HZ_RANGE.end(),
+    )
+}
+
+/// The row of `case` over `runs` (its runs only), whose scenario raises at
+/// most `events_per_wake` events per wake-up, the floor probe at
+/// `floor_hz`; `None` without a run.
+pub fn row(
+    case: &Case,
+    runs: &[BenchRun],
+    (events_per_wake, floor_hz): (u32, u32),
+) -> Option<BenchRow> {
     let mine: Vec<&BenchRun> = runs.iter().filter(|r| r.case == case.name).collect();
     let spread = |f: &dyn Fn(&BenchRun) -> f64| Spread::of(mine.iter().map(|r| f(r)).collect());
     let cpu = spread(&|r| r.cpu_ns_per_event())?;
@@ -157,6 +209,13 @@ pub fn row(case: &Case, runs: &[BenchRun]) -> Option<BenchRow> {
             names.entry(n.clone()).or_default().push(*v);
         }
     }
+    let floor = Spread::of(mine.iter().filter_map(|r| r.floor_ns_per_wake).collect());
+    let per_event = |f: f64| f / f64::from(events_per_wake.max(1));
+    let floor_per_event = floor.map(|f| Spread {
+        median: per_event(f.median),
+        min: per_event(f.min),
+        max: per_event(f.max),
+    });
     Some(BenchRow {
         case: case.name.to_string(),
         runs: mine.len(),
@@ -170,6 +229,11 @@ pub fn row(case: &Case, runs: &[BenchRun]) -> Option<BenchRow> {
             .collect(),
         goal_ns_per_event: case.goal_ns_per_event,
         goal_met: cpu.median <= case.goal_ns_per_event,
+        over_floor: floor_per_event.and_then(|f| (f.median > 0.0).then(|| cpu.median / f.median)),
+        floor_ns_per_wake: floor,
+        events_per_wake,
+        floor_hz,
+        floor_ns_per_event: floor_per_event,
     })
 }
 
@@ -184,20 +248,33 @@ pub fn render(rows: &[BenchRow], runs: &[BenchRun]) -> String {
          measured phase / events delivered in it; median [min..max] over the runs)\n",
     );
     s += &format!(
-        "{:<9} {:>4} {:>9} {:>24} {:>16} {:>8} {:>6}\n",
-        "case", "runs", "events/s", "cpu/event us", "wakeups/event", "goal us", "met"
+        "{:<9} {:>4} {:>9} {:>24} {:>16} {:>8} {:>6} {:>24} {:>8}\n",
+        "case",
+        "runs",
+        "events/s",
+        "cpu/event us",
+        "wakeups/event",
+        "goal us",
+        "met",
+        "host floor us/event",
+        "x floor"
     );
     for r in rows {
         let c = r.cpu_ns_per_event;
+        let floor = r.floor_ns_per_event.map_or("-".into(), |f| {
+            format!("{} [{}..{}]", us(f.median), us(f.min), us(f.max))
+        });
         s += &format!(
-            "{:<9} {:>4} {:>9.0} {:>24} {:>16.2} {:>8} {:>6}\n",
+            "{:<9} {:>4} {:>9.0} {:>24} {:>16.2} {:>8} {:>6} {:>24} {:>8}\n",
             r.case,
             r.runs,
             r.events_per_s.median,
             format!("{} [{}..{}]", us(c.median), us(c.min), us(c.max)),
             r.timeslices_per_event.median,
             us(r.goal_ns_per_event),
-            if r.goal_met { "yes" } else { "no" }
+            if r.goal_met { "yes" } else { "no" },
+            floor,
+            r.over_floor.map_or("-".into(), |x| format!("{x:.2}"))
         );
     }
     for r in rows {
@@ -229,6 +306,34 @@ pub fn render(rows: &[BenchRow], runs: &[BenchRun]) -> String {
         waits.join(" ")
     );
     s += "  wakeups/event: times the back end's threads were scheduled in, per event\n";
+    if rows.iter().any(|r| r.floor_ns_per_wake.is_some()) {
+        s += "  host floor: CPU per wake-up of a thread woken by a timerfd as often as the case's \
+          back end must wake, that writes an eventfd another thread waits on, measured beside \
+          each run over the same phase, over the events one wake-up can raise (the case's largest \
+          burst): the least a back end waking once per due time costs here\n";
+    }
+    for r in rows {
+        if let (Some(w), Some(f)) = (r.floor_ns_per_wake, r.floor_ns_per_event) {
+            s += &format!(
+                "  {}: floor {} us per wake-up [{}..{}] at {} Hz, {} event(s) per wake-up",
+                r.case,
+                us(w.median),
+                us(w.min),
+                us(w.max),
+                r.floor_hz,
+                r.events_per_wake
+            );
+            if f.min > r.goal_ns_per_event && !r.goal_met {
+                s += &format!(
+                    "; the goal ({} us) is below the floor in every run ({}..{} us per event)",
+                    us(r.goal_ns_per_event),
+                    us(f.min),
+                    us(f.max)
+                );
+            }
+            s += "\n";
+        }
+    }
     s
 }
 
@@ -250,7 +355,7 @@ pub fn run(
     o: &GuestOpts,
     repeat: u32,
     report_dir: Option<PathBuf>,
-    check: bool,
+    (check, floor): (bool, bool),
 ) -> Result<ExitCode> {
     let repo = util::repo_root();
     let top = match report_dir {
@@ -261,10 +366,13 @@ pub fn run(
     let mut errors = Vec::new();
     let mut backend = String::new();
     for case in &CASES {
+        let sc = irqstorm_report::scenario::load(repo.join(case.scenario))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let so = ScenarioOpts {
             scenario: PathBuf::from(case.scenario),
             // Latency is not what is measured here: never mark these runs disturbed.
             max_vcpu_wait_share: Some(1.0),
+            wake_floor_hz: floor.then(|| floor_hz(&sc)),
             ..Default::default()
         };
         let p = scenario::prepare(g, o, &so)?;
@@ -304,7 +412,12 @@ pub fn run(
             }
         }
     }
-    let rows: Vec<BenchRow> = CASES.iter().filter_map(|c| row(c, &runs)).collect();
+    let mut rows = Vec::new();
+    for c in &CASES {
+        let sc = irqstorm_report::scenario::load(repo.join(c.scenario))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        rows.extend(row(c, &runs, (events_per_wake(&sc), floor_hz(&sc))));
+    }
     let text = render(&rows, &runs);
     print!("{text}");
     let file = BenchFile {
@@ -339,12 +452,28 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use irqstorm_report::model::{BackendCpu, BackendThreadCpu, Interference};
+    use irqstorm_report::model::{BackendCpu, BackendThreadCpu, Interference, WakeFloorCpu};
 
     fn result(delivered: u64, cpu_ns: u64, timeslices: u64) -> RunResult {
+        with_floor(delivered, cpu_ns, timeslices, None)
+    }
+
+    fn with_floor(
+        delivered: u64,
+        cpu_ns: u64,
+        timeslices: u64,
+        floor_ns_per_wake: Option<f64>,
+    ) -> RunResult {
         let mut r = RunResult::new(Default::default());
         r.interference = Some(Interference {
             phase_ns: 2_000_000_000,
+            wake_floor: floor_ns_per_wake.map(|f| WakeFloorCpu {
+                hz: 8000,
+                wakes: 2000,
+                cpu_ns: (f * 2000.0) as u64,
+                timeslices: 2000,
+                cpu_ns_per_wake: Some(f),
+            }),
             backend: Some(BackendCpu {
                 delivered_events: delivered,
                 cpu_ns,
@@ -398,7 +527,7 @@ mod tests {
             .map(|(k, cpu)| BenchRun::from_result("isolated", k, &result(10_000, cpu, 10)).unwrap())
             .chain([BenchRun::from_result("bursts", 1, &result(10_000, 1_000_000, 1)).unwrap()])
             .collect();
-        let iso = row(&CASES[0], &runs).unwrap();
+        let iso = row(&CASES[0], &runs, (1, 8000)).unwrap();
         assert_eq!(iso.runs, 3);
         assert_eq!(
             iso.cpu_ns_per_event,
@@ -409,7 +538,7 @@ mod tests {
             }
         );
         assert!(!iso.goal_met, "4.5 us > 3 us");
-        let b = row(&CASES[1], &runs).unwrap();
+        let b = row(&CASES[1], &runs, (16, 1250)).unwrap();
         assert_eq!(
             (b.runs, b.cpu_ns_per_event.median, b.goal_met),
             (1, 100.0, true)
@@ -420,6 +549,83 @@ mod tests {
             text.contains("isolated: us per event by thread: irqstorm-gen0 3.38"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_floor_beside_each_run_says_how_far_the_goal_is_below_it() {
+        let runs: Vec<BenchRun> = [(1, 40_000_000, 9_000.0), (2, 30_000_000, 10_000.0)]
+            .into_iter()
+            .map(|(k, cpu, f)| {
+                BenchRun::from_result("isolated", k, &with_floor(10_000, cpu, 10, Some(f))).unwrap()
+            })
+            .chain([BenchRun::from_result("bursts", 1, &result(10_000, 1_000_000, 1)).unwrap()])
+            .collect();
+        assert_eq!(runs[0].floor_ns_per_wake, Some(9_000.0));
+        let iso = row(&CASES[0], &runs, (1, 8000)).unwrap();
+        let f = iso.floor_ns_per_wake.unwrap();
+        assert_eq!((f.median, f.min, f.max), (9_500.0, 9_000.0, 10_000.0));
+        assert_eq!(iso.floor_ns_per_event, Some(f));
+        assert_eq!(iso.over_floor, Some(3500.0 / 9500.0));
+        let b = row(&CASES[1], &runs, (16, 1250)).unwrap();
+        assert_eq!((b.floor_ns_per_wake, b.over_floor), (None, None));
+        let text = render(&[iso, b], &runs);
+        assert!(text.contains("9.50 [9.00..10.00]"), "{text}");
+        assert!(
+            text.contains(
+                "isolated: floor 9.50 us per wake-up [9.00..10.00] at 8000 Hz, 1 event(s) per wake-up; the \
+                 goal (3.00 us) is below the floor in every run (9.00..10.00 us per event)"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("bursts: floor"), "{text}");
+        let alone = render(&[row(&CASES[1], &runs, (16, 1250)).unwrap()], &runs);
+        assert!(!alone.contains("host floor:"), "{alone}");
+    }
+
+    #[test]
+    fn a_goal_above_some_floor_run_is_not_called_below_the_floor() {
+        let runs: Vec<BenchRun> = [(1, 2_000.0), (2, 9_000.0)]
+            .into_iter()
+            .map(|(k, f)| {
+                BenchRun::from_result("isolated", k, &with_floor(10_000, 40_000_000, 10, Some(f)))
+                    .unwrap()
+            })
+            .collect();
+        let text = render(&[row(&CASES[0], &runs, (1, 8000)).unwrap()], &runs);
+        assert!(!text.contains("below the floor"), "{text}");
+    }
+
+    #[test]
+    fn a_burst_shares_one_wake_up_so_the_floor_per_event_is_divided_by_it() {
+        let runs = vec![BenchRun::from_result(
+            "bursts",
+            1,
+            &with_floor(16_000, 48_000_000, 1_000, Some(24_000.0)),
+        )
+        .unwrap()];
+        let b = row(&CASES[1], &runs, (16, 1250)).unwrap();
+        assert_eq!(b.floor_ns_per_event.unwrap().median, 1_500.0);
+        assert_eq!(b.over_floor, Some(2.0));
+        let text = render(&[b], &runs);
+        assert!(
+            text.contains("at 1250 Hz, 16 event(s) per wake-up; the goal (0.50 us) is below the floor in every run (1.50..1.50 us per event)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn events_per_wake_is_the_largest_storm_burst_of_the_scenario() {
+        let repo = crate::util::repo_root();
+        for (case, n) in [(&CASES[0], 1), (&CASES[1], 16)] {
+            let s = irqstorm_report::scenario::load(repo.join(case.scenario)).unwrap();
+            assert_eq!(events_per_wake(&s), n, "{}", case.name);
+            assert_eq!(
+                floor_hz(&s),
+                [8000, 1250][usize::from(n > 1)],
+                "{}",
+                case.name
+            );
+        }
     }
 
     #[test]

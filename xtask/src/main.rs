@@ -231,6 +231,12 @@ struct ScenarioOpts {
     /// driver's hrtimer reference; timerlat-hist.txt keeps its histogram.
     #[arg(long)]
     timerlat: bool,
+    /// Measure the host's wake-up floor beside the run: a thread woken by a
+    /// timerfd at HZ that writes an eventfd another thread waits on, its CPU
+    /// time per wake-up over the measured phase (report.json
+    /// interference.wake_floor; `bench backend` runs it at 1000 Hz).
+    #[arg(long, value_name = "HZ", value_parser = clap::value_parser!(u32).range(10..=10_000))]
+    wake_floor_hz: Option<u32>,
 }
 
 #[derive(Subcommand, Clone)]
@@ -253,6 +259,11 @@ enum BenchKind {
         /// Exit 1 when a median misses its goal.
         #[arg(long)]
         check: bool,
+        /// Run the back end alone: no wake-up floor probe beside it (the
+        /// probe wakes as often as the case's back end must, doubling the
+        /// host's wake-ups).
+        #[arg(long)]
+        no_floor: bool,
     },
     /// How far QEMU TCG's tick ratchet can move a guest TSC on this host:
     /// two threads on two CPUs take turns reading the TSC through QEMU's
@@ -310,7 +321,8 @@ enum Cmd {
     /// Benchmarks that print their figures: `bench backend` runs
     /// tests/scenarios/bench-isolated.toml and bench-bursts.toml and prints
     /// the back end's CPU time per delivered event (median over --repeat
-    /// runs) beside its goal; `bench tsc-ratchet` shows how far QEMU TCG's
+    /// runs) beside its goal and the host's wake-up floor measured beside
+    /// each run; `bench tsc-ratchet` shows how far QEMU TCG's
     /// tick ratchet can move a guest TSC on this host.
     Bench {
         #[command(subcommand)]
@@ -386,11 +398,20 @@ fn main() -> ExitCode {
                     report_dir,
                     force,
                     check,
+                    no_floor,
                 },
         } => report_dir
             .as_deref()
             .map_or(Ok(()), |d| util::claim_report_dir(d, *force))
-            .and_then(|()| bench::run(&cli.global, guest, *repeat, report_dir.clone(), *check)),
+            .and_then(|()| {
+                bench::run(
+                    &cli.global,
+                    guest,
+                    *repeat,
+                    report_dir.clone(),
+                    (*check, !*no_floor),
+                )
+            }),
         Cmd::Bench {
             bench:
                 BenchKind::TscRatchet {
@@ -880,13 +901,14 @@ mod tests {
                     guest,
                     repeat,
                     check,
+                    no_floor,
                     ..
                 },
         } = cli.cmd
         else {
             panic!("not bench")
         };
-        assert_eq!((repeat, check), (2, true));
+        assert_eq!((repeat, check, no_floor), (2, true, false));
         assert_eq!(guest.backend_args, vec!["--acks=kick"]);
         assert_eq!(guest.backend.unwrap(), PathBuf::from("/x/irqstorm-backend"));
     }
@@ -1013,6 +1035,15 @@ mod tests {
             vec!["inject_delay_us=20", "inject_delay_mech=bh_wq"]
         );
         assert!(Cli::try_parse_from(["xtask", "run", "--repeat", "0"]).is_err());
+        assert_eq!(sc.wake_floor_hz, None);
+        let cli = Cli::try_parse_from(["xtask", "run", "--wake-floor-hz", "8000"]).unwrap();
+        let Cmd::Run { sc, .. } = cli.cmd else {
+            panic!("not run")
+        };
+        assert_eq!(sc.wake_floor_hz, Some(8000));
+        for hz in ["5", "20000", "x"] {
+            assert!(Cli::try_parse_from(["xtask", "run", "--wake-floor-hz", hz]).is_err());
+        }
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct Opts<'a> {
     pub trace: bool,
     /// Run timerlat in the guest whatever the scenario says (`--timerlat`).
     pub timerlat: bool,
+    /// Run the wake-up floor probe at this rate (`--wake-floor-hz`).
+    pub wake_floor_hz: Option<u32>,
 }
 
 fn accel_name(a: Accel) -> &'static str {
@@ -78,6 +80,7 @@ pub fn run(repo: &Path, g: &Guest, o: &Opts) -> Result<Outcome> {
             qemu_args: &args,
         },
         max_vcpu_wait_share: o.max_vcpu_wait_share,
+        wake_floor_hz: o.wake_floor_hz,
     })?)
 }
 
@@ -132,6 +135,7 @@ impl Prepared {
                 max_vcpu_wait_share: so.max_vcpu_wait_share,
                 trace: so.trace,
                 timerlat: so.timerlat,
+                wake_floor_hz: so.wake_floor_hz,
             },
         )
     }

@@ -27,6 +27,7 @@ fn scenario_checks(g: &Global, o: &GuestOpts, ktap: Option<&Path>) -> (usize, us
         module_params: Vec::new(),
         trace: false,
         timerlat: false,
+        wake_floor_hz: None,
         ab: false,
         b_module_params: Vec::new(),
     };

@@ -84,6 +84,8 @@ pub enum RunError {
     Aggregate(#[from] irqstorm_report::aggregate::AggregateError),
     #[error(transparent)]
     Baseline(#[from] irqstorm_report::baseline::BaselineError),
+    #[error(transparent)]
+    Interference(#[from] interference::InterferenceError),
 }
 
 /// The device's back end.
@@ -156,6 +158,10 @@ pub struct RunSpec<'a> {
     /// Overrides the scenario's `[gates] max_vcpu_wait_share`
     /// (`--max-vcpu-wait-share`).
     pub max_vcpu_wait_share: Option<f64>,
+    /// `--wake-floor-hz`: run the host wake-up floor probe
+    /// ([`interference::wake_floor`]) at this rate beside the guests and
+    /// report it with the interference of the measured phase.
+    pub wake_floor_hz: Option<u32>,
 }
 
 /// What a scenario run produced (gated).
@@ -346,8 +352,15 @@ fn run_with_backend(
         "guest(s) ready after {}; running phases",
         fmt_dur(t0.elapsed())
     ));
-    let probe = Probe::new(guests.pids(), backend_pid);
+    let floor = o
+        .wake_floor_hz
+        .map(interference::wake_floor::WakeFloor::start)
+        .transpose()?
+        .map(std::sync::Arc::new);
+    let probe = Probe::new(guests.pids(), backend_pid).with_wake_floor(floor);
     let mut collected = phases::run_phases(s, &mut ctl, &mut guests, n, &o.dir, &probe, o.trace)?;
+    // The floor counts only between the phase's two samples; stop its threads now.
+    let probe = probe.with_wake_floor(None);
     guests.send_all("done")?;
     guests.finish(Duration::from_secs(60));
     if o.trace {
@@ -426,14 +439,21 @@ fn run_with_backend(
             .sum();
         let i = interference::figures(&probe, a, b, delivered);
         step(&format!(
-            "host interference: max vCPU wait share {}, back end {:.1} % of a core{}",
+            "host interference: max vCPU wait share {}, back end {:.1} % of a core{}{}",
             i.max_vcpu_wait_share
                 .map_or("-".into(), |w| format!("{:.1} %", w * 100.0)),
             i.backend.as_ref().map_or(0.0, |b| b.cpu_share * 100.0),
             i.backend
                 .as_ref()
                 .and_then(|b| b.cpu_ns_per_event)
-                .map_or(String::new(), |e| format!(", {:.1} us per event", e / 1e3))
+                .map_or(String::new(), |e| format!(", {:.1} us per event", e / 1e3)),
+            i.wake_floor
+                .as_ref()
+                .and_then(|f| f.cpu_ns_per_wake)
+                .map_or(String::new(), |f| format!(
+                    "; host wake-up floor {:.1} us per wake-up",
+                    f / 1e3
+                ))
         ));
         result.interference = Some(i);
     }

@@ -39,6 +39,32 @@ pub struct Interference {
     /// What could not be sampled (e.g. a back end thread that exited).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// The host's wake-up floor over the same phase, when the run measured
+    /// it (`--wake-floor-hz`, `cargo xtask bench backend`); `null` otherwise.
+    #[serde(default)]
+    pub wake_floor: Option<WakeFloorCpu>,
+}
+
+/// A minimal event source beside the run (`harness/src/interference/wake_floor.rs`):
+/// one thread woken by a periodic timerfd that writes an eventfd a second
+/// thread blocks on, the least an event source that wakes once per isolated
+/// event does. Its CPU time over the phase, counted like the back end's
+/// (`schedstat`), per wake-up: what one such wake-up costs on this host
+/// under the run's own load.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WakeFloorCpu {
+    /// Timer rate, Hz.
+    pub hz: u32,
+    /// Times the timer thread woke in the phase.
+    pub wakes: u64,
+    /// The timer thread's time on a host CPU, ns.
+    pub cpu_ns: u64,
+    /// Times it was scheduled in.
+    pub timeslices: u64,
+    /// `cpu_ns / wakes`; `null` when it never woke.
+    #[serde(default)]
+    pub cpu_ns_per_wake: Option<f64>,
 }
 
 /// One QEMU vCPU thread over the phase (`/proc/<pid>/task/<tid>/schedstat`

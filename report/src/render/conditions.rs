@@ -38,6 +38,13 @@ pub(super) fn interference_lines(i: &Interference) -> String {
             b.cpu_ns_per_event.map_or("-".into(), fmt_ns)
         ));
     }
+    if let Some(f) = &i.wake_floor {
+        parts.push(format!(
+            "host wake-up floor {} per wake-up ({} Hz probe)",
+            f.cpu_ns_per_wake.map_or("-".into(), fmt_ns),
+            f.hz
+        ));
+    }
     parts.push(format!(
         "host busy {} of {} cores, load {:.2}",
         pct(i.host.busy_share),
@@ -256,6 +263,20 @@ pub(super) fn markdown_section(c: Option<&RunConditions>, i: Option<&Interferenc
                 ),
             );
         }
+        if let Some(f) = &i.wake_floor {
+            row(
+                "host wake-up floor",
+                format!(
+                    "{} per wake-up: a {} Hz timerfd thread writing an eventfd another thread \
+                     waits on, {} wake-ups, {} CPU, {} timeslices",
+                    f.cpu_ns_per_wake.map_or("-".into(), fmt_ns),
+                    f.hz,
+                    f.wakes,
+                    fmt_ns(f.cpu_ns as f64),
+                    f.timeslices
+                ),
+            );
+        }
         row(
             "host busy",
             format!(
@@ -410,6 +431,35 @@ mod tests {
             md.contains("| host busy | 85.0 % (per core: 90.0 %, 80.0 %) |"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn a_measured_wake_up_floor_is_shown_beside_the_back_end_and_kept_in_json() {
+        let mut r = with_conditions(0.02);
+        r.interference.as_mut().unwrap().wake_floor = Some(crate::model::WakeFloorCpu {
+            hz: 1000,
+            wakes: 3000,
+            cpu_ns: 90_000_000,
+            timeslices: 3010,
+            cpu_ns_per_wake: Some(30_000.0),
+        });
+        let t = table(&r);
+        assert!(
+            t.contains(
+                "back end 40.0 % of a core, 40.0 us per event | host wake-up floor 30.0 us per \
+                 wake-up (1000 Hz probe) | host busy"
+            ),
+            "{t}"
+        );
+        let md = markdown(&r, &[]);
+        assert!(
+            md.contains("| host wake-up floor | 30.0 us per wake-up: a 1000 Hz timerfd thread"),
+            "{md}"
+        );
+        let back: RunResult = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+        // Without the probe nothing is said about a floor.
+        assert!(!table(&with_conditions(0.02)).contains("floor"));
     }
 
     #[test]
