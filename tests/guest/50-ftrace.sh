@@ -1,5 +1,5 @@
 #!/bin/sh
-# irqstorm: not-in-all: a timing cross-check (3 us); under TCG on 2 shared cores the threaded IRQ sits at the limit (2.7-3.2 us, README); run it with: cargo xtask run --only 50-ftrace --device
+# irqstorm: not-in-all: a timing cross-check (3 us); under TCG on 2 shared cores the threaded IRQ sits at the limit (2.7-3.3 us, 5 of 9 runs pass, README); run it with: cargo xtask run --only 50-ftrace --device
 # The driver's stamps against the kernel's own tracing (issue 9 item 4). For each mechanism a
 # 1 kHz device timer runs with the driver's events log (debugfs events) and the tracepoints
 # irq:irq_handler_entry, irq:softirq_entry, workqueue:workqueue_execute_start and
