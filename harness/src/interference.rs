@@ -214,8 +214,9 @@ pub struct Sample {
     pub backend: Vec<Task>,
     pub cores: Vec<CoreTimes>,
     pub loadavg: [f64; 3],
-    /// The wake-up floor probe's timer thread, when the probe runs.
-    pub floor: Option<wake_floor::FloorSample>,
+    /// The wake-up floor probe's timer thread, when the probe runs; why
+    /// not, when it failed (the rest of the sample stands without it).
+    pub floor: Option<Result<wake_floor::FloorSample, String>>,
 }
 
 /// What to sample: the QEMU processes (guest `i` is `qemu_pids[i]`) and the
@@ -268,7 +269,10 @@ impl Probe {
             backend: tasks(&self.proc_root, self.backend_pid)?,
             cores: parse_proc_stat(&read(&self.proc_root.join("stat"))?)?,
             loadavg: parse_loadavg(&read(&self.proc_root.join("loadavg"))?)?,
-            floor: self.wake_floor.as_ref().map(|f| f.sample()).transpose()?,
+            floor: self
+                .wake_floor
+                .as_ref()
+                .map(|f| f.sample().map_err(|e| e.to_string())),
         })
     }
 }
@@ -346,6 +350,13 @@ pub fn figures(probe: &Probe, start: &Sample, end: &Sample, delivered: u64) -> I
             "back end: {gone} thread(s) exited during the phase; their CPU time is not counted"
         ));
     }
+    if let Some(Err(e)) = [&start.floor, &end.floor]
+        .into_iter()
+        .flatten()
+        .find(|f| f.is_err())
+    {
+        notes.push(format!("host wake-up floor not measured: {e}"));
+    }
     let backend = BackendCpu {
         pid: probe.backend_pid,
         threads: end.backend.len() as u32,
@@ -388,8 +399,8 @@ pub fn figures(probe: &Probe, start: &Sample, end: &Sample, delivered: u64) -> I
             busy_share: share(busy, total),
         },
         notes,
-        wake_floor: match (start.floor, end.floor) {
-            (Some(a), Some(b)) => Some(wake_floor::floor_figures(&a, &b)),
+        wake_floor: match (&start.floor, &end.floor) {
+            (Some(Ok(a)), Some(Ok(b))) => Some(wake_floor::floor_figures(a, b)),
             _ => None,
         },
         ..Default::default()

@@ -26,6 +26,7 @@ use anyhow::{Context, Result};
 use clap::builder::TypedValueParser as _;
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use guest::{AccelOpt, Device, Guest};
+use irqstorm_harness::interference::wake_floor::HZ_RANGE;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -234,8 +235,11 @@ struct ScenarioOpts {
     /// Measure the host's wake-up floor beside the run: a thread woken by a
     /// timerfd at HZ that writes an eventfd another thread waits on, its CPU
     /// time per wake-up over the measured phase (report.json
-    /// interference.wake_floor; `bench backend` runs it at 1000 Hz).
-    #[arg(long, value_name = "HZ", value_parser = clap::value_parser!(u32).range(10..=10_000))]
+    /// interference.wake_floor; `bench backend` runs it at each case's own
+    /// wake-up rate, 8000 Hz isolated and 1250 Hz for bursts of 16).
+    #[arg(long, value_name = "HZ", value_parser = clap::value_parser!(u32).range(
+        i64::from(*HZ_RANGE.start())..=i64::from(*HZ_RANGE.end())
+    ))]
     wake_floor_hz: Option<u32>,
 }
 
@@ -909,6 +913,14 @@ mod tests {
             panic!("not bench")
         };
         assert_eq!((repeat, check, no_floor), (2, true, false));
+        let cli = Cli::try_parse_from(["xtask", "bench", "backend", "--no-floor"]).unwrap();
+        let Cmd::Bench {
+            bench: BenchKind::Backend { no_floor, .. },
+        } = cli.cmd
+        else {
+            panic!("not bench")
+        };
+        assert!(no_floor);
         assert_eq!(guest.backend_args, vec!["--acks=kick"]);
         assert_eq!(guest.backend.unwrap(), PathBuf::from("/x/irqstorm-backend"));
     }

@@ -190,6 +190,52 @@ fn figures_from_two_samples_of_a_recorded_proc_tree() {
 }
 
 #[test]
+fn a_failed_wake_floor_probe_is_noted_and_the_rest_of_the_figures_stand() {
+    let p = FakeProc::new("floorfail");
+    p.host(PROC_STAT, LOADAVG);
+    p.task(100, 101, "CPU 0/TCG", "1000 2000 3");
+    p.task(200, 200, "irqstorm-backen", "5000 0 1");
+    let probe = Probe::with_root(&p.0, vec![100], 200);
+    let mut a = probe.sample().unwrap();
+    let mut b = probe.sample().unwrap();
+    let ok = |wakes, cpu_ns| {
+        Ok(super::wake_floor::FloorSample {
+            hz: 8000,
+            stat: SchedStat {
+                cpu_ns,
+                wait_ns: 0,
+                timeslices: wakes,
+            },
+            wakes,
+        })
+    };
+    a.floor = Some(ok(10, 1_000));
+    b.floor = Some(Err("wake floor: timer thread: timerfd read: boom".into()));
+    let f = figures(&probe, &a, &b, 5);
+    assert_eq!(f.wake_floor, None);
+    assert_eq!(f.vcpus.len(), 1, "the vCPU figures stand");
+    assert!(f.backend.is_some());
+    assert!(
+        f.notes.iter().any(|n| n
+            == "host wake-up floor not measured: wake floor: timer thread: timerfd read: boom"),
+        "{:?}",
+        f.notes
+    );
+    b.floor = Some(ok(30, 41_000));
+    let f = figures(&probe, &a, &b, 5);
+    let w = f.wake_floor.unwrap();
+    assert_eq!(
+        (w.hz, w.wakes, w.cpu_ns_per_wake),
+        (8000, 20, Some(2_000.0))
+    );
+    assert!(
+        !f.notes.iter().any(|n| n.contains("floor")),
+        "{:?}",
+        f.notes
+    );
+}
+
+#[test]
 fn missing_vcpus_are_noted_and_a_missing_process_is_an_error() {
     let p = FakeProc::new("miss");
     p.host(PROC_STAT, LOADAVG);

@@ -72,8 +72,7 @@ impl WakeFloor {
         let evt = EventFd::new(0).map_err(io("wake floor: eventfd"))?;
         let evt_reader = evt.try_clone().map_err(io("wake floor: eventfd"))?;
         let release = evt.try_clone().map_err(io("wake floor: eventfd"))?;
-        let mut timer = TimerFd::new()
-            .map_err(|e| io("wake floor: timerfd")(std::io::Error::from_raw_os_error(e.errno())))?;
+        let mut timer = TimerFd::new().map_err(|e| io("wake floor: timerfd")(e.into()))?;
         let period = Duration::from_nanos(1_000_000_000 / u64::from(hz));
         let wakes = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -92,7 +91,11 @@ impl WakeFloor {
                         .reset(period, Some(period))
                         .map_err(|e| format!("timerfd_settime: {e}"))?;
                     while !s.load(Ordering::Acquire) {
-                        timer.wait().map_err(|e| format!("timerfd read: {e}"))?;
+                        match timer.wait() {
+                            Ok(_) => {}
+                            Err(e) if e.errno() == libc::EINTR => continue,
+                            Err(e) => return Err(format!("timerfd read: {e}")),
+                        }
                         evt.write(1).map_err(|e| format!("eventfd write: {e}"))?;
                         w.fetch_add(1, Ordering::Relaxed);
                     }
@@ -221,6 +224,25 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_probe_does_not_fail_the_interference_sample() {
+        let p = WakeFloor::start(1000).expect("start");
+        if let Ok(mut f) = p.failed.lock() {
+            *f = Some("timer thread: timerfd read: injected".into());
+        }
+        let me = std::process::id();
+        let probe =
+            crate::interference::Probe::new(vec![me], me).with_wake_floor(Some(Arc::new(p)));
+        let s = probe.sample().expect("the rest of the sample stands");
+        assert_eq!(
+            s.floor,
+            Some(Err(
+                "wake floor: timer thread: timerfd read: injected".into()
+            ))
+        );
+        assert!(!s.backend.is_empty());
+    }
+
+    #[test]
     fn a_rate_out_of_range_is_refused_by_name() {
         for hz in [0, 9, 10_001] {
             let e = WakeFloor::start(hz).expect_err("refused").to_string();
@@ -244,6 +266,17 @@ mod tests {
         let f = floor_figures(&a, &b);
         assert!(f.wakes >= 5, "{f:?}");
         assert!(f.cpu_ns > 0 && f.timeslices > 0, "{f:?}");
-        drop(p);
+        // Dropping it stops and joins both threads: the timer thread's task is gone.
+        let task = std::path::PathBuf::from(format!("/proc/self/task/{}", p.tid));
+        assert!(task.exists());
+        let (done_tx, done_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            drop(p);
+            let _ = done_tx.send(());
+        });
+        done_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the probe stops when dropped");
+        assert!(!task.exists(), "{} still exists", task.display());
     }
 }

@@ -346,17 +346,19 @@ fn run_with_backend(
     let spin = ctl
         .call::<InfoReply>(&Request::Info { device: Some(0) })?
         .spin;
+    // Before the boot, so that a probe that cannot start costs no boot; only
+    // the measured phase's two samples count.
+    let floor = o
+        .wake_floor_hz
+        .map(interference::wake_floor::WakeFloor::start)
+        .transpose()?
+        .map(std::sync::Arc::new);
     let (mut guests, logs, commands) = boot_guests(o, s, spec, n)?;
     guests.wait_all(READY, o.timeout, "boot and scenario set-up")?;
     step(&format!(
         "guest(s) ready after {}; running phases",
         fmt_dur(t0.elapsed())
     ));
-    let floor = o
-        .wake_floor_hz
-        .map(interference::wake_floor::WakeFloor::start)
-        .transpose()?
-        .map(std::sync::Arc::new);
     let probe = Probe::new(guests.pids(), backend_pid).with_wake_floor(floor);
     let mut collected = phases::run_phases(s, &mut ctl, &mut guests, n, &o.dir, &probe, o.trace)?;
     // The floor counts only between the phase's two samples; stop its threads now.

@@ -458,6 +458,15 @@ mod tests {
         );
         let back: RunResult = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(back, r);
+        // An older report.json has no `wake_floor`: it reads as not measured.
+        let mut v = serde_json::to_value(&r).unwrap();
+        v["interference"]
+            .as_object_mut()
+            .unwrap()
+            .remove("wake_floor")
+            .expect("written");
+        let old: RunResult = serde_json::from_value(v).unwrap();
+        assert_eq!(old.interference.unwrap().wake_floor, None);
         // Without the probe nothing is said about a floor.
         assert!(!table(&with_conditions(0.02)).contains("floor"));
     }
