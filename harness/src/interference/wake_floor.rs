@@ -53,6 +53,16 @@ fn io(what: &str) -> impl Fn(std::io::Error) -> InterferenceError + '_ {
     }
 }
 
+/// The calling thread's tid, from `/proc/thread-self` (`<pid>/task/<tid>`).
+fn own_tid() -> Result<u32, String> {
+    let link =
+        std::fs::read_link("/proc/thread-self").map_err(|e| format!("/proc/thread-self: {e}"))?;
+    link.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("/proc/thread-self -> {}: no tid", link.display()))
+}
+
 fn record(failed: &Mutex<Option<String>>, e: String) {
     if let Ok(mut f) = failed.lock() {
         f.get_or_insert(e);
@@ -83,9 +93,7 @@ impl WakeFloor {
         let waker = std::thread::Builder::new()
             .name("irqstorm-floor".into())
             .spawn(move || {
-                // SAFETY: gettid has no preconditions and cannot fail.
-                let tid = unsafe { libc::gettid() } as u32;
-                let _ = tid_tx.send(tid);
+                let _ = tid_tx.send(own_tid());
                 let mut run = || -> Result<(), String> {
                     timer
                         .reset(period, Some(period))
@@ -131,9 +139,12 @@ impl WakeFloor {
             Ok(r) => probe.threads.push(r),
             Err(e) => return Err(io("wake floor: spawn")(e)),
         }
-        probe.tid = tid_rx.recv_timeout(Duration::from_secs(10)).map_err(|_| {
-            InterferenceError::WakeFloor("the timer thread did not start within 10 s".into())
-        })?;
+        probe.tid = tid_rx
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| {
+                InterferenceError::WakeFloor("the timer thread did not start within 10 s".into())
+            })?
+            .map_err(InterferenceError::WakeFloor)?;
         Ok(probe)
     }
 
