@@ -350,10 +350,10 @@ pub fn figures(probe: &Probe, start: &Sample, end: &Sample, delivered: u64) -> I
             "back end: {gone} thread(s) exited during the phase; their CPU time is not counted"
         ));
     }
-    if let Some(Err(e)) = [&start.floor, &end.floor]
+    if let Some(e) = [&start.floor, &end.floor]
         .into_iter()
         .flatten()
-        .find(|f| f.is_err())
+        .find_map(|f| f.as_ref().err())
     {
         notes.push(format!("host wake-up floor not measured: {e}"));
     }

@@ -393,17 +393,16 @@ pub fn run(
     // Per case: events per wake-up and the floor probe's rate, for its row.
     let mut params = Vec::new();
     for case in &CASES {
-        let sc = irqstorm_report::scenario::load(repo.join(case.scenario))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        params.push((events_per_wake(&sc), floor_hz(&sc)));
-        let so = ScenarioOpts {
+        let mut so = ScenarioOpts {
             scenario: PathBuf::from(case.scenario),
             // Latency is not what is measured here: never mark these runs disturbed.
             max_vcpu_wait_share: Some(1.0),
-            wake_floor_hz: floor.then(|| floor_hz(&sc)),
             ..Default::default()
         };
         let p = scenario::prepare(g, o, &so)?;
+        let (per_wake, hz) = (events_per_wake(p.scenario()), floor_hz(p.scenario()));
+        params.push((per_wake, hz));
+        so.wake_floor_hz = floor.then_some(hz);
         backend = p.backend_path().display().to_string();
         for k in 1..=repeat {
             util::step(&format!("bench {}: run {k}/{repeat} ...", case.name));

@@ -100,6 +100,8 @@ pub fn report(out: &Outcome, console: Option<&Path>) -> Result<Option<String>> {
 /// What every run of a scenario shares: built once (`--repeat` boots it N times).
 pub struct Prepared {
     path: PathBuf,
+    /// The scenario, loaded and validated.
+    scenario: irqstorm_report::scenario::Scenario,
     guest: Guest,
     dev: Device,
     accel: Accel,
@@ -111,6 +113,11 @@ impl Prepared {
     /// The back end binary every run starts.
     pub fn backend_path(&self) -> &Path {
         &self.dev.backend
+    }
+
+    /// The scenario every run runs.
+    pub fn scenario(&self) -> &irqstorm_report::scenario::Scenario {
+        &self.scenario
     }
 
     /// One run (a fresh back end and guest boot) into `report_dir`.
@@ -151,7 +158,7 @@ pub fn prepare(g: &Global, o: &CliGuestOpts, so: &ScenarioOpts) -> Result<Prepar
         so.scenario.clone()
     };
     // Validate before building or booting anything.
-    irqstorm_report::scenario::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let scenario = irqstorm_report::scenario::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let params = module_param_words(&so.module_params)?;
     let cmdline = [o.cmdline.clone().unwrap_or_default(), params]
         .join(" ")
@@ -164,6 +171,7 @@ pub fn prepare(g: &Global, o: &CliGuestOpts, so: &ScenarioOpts) -> Result<Prepar
     let accel = crate::guest::choose_accel(&repo, &crate::util::cache_root(), &guest, g.accel)?;
     Ok(Prepared {
         path,
+        scenario,
         guest,
         dev,
         accel,

@@ -148,10 +148,6 @@ impl WakeFloor {
         Ok(probe)
     }
 
-    pub fn hz(&self) -> u32 {
-        self.hz
-    }
-
     /// The timer thread's schedstat and wake-ups now; an error once a
     /// thread has failed (its figures would not be a floor).
     pub fn sample(&self) -> Result<FloorSample, InterferenceError> {
